@@ -1,0 +1,189 @@
+"""Making the database match the rule files: one transaction, one audit row per change."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from dataclasses import dataclass, field
+
+from taskengine_core.clock import Clock, to_iso
+from taskengine_core.rules.validate import Config
+from taskengine_core.secrets import redact_by_key
+from taskengine_core.store import Store
+
+# rule-file section -> (table, kind shown to users)
+TABLES = {
+    "schedules": ("schedules", "schedule"),
+    "webhooks": ("webhooks", "webhook"),
+    "events": ("event_rules", "event"),
+    "tasks": ("tasks", "task"),
+}
+LINKS = {
+    "task_schedules": ("task", "schedule"),
+    "task_events": ("task", "event_rule"),
+    "task_webhooks": ("task", "webhook"),
+}
+
+
+@dataclass
+class Change:
+    action: str  # created | updated | deleted
+    kind: str
+    name: str
+    changes: dict = field(default_factory=dict)  # field -> {"from": ..., "to": ...}, redacted
+
+    def describe(self, dry_run: bool = False) -> str:
+        verb = {"created": "create", "updated": "update", "deleted": "delete"}[self.action]
+        head = f"{'would ' + verb if dry_run else self.action} {self.kind} {self.name}"
+        if self.action == "updated":
+            head += f" ({', '.join(sorted(self.changes))})"
+        return head
+
+
+@dataclass
+class ApplyResult:
+    changes: list[Change]
+    dry_run: bool
+
+    def counts(self) -> dict[str, int]:
+        out = {"created": 0, "updated": 0, "deleted": 0}
+        for change in self.changes:
+            out[change.action] += 1
+        return out
+
+    def summary(self) -> str:
+        if not self.changes:
+            return "no changes: the database already matches the rule files"
+        c = self.counts()
+        prefix = "dry run, nothing written: " if self.dry_run else ""
+        return f"{prefix}{c['created']} created, {c['updated']} updated, {c['deleted']} deleted"
+
+
+def canonical(spec) -> str:
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def current_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+def plan(store: Store, config: Config) -> tuple[list[Change], dict]:
+    """The changes needed, and the rows to write for them (used by :func:`apply_config`)."""
+    changes: list[Change] = []
+    writes: dict = {"upsert": {}, "delete": {}, "links": {}}
+    for section, (table, kind) in TABLES.items():
+        existing = {r["name"]: r["spec"] for r in store.db.query(f"SELECT name, spec FROM {table}")}
+        upserts, deletes = [], []
+        for name, definition in config.objects[section].items():
+            text = canonical(definition.spec)
+            old_text = existing.get(name)
+            if old_text == text:
+                continue
+            if old_text is None:
+                changes.append(Change("created", kind, name, _diff({}, definition.spec)))
+            else:
+                changes.append(Change("updated", kind, name, _diff(json.loads(old_text), definition.spec)))
+            upserts.append((definition, text))
+        for name, old_text in existing.items():
+            if name not in config.objects[section]:
+                changes.append(Change("deleted", kind, name, _diff(json.loads(old_text), {})))
+                deletes.append(name)
+        writes["upsert"][section], writes["delete"][section] = upserts, deletes
+    existing_settings = {r["name"]: r["spec"] for r in store.db.query("SELECT name, spec FROM settings")}
+    setting_rows = []
+    for name, value in config.settings.items():
+        text = canonical(value)
+        if existing_settings.get(name) != text:
+            old = json.loads(existing_settings[name]) if name in existing_settings else None
+            action = "created" if old is None else "updated"
+            changes.append(Change(action, "setting", name, _diff({name: old} if old is not None else {}, {name: value})))
+            setting_rows.append((name, text, config.settings_files.get(name)))
+    gone = [n for n in existing_settings if n not in config.settings]
+    for name in gone:
+        changes.append(Change("deleted", "setting", name, _diff({name: json.loads(existing_settings[name])}, {})))
+    writes["settings"], writes["settings_gone"] = setting_rows, gone
+    for link_table, (a, b) in LINKS.items():
+        have = {(r[a], r[b]) for r in store.db.query(f"SELECT {a}, {b} FROM {link_table}")}
+        want = getattr(config, link_table)
+        writes["links"][link_table] = (want - have, have - want)
+    return changes, writes
+
+
+def apply_config(
+    store: Store, config: Config, *, dry_run: bool = False, clock: Clock | None = None,
+    actor: str | None = None, source: str | None = None,
+) -> ApplyResult:
+    """Diff ``config`` against the database and apply it in one transaction (all or nothing)."""
+    if dry_run:
+        changes, _ = plan(store, config)
+        return ApplyResult(changes, True)
+    now = to_iso((clock or Clock()).now())
+    actor = actor or current_actor()
+    with store.write() as db:
+        changes, writes = plan(store, config)
+        links_changed = any(add or remove for add, remove in writes["links"].values())
+        if not changes and not links_changed:
+            return ApplyResult([], False)
+        conn = db.conn
+        for section, (table, _) in TABLES.items():
+            for name in writes["delete"][section]:
+                conn.execute(f"DELETE FROM {table} WHERE name = ?", (name,))
+        for section in ("schedules", "webhooks", "events", "tasks"):
+            table = TABLES[section][0]
+            rows = writes["upsert"][section]
+            if not rows:
+                continue
+            extra_cols = ", action, retired_at" if table == "tasks" else ""
+            extra_vals = ", ?, NULL" if table == "tasks" else ""
+            extra_set = ", action = excluded.action, retired_at = NULL" if table == "tasks" else ""
+            conn.executemany(
+                f"INSERT INTO {table} (name, spec, enabled, description, file, created_at, updated_at{extra_cols}) "
+                f"VALUES (?, ?, ?, ?, ?, ?, ?{extra_vals}) ON CONFLICT(name) DO UPDATE SET "
+                f"spec = excluded.spec, enabled = excluded.enabled, description = excluded.description, "
+                f"file = excluded.file, updated_at = excluded.updated_at{extra_set}",
+                [
+                    (d.name, text, int(d.spec.get("enabled", True)), d.spec.get("description", ""),
+                     d.file, now, now, *((d.spec["action"],) if table == "tasks" else ()))
+                    for d, text in rows
+                ],
+            )
+        conn.executemany(
+            "INSERT INTO settings (name, spec, file, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, file = excluded.file, updated_at = excluded.updated_at",
+            [(n, text, f, now, now) for n, text, f in writes["settings"]],
+        )
+        conn.executemany("DELETE FROM settings WHERE name = ?", [(n,) for n in writes["settings_gone"]])
+        for link_table, (a, b) in LINKS.items():
+            add, remove = writes["links"][link_table]
+            conn.executemany(f"DELETE FROM {link_table} WHERE {a} = ? AND {b} = ?", sorted(remove))
+            conn.executemany(f"INSERT INTO {link_table} ({a}, {b}) VALUES (?, ?)", sorted(add))
+        conn.executemany(
+            "INSERT INTO audit (time, actor, action, kind, name, changes, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(now, actor, c.action, c.kind, c.name, canonical(c.changes), source or "apply") for c in changes],
+        )
+        conn.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_generation'"
+        )
+    return ApplyResult(changes, False)
+
+
+def _diff(old: dict, new: dict) -> dict:
+    """Changed top-level fields, ``{"field": {"from": old, "to": new}}``, secrets masked."""
+    old, new = redact_by_key(old), redact_by_key(new)
+    out = {}
+    for key in sorted(set(old) | set(new), key=str):
+        if old.get(key, _MISSING) != new.get(key, _MISSING):
+            entry = {}
+            if key in old:
+                entry["from"] = old[key]
+            if key in new:
+                entry["to"] = new[key]
+            out[str(key)] = entry
+    return out
+
+
+_MISSING = object()

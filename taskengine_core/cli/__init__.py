@@ -1,0 +1,82 @@
+"""The ``taskengine`` command. Each noun group lives in its own module, imported only when used,
+so ``taskengine --help`` starts fast."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from taskengine_core import __version__
+from taskengine_core.cli._app import App, ErrorBoundaryGroup
+
+# command name -> (module, attribute, one-line help shown by --help without importing it)
+COMMANDS = {
+    "validate": ("validate", "validate", "Check rule files; report every error."),
+    "apply": ("apply", "apply_", "Make the database match the rule files."),
+    "schema": ("schema", "schema", "Print the JSON Schema of rule files."),
+    "plugins": ("plugins", "plugins", "List installed plugins and what each provides."),
+    "tasks": ("tasks", "tasks", "List, show, run, enable and disable tasks."),
+    "schedules": ("schedules", "schedules", "List schedules."),
+    "events": ("events", "events", "List event rules."),
+    "webhooks": ("webhooks", "webhooks", "List webhook destinations."),
+    "audit": ("audit", "audit", "Show the audit log of configuration changes."),
+}
+
+
+class LazyGroup(ErrorBoundaryGroup):
+    """Imports a command's module the first time the command is looked up."""
+
+    def list_commands(self, ctx):
+        return sorted(set(COMMANDS) | set(super().list_commands(ctx)))
+
+    def get_command(self, ctx, name):
+        if name in COMMANDS:
+            module, attr, _ = COMMANDS[name]
+            return getattr(importlib.import_module(f"taskengine_core.cli.{module}"), attr)
+        _add_plugin_commands(self, ctx)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        _add_plugin_commands(self, ctx)
+        rows = [(name, COMMANDS[name][2]) for name in sorted(COMMANDS)]
+        rows += [(name, cmd.get_short_help_str(60)) for name, cmd in sorted(self.commands.items())]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
+
+
+def _add_plugin_commands(group: LazyGroup, ctx: click.Context) -> None:
+    if getattr(group, "_plugins_added", False):
+        return
+    group._plugins_added = True
+    app = ctx.ensure_object(App)
+    app.manager.hook.register_commands(cli=group)
+
+
+def _print_version(ctx: click.Context, _param, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(f"taskengine {__version__}")
+    app = ctx.ensure_object(App)
+    for info in sorted({i.plugin for items in app.registry.items.values() for i in items.values()},
+                       key=lambda p: p.name):
+        if info.name != "core":
+            click.echo(f"  plugin {info.name}: {info.distribution} {info.version}")
+    ctx.exit()
+
+
+@click.group(cls=LazyGroup)
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Show core and plugin versions and exit.")
+@click.option("--db", "db", metavar="PATH", envvar="TASKENGINE_DB",
+              help="SQLite database file [env TASKENGINE_DB; default: the user data directory].")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None) -> None:
+    """taskengine: tasks fired by schedules and events, every decision logged in SQLite."""
+    app = ctx.ensure_object(App)
+    app.db_option = db
+    ctx.call_on_close(app.close)
+
+
+def main() -> None:
+    cli(prog_name="taskengine")

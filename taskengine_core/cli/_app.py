@@ -1,0 +1,85 @@
+"""What every command shares: the database option, the plugin manager, the error boundary."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from taskengine_core.errors import NotFoundError, TaskEngineError
+
+DEBUG_ENV = "TASKENGINE_DEBUG"
+
+
+@dataclass
+class App:
+    """Per-invocation state, created by the top-level group and found with ``pass_app``."""
+
+    db_option: str | None = None
+    _manager: Any = None
+    _store: Any = None
+    extra_plugins: list = field(default_factory=list)
+
+    @property
+    def manager(self):
+        if self._manager is None:
+            from taskengine_core.plugins import PluginLoadWarning, get_plugin_manager
+
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", PluginLoadWarning)
+                self._manager = get_plugin_manager(extra_plugins=self.extra_plugins)
+                registry = self._manager.registry()
+            for warning in caught:
+                if issubclass(warning.category, PluginLoadWarning):
+                    click.echo(f"warning: {warning.message}", err=True)
+            del registry
+        return self._manager
+
+    @property
+    def registry(self):
+        return self.manager.registry()
+
+    def store(self, *, create: bool = True):
+        """Open (and migrate) the database; the default location's directory is created."""
+        if self._store is None:
+            from taskengine_core.store import Store, resolve_db_path
+
+            path, explicit = resolve_db_path(self.db_option)
+            self._store = Store(path, create_dir=not explicit)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+pass_app = click.make_pass_decorator(App, ensure=True)
+
+
+def fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+class ErrorBoundaryGroup(click.Group):
+    """Turns domain errors into one-line messages (exit 1); ``TASKENGINE_DEBUG=1`` adds tracebacks."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except NotFoundError as exc:
+            _debug_traceback()
+            raise click.ClickException(str(exc)) from None
+        except TaskEngineError as exc:
+            _debug_traceback()
+            raise click.ClickException(str(exc)) from None
+
+
+def _debug_traceback() -> None:
+    if os.environ.get(DEBUG_ENV):
+        traceback.print_exc(file=sys.stderr)

@@ -1,0 +1,24 @@
+"""``taskengine apply``: make the database match the rule files."""
+
+from __future__ import annotations
+
+import click
+
+from taskengine_core.cli._app import App, pass_app
+
+
+@click.command("apply")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@pass_app
+def apply_(app: App, paths: tuple[str, ...], dry_run: bool) -> None:
+    """Load rule files and apply them in one transaction: created, updated and deleted objects
+    are printed and recorded in the audit log. Nothing is written if any file has an error."""
+    from taskengine_core.apply import apply_config
+    from taskengine_core.rules.validate import load_config
+
+    config = load_config(paths, app.registry)
+    result = apply_config(app.store(), config, dry_run=dry_run, source=" ".join(paths))
+    for change in result.changes:
+        click.echo(change.describe(dry_run))
+    click.echo(result.summary(), err=True)

@@ -1,0 +1,69 @@
+"""``taskengine tasks``: list, show, enable and disable tasks."""
+
+from __future__ import annotations
+
+import click
+
+from taskengine_core.cli._app import App, pass_app
+from taskengine_core.cli._output import emit_object, emit_rows, json_option
+
+
+@click.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+def tasks(ctx: click.Context, as_json: bool) -> None:
+    """List tasks (the default), or show, enable and disable one."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(tasks_list, as_json=as_json)
+
+
+@tasks.command("list")
+@json_option
+@pass_app
+def tasks_list(app: App, as_json: bool) -> None:
+    """List tasks with their action, state and triggers."""
+    from taskengine_core.catalog import list_tasks
+
+    rows = list_tasks(app.store())
+    for row in rows:
+        row["state"] = "retired" if row["retired_at"] else ("enabled" if row["enabled"] else "disabled")
+    emit_rows(rows, ["name", "action", "state", "schedules", "events", "webhooks"],
+              as_json=as_json, empty="no tasks: define some in a rule file and run 'taskengine apply'")
+
+
+@tasks.command("show")
+@click.argument("name")
+@json_option
+@pass_app
+def tasks_show(app: App, name: str, as_json: bool) -> None:
+    """Show one task in full."""
+    from taskengine_core.catalog import get_task
+    from taskengine_core.secrets import redact_by_key
+
+    row = get_task(app.store(), name)
+    row["spec"] = redact_by_key(row["spec"])
+    emit_object(row, as_json=as_json)
+
+
+def _toggle(app: App, name: str, enabled: bool) -> None:
+    from taskengine_core.catalog import set_enabled
+
+    changed = set_enabled(app.store(), "task", name, enabled)
+    state = "enabled" if enabled else "disabled"
+    click.echo(f"task {name} {state}" if changed else f"task {name} was already {state}", err=True)
+
+
+@tasks.command("enable")
+@click.argument("name")
+@pass_app
+def tasks_enable(app: App, name: str) -> None:
+    """Let a task fire from its schedules and events again."""
+    _toggle(app, name, True)
+
+
+@tasks.command("disable")
+@click.argument("name")
+@pass_app
+def tasks_disable(app: App, name: str) -> None:
+    """Stop a task firing from triggers; it can still be run by hand."""
+    _toggle(app, name, False)

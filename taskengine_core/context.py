@@ -1,0 +1,63 @@
+"""What the engine hands to plugin code: action, source and lifecycle contexts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+def _no_emit(type: str, data: dict | None = None, **kwargs) -> str:  # noqa: A002
+    raise RuntimeError("this context cannot emit events")
+
+
+@dataclass
+class ActionContext:
+    """Everything an action may know about the run it is part of."""
+
+    run_id: str
+    task: str
+    attempt: int = 1
+    event: dict | None = None
+    settings: dict = field(default_factory=dict)
+    timeout: float | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    emit: Callable[..., str] = _no_emit
+    started_monotonic: float = field(default_factory=time.monotonic)
+
+    def time_left(self) -> float | None:
+        """Seconds until the task's timeout, or ``None`` when the task has none."""
+        if self.timeout is None:
+            return None
+        return max(0.0, self.timeout - (time.monotonic() - self.started_monotonic))
+
+
+@dataclass
+class SourceContext:
+    """Handed to an event source (trigger) running in its own thread."""
+
+    name: str
+    settings: dict
+    emit: Callable[..., str]
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """Read-only facts about a running engine, for lifecycle hooks."""
+
+    db_path: str
+    listen: str | None = None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A finished run, for the ``run_finished`` hook."""
+
+    id: str
+    task: str
+    status: str
+    error: str | None = None
+    duration: float | None = None
+    output: Any = None

@@ -1,0 +1,50 @@
+"""Durations as users write them: ``90s``, ``15m``, ``2h``, ``30d``, ``1w``, ``1h30m``, or seconds."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+PATTERN = r"^\s*(\d+(\.\d+)?(ms|s|m|h|d|w)\s*)+$"
+SCHEMA = {
+    "oneOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": PATTERN},
+    ],
+    "description": "a duration: seconds, or a string such as 90s, 15m, 2h, 30d, 1w, 1h30m",
+}
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds in ``value``; raises ``ValueError`` with the accepted forms on bad input."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative: {value!r}")
+        return float(value)
+    text = str(value).replace(" ", "").lower()
+    pos, total = 0, 0.0
+    for match in _PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(
+            f"not a duration: {value!r}; expected seconds or a string such as 90s, 15m, 2h, 30d"
+        )
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """A short human form: ``1d2h``, ``90s`` -> ``1m30s``, ``0.25`` -> ``250ms``."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    out, rest = [], int(round(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            out.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(out) or "0s"

@@ -1,0 +1,133 @@
+"""Hook specifications of the ``taskengine`` plugin system.
+
+Only markers and specs live here. Plugins import ``hookimpl`` and implement any of the hooks
+below; see ``docs/hooks.md`` for a guide with examples. Hooks are always called with keyword
+arguments.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover - import only for type checkers
+    import click
+
+    from taskengine_core.context import EngineInfo, RunInfo
+
+PROJECT = "taskengine"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --- Registration: what a plugin provides ---------------------------------------------------
+
+
+@hookspec
+def register_actions(register: Callable[..., None]) -> None:
+    """Register the actions a task can run.
+
+    :param register: call ``register(name, func, *, schema=None, description="",
+        idempotent=False)`` once per action. ``func(params, ctx)`` receives the task's rendered
+        parameters (validated against ``schema``, a JSON Schema) and an
+        :class:`~taskengine_core.context.ActionContext`; it returns JSON-serialisable output or
+        raises :class:`~taskengine_core.errors.ActionError`. ``idempotent=True`` lets the engine
+        re-run an attempt that a crash interrupted. Duplicate names are refused.
+    :return: nothing; items go through ``register``.
+    """
+
+
+@hookspec
+def register_triggers(register: Callable[..., None]) -> None:
+    """Register event sources: long-running producers of events.
+
+    :param register: call ``register(name, func, *, schema=None, description="")``.
+        ``func(ctx)`` runs in its own thread while the engine runs; it reads its settings from
+        ``ctx.settings``, calls ``ctx.emit(type, data, id=...)`` for each event and returns
+        when ``ctx.stopping`` is set. ``schema`` describes its settings section.
+    :return: nothing; items go through ``register``.
+    """
+
+
+@hookspec
+def register_notifiers(register: Callable[..., None]) -> None:
+    """Register notifiers: ways to tell a person something (email, chat, ...).
+
+    :param register: call ``register(name, func, *, schema=None, description="")``.
+        ``func(message, settings)`` delivers ``message`` (a dict with ``subject``, ``text`` and
+        ``to``) using the notifier's resolved ``settings``; it raises
+        :class:`~taskengine_core.errors.ActionError` on failure.
+    :return: nothing; items go through ``register``.
+    """
+
+
+@hookspec
+def register_settings(register: Callable[..., None]) -> None:
+    """Register a section of the rule files' ``settings`` block.
+
+    :param register: call ``register(name, schema, *, description="")``; ``name`` is the key
+        under ``settings`` (for example ``email``) and ``schema`` its JSON Schema.
+    :return: nothing; items go through ``register``.
+    """
+
+
+@hookspec
+def register_commands(cli: "click.Group") -> None:
+    """Add commands or command groups to the ``taskengine`` CLI.
+
+    :param cli: the top-level click group; call ``cli.add_command(...)`` or use
+        ``@cli.command()``.
+    :return: nothing.
+    """
+
+
+# --- Evaluation: turning references into values ---------------------------------------------
+
+
+@hookspec(firstresult=True)
+def resolve_secret(scheme: str, reference: str) -> str | None:
+    """Resolve a secret reference ``${scheme:reference}`` to its value, at the moment of use.
+
+    First result wins: return the value, or ``None`` when this plugin does not handle
+    ``scheme``. The built-in implementation (``env`` and ``file``) is ``trylast``, so an
+    installed plugin can add schemes such as ``vault`` or override the built-in ones.
+
+    :param scheme: the part before the colon, e.g. ``env``.
+    :param reference: the part after the colon, e.g. ``SMTP_PASSWORD``.
+    :return: the secret value, or ``None`` if not handled.
+    :raises SecretError: if the scheme is handled but the secret is missing.
+    """
+
+
+# --- Execution: the engine's lifecycle ------------------------------------------------------
+
+
+@hookspec
+def engine_started(engine: "EngineInfo") -> None:
+    """Called once the engine has started its scheduler, executor, ingress and sources.
+
+    :param engine: read-only facts about the running engine (database path, listen address).
+    :return: nothing.
+    """
+
+
+@hookspec
+def engine_stopping(engine: "EngineInfo") -> None:
+    """Called when the engine begins a graceful stop, before in-flight runs are awaited.
+
+    :param engine: the same object passed to ``engine_started``.
+    :return: nothing.
+    """
+
+
+@hookspec
+def run_finished(run: "RunInfo") -> Any:
+    """Called after a run reaches a final state (succeeded, failed, cancelled).
+
+    A plugin failure here is logged and does not change the run's outcome.
+
+    :param run: the run's id, task, status, error, duration and output.
+    :return: ignored.
+    """

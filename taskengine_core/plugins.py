@@ -1,0 +1,147 @@
+"""The plugin manager factory: load entry points, honour the block list, survive broken plugins.
+
+Nothing registers at import time. ``get_plugin_manager()`` builds a fresh manager on every call,
+so each test (and each CLI invocation) gets its own.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import pluggy
+
+from taskengine_core import __version__, hookspecs
+from taskengine_core.registry import PluginInfo, Registry
+
+ENTRY_POINT_GROUP = "taskengine"
+DISABLE_ENV = "TASKENGINE_DISABLE_PLUGINS"
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin could not be loaded; the engine carries on without it."""
+
+
+@dataclass
+class BrokenPlugin:
+    name: str
+    distribution: str
+    error: str
+
+    def advice(self) -> str:
+        return (
+            f"plugin {self.name!r} from distribution {self.distribution!r} failed to load: "
+            f"{self.error}. Remove it with 'taskengine uninstall {self.distribution}' or skip it "
+            f"with {DISABLE_ENV}={self.name}"
+        )
+
+
+@dataclass
+class PluginManager:
+    """A pluggy manager plus what we learned while loading it."""
+
+    pm: pluggy.PluginManager
+    info: dict[str, PluginInfo] = field(default_factory=dict)
+    broken: list[BrokenPlugin] = field(default_factory=list)
+    blocked: set[str] = field(default_factory=set)
+    _registry: Registry | None = None
+
+    @property
+    def hook(self):
+        return self.pm.hook
+
+    def registry(self) -> Registry:
+        """Collect every plugin's items once; later calls return the same registry."""
+        if self._registry is None:
+            self._registry = build_registry(self)
+        return self._registry
+
+    def plugin_info(self, plugin: object) -> PluginInfo:
+        name = self.pm.get_name(plugin) or getattr(plugin, "__name__", repr(plugin))
+        return self.info.get(name) or PluginInfo(name, "(not installed)", "")
+
+
+def disabled_names(env: dict | None = None) -> set[str]:
+    raw = (env if env is not None else os.environ).get(DISABLE_ENV, "")
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def get_plugin_manager(
+    *, extra_plugins: Iterable[object] = (), load_entry_points: bool = True
+) -> PluginManager:
+    """Build a fresh plugin manager.
+
+    :param extra_plugins: plugin objects (modules or instances) registered in addition to the
+        installed entry points; used by the Python API and the tests.
+    :param load_entry_points: load plugins installed under the ``taskengine`` entry-point group.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    manager = PluginManager(pm)
+    manager.blocked = disabled_names()
+    for name in manager.blocked:
+        pm.set_blocked(name)
+    from taskengine_core import builtin_hooks
+
+    _register(manager, builtin_hooks, PluginInfo("core", "taskengine", __version__))
+    if load_entry_points:
+        _load_entry_points(manager)
+    for plugin in extra_plugins:
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        _register(manager, plugin, PluginInfo(name, "(not installed)", ""))
+    pm.check_pending()
+    return manager
+
+
+def _register(manager: PluginManager, plugin: object, info: PluginInfo) -> None:
+    if manager.pm.is_blocked(info.name):
+        return
+    manager.pm.register(plugin, name=info.name)
+    manager.info[info.name] = info
+
+
+def _load_entry_points(manager: PluginManager) -> None:
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist else "(unknown)"
+        version = ep.dist.version if ep.dist else ""
+        if ep.name in manager.blocked or dist in manager.blocked:
+            continue
+        if manager.pm.get_plugin(ep.name) is not None:
+            continue  # the same distribution visible twice on sys.path
+        try:
+            plugin = ep.load()
+            _register(manager, plugin, PluginInfo(ep.name, dist, version))
+        except Exception as exc:  # noqa: BLE001 - a third-party plugin may raise anything
+            broken = BrokenPlugin(ep.name, dist, f"{type(exc).__name__}: {exc}")
+            manager.broken.append(broken)
+            warnings.warn(broken.advice(), PluginLoadWarning, stacklevel=2)
+
+
+def build_registry(manager: PluginManager) -> Registry:
+    """Call every registration hook, one plugin at a time, so each item knows its plugin."""
+    registry = Registry()
+    for hook_name, kind in (
+        ("register_actions", "action"),
+        ("register_triggers", "trigger"),
+        ("register_notifiers", "notifier"),
+        ("register_settings", "settings"),
+    ):
+        caller = getattr(manager.pm.hook, hook_name)
+        # pluggy calls implementations last-registered first; keep that order
+        for impl in reversed(caller.get_hookimpls()):
+            info = manager.plugin_info(impl.plugin)
+            if kind == "settings":
+                register = registry.settings_registrar(info)
+            else:
+                register = registry.callable_registrar(kind, info)
+            try:
+                impl.function(register=register)
+            except Exception as exc:  # noqa: BLE001 - report the plugin, keep the CLI working
+                broken = BrokenPlugin(info.name, info.distribution, f"{type(exc).__name__}: {exc}")
+                manager.broken.append(broken)
+                warnings.warn(broken.advice(), PluginLoadWarning, stacklevel=2)
+    return registry
+

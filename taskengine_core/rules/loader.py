@@ -1,0 +1,181 @@
+"""Reading rule files (YAML or JSON) while remembering where every key and item came from."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from taskengine_core.errors import Problem
+
+try:  # the C parser is several times faster; construction stays in Python either way
+    from yaml import CSafeLoader as _BaseLoader
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml import SafeLoader as _BaseLoader
+
+RULE_SUFFIXES = (".yaml", ".yml", ".json")
+Position = tuple[int, int]
+
+
+class _MarkingLoader(_BaseLoader):
+    """A safe loader that records each mapping key's and sequence item's line and column, and
+    reports duplicate keys instead of silently keeping the last one."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.marks: dict[int, dict[Any, Position] | list[Position]] = {}
+        self.duplicates: list[tuple[int, Position, Any]] = []
+
+    def construct_yaml_map(self, node):
+        data: dict = {}
+        yield data
+        self.flatten_mapping(node)
+        marks: dict[Any, Position] = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=False)
+            try:
+                hash(key)
+            except TypeError:
+                key = str(key)
+            pos = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if key in marks:
+                self.duplicates.append((id(data), pos, key))
+            marks[key] = pos
+            data[key] = self.construct_object(value_node, deep=False)
+        self.marks[id(data)] = marks
+
+    def construct_yaml_seq(self, node):
+        data: list = []
+        yield data
+        data.extend(self.construct_sequence(node))
+        self.marks[id(data)] = [(n.start_mark.line + 1, n.start_mark.column + 1) for n in node.value]
+
+
+def _yaml12_resolvers(base: dict) -> dict:
+    """YAML 1.1's implicit types without its surprises: ``on``/``off``/``yes``/``no`` stay strings
+    (``on:`` is a key of event rules, ``state: on`` a VM parameter) and ``17:00`` is not the
+    base-60 number 1020. Booleans are ``true``/``false``; numbers are plain decimal, 0x, 0o."""
+    dropped = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
+    resolvers = {k: [(tag, rx) for tag, rx in v if tag not in dropped] for k, v in base.items()}
+    extra = [
+        ("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), "tTfF"),
+        ("tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0x[0-9a-fA-F]+|0o[0-7]+)$"), "-+0123456789"),
+        ("tag:yaml.org,2002:float", re.compile(
+            r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), "-+0123456789."),
+    ]
+    for tag, regexp, first in extra:
+        for ch in first:
+            resolvers.setdefault(ch, []).append((tag, regexp))
+    return resolvers
+
+
+_MarkingLoader.yaml_implicit_resolvers = _yaml12_resolvers(_BaseLoader.yaml_implicit_resolvers)
+_MarkingLoader.add_constructor("tag:yaml.org,2002:map", _MarkingLoader.construct_yaml_map)
+_MarkingLoader.add_constructor("tag:yaml.org,2002:seq", _MarkingLoader.construct_yaml_seq)
+
+
+@dataclass
+class Document:
+    """One parsed rule file and the positions of everything in it."""
+
+    file: str
+    data: Any
+    marks: dict[int, Any] = field(default_factory=dict, repr=False)
+
+    def position(self, path: Iterable[Any]) -> Position | None:
+        """Line and column of the deepest existing element on ``path`` (keys and indexes)."""
+        node, best = self.data, (1, 1)
+        for part in path:
+            marks = self.marks.get(id(node))
+            if isinstance(node, dict) and part in node:
+                if isinstance(marks, dict) and part in marks:
+                    best = marks[part]
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                if isinstance(marks, list):
+                    best = marks[part]
+                node = node[part]
+            else:
+                break
+        return best
+
+    def problem(self, path: tuple, message: str) -> Problem:
+        line, column = self.position(path) or (None, None)
+        return Problem(self.file, line, column, format_path(path), message)
+
+
+def format_path(path: Iterable[Any]) -> str:
+    """``('tasks', 'backup', 'with', 'argv', 0)`` -> ``tasks.backup.with.argv[0]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Problem]]:
+    """Rule files named directly or found (recursively, sorted) in the named directories."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
+            if not found:
+                problems.append(Problem(str(path), None, None, "", "no rule files (*.yaml, *.yml, *.json) in this directory"))
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Problem(str(path), None, None, "", "no such file or directory"))
+    return files, problems
+
+
+def load_document(path: Path) -> tuple[Document | None, list[Problem]]:
+    """Parse one file; syntax errors come back as problems, never as exceptions."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Problem(name, None, None, "", f"cannot read file: {exc}")]
+    if path.suffix == ".json":
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            return None, [Problem(name, exc.lineno, exc.colno, "", f"JSON syntax error: {exc.msg}")]
+    loader = _MarkingLoader(text)
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        what = " ".join(part for part in (exc.context, exc.problem) if part)
+        return None, [Problem(name, line, col, "", f"YAML syntax error: {what}")]
+    except yaml.YAMLError as exc:
+        return None, [Problem(name, None, None, "", f"YAML error: {exc}")]
+    finally:
+        loader.dispose()
+    doc = Document(name, {} if data is None else data, loader.marks)
+    problems = []
+    if loader.duplicates:
+        paths = _paths_by_id(doc.data)
+        for owner, (line, col), key in loader.duplicates:
+            path = format_path(paths.get(owner, ()) + (key,))
+            problems.append(Problem(name, line, col, path, f"duplicate key {key!r}: each key may appear once in a mapping"))
+    return doc, problems
+
+
+def _paths_by_id(data: Any, path: tuple = ()) -> dict[int, tuple]:
+    found = {id(data): path}
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        if isinstance(value, (dict, list)):
+            found.update(_paths_by_id(value, path + (key,)))
+    return found

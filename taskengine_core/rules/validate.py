@@ -1,0 +1,302 @@
+"""Loading and checking rule files: every problem reported at once, each with its position."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from jsonschema import Draft202012Validator
+
+from taskengine_core.errors import Problem, RuleFileError
+from taskengine_core.registry import Registry
+from taskengine_core.rules import messages
+from taskengine_core.rules.loader import Document, expand_paths, load_document
+from taskengine_core.rules.schema import NAME_PATTERN, REF_KEYWORD, SECTIONS, section_schemas
+from taskengine_core.secrets import iter_references, reference_problem
+
+KIND = {"schedules": "schedule", "webhooks": "webhook", "tasks": "task", "events": "event rule"}
+_NAME_CHECK = Draft202012Validator({"type": "string", "pattern": NAME_PATTERN})
+
+
+@dataclass
+class Definition:
+    """One object from a rule file, as written (dates as ISO text)."""
+
+    section: str
+    name: str
+    spec: dict
+    file: str
+    doc: Document
+
+    @property
+    def path(self) -> tuple:
+        return (self.section, self.name)
+
+
+@dataclass
+class Config:
+    """Everything the rule files define, checked and ready to apply."""
+
+    settings: dict = field(default_factory=dict)
+    settings_files: dict[str, str] = field(default_factory=dict)
+    objects: dict[str, dict[str, Definition]] = field(
+        default_factory=lambda: {s: {} for s in SECTIONS if s != "settings"}
+    )
+    task_schedules: set[tuple[str, str]] = field(default_factory=set)
+    task_events: set[tuple[str, str]] = field(default_factory=set)
+    task_webhooks: set[tuple[str, str]] = field(default_factory=set)
+
+    @property
+    def tasks(self) -> dict[str, Definition]:
+        return self.objects["tasks"]
+
+
+def load_config(paths: Iterable[str | Path], registry: Registry) -> Config:
+    """Read, merge and check rule files. Raises :class:`RuleFileError` listing every problem."""
+    config, problems = check_paths(paths, registry)
+    if problems:
+        raise RuleFileError(problems)
+    return config
+
+
+def check_paths(paths: Iterable[str | Path], registry: Registry) -> tuple[Config, list[Problem]]:
+    files, problems = expand_paths(paths)
+    checker = _Checker(registry)
+    for path in files:
+        doc, parse_problems = load_document(path)
+        problems.extend(parse_problems)
+        if doc is not None:
+            checker.add_document(doc)
+    checker.check_references()
+    problems.extend(checker.problems)
+    problems.sort(key=lambda p: (p.file, p.line or 0, p.column or 0))
+    return checker.config, problems
+
+
+class _Checker:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.config = Config()
+        self.problems: list[Problem] = []
+        schemas = section_schemas(registry)
+        self.validators = {s: Draft202012Validator(schema) for s, schema in schemas.items()}
+        self.action_validators = {
+            name: Draft202012Validator(item.schema) for name, item in registry.actions.items()
+        }
+        self.action_refs = {name: list(_ref_params(item.schema)) for name, item in registry.actions.items()}
+        self._renderer = None
+
+    # -- one document ------------------------------------------------------------------------
+
+    def add_document(self, doc: Document) -> None:
+        data = doc.data
+        if not isinstance(data, dict):
+            self.problems.append(doc.problem((), f"expected a mapping of sections ({', '.join(SECTIONS)}), got {messages.describe_value(data)}"))
+            return
+        for section, body in data.items():
+            if section not in SECTIONS:
+                self.problems.append(doc.problem((section,), f"unknown section {section!r}; expected one of: {', '.join(SECTIONS)}"))
+                continue
+            if body is None:
+                continue
+            if not isinstance(body, dict):
+                self.problems.append(doc.problem((section,), f"expected a mapping, got {messages.describe_value(body)}"))
+                continue
+            if section == "settings":
+                self._add_settings(doc, body)
+            else:
+                for name, spec in body.items():
+                    self._add_object(doc, section, name, spec)
+
+    def _add_settings(self, doc: Document, body: dict) -> None:
+        body = _plain(body)
+        self._schema_problems(doc, ("settings",), body, self.validators["settings"])
+        for key, value in body.items():
+            if key in self.config.settings_files:
+                self.problems.append(doc.problem(("settings", key), f"setting {key!r} is already defined in {self.config.settings_files[key]}"))
+                continue
+            self.config.settings[key] = value
+            self.config.settings_files[key] = doc.file
+        zone = body.get("timezone")
+        if isinstance(zone, str) and not _zone_exists(zone):
+            self.problems.append(doc.problem(("settings", "timezone"), f"unknown time zone {zone!r}; expected an IANA name such as Europe/Berlin"))
+        self._secret_problems(doc, ("settings",), body)
+
+    def _add_object(self, doc: Document, section: str, name: Any, spec: Any) -> None:
+        path = (section, name)
+        if not isinstance(name, str) or next(_NAME_CHECK.iter_errors(name), None):
+            self.problems.append(doc.problem(path, f"bad {KIND[section]} name {name!r}: use letters, digits, '_', '.' and '-', starting with a letter or digit"))
+            return
+        if spec is None:
+            spec = {}
+        spec = _plain(spec)
+        existing = self.config.objects[section].get(name)
+        if existing is not None:
+            line, _ = existing.doc.position(existing.path) or (None, None)
+            where = f"{existing.file}:{line}" if line else existing.file
+            self.problems.append(doc.problem(path, f"{KIND[section]} {name!r} is already defined in {where}; names must be unique across all rule files"))
+            return
+        if not self._schema_problems(doc, path, spec, self.validators[section]):
+            getattr(self, f"_check_{section}")(doc, name, spec)
+        self._secret_problems(doc, path, spec)
+        self.config.objects[section][name] = Definition(section, name, spec, doc.file, doc)
+
+    # -- per section semantics ---------------------------------------------------------------
+
+    def _check_tasks(self, doc: Document, name: str, spec: dict) -> None:
+        action = spec["action"]
+        validator = self.action_validators.get(action)
+        if validator is None:
+            known = ", ".join(sorted(self.registry.actions)) or "none installed"
+            self.problems.append(doc.problem(("tasks", name, "action"), f"unknown action {action!r}; installed actions: {known} (see 'taskengine plugins')"))
+            return
+        params = spec.get("with", {})
+        for error in validator.iter_errors(params):
+            if _is_template(error.instance):
+                continue  # checked again after rendering, when the value is known
+            extra, message = messages.explain(error)
+            self.problems.append(doc.problem(("tasks", name, "with", *error.absolute_path, *extra), message))
+        for key, problem in self.renderer.check(params):
+            self.problems.append(doc.problem(("tasks", name, "with", *key), problem))
+
+    def _check_schedules(self, doc: Document, name: str, spec: dict) -> None:
+        from taskengine_core.recurrence import check_schedule
+
+        zone = self.config.settings.get("timezone") or "UTC"
+        for sub, message in check_schedule(spec, zone if _zone_exists(zone) else "UTC"):
+            subpath = tuple(p for p in sub.split(".") if p) if isinstance(sub, str) else tuple(sub)
+            self.problems.append(doc.problem(("schedules", name, *subpath), f"schedule {name!r}: {message}"))
+
+    def _check_events(self, doc: Document, name: str, spec: dict) -> None:
+        from taskengine_core.conditions import compile_conditions
+
+        try:
+            compile_conditions(spec.get("when"))
+        except ValueError as exc:
+            self.problems.append(doc.problem(("events", name, "when"), str(exc)))
+
+    def _check_webhooks(self, doc: Document, name: str, spec: dict) -> None:
+        pass
+
+    # -- across documents --------------------------------------------------------------------
+
+    def check_references(self) -> None:
+        objects, config = self.config.objects, self.config
+        for name, task in objects["tasks"].items():
+            for section, link_set in (("schedules", config.task_schedules), ("events", config.task_events)):
+                for i, ref in enumerate(task.spec.get(section) or ()):
+                    if ref in objects[section]:
+                        link_set.add((name, ref))
+                    else:
+                        self._dangling(task, (section, i), KIND[section], ref, section)
+            for param_path, section in self.action_refs.get(task.spec.get("action"), ()):
+                value = _dig(task.spec.get("with", {}), param_path)
+                if not isinstance(value, str) or _is_template(value):
+                    continue
+                if value not in objects[section]:
+                    self._dangling(task, ("with", *param_path), KIND[section], value, section)
+                elif section == "webhooks":
+                    config.task_webhooks.add((name, value))
+        for name, rule in objects["events"].items():
+            for i, ref in enumerate(rule.spec.get("tasks") or ()):
+                if ref in objects["tasks"]:
+                    config.task_events.add((ref, name))
+                else:
+                    self._dangling(rule, ("tasks", i), "task", ref, "tasks")
+
+    def _dangling(self, owner: Definition, sub: tuple, kind: str, ref: str, section: str) -> None:
+        known = sorted(self.config.objects[section])
+        hint = _closest(ref, known)
+        message = f"{KIND[owner.section]} {owner.name!r} refers to {kind} {ref!r}, which is not defined"
+        message += f"; did you mean {hint!r}?" if hint else f"; define it under '{section}:'"
+        self.problems.append(owner.doc.problem(owner.path + sub, message))
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @property
+    def renderer(self):
+        if self._renderer is None:
+            from taskengine_core.templating import TemplateRenderer
+
+            self._renderer = TemplateRenderer()
+        return self._renderer
+
+    def _schema_problems(self, doc: Document, path: tuple, value: Any, validator) -> bool:
+        found = False
+        for error in validator.iter_errors(value):
+            extra, message = messages.explain(error)
+            self.problems.append(doc.problem(path + tuple(error.absolute_path) + extra, message))
+            found = True
+        return found
+
+    def _secret_problems(self, doc: Document, path: tuple, value: Any) -> None:
+        for sub, text in _strings(value):
+            if "${" not in text:
+                continue
+            for scheme, ref in iter_references(text):
+                problem = reference_problem(scheme, ref)
+                if problem:
+                    self.problems.append(doc.problem(path + sub, problem))
+
+
+def _plain(value: Any) -> Any:
+    """YAML dates and times become ISO text, so specs are JSON and compare as written."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return value
+
+
+def _strings(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, path + (i,))
+
+
+def _is_template(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def _ref_params(schema: dict, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    """Parameters marked ``x-taskengine-ref: webhooks`` (at any depth of plain objects)."""
+    if REF_KEYWORD in schema:
+        yield path, schema[REF_KEYWORD]
+    for key, sub in (schema.get("properties") or {}).items():
+        if isinstance(sub, dict):
+            yield from _ref_params(sub, path + (key,))
+
+
+def _dig(value: Any, path: tuple) -> Any:
+    for part in path:
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+@functools.lru_cache(maxsize=512)
+def _zone_exists(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+        return True
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+
+
+def _closest(word: str, candidates: list[str]) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(word, candidates, n=1, cutoff=0.75)
+    return match[0] if match else None

@@ -1,0 +1,148 @@
+"""Secret references (``${env:NAME}``, ``${file:PATH}``): found, checked, resolved at use, redacted.
+
+A reference is stored and shown as written; its value exists only in memory while an action
+uses it. ``Redactor`` scrubs resolved values out of any text before it is logged or stored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Iterator
+
+from taskengine_core.errors import SecretError
+
+# Anything that looks like ${...}; checked strictly afterwards so malformed ones get a message.
+_CANDIDATE = re.compile(r"\$\{([^}]*)\}")
+_SCHEMES = {"env": re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z"), "file": re.compile(r"\S.*\Z")}
+REDACTED = "********"
+# Keys whose literal values are secrets even when the user did not write a reference.
+SECRET_KEYS = frozenset(
+    {"password", "token", "secret", "api_key", "apikey", "key", "authorization", "passphrase"}
+)
+
+
+def iter_references(text: str) -> Iterator[tuple[str, str]]:
+    """Yield ``(scheme, reference)`` for each ``${...}`` in ``text``, well-formed or not."""
+    for match in _CANDIDATE.finditer(text):
+        inner = match.group(1)
+        scheme, _, ref = inner.partition(":")
+        yield scheme, ref
+
+
+def reference_problem(scheme: str, ref: str, known_schemes: set[str] | None = None) -> str | None:
+    """Why ``${scheme:ref}`` is malformed, or ``None`` when it is fine."""
+    schemes = set(_SCHEMES) | (known_schemes or set())
+    if scheme not in schemes:
+        return (
+            f"malformed secret reference '${{{scheme}{':' + ref if ref else ''}}}': expected "
+            f"${{env:NAME}} or ${{file:PATH}}"
+        )
+    pattern = _SCHEMES.get(scheme)
+    if not ref or (pattern is not None and not pattern.match(ref)):
+        what = "an environment variable name" if scheme == "env" else "a path"
+        return f"malformed secret reference '${{{scheme}:{ref}}}': expected {what} after '{scheme}:'"
+    return None
+
+
+def resolve_builtin(scheme: str, ref: str) -> str | None:
+    """The built-in resolver for ``env`` and ``file``; ``None`` for other schemes."""
+    if scheme == "env":
+        if ref not in os.environ:
+            raise SecretError(f"secret reference ${{env:{ref}}}: environment variable {ref} is not set")
+        return os.environ[ref]
+    if scheme == "file":
+        path = os.path.expanduser(ref)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return fh.read().rstrip("\r\n")
+        except OSError as exc:
+            raise SecretError(
+                f"secret reference ${{file:{ref}}}: cannot read the file ({exc.strerror})"
+            ) from None
+    return None
+
+
+class Redactor:
+    """Remembers every secret value resolved so far and removes them from text."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+
+    def add(self, value: str) -> None:
+        if value and len(value) >= 3:
+            self._values.add(value)
+
+    def __call__(self, text: Any) -> Any:
+        if not isinstance(text, str) or not self._values:
+            return text
+        for value in sorted(self._values, key=len, reverse=True):
+            if value in text:
+                text = text.replace(value, REDACTED)
+        return text
+
+    def scrub(self, data: Any) -> Any:
+        """Redact secrets in every string of a JSON-like structure."""
+        if isinstance(data, str):
+            return self(data)
+        if isinstance(data, dict):
+            return {k: self.scrub(v) for k, v in data.items()}
+        if isinstance(data, list):
+            return [self.scrub(v) for v in data]
+        return data
+
+
+class SecretResolver:
+    """Resolves references through the ``resolve_secret`` hook and feeds the redactor."""
+
+    def __init__(self, hook, redactor: Redactor | None = None) -> None:
+        self._hook = hook
+        self.redactor = redactor or Redactor()
+
+    def resolve_text(self, text: str) -> str:
+        def replace(match: re.Match) -> str:
+            scheme, _, ref = match.group(1).partition(":")
+            problem = reference_problem(scheme, ref)
+            if problem and scheme in _SCHEMES:
+                raise SecretError(problem)
+            value = self._hook.resolve_secret(scheme=scheme, reference=ref)
+            if value is None:
+                raise SecretError(f"no plugin resolves secret references of scheme {scheme!r}")
+            self.redactor.add(value)
+            return value
+
+        return _CANDIDATE.sub(replace, text)
+
+    def resolve(self, data: Any) -> Any:
+        """Resolve every reference in a JSON-like structure, returning a new structure."""
+        if isinstance(data, str):
+            return self.resolve_text(data) if "${" in data else data
+        if isinstance(data, dict):
+            return {k: self.resolve(v) for k, v in data.items()}
+        if isinstance(data, list):
+            return [self.resolve(v) for v in data]
+        return data
+
+
+def redact_by_key(data: Any) -> Any:
+    """Mask literal values under secret-looking keys; references stay visible as written."""
+    if isinstance(data, dict):
+        out = {}
+        for key, value in data.items():
+            if (
+                isinstance(key, str)
+                and key.lower() in SECRET_KEYS
+                and isinstance(value, str)
+                and not _is_reference(value)
+            ):
+                out[key] = REDACTED
+            else:
+                out[key] = redact_by_key(value)
+        return out
+    if isinstance(data, list):
+        return [redact_by_key(v) for v in data]
+    return data
+
+
+def _is_reference(value: str) -> bool:
+    return bool(_CANDIDATE.fullmatch(value.strip()))

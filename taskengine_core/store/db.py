@@ -1,0 +1,127 @@
+"""Opening the SQLite database: where it lives, WAL, explicit write transactions, migrations."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import sqlite_utils
+
+from taskengine_core.errors import StoreError
+
+DB_ENV = "TASKENGINE_DB"
+HOME_ENV = "TASKENGINE_HOME"
+DB_FILENAME = "taskengine.db"
+
+
+def default_db_path() -> Path:
+    """``$TASKENGINE_HOME/taskengine.db``, else the user data directory."""
+    home = os.environ.get(HOME_ENV)
+    if home:
+        return Path(home) / DB_FILENAME
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("taskengine", appauthor=False)) / DB_FILENAME
+
+
+def resolve_db_path(explicit: str | os.PathLike | None) -> tuple[Path, bool]:
+    """The database path and whether the user named it (``--db`` or ``TASKENGINE_DB``)."""
+    if explicit:
+        return Path(explicit), True
+    if os.environ.get(DB_ENV):
+        return Path(os.environ[DB_ENV]), True
+    return default_db_path(), False
+
+
+class Store:
+    """One connection to the database. Use one ``Store`` per thread."""
+
+    def __init__(self, path: str | os.PathLike, *, create_dir: bool = False, migrate: bool = True):
+        self.path = Path(path)
+        parent = self.path.parent
+        if not parent.exists():
+            if create_dir:
+                parent.mkdir(parents=True, exist_ok=True)
+            else:
+                raise StoreError(
+                    f"database directory {parent} does not exist: create it, or pass another "
+                    f"path with --db or {DB_ENV}"
+                )
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            self.read_only = True
+        else:
+            self.read_only = False
+        try:
+            conn = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=30
+            )
+            conn.execute("PRAGMA busy_timeout = 30000")
+            if not self.read_only:
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from None
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+        if migrate:
+            self.migrate()
+
+    def migrate(self) -> None:
+        from taskengine_core.store.migrations import MIGRATIONS
+
+        if self.read_only:
+            pending = MIGRATIONS.pending(self.db)
+            if pending:
+                raise StoreError(self._read_only_message())
+            return
+        try:
+            MIGRATIONS.apply(self.db)
+        except sqlite3.OperationalError as exc:
+            raise self._translate(exc) from None
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite_utils.Database]:
+        """One explicit write transaction (``BEGIN IMMEDIATE``): all or nothing."""
+        if self.read_only:
+            raise StoreError(self._read_only_message())
+        with self._lock:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise self._translate(exc) from None
+            try:
+                yield self.db
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise self._translate(exc) from None
+
+    def query(self, sql: str, params=()) -> list[dict]:
+        return list(self.db.query(sql, params))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _read_only_message(self) -> str:
+        return (
+            f"database {self.path} is read-only: nothing was changed. Make the file writable "
+            f"or pass another path with --db"
+        )
+
+    def _translate(self, exc: sqlite3.OperationalError) -> StoreError:
+        text = str(exc)
+        if "readonly" in text or "read-only" in text:
+            return StoreError(self._read_only_message())
+        return StoreError(f"database {self.path}: {text}")
