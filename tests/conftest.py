@@ -1,0 +1,69 @@
+"""Shared fixtures. Every test gets its own home directory and database (autouse)."""
+
+from __future__ import annotations
+
+import sqlite3
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from taskengine_core.cli import cli
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    """Point TASKENGINE_HOME and TASKENGINE_DB into this test's temporary directory."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("TASKENGINE_HOME", str(home))
+    monkeypatch.setenv("TASKENGINE_DB", str(home / "taskengine.db"))
+    monkeypatch.delenv("TASKENGINE_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("TASKENGINE_DEBUG", raising=False)
+    monkeypatch.delenv("TASKENGINE_INGRESS_TOKEN", raising=False)
+    return home
+
+
+@pytest.fixture
+def db_path(isolated_home) -> Path:
+    return isolated_home / "taskengine.db"
+
+
+@pytest.fixture
+def run_cli():
+    """Run the CLI in-process; returns click's Result (stdout and stderr kept apart)."""
+
+    def invoke(*args, input=None, env=None):
+        runner = CliRunner()
+        return runner.invoke(cli, [str(a) for a in args], input=input, env=env, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def write_rules(tmp_path):
+    """Write a rule file from an indented YAML string; returns its path."""
+
+    def write(text: str, name: str = "rules.yaml") -> Path:
+        path = tmp_path / "rules" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    return write
+
+
+def dump_db(path: Path) -> list[str]:
+    """Every row of every table, as text: to compare a database before and after."""
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(path)
+    try:
+        out = []
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"):
+            for row in conn.execute(f'SELECT * FROM "{name}" ORDER BY 1'):
+                out.append(f"{name}: {row!r}")
+        return out
+    finally:
+        conn.close()
