@@ -21,6 +21,9 @@ COMMANDS = {
     "events": ("events", "events", "List event rules."),
     "webhooks": ("webhooks", "webhooks", "List webhook destinations."),
     "audit": ("audit", "audit", "Show the audit log of configuration changes."),
+    "emit": ("emit", "emit", "Put an event into the inbox."),
+    "logs": ("logs", "logs", "Task logs: runs, attempts, why an event fired or not."),
+    "run": ("run", "run", "Run the engine: executor, HTTP ingress, event sources."),
 }
 
 

@@ -67,3 +67,40 @@ def tasks_enable(app: App, name: str) -> None:
 def tasks_disable(app: App, name: str) -> None:
     """Stop a task firing from triggers; it can still be run by hand."""
     _toggle(app, name, False)
+
+
+@tasks.command("run")
+@click.argument("name")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Override a parameter of the task (repeatable).")
+@click.option("--no-wait", is_flag=True, help="Queue the run for the engine and return at once.")
+@json_option
+@pass_app
+def tasks_run(app: App, name: str, params: tuple[str, ...], no_wait: bool, as_json: bool) -> None:
+    """Run a task now, by hand, even if it is disabled. Waits for the result (retries included)
+    and exits 1 if the run failed."""
+    from taskengine_core.cli._parse import parse_pairs
+    from taskengine_core.engine import Engine
+    from taskengine_core.task_logs import show_run
+
+    overrides = parse_pairs(params, what="--param")
+    store = app.store()
+    engine = Engine(store.path, manager=app.manager, workers=1)
+    run_id = engine.queue_run(name, overrides, actor="cli")
+    if no_wait:
+        click.echo(run_id)
+        return
+    engine.executor.start()
+    status = engine.execute(run_id)
+    engine.executor.stop(0)
+    run = show_run(engine.store, run_id)
+    if as_json:
+        emit_object(run, as_json=True)
+    else:
+        click.echo(run_id)
+        if run["output"] is not None:
+            emit_object({"output": run["output"]}, as_json=False)
+    duration = f" in {run['duration']:.2f}s" if run["duration"] is not None else ""
+    click.echo(f"run {run_id} {status}{duration}" + (f": {run['error']}" if run["error"] else ""), err=True)
+    if status != "succeeded":
+        raise SystemExit(1)

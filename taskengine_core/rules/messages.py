@@ -52,6 +52,15 @@ def explain(error: ValidationError) -> tuple[tuple, str]:
         if schema.get("description"):
             return (), f"expected {schema['description']}; got {describe_value(value)}"
         return (), f"{describe_value(value)} does not match the pattern {error.validator_value}"
+    if v == "minItems":
+        n = error.validator_value
+        return (), f"expected at least {n} item{'s' if n != 1 else ''}, got {len(value)}"
+    if v == "minLength" and error.validator_value == 1:
+        return (), "expected a non-empty string"
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        word = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
+                "exclusiveMaximum": "less than"}[v]
+        return (), f"expected a number {word} {error.validator_value}, got {describe_value(value)}"
     if v == "propertyNames":
         return (), error.message
     return (), error.message

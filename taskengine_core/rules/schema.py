@@ -28,14 +28,14 @@ TASK_SCHEMA = {
         "enabled": {"type": "boolean", "default": True},
         "schedules": {**NAMES, "description": "schedules that fire this task"},
         "events": {**NAMES, "description": "event rules that fire this task"},
-        "timeout": {**DURATION, "description": "the longest one attempt may run"},
+        "timeout": {**DURATION, "title": "the longest one attempt may run"},
         "retry": {
             "type": "object",
             "additionalProperties": False,
             "properties": {
                 "attempts": {"type": "integer", "minimum": 1, "maximum": 100,
                              "description": "attempts in all, the first included"},
-                "backoff": {**DURATION, "description": "wait before the second attempt; doubles each time"},
+                "backoff": {**DURATION, "title": "wait before the second attempt; doubles each time"},
                 "max_backoff": DURATION,
                 "jitter": {"type": "boolean", "default": True},
             },
@@ -92,15 +92,17 @@ def event_rule_schema() -> dict:
     from taskengine_core.conditions import CONDITION_SCHEMA
 
     on_item = {"type": "string", "minLength": 1}
+    condition = {k: v for k, v in CONDITION_SCHEMA.items() if k not in ("$schema", "$defs")}
     return {
+        "$defs": CONDITION_SCHEMA.get("$defs", {}),
         "type": "object",
         "required": ["on"],
         "additionalProperties": False,
         "properties": {
             "on": {"oneOf": [on_item, {"type": "array", "items": on_item, "minItems": 1}],
                    "description": "event type, glob (sync.*) or list of them"},
-            "when": CONDITION_SCHEMA,
-            "delay": {**DURATION, "description": "run the tasks this long after the event"},
+            "when": condition,
+            "delay": {**DURATION, "title": "run the tasks this long after the event"},
             "throttle": {
                 "type": "object",
                 "required": ["window"],
@@ -120,7 +122,7 @@ def event_rule_schema() -> dict:
 def core_settings_properties() -> dict:
     return {
         "timezone": {"type": "string", "description": "default IANA time zone of schedules"},
-        "retention": {**DURATION, "description": "how long finished runs and events are kept"},
+        "retention": {**DURATION, "title": "how long finished runs and events are kept"},
         "workers": {"type": "integer", "minimum": 1, "maximum": 256},
         "ingress": {
             "type": "object",
@@ -159,8 +161,11 @@ def section_schemas(registry: Registry) -> dict[str, dict]:
 
 def rule_file_schema(registry: Registry) -> dict:
     """One JSON Schema for a whole rule file, for ``taskengine schema`` and editors."""
-    sections = section_schemas(registry)
-    task = copy.deepcopy(sections["tasks"])
+    sections = copy.deepcopy(section_schemas(registry))
+    defs: dict = {}
+    for section in sections.values():  # references like #/$defs/condition resolve at the root
+        defs.update(section.pop("$defs", {}))
+    task = sections["tasks"]
     task["properties"]["action"]["enum"] = sorted(registry.actions)
     task["allOf"] = [
         {"if": {"properties": {"action": {"const": name}}},
@@ -176,6 +181,7 @@ def rule_file_schema(registry: Registry) -> dict:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://taskengine.dev/schema/rules.json",
         "title": "taskengine rule file",
+        "$defs": defs,
         "type": "object",
         "additionalProperties": False,
         "properties": {

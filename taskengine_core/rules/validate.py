@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,8 +161,8 @@ class _Checker:
                 continue  # checked again after rendering, when the value is known
             extra, message = messages.explain(error)
             self.problems.append(doc.problem(("tasks", name, "with", *error.absolute_path, *extra), message))
-        for key, problem in self.renderer.check(params):
-            self.problems.append(doc.problem(("tasks", name, "with", *key), problem))
+        for where, problem in self.renderer.check(params):
+            self.problems.append(doc.problem(("tasks", name, "with", *_split_path(where)), problem))
 
     def _check_schedules(self, doc: Document, name: str, spec: dict) -> None:
         from taskengine_core.recurrence import check_schedule
@@ -276,6 +277,12 @@ def _ref_params(schema: dict, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
     for key, sub in (schema.get("properties") or {}).items():
         if isinstance(sub, dict):
             yield from _ref_params(sub, path + (key,))
+
+
+def _split_path(text: str) -> tuple:
+    """``payload.items[2].text`` -> ``('payload', 'items', 2, 'text')``."""
+    parts = re.findall(r"\[(\d+)\]|([^.\[\]]+)", text)
+    return tuple(int(index) if index else key for index, key in parts)
 
 
 def _dig(value: Any, path: tuple) -> Any:

@@ -51,10 +51,10 @@ class Store:
                     f"database directory {parent} does not exist: create it, or pass another "
                     f"path with --db or {DB_ENV}"
                 )
-        if self.path.exists() and not os.access(self.path, os.W_OK):
-            self.read_only = True
-        else:
-            self.read_only = False
+        # Honour the file's permission bits even for root, who could write it anyway.
+        self.read_only = self.path.exists() and (
+            not os.access(self.path, os.W_OK) or not self.path.stat().st_mode & 0o222
+        )
         try:
             conn = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30

@@ -59,3 +59,90 @@ def m001_config(db: Database) -> None:
         INSERT INTO meta (key, value) VALUES ('config_generation', '0');
         """
     )
+
+
+@MIGRATIONS()
+def m002_runtime(db: Database) -> None:
+    """The events inbox, runs and their attempts, trigger decisions and throttle windows."""
+    db.executescript(
+        """
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            source TEXT NOT NULL,
+            source_id TEXT,
+            data TEXT NOT NULL,
+            time TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            processed_at TEXT,
+            duplicate_of TEXT);
+        CREATE INDEX events_unprocessed ON events(seq) WHERE processed_at IS NULL;
+        CREATE INDEX events_by_source_id ON events(source, source_id) WHERE source_id IS NOT NULL;
+        CREATE INDEX events_by_received ON events(received_at);
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            task TEXT NOT NULL,
+            status TEXT NOT NULL,
+            trigger TEXT NOT NULL,
+            event_id TEXT,
+            rule TEXT,
+            schedule TEXT,
+            slot TEXT,
+            params TEXT,
+            not_before TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT,
+            attempt INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL DEFAULT 1,
+            lease_owner TEXT,
+            lease_expires TEXT,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            output TEXT,
+            duration REAL,
+            attention INTEGER NOT NULL DEFAULT 0,
+            depth INTEGER NOT NULL DEFAULT 0,
+            plugin TEXT,
+            plugin_version TEXT);
+        CREATE INDEX runs_due ON runs(not_before) WHERE status = 'pending';
+        CREATE INDEX runs_running ON runs(task) WHERE status = 'running';
+        CREATE INDEX runs_by_task ON runs(task, created_at);
+        CREATE INDEX runs_by_created ON runs(created_at);
+        CREATE INDEX runs_by_event ON runs(event_id) WHERE event_id IS NOT NULL;
+        CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            number INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            outcome TEXT NOT NULL,
+            error TEXT,
+            traceback TEXT,
+            output TEXT,
+            duration REAL,
+            plugin TEXT,
+            plugin_version TEXT,
+            UNIQUE (run_id, number));
+        CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY,
+            time TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            event_id TEXT,
+            rule TEXT,
+            schedule TEXT,
+            slot TEXT,
+            task TEXT,
+            run_id TEXT);
+        CREATE INDEX decisions_by_event ON decisions(event_id) WHERE event_id IS NOT NULL;
+        CREATE INDEX decisions_by_task ON decisions(task, time);
+        CREATE INDEX decisions_by_time ON decisions(time);
+        CREATE TABLE throttles (
+            rule TEXT NOT NULL,
+            key TEXT NOT NULL,
+            until TEXT NOT NULL,
+            PRIMARY KEY (rule, key)) WITHOUT ROWID;
+        """
+    )

@@ -1,0 +1,40 @@
+"""Parsing KEY=VALUE arguments and durations given on the command line."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def parse_pairs(pairs: tuple[str, ...], *, what: str) -> dict:
+    """``user=alice count=3 vm.name=x`` -> ``{"user": "alice", "count": 3, "vm": {"name": "x"}}``.
+    Values that parse as JSON (numbers, true, null, [..], {..}) keep their type."""
+    out: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"bad {what} {pair!r}: expected KEY=VALUE")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise click.UsageError(f"bad {what} {pair!r}: {part!r} is already a value")
+        node[parts[-1]] = value
+    return out
+
+
+def parse_duration_option(value: str | None, option: str) -> float | None:
+    if value is None:
+        return None
+    from taskengine_core.durations import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.UsageError(f"{option}: {exc}") from None

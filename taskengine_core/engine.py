@@ -1,0 +1,232 @@
+"""The engine: one loop that evaluates events and drives the executor, plus the HTTP ingress,
+plugin event sources and lifecycle hooks around it. Also the Python API (``Engine.emit``)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from taskengine_core.clock import Clock
+from taskengine_core.context import EngineInfo, SourceContext
+from taskengine_core.durations import parse_duration
+from taskengine_core.evaluator import Evaluator
+from taskengine_core.events import Event, insert_events, row_to_event
+from taskengine_core.executor import DEFAULT_WORKERS, Executor
+from taskengine_core.model import Runtime, config_generation, load_runtime
+from taskengine_core.secrets import SecretResolver
+from taskengine_core.store import Store
+from taskengine_core.worker import AttemptRunner
+
+log = logging.getLogger("taskengine.engine")
+DEFAULT_RETENTION = "90d"
+PRUNE_EVERY = 3600.0
+
+
+class Engine:
+    """Everything that runs in ``taskengine run``. Usable from Python and in tests."""
+
+    def __init__(self, db_path: str | Path, *, manager=None, clock: Clock | None = None,
+                 workers: int | None = None, poll_interval: float = 0.2) -> None:
+        from taskengine_core.plugins import get_plugin_manager
+
+        self.db_path = str(db_path)
+        self.clock = clock or Clock()
+        self.manager = manager or get_plugin_manager()
+        self.registry = self.manager.registry()
+        self.store = Store(db_path)
+        self.poll_interval = poll_interval
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.secrets = SecretResolver(self.manager.hook)
+        self._local = threading.local()
+        self.runtime: Runtime = load_runtime(self.store)
+        workers = workers or int(self.runtime.settings.get("workers") or DEFAULT_WORKERS)
+        runner = AttemptRunner(registry=self.registry, secrets=self.secrets, clock=self.clock,
+                               load_event=self._load_event, emit=self.emit)
+        self.evaluator = Evaluator(self.clock)
+        self.executor = Executor(self.store, runner, clock=self.clock, workers=workers,
+                                 hook=self.manager.hook, wake=self.wake)
+        self.info = EngineInfo(db_path=self.db_path)
+        self._loop_thread: threading.Thread | None = None
+        self._sources: list[tuple[threading.Thread, SourceContext]] = []
+        self._next_prune = 0.0
+        self.ingress = None
+
+    # -- the Python API --------------------------------------------------------------------------
+
+    def emit(self, type: str, data: dict | None = None, *, source: str = "api",  # noqa: A002
+             id: str | None = None) -> str:  # noqa: A002
+        """Commit one event to the inbox and return its id (after the commit)."""
+        return self.emit_many([Event(type, data or {}, source=source, source_id=id)])[0]
+
+    def emit_many(self, events: list[Event]) -> list[str]:
+        """Commit many events in one transaction; returns their ids."""
+        ids = insert_events(self._thread_store(), events, clock=self.clock)
+        self.wake.set()
+        return ids
+
+    def queue_run(self, task: str, params: dict | None = None, *, actor: str = "api") -> str:
+        """Queue a manual run of ``task`` (enabled or not), due now; returns the run id."""
+        from taskengine_core.clock import to_iso
+        from taskengine_core.errors import NotFoundError
+        from taskengine_core.evaluator import NewRun, insert_runs
+
+        self._refresh_config()
+        config = self.runtime.tasks.get(task)
+        if config is None:
+            raise NotFoundError(f"no task named {task!r}; see 'taskengine tasks list'")
+        now = to_iso(self.clock.now())
+        run = NewRun(config, "manual", now, params=params or None)
+        with self.store.write() as db:
+            insert_runs(db.conn, [run], now)
+            db.conn.execute("INSERT INTO decisions (time, decision, reason, task, run_id) "
+                            "VALUES (?, 'manual', ?, ?, ?)", (now, f"run by hand by {actor}", task, run.id))
+        self.wake.set()
+        return run.id
+
+    def execute(self, run_id: str, timeout: float | None = None) -> str:
+        """Run one queued run in this process (unless another engine claimed it first) and wait
+        until it is final, retries included. Returns its final status."""
+        import time
+
+        from taskengine_core.runs import FINAL
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._refresh_config()
+            self.executor.step(self.runtime, only=run_id)
+            status = self.store.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+            if status in FINAL and self.executor.idle():
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} is still {status}")
+            due = self.executor.next_due_in() if status == "pending" else None
+            self.wake.wait(min(0.05, due) if due is not None else 0.05)
+            self.wake.clear()
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def start(self, *, listen: str | None = None, token: str | None = None) -> None:
+        self.executor.recover(self.runtime)
+        self.executor.start()
+        if listen:
+            from taskengine_core.ingress import Ingress
+
+            self.ingress = Ingress(self, listen, token=token)
+            self.ingress.start()
+            self.info = EngineInfo(db_path=self.db_path, listen=self.ingress.address)
+        self._start_sources()
+        self._loop_thread = threading.Thread(target=self._loop, name="taskengine-loop", daemon=True)
+        self._loop_thread.start()
+        self.manager.hook.engine_started(engine=self.info)
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop claiming runs; let in-flight runs finish within ``grace``; mark the rest interrupted."""
+        if self.stopping.is_set():
+            return
+        try:
+            self.manager.hook.engine_stopping(engine=self.info)
+        except Exception:  # noqa: BLE001
+            log.exception("engine_stopping hook failed")
+        self.stopping.set()
+        self.wake.set()
+        if self.ingress is not None:
+            self.ingress.stop()
+        for thread, ctx in self._sources:
+            ctx.stopping.set()
+        if self._loop_thread is not None:
+            self._loop_thread.join()
+        self.executor.stop(grace)
+        for thread, _ in self._sources:
+            thread.join(timeout=5)
+
+    def step(self) -> int:
+        """One pass of the loop: reload changed config, evaluate events, run the executor."""
+        self._refresh_config()
+        done = self.evaluator.process_pending(self.store, self.runtime)
+        done += self.executor.step(self.runtime)
+        self._maybe_prune()
+        return done
+
+    def run_until_idle(self, timeout: float = 30.0) -> None:
+        """Step until no event is waiting and nothing runs or is due (for tests and scripts)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            worked = self.step()
+            due = self.executor.next_due_in()
+            if not worked and self.executor.idle() and (due is None or due > 0) and not self._pending_events():
+                return
+            if not worked:
+                self.wake.wait(0.01)
+                self.wake.clear()
+        raise TimeoutError("the engine did not become idle in time")
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                worked = self.step()
+            except Exception:  # noqa: BLE001 - keep the engine alive; the error is logged
+                log.exception("engine loop step failed; retrying")
+                worked = 0
+            if worked:
+                continue
+            due = self.executor.next_due_in()
+            wait = self.poll_interval if due is None else min(self.poll_interval, due)
+            self.wake.wait(wait)
+            self.wake.clear()
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _refresh_config(self) -> None:
+        if config_generation(self.store) != self.runtime.generation:
+            self.runtime = load_runtime(self.store)
+            log.info("configuration reloaded (generation %s)", self.runtime.generation)
+
+    def _pending_events(self) -> bool:
+        return self.store.conn.execute(
+            "SELECT 1 FROM events WHERE processed_at IS NULL LIMIT 1").fetchone() is not None
+
+    def _thread_store(self) -> Store:
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = Store(self.db_path, migrate=False)
+        return store
+
+    def _load_event(self, event_id: str) -> dict | None:
+        row = self._thread_store().conn.execute(
+            "SELECT id, type, source, source_id, data, time FROM events WHERE id = ?", (event_id,)).fetchone()
+        return row_to_event(row) if row else None
+
+    def _maybe_prune(self) -> None:
+        now = self.clock.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_EVERY
+        from taskengine_core.task_logs import prune
+
+        keep = parse_duration(self.runtime.settings.get("retention", DEFAULT_RETENTION))
+        removed = prune(self.store, keep, clock=self.clock)
+        if removed["runs"] or removed["events"]:
+            log.info("retention: pruned %(runs)s runs and %(events)s events", removed)
+
+    def _start_sources(self) -> None:
+        for name, item in self.registry.triggers.items():
+            settings = self.runtime.settings.get(name)
+            if settings is None:
+                continue  # a source runs only when its settings section is configured
+            ctx = SourceContext(name=name, settings=self.secrets.resolve(settings),
+                                emit=lambda type, data=None, id=None, _n=name: self.emit(
+                                    type, data, source=_n, id=id))
+            thread = threading.Thread(target=self._run_source, args=(item, ctx),
+                                      name=f"taskengine-source-{name}", daemon=True)
+            thread.start()
+            self._sources.append((thread, ctx))
+
+    def _run_source(self, item, ctx: SourceContext) -> None:
+        try:
+            item.func(ctx)
+        except Exception:  # noqa: BLE001 - a broken source must not stop the engine
+            log.exception("event source %s (%s) failed", ctx.name, item.plugin)

@@ -1,0 +1,145 @@
+"""From events to runs: match each inbox event against the rules, and in one transaction mark
+it processed and insert its runs (a delay makes a run not due before a later time)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import timedelta
+
+from taskengine_core.clock import Clock, from_iso, to_iso
+from taskengine_core.conditions import get_path
+from taskengine_core.events import INTERNAL_SOURCE, row_to_event
+from taskengine_core.ids import new_id
+from taskengine_core.model import RulePayload, Runtime, TaskConfig
+
+MAX_CHAIN_DEPTH = 10
+_RUN_COLUMNS = ("id, task, status, trigger, event_id, rule, schedule, slot, params, not_before, "
+                "created_at, max_attempts, depth")
+
+
+@dataclass
+class NewRun:
+    """A run about to be inserted, and the decision row that explains it."""
+
+    task: TaskConfig
+    trigger: str
+    not_before: str
+    event_id: str | None = None
+    rule: str | None = None
+    schedule: str | None = None
+    slot: str | None = None
+    params: dict | None = None
+    depth: int = 0
+    id: str = ""
+
+    def row(self, now: str) -> tuple:
+        self.id = self.id or new_id()
+        return (self.id, self.task.name, "pending", self.trigger, self.event_id, self.rule,
+                self.schedule, self.slot, json.dumps(self.params) if self.params else None,
+                self.not_before, now, self.task.retry.attempts, self.depth)
+
+
+def insert_runs(conn: sqlite3.Connection, runs: list[NewRun], now: str) -> None:
+    """Insert runs (inside the caller's transaction)."""
+    conn.executemany(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 13)})",
+                     [r.row(now) for r in runs])
+
+
+class Evaluator:
+    """Turns pending inbox events into runs, a batch per transaction."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock or Clock()
+
+    def process_pending(self, store, runtime: Runtime, limit: int = 1000) -> int:
+        """Evaluate up to ``limit`` unprocessed events; returns how many were processed."""
+        with store.write() as db:
+            conn = db.conn
+            rows = conn.execute(
+                "SELECT id, type, source, source_id, data, time FROM events "
+                "WHERE processed_at IS NULL ORDER BY seq LIMIT ?", (limit,)).fetchall()
+            if not rows:
+                return 0
+            now_dt = self.clock.now()
+            now = to_iso(now_dt)
+            batch = _Batch(conn, now_dt)
+            for row in rows:
+                self._evaluate(row_to_event(row), runtime, batch)
+            insert_runs(conn, batch.runs, now)
+            conn.executemany(
+                "INSERT INTO decisions (time, decision, reason, event_id, rule, task, run_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(now, d, reason, e, rule, task, run.id if run else None)
+                 for d, reason, e, rule, task, run in batch.decisions])
+            conn.executemany("UPDATE events SET processed_at = ? WHERE id = ?",
+                             [(now, row[0]) for row in rows])
+            batch.save_throttles()
+            return len(rows)
+
+    def _evaluate(self, event: dict, runtime: Runtime, batch: "_Batch") -> None:
+        depth = 0
+        if event["source"] == INTERNAL_SOURCE:
+            depth = int(event["data"].get("depth", 0)) + 1
+        for rule in runtime.rules.match(event):
+            payload: RulePayload = rule.payload
+            if not payload.enabled:
+                batch.decide("skipped", "event rule is disabled", event, payload.name)
+                continue
+            if payload.throttle_window and batch.throttled(payload, event):
+                batch.decide("throttled", f"already fired within {payload.throttle_window:g}s "
+                             f"for this key", event, payload.name)
+                continue
+            if depth > MAX_CHAIN_DEPTH:
+                batch.decide("skipped", f"chain of task events deeper than {MAX_CHAIN_DEPTH}: "
+                             "stopped to prevent a loop", event, payload.name)
+                continue
+            not_before = to_iso(from_iso(event["time"]) + timedelta(seconds=payload.delay))
+            for task_name in payload.tasks:
+                task = runtime.tasks.get(task_name)
+                if task is None:
+                    batch.decide("skipped", "task no longer exists", event, payload.name, task_name)
+                elif not task.fires:
+                    why = "task is retired (delete_after_run)" if task.retired else "task is disabled"
+                    batch.decide("skipped", why, event, payload.name, task_name)
+                else:
+                    run = NewRun(task, "event", not_before, event_id=event["id"],
+                                 rule=payload.name, depth=depth)
+                    batch.runs.append(run)
+                    reason = "matched" if not payload.delay else f"matched; due {not_before}"
+                    batch.decide("matched", reason, event, payload.name, task_name, run)
+
+
+class _Batch:
+    """Runs, decisions and throttle windows gathered while evaluating one batch of events."""
+
+    def __init__(self, conn: sqlite3.Connection, now) -> None:
+        self.conn, self.now = conn, now
+        self.runs: list[NewRun] = []
+        self.decisions: list[tuple] = []
+        self._throttles: dict[tuple[str, str], str] = {}
+        self._changed: set[tuple[str, str]] = set()
+
+    def decide(self, decision, reason, event, rule=None, task=None, run=None) -> None:
+        self.decisions.append((decision, reason, event["id"], rule, task, run))
+
+    def throttled(self, payload: RulePayload, event: dict) -> bool:
+        values = [get_path(event, path) for path in payload.throttle_key]
+        key = json.dumps([v if found else None for found, v in values], default=str)
+        slot = (payload.name, key)
+        if slot not in self._throttles:
+            row = self.conn.execute("SELECT until FROM throttles WHERE rule = ? AND key = ?", slot).fetchone()
+            self._throttles[slot] = row[0] if row else ""
+        now = to_iso(self.now)
+        if self._throttles[slot] > now:
+            return True
+        self._throttles[slot] = to_iso(self.now + timedelta(seconds=payload.throttle_window))
+        self._changed.add(slot)
+        return False
+
+    def save_throttles(self) -> None:
+        self.conn.executemany(
+            "INSERT INTO throttles (rule, key, until) VALUES (?, ?, ?) "
+            "ON CONFLICT(rule, key) DO UPDATE SET until = excluded.until",
+            [(rule, key, self._throttles[(rule, key)]) for rule, key in self._changed])

@@ -1,0 +1,129 @@
+"""Events: their shape, their validation, and the inbox they are committed to before any
+acknowledgement."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable
+
+from taskengine_core.clock import Clock, from_iso, to_iso
+from taskengine_core.errors import EventError
+from taskengine_core.ids import new_id
+from taskengine_core.store import Store
+
+TYPE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$"
+MAX_ID_LENGTH = 200
+# The schema of an event as it arrives (HTTP body, --data); the engine fills in the rest.
+EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["type"],
+    "additionalProperties": False,
+    "properties": {
+        "type": {"type": "string", "pattern": TYPE_PATTERN, "maxLength": 200,
+                 "description": "an event type such as user.login (letters, digits, _ . : -)"},
+        "data": {"type": "object"},
+        "source": {"type": "string", "minLength": 1, "maxLength": 200},
+        "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+        "time": {"type": "string", "format": "date-time"},
+    },
+}
+INTERNAL_SOURCE = "taskengine"
+DEDUP_WINDOW_SECONDS = 7 * 86400
+
+
+@dataclass
+class Event:
+    type: str
+    data: dict = field(default_factory=dict)
+    source: str = "api"
+    source_id: str | None = None
+    time: datetime | None = None
+    id: str = field(default_factory=new_id)
+
+    def as_dict(self) -> dict:
+        """The event as rules and templates see it."""
+        return {"id": self.id, "type": self.type, "source": self.source,
+                "source_id": self.source_id, "time": to_iso(self.time) if self.time else None,
+                "data": self.data}
+
+
+def event_from_json(body: Any, *, default_source: str) -> Event:
+    """Validate an incoming event (HTTP body or ``--data``); raises :class:`EventError` naming the field."""
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    errors = sorted(Draft202012Validator(EVENT_SCHEMA, format_checker=FormatChecker()).iter_errors(body),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        from taskengine_core.rules.messages import explain
+
+        error = errors[0]
+        extra, message = explain(error)
+        where = ".".join(str(p) for p in (*error.absolute_path, *extra)) or "(event)"
+        raise EventError(f"invalid event: {where}: {message}", field=where)
+    time = from_iso(body["time"]) if "time" in body else None
+    return Event(type=body["type"], data=body.get("data") or {}, source=body.get("source", default_source),
+                 source_id=body.get("id"), time=time)
+
+
+def check_event(event: Event) -> None:
+    """Check an event built in Python (the API, a plugin source)."""
+    body = {"type": event.type, "data": event.data, "source": event.source}
+    if event.source_id is not None:
+        body["id"] = event.source_id
+    event_from_json(body, default_source=event.source)
+    try:
+        json.dumps(event.data)
+    except (TypeError, ValueError) as exc:
+        raise EventError(f"invalid event: data: not JSON-serialisable ({exc})", field="data") from None
+
+
+def insert_events(store: Store, events: Iterable[Event], *, clock: Clock | None = None) -> list[str]:
+    """Commit events to the inbox in one transaction; returns their ids. A (source, id) seen
+    within the dedup window is stored as a duplicate that triggers nothing."""
+    now_dt = (clock or Clock()).now()
+    now = to_iso(now_dt)
+    window_start = to_iso(datetime.fromtimestamp(now_dt.timestamp() - DEDUP_WINDOW_SECONDS, now_dt.tzinfo))
+    events = list(events)
+    for event in events:
+        check_event(event)
+    with store.write() as db:
+        return _insert(db.conn, events, now, window_start)
+
+
+def _insert(conn, events: list[Event], now: str, window_start: str) -> list[str]:
+    rows, seen = [], {}
+    for event in events:
+        duplicate_of = None
+        if event.source_id is not None:
+            key = (event.source, event.source_id)
+            duplicate_of = seen.get(key)
+            if duplicate_of is None:
+                found = conn.execute(
+                    "SELECT id FROM events WHERE source = ? AND source_id = ? AND received_at >= ? "
+                    "AND duplicate_of IS NULL ORDER BY seq LIMIT 1", (*key, window_start)).fetchone()
+                duplicate_of = found[0] if found else None
+            if duplicate_of is None:
+                seen[key] = event.id
+        rows.append((event.id, event.type, event.source, event.source_id,
+                     json.dumps(event.data, separators=(",", ":"), ensure_ascii=False),
+                     to_iso(event.time) if event.time else now, now,
+                     now if duplicate_of else None, duplicate_of))
+    conn.executemany(
+        "INSERT INTO events (id, type, source, source_id, data, time, received_at, processed_at, duplicate_of) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    dup_rows = [(now, "duplicate", f"duplicate of event {r[8]} (same source and id)", r[0]) for r in rows if r[8]]
+    if dup_rows:
+        conn.executemany("INSERT INTO decisions (time, decision, reason, event_id) VALUES (?, ?, ?, ?)", dup_rows)
+    return [r[0] for r in rows]
+
+
+def row_to_event(row: dict | tuple) -> dict:
+    """An inbox row as the dict rules and templates see."""
+    if not isinstance(row, dict):
+        row = dict(zip(("id", "type", "source", "source_id", "data", "time"), row))
+    data = row["data"]
+    return {"id": row["id"], "type": row["type"], "source": row["source"],
+            "source_id": row.get("source_id"), "time": row["time"],
+            "data": json.loads(data) if isinstance(data, str) else data}

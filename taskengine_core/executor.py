@@ -1,0 +1,239 @@
+"""The worker pool: claims due runs, runs them on worker threads, enforces timeouts, writes
+outcomes in batches, renews leases, and on start recovers runs a dead process left running."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from taskengine_core.clock import Clock, to_iso
+from taskengine_core.context import RunInfo
+from taskengine_core.model import Runtime
+from taskengine_core.runs import (Claimed, Outcome, claim_due, find_orphans, lease_owner,
+                                  record_outcomes, renew_leases)
+from taskengine_core.store import Store
+from taskengine_core.worker import AttemptRunner
+
+log = logging.getLogger("taskengine.executor")
+DEFAULT_WORKERS = 16
+DEFAULT_LEASE = 60.0
+TIMEOUT_GRACE = 2.0  # an action gets this long past its timeout to stop by itself
+
+
+@dataclass
+class _InFlight:
+    run: Claimed
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    deadline: float | None = None
+    abandoned: bool = False
+
+
+class Executor:
+    def __init__(self, store: Store, runner: AttemptRunner, *, clock: Clock | None = None,
+                 workers: int = DEFAULT_WORKERS, lease: float = DEFAULT_LEASE, hook=None,
+                 wake: threading.Event | None = None, rng: random.Random | None = None) -> None:
+        self.store, self.runner, self.clock = store, runner, clock or Clock()
+        self.workers, self.lease, self.hook = workers, lease, hook
+        self.owner = lease_owner()
+        self.wake = wake or threading.Event()
+        self.rng = rng or random.Random()
+        self._work: queue.SimpleQueue = queue.SimpleQueue()
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._inflight: dict[str, _InFlight] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._accepting = True
+        self._next_lease_renewal = 0.0
+        self._next_cancel_check = 0.0
+        self._settings: dict = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for _ in range(self.workers):
+            self._spawn_worker()
+
+    def recover(self, runtime: Runtime) -> list[str]:
+        """Mark runs left ``running`` by a dead process ``interrupted``; an idempotent action's
+        run is retried, any other is flagged for attention. Returns the recovered run ids."""
+        now = self.clock.now()
+        with self.store.write() as db:
+            orphans = find_orphans(db.conn, now, self.owner)
+            outcomes = []
+            for run_id, task_name, attempt, max_attempts, owner, _, started, depth, trigger in orphans:
+                task = runtime.tasks.get(task_name)
+                if task is None:
+                    db.conn.execute("UPDATE runs SET status = 'interrupted', finished_at = ?, attention = 1, "
+                                    "error = 'interrupted; the task no longer exists' WHERE id = ?",
+                                    (to_iso(now), run_id))
+                    continue
+                item = self.runner.registry.actions.get(task.action)
+                idempotent = bool(item and item.idempotent)
+                run = Claimed(run_id, task, trigger, None, None, None, None, None, attempt,
+                              max_attempts if idempotent else attempt, depth)
+                why = (f"interrupted: the engine running it ({owner}) stopped; "
+                       + ("the action is idempotent, so it is retried" if idempotent else
+                          "the action is not idempotent, so it is not re-run: check it and run the task by hand"))
+                outcomes.append(Outcome(run, "interrupted", now, now, error=why, retryable=idempotent))
+                db.conn.execute("INSERT INTO decisions (time, decision, reason, task, run_id) VALUES (?, 'interrupted', ?, ?, ?)",
+                                (to_iso(now), why, task_name, run_id))
+            record_outcomes(db.conn, outcomes, now, self.rng, self.runner.secrets.redactor.scrub)
+        return [o.run.id for o in outcomes]
+
+    def stop(self, grace: float) -> None:
+        """Stop claiming; give in-flight runs ``grace`` seconds, then mark the rest interrupted."""
+        self._accepting = False
+        deadline = self.clock.monotonic() + grace
+        while self._active() and self.clock.monotonic() < deadline:
+            self.wake.wait(0.05)
+            self.wake.clear()
+            self._write(self._drain(), [])
+        leftover = []
+        now = self.clock.now()
+        with self._lock:
+            for entry in self._inflight.values():
+                if entry.abandoned:
+                    continue
+                entry.cancelled.set()
+                entry.abandoned = True
+                item = self.runner.registry.actions.get(entry.run.task.action)
+                idempotent = bool(item and item.idempotent)
+                leftover.append(Outcome(entry.run, "interrupted", entry.run.started_at or now, now,
+                                        error="interrupted: the engine stopped before the run finished"
+                                        + ("; retried (idempotent action)" if idempotent else "; not re-run (not idempotent)"),
+                                        retryable=idempotent))
+        self._write(self._drain() + leftover, [])
+        for _ in self._threads:
+            self._work.put(None)
+
+    # -- one step of the engine loop -----------------------------------------------------------
+
+    def step(self, runtime: Runtime, *, only: str | None = None) -> int:
+        """Write finished attempts, time out overdue ones, claim and dispatch due runs (or just
+        the run ``only``). Returns how many runs were finished or started."""
+        self._settings = runtime.settings
+        outcomes = self._drain() + self._timeouts()
+        free = self.workers - self._active() if self._accepting else 0
+        claimed = self._write(outcomes, [runtime, free, only])
+        for run in claimed:
+            entry = _InFlight(run)
+            if run.task.timeout is not None:
+                entry.deadline = self.clock.monotonic() + run.task.timeout + TIMEOUT_GRACE
+            with self._lock:
+                self._inflight[run.id] = entry
+            self._work.put(entry)
+        self._housekeeping()
+        return len(outcomes) + len(claimed)
+
+    def next_due_in(self) -> float | None:
+        row = self.store.conn.execute(
+            "SELECT min(not_before) FROM runs WHERE status = 'pending'").fetchone()
+        if not row or row[0] is None:
+            return None
+        from taskengine_core.clock import from_iso
+
+        return max(0.0, (from_iso(row[0]) - self.clock.now()).total_seconds())
+
+    def idle(self) -> bool:
+        return not self._active() and self._done.empty()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _active(self) -> int:
+        with self._lock:
+            return sum(1 for e in self._inflight.values() if not e.abandoned)
+
+    def _drain(self) -> list[Outcome]:
+        out = []
+        while True:
+            try:
+                out.append(self._done.get_nowait())
+            except queue.Empty:
+                return out
+
+    def _timeouts(self) -> list[Outcome]:
+        now_mono, out = self.clock.monotonic(), []
+        with self._lock:
+            for entry in self._inflight.values():
+                if entry.abandoned or entry.deadline is None or now_mono < entry.deadline:
+                    continue
+                entry.cancelled.set()
+                entry.abandoned = True
+                now = self.clock.now()
+                out.append(Outcome(entry.run, "timeout", entry.run.started_at or now, now,
+                                   error=f"timed out after {entry.run.task.timeout:g}s; the action was "
+                                         "told to stop and its worker replaced", retryable=True))
+        for _ in out:
+            self._spawn_worker()  # the stuck thread may never return; keep the pool full
+        return out
+
+    def _write(self, outcomes: list[Outcome], claim_args: list) -> list[Claimed]:
+        if not outcomes and (not claim_args or claim_args[1] <= 0):
+            return []
+        now = self.clock.now()
+        claimed: list[Claimed] = []
+        to_cancel: list = []
+        with self.store.write() as db:
+            if outcomes:
+                record_outcomes(db.conn, outcomes, now, self.rng, self.runner.secrets.redactor.scrub)
+            if claim_args and claim_args[1] > 0:
+                claimed, to_cancel = claim_due(db.conn, claim_args[0], now, self.owner, self.lease,
+                                               claim_args[1], only=claim_args[2])
+        with self._lock:
+            for o in outcomes:
+                self._inflight.pop(o.run.id, None)
+            for run_id, _ in to_cancel:
+                if run_id in self._inflight:
+                    self._inflight[run_id].cancelled.set()
+        self._notify_finished(outcomes)
+        return claimed
+
+    def _notify_finished(self, outcomes: list[Outcome]) -> None:
+        if self.hook is None:
+            return
+        for o in outcomes:
+            try:
+                self.hook.run_finished(run=RunInfo(o.run.id, o.run.task.name, o.status, o.error,
+                                                   o.duration, o.output))
+            except Exception:  # noqa: BLE001 - a lifecycle hook must not break the engine
+                log.exception("run_finished hook failed for run %s", o.run.id)
+
+    def _housekeeping(self) -> None:
+        now_mono = self.clock.monotonic()
+        if now_mono >= self._next_lease_renewal and self._active():
+            self._next_lease_renewal = now_mono + self.lease / 3
+            with self.store.write() as db:
+                renew_leases(db.conn, self.owner, self.clock.now() + timedelta(seconds=self.lease))
+        if now_mono >= self._next_cancel_check and self._active():
+            self._next_cancel_check = now_mono + 0.5
+            ids = [r[0] for r in self.store.conn.execute(
+                "SELECT id FROM runs WHERE status = 'running' AND cancel_requested = 1 AND lease_owner = ?",
+                (self.owner,))]
+            with self._lock:
+                for run_id in ids:
+                    if run_id in self._inflight:
+                        self._inflight[run_id].cancelled.set()
+
+    def _spawn_worker(self) -> None:
+        thread = threading.Thread(target=self._worker, name="taskengine-worker", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _worker(self) -> None:
+        while True:
+            entry = self._work.get()
+            if entry is None:
+                return
+            outcome = self.runner.run(entry.run, self._settings, entry.cancelled)
+            with self._lock:
+                abandoned = entry.abandoned
+            if abandoned:
+                log.warning("run %s finished after it was abandoned (%s); result discarded",
+                            entry.run.id, outcome.status)
+                return  # a replacement worker already took this thread's place
+            self._done.put(outcome)
+            self.wake.set()

@@ -1,0 +1,92 @@
+"""Semantic checks of a parsed schedule: what the schema cannot say."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import datetime, timedelta
+
+from .cron import day_month_sets
+from .dst import UTC, resolve
+from .spec import Problems, Spec, fmt_local
+
+_MAX_DAYS = {month: 29 if month == 2 else calendar.monthrange(2001, month)[1] for month in range(1, 13)}
+NEVER = "this schedule can never fire"
+_LONG_AGO = datetime(1900, 1, 1, tzinfo=UTC)
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def never_occurs(days: list[int], months: list[int]) -> str | None:
+    """A message when no listed day of the month exists in any listed month, else None."""
+    if any(abs(day) <= _MAX_DAYS[month] for day in days for month in months):
+        return None
+    day_text = f"day {days[0]}" if len(days) == 1 else "days " + _join([str(d) for d in days])
+    verb = "occurs" if len(days) == 1 else "occur"
+    month_text = _join([calendar.month_name[m] for m in months])
+    return f"{day_text} of {month_text} never {verb}: {NEVER}"
+
+
+def _every(spec: Spec) -> str:
+    return spec.unit if spec.interval == 1 else f"{spec.interval} {spec.unit}s"
+
+
+def semantic_problems(spec: Spec) -> Problems:
+    problems: Problems = []
+    if spec.kind == "once":
+        for key in ("start", "end", "count"):
+            if getattr(spec, key) is not None:
+                problems.append((key, f"'{key}' does not apply to a once schedule: it fires at 'once'"))
+        return problems
+    if spec.end is not None and spec.count is not None:
+        problems.append(("count", "use either 'end' or 'count', not both"))
+    if spec.count is not None and spec.start is None:
+        problems.append(("count", "'count' needs a 'start': occurrences are counted from it"))
+    if spec.start and spec.end and spec.end < spec.start:
+        problems.append(
+            ("end", f"end {fmt_local(spec.end)} is before start {fmt_local(spec.start)}: {NEVER}")
+        )
+    if spec.kind == "cron":
+        sets = day_month_sets(spec.cron)
+        message = sets and never_occurs(*sets)
+        if message:
+            problems.append(("cron", f"cron expression '{spec.cron}': {message}"))
+        return problems
+    every = _every(spec)
+    if spec.unit in ("minute", "hour"):
+        if spec.at:
+            problems.append(("at", f"'at' does not apply to every {every}: use 'between' to limit the hours"))
+        if spec.day_of_month:
+            problems.append(("day_of_month", f"'day_of_month' does not apply to every {every}: use 'days' or 'months'"))
+        return problems
+    if spec.between:
+        problems.append(("between", f"'between' only applies to minute and hour repeats: use 'at' for every {every}"))
+    if spec.day_of_month and spec.unit in ("day", "week"):
+        problems.append(("day_of_month", f"'day_of_month' needs every: month or every: year, not every {every}"))
+        return problems
+    nth = [e for e in spec.day_of_month if e[0] == "nth"]
+    if nth and spec.days:
+        problems.append(("days", "'days' cannot be combined with a weekday in 'day_of_month' such as 'second tuesday'"))
+    plain = [e[1] for e in spec.day_of_month if e[0] == "day"]
+    if plain and not nth:
+        months = list(spec.months)
+        if not months:
+            months = [spec.start.month if spec.start else 1] if spec.unit == "year" else list(range(1, 13))
+        message = never_occurs(plain, months)
+        if message:
+            problems.append(("day_of_month", message))
+    return problems
+
+
+def never_fires(spec: Spec, recurrence) -> tuple[str, str] | None:
+    """Whether a schedule that passed every other check still has no fire time at all."""
+    if spec.kind == "once":
+        return None  # a one-shot in the past is not an error: it simply has fired
+    origin = resolve(spec.start, spec.zone) if spec.start else _LONG_AGO
+    if recurrence.next_after(origin - timedelta(microseconds=1)) is not None:
+        return None
+    if spec.end is not None:
+        span = f"from start {fmt_local(spec.start)} " if spec.start else ""
+        return ("end", f"no fire time {span}until end {fmt_local(spec.end)}: {NEVER}")
+    return ("cron" if spec.kind == "cron" else "every", f"no date ever matches: {NEVER}")

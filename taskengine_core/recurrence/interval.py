@@ -1,0 +1,92 @@
+"""Minute and hour repeats: elapsed time, not wall-clock time (RELIABILITY #7).
+
+``every: hour`` fires every 3600 s of real time, so on a fall-back night it fires at 01:00 EDT
+and again at 01:00 EST, and on a spring-forward night it goes 01:00 EST → 03:00 EDT.
+
+Without ``between`` the fires are ``anchor + k × step``; the anchor is ``start`` if given, else
+local midnight of Monday 2000-01-03 in the schedule's zone (fixed, so results never depend on
+"now"; in zones whose offset is a whole number of steps from it the fires stay on the usual
+:00/:15/... marks).
+
+With ``between: [from, until]`` each eligible day has its own window: it opens at the wall time
+``from`` (DST rules of ``dst.resolve``) and fires every step of elapsed time while before the
+wall time ``until`` (exclusive). ``until`` earlier than ``from`` means the window runs past
+midnight into the next day; the window belongs to the day it opens. ``start`` and ``end`` bound
+the fires; they do not move the windows.
+
+``days`` and ``months`` keep a fire only if its local date (the window's opening date, with
+``between``) matches.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from .dst import UTC, resolve
+from .rrule_based import ANCHOR
+from .spec import Spec
+
+_TINY = timedelta(microseconds=1)
+_DAY = timedelta(days=1)
+_SEARCH_DAYS = 800  # every weekday occurs in every month, so a year always holds an open window
+
+
+class ElapsedSchedule:
+    def __init__(self, spec: Spec, end: datetime | None = None):
+        self.zone: ZoneInfo = spec.zone
+        self.step = timedelta(minutes=spec.interval) if spec.unit == "minute" else timedelta(hours=spec.interval)
+        self.days = frozenset(spec.days)
+        self.months = frozenset(spec.months)
+        self.filtered = bool(self.days or self.months)
+        self.start = resolve(spec.start, self.zone) if spec.start else None
+        self.end = end if end is not None else (resolve(spec.end, self.zone) if spec.end else None)
+        self.anchor = self.start or resolve(datetime.combine(ANCHOR, time(0)), self.zone)
+        self.window = spec.between
+
+    def _date_ok(self, day: date) -> bool:
+        return (not self.days or day.weekday() in self.days) and (not self.months or day.month in self.months)
+
+    def next_after(self, t: datetime) -> datetime | None:
+        if self.start is not None and t < self.start:
+            t = self.start - _TINY
+        found = self._windowed(t) if self.window else self._lattice(t)
+        if found is None or (self.end is not None and found > self.end):
+            return None
+        return found
+
+    def _lattice(self, t: datetime) -> datetime | None:
+        for _ in range(_SEARCH_DAYS):
+            candidate = self.anchor + ((t - self.anchor) // self.step + 1) * self.step
+            if not self.filtered:
+                return candidate
+            day = candidate.astimezone(self.zone).date()
+            if self._date_ok(day):
+                return candidate
+            if self.end is not None and candidate > self.end:
+                return None
+            day += _DAY
+            while not self._date_ok(day):
+                day += _DAY
+            # Jump to just before the next eligible local midnight; never backwards (a
+            # midnight fall back can put that midnight before the candidate).
+            t = max(candidate, resolve(datetime.combine(day, time(0)), self.zone) - _TINY)
+        return None
+
+    def _windowed(self, t: datetime) -> datetime | None:
+        opens, until = self.window
+        wraps = until <= opens
+        day = t.astimezone(self.zone).date() - _DAY  # yesterday's window may still be open
+        for _ in range(_SEARCH_DAYS):
+            if self._date_ok(day):
+                first = resolve(datetime.combine(day, opens), self.zone)
+                if self.end is not None and first > self.end:
+                    return None
+                close = resolve(datetime.combine(day + _DAY if wraps else day, until), self.zone)
+                if close > t:
+                    candidate = first if t < first else first + ((t - first) // self.step + 1) * self.step
+                    if candidate < close:
+                        return candidate
+            day += _DAY
+        return None
+

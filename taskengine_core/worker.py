@@ -1,0 +1,116 @@
+"""Running one attempt of one run: render parameters, resolve secrets, call the action, and
+turn whatever happens (success, ActionError, any exception, garbage output) into an Outcome."""
+
+from __future__ import annotations
+
+import json
+import threading
+import traceback
+from typing import Any, Callable
+
+from jsonschema import Draft202012Validator
+
+from taskengine_core.clock import Clock, to_iso
+from taskengine_core.context import ActionContext
+from taskengine_core.errors import ActionError, SecretError, TemplateError
+from taskengine_core.registry import Registry
+from taskengine_core.runs import Claimed, Outcome
+from taskengine_core.secrets import SecretResolver
+from taskengine_core.templating import TemplateRenderer
+
+
+class _ConfigProblem(Exception):
+    """The run cannot start: its parameters or settings are wrong. Not retried."""
+
+
+class AttemptRunner:
+    """Everything needed to run attempts; one instance shared by all workers (thread-safe)."""
+
+    def __init__(self, *, registry: Registry, secrets: SecretResolver, clock: Clock,
+                 load_event: Callable[[str], dict | None], emit: Callable[..., str]) -> None:
+        self.registry = registry
+        self.secrets = secrets
+        self.clock = clock
+        self.load_event = load_event
+        self.emit = emit
+        self.renderer = TemplateRenderer()
+        self._validators: dict[str, Draft202012Validator] = {}
+        self._lock = threading.Lock()
+
+    def prepare(self, run: Claimed, settings: dict, cancelled: threading.Event) -> tuple[Any, ActionContext]:
+        """The action item and its context; raises _ConfigProblem when the run cannot start."""
+        task = run.task
+        item = self.registry.actions.get(task.action)
+        if item is None:
+            raise _ConfigProblem(f"action {task.action!r} is not installed; see 'taskengine plugins'")
+        event = self.load_event(run.event_id) if run.event_id else None
+        context = {
+            "event": event,
+            "run": {"id": run.id, "attempt": run.attempt, "trigger": run.trigger,
+                    "schedule": run.schedule, "slot": run.slot, "task": task.name},
+            "task": {"name": task.name, "action": task.action},
+            "now": to_iso(self.clock.now()),
+        }
+        params = dict(task.params)
+        if run.params:
+            params.update(run.params)
+        try:
+            rendered = self.renderer.render_value(params, context)
+        except TemplateError as exc:
+            raise _ConfigProblem(f"task {task.name!r}: {exc}") from None
+        try:
+            resolved = self.secrets.resolve(rendered)
+            section = task.action.split(".", 1)[0]
+            plugin_settings = self.secrets.resolve(settings.get(section) or {})
+        except SecretError as exc:
+            raise _ConfigProblem(f"task {task.name!r}: {exc}") from None
+        errors = list(self._validator(task.action, item.schema).iter_errors(resolved))
+        if errors:
+            from taskengine_core.rules.messages import explain
+
+            extra, message = explain(errors[0])
+            where = ".".join(str(p) for p in ("with", *errors[0].absolute_path, *extra))
+            raise _ConfigProblem(f"task {task.name!r}: parameters invalid after rendering: {where}: "
+                                 f"{self.secrets.redactor(message)}")
+        ctx = ActionContext(run_id=run.id, task=task.name, attempt=run.attempt, event=event,
+                            settings=plugin_settings, timeout=task.timeout, cancelled=cancelled,
+                            emit=self.emit)
+        return (item, resolved), ctx
+
+    def run(self, run: Claimed, settings: dict, cancelled: threading.Event) -> Outcome:
+        started = self.clock.now()
+        plugin = version = None
+        try:
+            (item, params), ctx = self.prepare(run, settings, cancelled)
+            plugin, version = item.plugin.distribution, item.plugin.version
+            output = item.func(params, ctx)
+            output = _checked_output(output)
+            status, error, tb, retryable = "succeeded", None, None, True
+            if cancelled.is_set():
+                status, error = "cancelled", "cancelled while running"
+        except _ConfigProblem as exc:
+            output, status, error, tb, retryable = None, "failed", str(exc), None, False
+        except ActionError as exc:
+            output, status, error, tb, retryable = exc.output, "failed", str(exc), None, exc.retryable
+            if cancelled.is_set():
+                status = "cancelled"
+        except Exception as exc:  # noqa: BLE001 - a plugin may raise anything; its run fails, we go on
+            output, status, tb, retryable = None, "failed", traceback.format_exc(limit=20), True
+            error = f"{type(exc).__name__}: {exc}"
+        return Outcome(run, status, started, self.clock.now(), output=output, error=error,
+                       traceback=tb, retryable=retryable, plugin=plugin, plugin_version=version)
+
+    def _validator(self, action: str, schema: dict) -> Draft202012Validator:
+        with self._lock:
+            if action not in self._validators:
+                self._validators[action] = Draft202012Validator(schema)
+            return self._validators[action]
+
+
+def _checked_output(output: Any) -> Any:
+    try:
+        json.dumps(output)
+    except (TypeError, ValueError) as exc:
+        raise ActionError(f"the action returned output that is not JSON-serialisable ({exc})",
+                          retryable=False) from None
+    return output
