@@ -169,7 +169,8 @@ def test_bad_regex_and_bad_template_and_unknown_zone(run_cli, write_rules):
     )
     assert lines[1] == (f"{path}:3:42  tasks.t.with.argv[0]  syntax error on line 1: unexpected end "
                         "of template, expected 'end of print statement'.")
-    assert lines[2].startswith(f"{path}:5:17  events.e.when  ")
+    assert lines[2] == (f"{path}:5:14  events.e.when  path 'data.host': bad regex '(': missing ), "
+                        "unterminated subpattern at position 0")
     assert lines[-1] == "Error: 3 errors found"
 
 

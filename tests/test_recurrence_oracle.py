@@ -1,0 +1,372 @@
+"""RELIABILITY #7/#8: next_after is strictly after, monotonic, and agrees with a brute-force oracle.
+
+The oracle knows nothing of rrule, croniter or the engine's DST code. It walks UTC minute by
+minute, watches the zone's wall clock, and fires the first time the clock *reaches or passes* a
+wall-clock slot it has never shown before ("high-water mark"). That one rule is RELIABILITY #7:
+a slot in a spring-forward gap fires at the first minute after the gap, and in a fall back the
+repeated wall times are below the high-water mark, so nothing fires twice.
+
+All offsets and transitions in these zones for 1990-2060 fall on whole minutes, so a minute
+grid is exact. To stay fast, the oracle skips the rest of a local day whose date cannot hold a
+slot, but only when the UTC offset is the same at both ends of the jump.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import date, datetime, time, timedelta, timezone
+from functools import cache
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from taskengine_core.recurrence import check_schedule, compile_schedule
+
+UTC = timezone.utc
+MIN = timedelta(minutes=1)
+ZONES = [
+    "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kathmandu",
+    "Pacific/Apia", "America/Sao_Paulo", "Europe/Moscow",
+]  # fmt: skip
+FIRST, LAST = datetime(1990, 1, 1, tzinfo=UTC), datetime(2060, 12, 31, tzinfo=UTC)
+WEEKDAY_NAMES = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", -1: "last"}
+ANCHOR = date(2000, 1, 3)  # documented default anchor of repeat intervals
+SETTINGS = settings(
+    max_examples=70, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+
+
+def wall(u: datetime, zone: ZoneInfo) -> datetime:
+    return u.astimezone(zone).replace(tzinfo=None)
+
+
+@cache
+def transitions(zone_name: str) -> list[datetime]:
+    """UTC instants (to the minute) where the zone's offset changes, 1990-2060."""
+    zone, found = ZoneInfo(zone_name), []
+    u = FIRST
+    while u < LAST:
+        nxt = u + timedelta(hours=12)
+        if u.astimezone(zone).utcoffset() != nxt.astimezone(zone).utcoffset():
+            lo, hi = u, nxt
+            while hi - lo > MIN:
+                mid = lo + (hi - lo) // 2
+                mid = mid.replace(second=0, microsecond=0)
+                if mid.astimezone(zone).utcoffset() == hi.astimezone(zone).utcoffset():
+                    hi = mid
+                else:
+                    lo = mid
+            found.append(hi)
+        u = nxt
+    return found
+
+
+# ---------------------------------------------------------------- the oracles
+
+
+def oracle_next(t, zone, is_slot, date_ok, end=None, horizon_days=800):
+    """First UTC minute > t at which the wall clock first reaches a slot; None past ``end``."""
+    u = t.replace(second=0, microsecond=0) + MIN
+    hw = max(wall(u - k * MIN, zone) for k in range(1, 181))
+    stop = u + timedelta(days=horizon_days)
+    while u < stop:
+        if end is not None and hw >= end:
+            return None
+        w = wall(u, zone)
+        if w > hw:
+            m = hw + MIN
+            while m <= w:
+                if is_slot(m):
+                    return u
+                m += MIN
+            hw = w
+            if not date_ok(w.date()):
+                last_minute = datetime.combine(w.date() + timedelta(days=1), time(0)) - MIN
+                target = u + (last_minute - w)
+                if target > u and target.astimezone(zone).utcoffset() == u.astimezone(zone).utcoffset():
+                    u, hw = target, last_minute
+        u += MIN
+    raise AssertionError(f"oracle found nothing within {horizon_days} days of {t}")
+
+
+def oracle_windowed(t, zone, step_min, opens, closes, date_ok):
+    """Windows opening when the wall clock first reaches D+opens, closing when it reaches
+    D+closes; fires every ``step_min`` minutes of elapsed time from the opening instant."""
+    u = t.replace(second=0, microsecond=0) - timedelta(hours=30)
+    hw = max(wall(u - k * MIN, zone) for k in range(1, 181))
+    open_at, close_wall = None, None
+    stop = t + timedelta(days=800)
+    while u < stop:
+        w = wall(u, zone)
+        if w > hw:
+            for day in {hw.date(), w.date()}:
+                if date_ok(day) and hw < datetime.combine(day, opens) <= w:
+                    open_at, close_wall = u, datetime.combine(day, closes)
+            if close_wall is not None and hw < close_wall <= w:
+                open_at, close_wall = None, None
+            hw = w
+        if open_at is not None and u > t and (u - open_at) // MIN % step_min == 0:
+            return u
+        u += MIN
+    raise AssertionError("windowed oracle found nothing")
+
+
+# ---------------------------------------------------------------- strategies
+
+
+@st.composite
+def instants(draw, zone_name):
+    """Uniform instants 1990-2060, or instants within three days of an offset change."""
+    if draw(st.booleans()):
+        seconds = draw(st.integers(0, int((LAST - FIRST).total_seconds())))
+        return FIRST + timedelta(seconds=seconds)
+    moment = draw(st.sampled_from(transitions(zone_name)))
+    return moment + timedelta(seconds=draw(st.integers(-3 * 86400, 3 * 86400)))
+
+
+def times_of_day():
+    # Mostly the small hours, where the transitions are.
+    hours = st.one_of(st.integers(0, 4), st.integers(0, 23))
+    minutes = st.one_of(st.sampled_from([0, 15, 30, 45]), st.integers(0, 59))
+    return st.builds(time, hours, minutes)
+
+
+def lattice_ok(unit, n, anchor, day):
+    if unit == "day":
+        return (day - anchor).days % n == 0
+    if unit == "week":
+        weeks = ((day - timedelta(days=day.weekday())) - (anchor - timedelta(days=anchor.weekday()))).days // 7
+        return weeks % n == 0
+    if unit == "month":
+        return ((day.year - anchor.year) * 12 + day.month - anchor.month) % n == 0
+    return (day.year - anchor.year) % n == 0
+
+
+def dom_ok(entry, day):
+    dim = calendar.monthrange(day.year, day.month)[1]
+    if entry[0] == "day":
+        n = entry[1]
+        return day.day == (n if n > 0 else dim + 1 + n)
+    _, weekday, k = entry
+    if day.weekday() != weekday:
+        return False
+    return day.day + 7 > dim if k == -1 else (day.day - 1) // 7 + 1 == k
+
+
+@st.composite
+def repeat_schedules(draw, units=("day", "week", "month", "year")):
+    """(spec, zone, date_ok, is_slot, end) for the wall-clock repeat model."""
+    zone_name = draw(st.sampled_from(ZONES))
+    unit = draw(st.sampled_from(units))
+    n = draw(st.integers(1, 3))
+    spec = {"timezone": zone_name, "every": unit if n == 1 else f"{n} {unit}s"}
+    start = None
+    if draw(st.booleans()):
+        start = datetime.combine(date(draw(st.integers(1990, 2055)), draw(st.integers(1, 12)), draw(st.integers(1, 28))), draw(times_of_day()))
+        spec["start"] = start.isoformat(timespec="minutes")
+    ats = draw(st.lists(times_of_day(), min_size=0, max_size=3, unique=True))
+    if ats:
+        spec["at"] = [a.strftime("%H:%M") for a in ats]
+    times = set(ats) if ats else {start.time() if start else time(0)}
+    weekdays = draw(st.lists(st.integers(0, 6), max_size=3, unique=True))
+    months = draw(st.lists(st.integers(1, 12), max_size=3, unique=True)) if unit != "week" else []
+    entries = []
+    if unit in ("month", "year") and draw(st.booleans()):
+        plain = st.builds(lambda n: ("day", n), st.one_of(st.integers(1, 31), st.integers(-31, -1)))
+        nth = st.builds(lambda wd, k: ("nth", wd, k), st.integers(0, 6), st.sampled_from([1, 2, 3, 4, 5, -1]))
+        entries = draw(st.lists(st.one_of(plain, nth), min_size=1, max_size=2, unique=True))
+        spec["day_of_month"] = [e[1] if e[0] == "day" else f"{ORDINALS[e[2]]} {WEEKDAY_NAMES[e[1]]}" for e in entries]
+        if any(e[0] == "nth" for e in entries):
+            weekdays = []
+    if weekdays:
+        spec["days"] = [WEEKDAY_NAMES[d] for d in weekdays]
+    if months:
+        spec["months"] = months
+    assume(not check_schedule(spec))
+
+    anchor = start.date() if start else ANCHOR
+    lattice_unit, lattice_n = unit, n
+    if unit == "day" and weekdays and n % 7 == 0:
+        lattice_unit, lattice_n = "week", n // 7
+    if unit == "year" and not months:
+        months = [start.month if start else 1]
+    if unit == "week" and not weekdays:
+        weekdays = [start.weekday() if start else 0]
+
+    def date_ok(day):
+        if not lattice_ok(lattice_unit, lattice_n, anchor, day) or (months and day.month not in months):
+            return False
+        if unit in ("day", "week"):
+            return not weekdays or day.weekday() in weekdays
+        if entries:
+            return any(dom_ok(e, day) and (e[0] == "nth" or not weekdays or day.weekday() in weekdays) for e in entries)
+        if weekdays:
+            return day.weekday() in weekdays
+        return day.day == (start.day if start else 1)
+
+    def is_slot(m):
+        return m.time() in times and date_ok(m.date()) and (start is None or m >= start)
+
+    return spec, ZoneInfo(zone_name), date_ok, is_slot, None
+
+
+def cron_field_values(text, lo, hi, names=()):
+    values = set()
+    for part in text.split(","):
+        base, _, step = part.partition("/")
+        step = int(step or 1)
+        if base == "*":
+            first, last = lo, hi
+        else:
+            a, _, b = base.partition("-")
+            first = names.index(a) if a in names else int(a)
+            last = (names.index(b) if b in names else int(b)) if b else first
+        values.update(range(first, last + 1, step))
+    return values
+
+
+@st.composite
+def cron_schedules(draw):
+    zone_name = draw(st.sampled_from(ZONES))
+    minute = draw(st.sampled_from(["0", "30", "0,30", "*/15", "5-10", "45", "*/20"]))
+    hour = draw(st.sampled_from(["*", "0", "1", "2", "3", "1-3", "*/6", "0,12", "23"]))
+    dom = draw(st.sampled_from(["*", "*", "1", "15", "1-7", "31", "*/10", "29"]))
+    month = draw(st.sampled_from(["*", "*", "1-6", "*/2", "feb", "mar,oct,nov"]))
+    dow = draw(st.sampled_from(["*", "*", "mon", "1-5", "sat,sun", "0", "7"]))
+    expression = f"{minute} {hour} {dom} {month} {dow}"
+    spec = {"timezone": zone_name, "cron": expression}
+    assume(not check_schedule(spec))
+    dows = {d % 7 for d in cron_field_values(dow, 0, 7, ["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
+    months = cron_field_values(month, 1, 12, ["", "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])
+    doms, hours, minutes = cron_field_values(dom, 1, 31), cron_field_values(hour, 0, 23), cron_field_values(minute, 0, 59)
+
+    def date_ok(day):
+        if day.month not in months:
+            return False
+        by_dom, by_dow = day.day in doms, (day.weekday() + 1) % 7 in dows
+        if dom != "*" and dow != "*":
+            return by_dom or by_dow
+        return by_dom and by_dow
+
+    def is_slot(m):
+        return m.minute in minutes and m.hour in hours and date_ok(m.date())
+
+    return spec, ZoneInfo(zone_name), date_ok, is_slot, None
+
+
+@st.composite
+def bounded_daily(draw):
+    """Daily schedules with a start and an end (inclusive), or a count."""
+    spec, zone, date_ok, is_slot, _ = draw(repeat_schedules(units=("day",)))
+    start = datetime(draw(st.integers(1990, 2055)), draw(st.integers(1, 12)), draw(st.integers(1, 28)), draw(st.integers(0, 3)), 30)
+    end = start + timedelta(days=draw(st.integers(0, 30)), minutes=draw(st.sampled_from([0, 1, 59, 60, 61, 600])))
+    spec["start"], spec["end"] = start.isoformat(timespec="minutes"), end.isoformat(timespec="minutes")
+    spec.pop("days", None)
+    spec.pop("months", None)
+    spec["every"] = "day"
+    ats = {time.fromisoformat(a) for a in spec.get("at", [])} or {start.time()}
+    assume(not check_schedule(spec))
+
+    def slot(m):
+        return m.time() in ats and start <= m <= end
+
+    return spec, zone, lambda day: start.date() <= day <= end.date(), slot, end
+
+
+def agree(spec, zone, date_ok, is_slot, end, t, t2):
+    recurrence = compile_schedule(spec)
+    got = recurrence.next_after(t)
+    expected = oracle_next(t, zone, is_slot, date_ok, end)
+    assert got == expected, f"{spec} after {t.isoformat()}: got {got}, oracle {expected}"
+    assert got is None or got > t
+    later = recurrence.next_after(t2)
+    assert later == oracle_next(t2, zone, is_slot, date_ok, end)
+    if got is None:
+        assert later is None
+    elif later is not None:
+        assert got <= later  # monotonic: t <= t2
+    if got is not None:  # and the fire after a fire is strictly later
+        following = recurrence.next_after(got)
+        assert following is None or following > got
+
+
+@SETTINGS
+@given(st.data())
+def test_repeat_day_week_agrees_with_oracle(data):
+    spec, zone, date_ok, is_slot, end = data.draw(repeat_schedules(units=("day", "week")))
+    t = data.draw(instants(spec["timezone"]))
+    agree(spec, zone, date_ok, is_slot, end, t, t + timedelta(seconds=data.draw(st.integers(0, 3 * 86400))))
+
+
+@SETTINGS
+@given(st.data())
+def test_repeat_month_year_and_nth_weekday_agree_with_oracle(data):
+    spec, zone, date_ok, is_slot, end = data.draw(repeat_schedules(units=("month", "year")))
+    t = data.draw(instants(spec["timezone"]))
+    agree(spec, zone, date_ok, is_slot, end, t, t + timedelta(seconds=data.draw(st.integers(0, 40 * 86400))))
+
+
+@SETTINGS
+@given(st.data())
+def test_cron_agrees_with_oracle(data):
+    spec, zone, date_ok, is_slot, end = data.draw(cron_schedules())
+    t = data.draw(instants(spec["timezone"]))
+    agree(spec, zone, date_ok, is_slot, end, t, t + timedelta(seconds=data.draw(st.integers(0, 3 * 86400))))
+
+
+@settings(SETTINGS, max_examples=40)
+@given(st.data())
+def test_start_end_bounds_agree_with_oracle(data):
+    spec, zone, date_ok, is_slot, end = data.draw(bounded_daily())
+    start = datetime.fromisoformat(spec["start"]).replace(tzinfo=zone)
+    t = data.draw(st.sampled_from([start - timedelta(days=2), start + timedelta(days=3)]))
+    t = t.astimezone(UTC) + timedelta(minutes=data.draw(st.integers(-600, 600)))
+    agree(spec, zone, date_ok, is_slot, end, t, t + timedelta(seconds=data.draw(st.integers(0, 10 * 86400))))
+
+
+@settings(SETTINGS, max_examples=50)
+@given(st.data())
+def test_windowed_minutes_agree_with_oracle(data):
+    zone_name = data.draw(st.sampled_from(ZONES))
+    step = data.draw(st.sampled_from([5, 10, 15, 30, 45, 60, 90, 120]))
+    opens = data.draw(times_of_day())
+    length = data.draw(st.integers(1, 23 * 60 - 1))
+    closes_minutes = opens.hour * 60 + opens.minute + length
+    assume(closes_minutes < 24 * 60)
+    closes = time(closes_minutes // 60, closes_minutes % 60)
+    weekdays = data.draw(st.lists(st.integers(0, 6), max_size=5, unique=True))
+    every = f"{step} minutes" if step % 60 else ("hour" if step == 60 else f"{step // 60} hours")
+    spec = {"timezone": zone_name, "every": every, "between": [opens.strftime("%H:%M"), closes.strftime("%H:%M")]}
+    if weekdays:
+        spec["days"] = [WEEKDAY_NAMES[d] for d in weekdays]
+    zone = ZoneInfo(zone_name)
+    t = data.draw(instants(zone_name))
+
+    def date_ok(day):
+        return not weekdays or day.weekday() in weekdays
+
+    recurrence = compile_schedule(spec)
+    got = recurrence.next_after(t)
+    assert got == oracle_windowed(t, zone, step, opens, closes, date_ok), spec
+    t2 = t + timedelta(seconds=data.draw(st.integers(0, 86400)))
+    later = recurrence.next_after(t2)
+    assert got > t and later > t2 and got <= later
+
+
+@settings(SETTINGS, max_examples=60)
+@given(st.data())
+def test_plain_interval_is_exact_elapsed_time(data):
+    zone_name = data.draw(st.sampled_from(ZONES))
+    minutes = data.draw(st.sampled_from([1, 7, 15, 30, 60, 90, 180, 24 * 60]))
+    every = f"{minutes} minutes" if minutes % 60 else f"{minutes // 60} hours"
+    recurrence = compile_schedule({"every": every, "timezone": zone_name})
+    t = data.draw(instants(zone_name))
+    fires = recurrence.upcoming(t, 5)
+    assert fires[0] > t and fires[0] - t <= timedelta(minutes=minutes)
+    assert all(b - a == timedelta(minutes=minutes) for a, b in zip(fires, fires[1:]))
+    # Anchored at local midnight of 2000-01-03: whole multiples of the step from it.
+    anchor = datetime(2000, 1, 3, tzinfo=ZoneInfo(zone_name)).astimezone(UTC)
+    assert (fires[0] - anchor) % timedelta(minutes=minutes) == timedelta(0)
+    assert recurrence.next_after(fires[0] - timedelta(microseconds=1)) == fires[0]
