@@ -45,10 +45,15 @@ class SourceContext:
 
 @dataclass(frozen=True)
 class EngineInfo:
-    """Read-only facts about a running engine, for lifecycle hooks."""
+    """What lifecycle hooks get: facts about the running engine and the few services a plugin
+    that runs in the background (a delivery queue, say) needs."""
 
     db_path: str
     listen: str | None = None
+    emit: Callable[..., str] = _no_emit
+    settings: dict = field(default_factory=dict)  # the rule files' settings, references unresolved
+    resolve: Callable[[Any], Any] = lambda value: value  # resolves ${env:...} references at use
+    redact: Callable[[Any], Any] = lambda value: value  # removes resolved secrets from text/data
 
 
 @dataclass(frozen=True)

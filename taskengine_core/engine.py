@@ -47,7 +47,7 @@ class Engine:
         self.evaluator = Evaluator(self.clock)
         self.executor = Executor(self.store, runner, clock=self.clock, workers=workers,
                                  hook=self.manager.hook, wake=self.wake)
-        self.info = EngineInfo(db_path=self.db_path)
+        self.info = self._engine_info(None)
         self._loop_thread: threading.Thread | None = None
         self._sources: list[tuple[threading.Thread, SourceContext]] = []
         self._next_prune = 0.0
@@ -115,7 +115,7 @@ class Engine:
 
             self.ingress = Ingress(self, listen, token=token)
             self.ingress.start()
-            self.info = EngineInfo(db_path=self.db_path, listen=self.ingress.address)
+            self.info = self._engine_info(self.ingress.address)
         self._start_sources()
         self._loop_thread = threading.Thread(target=self._loop, name="taskengine-loop", daemon=True)
         self._loop_thread.start()
@@ -149,19 +149,24 @@ class Engine:
         self._maybe_prune()
         return done
 
-    def run_until_idle(self, timeout: float = 30.0) -> None:
-        """Step until no event is waiting and nothing runs or is due (for tests and scripts)."""
+    def run_until_idle(self, timeout: float = 30.0, max_wait: float = 2.0) -> None:
+        """Step until no event waits, nothing runs, and no run is due within ``max_wait``
+        seconds (a retry's backoff, say). For tests and scripts."""
         import time
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             worked = self.step()
+            if worked or not self.executor.idle() or self._pending_events():
+                if not worked:
+                    self.wake.wait(0.01)
+                    self.wake.clear()
+                continue
             due = self.executor.next_due_in()
-            if not worked and self.executor.idle() and (due is None or due > 0) and not self._pending_events():
+            if due is None or due > max_wait:
                 return
-            if not worked:
-                self.wake.wait(0.01)
-                self.wake.clear()
+            self.wake.wait(min(due, 0.05))
+            self.wake.clear()
         raise TimeoutError("the engine did not become idle in time")
 
     def _loop(self) -> None:
@@ -179,6 +184,11 @@ class Engine:
             self.wake.clear()
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _engine_info(self, listen: str | None) -> EngineInfo:
+        return EngineInfo(db_path=self.db_path, listen=listen, emit=self.emit,
+                          settings=self.runtime.settings, resolve=self.secrets.resolve,
+                          redact=self.secrets.redactor.scrub)
 
     def _refresh_config(self) -> None:
         if config_generation(self.store) != self.runtime.generation:

@@ -12,18 +12,23 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
+import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
 from taskengine_core import __version__
 from taskengine_core.errors import EventError, TaskEngineError
-from taskengine_core.events import event_from_json, insert_events
+from taskengine_core.events import INTERNAL_SOURCE, event_from_json
 
 log = logging.getLogger("taskengine.ingress")
 DEFAULT_MAX_BODY = 1024 * 1024
-DEFAULT_RATE = 1000.0  # events per second per client, burst of twice that
+DEFAULT_RATE = 1000.0  # events per second per client address, burst of twice that
+BODY_TIMEOUT = 30.0  # seconds a client gets to send its body
+MAX_BATCH = 500
 TOKEN_ENV = "TASKENGINE_INGRESS_TOKEN"
 
 
@@ -33,7 +38,7 @@ class IngressConfigError(TaskEngineError):
 
 def parse_listen(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or int(port) > 65535:
         raise IngressConfigError(f"--listen {listen!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
     return host.strip("[]") or "127.0.0.1", int(port)
 
@@ -57,6 +62,9 @@ class _RateLimiter:
     def retry_after(self, client: str) -> float:
         """0 when the request may pass, else seconds until it could."""
         now = time.monotonic()
+        if len(self._buckets) > 10_000:  # forget clients whose bucket has refilled
+            full = now - self.burst / self.rate
+            self._buckets = {k: v for k, v in self._buckets.items() if v[1] > full}
         tokens, last = self._buckets.get(client, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
         if tokens >= 1:
@@ -76,19 +84,21 @@ class Ingress:
             raise IngressConfigError(
                 f"refusing to listen on {self.host} without a token: set {TOKEN_ENV} or "
                 "settings.ingress.token, or listen on 127.0.0.1")
+        self._token_bytes = self.token.encode() if self.token else None
         self.max_body = int(settings.get("max_body", DEFAULT_MAX_BODY))
         self.limiter = _RateLimiter(float(settings.get("rate", DEFAULT_RATE)))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._stop_event: asyncio.Event | None = None
         self._queue: asyncio.Queue | None = None
+        # One thread (so one SQLite connection) commits every batch, in order.
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="taskengine-ingress-db")
         self.address = f"{self.host}:{self.port}"
 
     @staticmethod
     def _configured_token(engine, settings: dict) -> str | None:
-        import os
-
         if os.environ.get(TOKEN_ENV):
             return os.environ[TOKEN_ENV]
         if settings.get("token"):
@@ -100,19 +110,24 @@ class Ingress:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._serve, name="taskengine-ingress", daemon=True)
         self._thread.start()
-        self._ready.wait(10)
+        if not self._ready.wait(10):
+            raise IngressConfigError(f"cannot listen on {self.host}:{self.port}: not ready after 10s")
         if self._error is not None:
             raise IngressConfigError(f"cannot listen on {self.host}:{self.port}: {self._error}")
 
     def stop(self) -> None:
+        """Stop accepting; requests already received are committed and answered first."""
         if self._loop is not None and self._stop_event is not None:
-            self._loop.call_soon_threadsafe(self._stop_event.set)
+            try:
+                self._loop.call_soon_threadsafe(self._stop_event.set)
+            except RuntimeError:  # the loop has already ended
+                pass
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=15)
+        self._db.shutdown(wait=True)
 
     def _serve(self) -> None:
         self._loop = asyncio.new_event_loop()
-        self._stop_event = None
         try:
             self._loop.run_until_complete(self._main())
         except BaseException as exc:  # noqa: BLE001 - reported to start()
@@ -124,52 +139,66 @@ class Ingress:
     async def _main(self) -> None:
         self._stop_event = asyncio.Event()
         self._queue = asyncio.Queue()
-        app = web.Application(client_max_size=self.max_body)
-        app.router.add_post("/events", self._post_event)
-        app.router.add_get("/healthz", self._healthz)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
-        await site.start()
-        sockets = site._server.sockets if site._server else []  # the real port when 0 was asked
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
-            self.address = f"{self.host}:{self.port}"
+        runner = await self._start_site(self._post_event)
         writer = asyncio.create_task(self._writer())
         self._ready.set()
         await self._stop_event.wait()
-        await runner.cleanup()
-        writer.cancel()
+        await runner.cleanup()  # waits for in-flight handlers, whose events the writer commits
+        await self._queue.put(None)
+        await writer
+
+    async def _start_site(self, post_handler) -> web.AppRunner:
+        app = web.Application(client_max_size=self.max_body)
+        app.router.add_post("/events", post_handler)
+        app.router.add_get("/healthz", self._healthz)
+        # lingering_time=0: a body we refused unread is not drained; the connection is closed.
+        runner = web.AppRunner(app, access_log=None, lingering_time=0, shutdown_timeout=5)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        for sock in runner.server and site._server.sockets or ():  # the real port when 0 was asked
+            self.port = sock.getsockname()[1]
+            self.address = f"{self.host}:{self.port}"
+            break
+        return runner
 
     # -- handlers ------------------------------------------------------------------------------
 
     async def _post_event(self, request: web.Request) -> web.Response:
-        if self.token is not None:
-            header = request.headers.get("Authorization", "")
-            scheme, _, given = header.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+        response = await self._accept(request)
+        if not request.content.at_eof():
+            response.force_close()  # say so: the rest of the body will not be read
+        return response
+
+    async def _accept(self, request: web.Request) -> web.Response:
+        if self._token_bytes is not None:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            given_bytes = given.strip().encode("utf-8", "surrogateescape")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, self._token_bytes):
                 return _error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
         wait = self.limiter.retry_after(request.remote or "?")
         if wait:
-            return _error(429, "too many events; slow down", {"Retry-After": str(max(1, round(wait + 0.5)))})
+            return _error(429, "too many events; slow down", {"Retry-After": str(max(1, math.ceil(wait)))})
         if request.content_length is not None and request.content_length > self.max_body:
             return _error(413, f"body larger than {self.max_body} bytes")
         if request.content_type != "application/json":
             return _error(415, "expected Content-Type: application/json")
         try:
-            raw = await request.read()  # aiohttp stops reading past client_max_size (413)
+            async with asyncio.timeout(BODY_TIMEOUT):
+                raw = await request.read()  # raises once more than client_max_size has arrived
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"body larger than {self.max_body} bytes")
+        except TimeoutError:
+            return _error(408, f"body not received within {BODY_TIMEOUT:g}s")
         try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _error(400, f"body is not valid JSON: {exc}")
-        try:
-            event = event_from_json(body, default_source="http")
-        except EventError as exc:
-            return _error(422, str(exc), field=exc.field)
+            body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        except (ValueError, RecursionError) as exc:
+            return _error(400, f"body is not valid JSON: {_short(exc)}")
+        rejection = _check_event(body)
+        if isinstance(rejection, web.Response):
+            return rejection
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put((event, future))
+        self._queue.put_nowait((rejection, future))
         try:
             event_id = await future
         except TaskEngineError as exc:
@@ -187,25 +216,84 @@ class Ingress:
             "SELECT sum(status = 'pending'), sum(status = 'running') FROM runs").fetchone()
         return {"inbox": inbox, "runs_pending": pending or 0, "runs_running": running or 0}
 
+    # -- group commit --------------------------------------------------------------------------
+
     async def _writer(self) -> None:
-        """Commit queued events in batches; each request gets its id after its batch commits."""
-        while True:
+        """Commit queued events in batches; each request gets its id after its batch commits.
+        A ``None`` in the queue (put there at shutdown, after the last request) ends it."""
+        loop = asyncio.get_running_loop()
+        done = False
+        while not done:
             batch = [await self._queue.get()]
-            while not self._queue.empty() and len(batch) < 500:
+            while not self._queue.empty() and len(batch) < MAX_BATCH:
                 batch.append(self._queue.get_nowait())
-            try:
-                ids = await asyncio.to_thread(self.engine.emit_many, [e for e, _ in batch])
-            except TaskEngineError as exc:
-                for _, future in batch:
-                    future.set_exception(exc)
-                continue
-            except Exception as exc:  # noqa: BLE001 - answer every waiting request
-                log.exception("storing events failed")
-                for _, future in batch:
-                    future.set_exception(TaskEngineError(str(exc)))
-                continue
-            for (_, future), event_id in zip(batch, ids):
-                future.set_result(event_id)
+            if batch[-1] is None:
+                batch.pop()
+                done = True
+            if batch:
+                await loop.run_in_executor(self._db, self._commit, batch)
+
+    def _commit(self, batch: list) -> None:
+        """In the database thread: commit the batch, or each event alone if the batch fails, so
+        one bad event cannot fail the others. Answers every waiting request."""
+        results = self._store([event for event, _ in batch])
+        if isinstance(results, TaskEngineError) and len(batch) > 1:
+            results = [self._store([event]) for event, _ in batch]
+            results = [r if isinstance(r, TaskEngineError) else r[0] for r in results]
+        elif isinstance(results, TaskEngineError):
+            results = [results]
+        for (_, future), result in zip(batch, results):
+            self._loop.call_soon_threadsafe(_settle, future, result)
+
+    def _store(self, events: list) -> list[str] | TaskEngineError:
+        try:
+            return self.engine.emit_many(events)
+        except TaskEngineError as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - every waiting request gets an answer
+            log.exception("storing %d events failed", len(events))
+            return TaskEngineError(f"{type(exc).__name__}: {exc}")
+
+
+def _check_event(body):
+    """The event to store, or the 422 response saying which field is wrong."""
+    try:
+        event = event_from_json(body, default_source="http")
+    except EventError as exc:
+        # "type" is the one required key: name it, not the object that lacks it.
+        field = "type" if isinstance(body, dict) and "type" not in body else exc.field
+        return _error(422, str(exc), field=field)
+    except (ValueError, OverflowError):  # valid RFC 3339 that Python's datetime cannot hold
+        return _error(422, "invalid event: time: expected a date-time such as 2026-01-31T10:00:00Z "
+                      "between years 1 and 9999", field="time")
+    if event.source == INTERNAL_SOURCE:
+        return _error(422, f"invalid event: source: {INTERNAL_SOURCE!r} is reserved for the "
+                      "engine's own events", field="source")
+    return event
+
+
+def _settle(future: asyncio.Future, result) -> None:
+    if future.done():  # the client went away
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _short(exc: BaseException) -> str:
+    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
 
 
 def _error(status: int, message: str, headers: dict | None = None, field: str | None = None) -> web.Response:

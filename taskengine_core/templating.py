@@ -15,7 +15,8 @@ Rules a user will notice:
   filter for optional values: ``{{ event.data.note | default('none') }}``.
 * The output of one template is capped at ``max_output`` characters, and operations that would
   build a larger string, list or number (``'x' * 10**9``, ``~`` doubling in a loop, wide
-  format widths, ``center``/``join``/``replace`` blow-ups) are refused before they allocate.
+  format widths, ``center``/``join``/``replace`` blow-ups) are refused before they allocate
+  (the limits live in :mod:`taskengine_core.template_sandbox`).
   CPU time is not bounded: templates come from rule files written by operators, and event data
   is only ever *data* in the context, never rendered as a template itself.
 * ``tojson`` produces plain JSON (not HTML-escaped), keeping key order.
@@ -27,342 +28,37 @@ Secrets: this module never puts secret values into the template context. Secret 
 
 from __future__ import annotations
 
-import datetime as _dt
-import functools
-import json
-import re
 import threading
 import types
 from collections import OrderedDict
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
-from typing import Any, Callable
+from typing import Any
 
-from jinja2 import StrictUndefined, nodes
-from jinja2.compiler import CodeGenerator, optimizeconst
+from jinja2 import nodes
 from jinja2.environment import Template, TemplateExpression
-from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
+from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.exceptions import TemplateError as JinjaError
 from jinja2.runtime import Undefined, missing
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-from markupsafe import Markup, soft_str
+from markupsafe import Markup
 
 from taskengine_core.errors import TemplateError
+from taskengine_core.template_sandbox import _Sandbox, _TooLarge, _UndefinedName
 
 DEFAULT_MAX_OUTPUT = 64 * 1024
-_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
-_BRACE_FIELD = re.compile(r"\{[^{}]*\}")
 
 
-class _TooLarge(SecurityError):
-    """An operation would exceed the renderer's size limit; refused before allocating."""
-
-
-class _UndefinedName(UndefinedError):
-    """An ``UndefinedError`` that remembers what was looked up where, for a readable message."""
-
-    def __init__(self, message: str, *, name: Any, obj: Any, hint: str | None) -> None:
-        super().__init__(message)
-        self.name, self.obj, self.hint = name, obj, hint
-
-
-class _Undefined(StrictUndefined):
-    __slots__ = ()
-
-    def __init__(self, hint=None, obj=missing, name=None, exc=UndefinedError):
-        if exc is UndefinedError:  # keep SecurityError (unsafe attribute) as it is
-            exc = functools.partial(_UndefinedName, name=name, obj=obj, hint=hint)
-        super().__init__(hint, obj, name, exc)
-
-
-def _weight(value: Any, budget: int) -> int:
-    """Roughly how many characters ``str(value)`` has, counted only until ``budget`` is passed.
-
-    Lists repeat references cheaply (``[big] * n``); their text does not come cheap.
-    """
-    total, stack = 0, [value]
-    while stack and total <= budget:
-        item = stack.pop()
-        if isinstance(item, str):
-            total += len(item)
-        elif isinstance(item, (list, tuple, set, frozenset)):
-            total += 2 + 2 * len(item)
-            stack.extend(item)
-        elif isinstance(item, dict):
-            total += 2 + 4 * len(item)
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        else:
-            total += 1
-    return total
-
-
-class _Buffer(list):
-    """The output buffer of a macro, a ``{% set %}`` block or a filter block, bounded."""
-
-    __slots__ = ("_env", "_size")
-
-    def __init__(self, env: "_Sandbox") -> None:
-        super().__init__()
-        self._env, self._size = env, 0
-
-    def append(self, item: str) -> None:
-        self._size += len(item)
-        self._env.refuse_over(self._size, "a block")
-        super().append(item)
-
-    def extend(self, items) -> None:
-        for item in items:
-            self.append(item)
-
-
-class _CodeGenerator(CodeGenerator):
-    def buffer(self, frame) -> None:
-        frame.buffer = self.temporary_identifier()
-        self.writeline(f"{frame.buffer} = environment.output_buffer()")
-
-    @optimizeconst
-    def visit_Concat(self, node: nodes.Concat, frame) -> None:
-        # ``a ~ b`` cannot be intercepted like binary operators; route it through a size check
-        self.write("environment.join_values(context.eval_ctx, (")
-        for arg in node.nodes:
-            self.visit(arg, frame)
-            self.write(", ")
-        self.write("))")
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The sandbox plus size guards on every operation that can multiply memory."""
-
-    intercepted_binops = frozenset({"*", "+", "**", "%"})
-    code_generator_class = _CodeGenerator
-
-    def __init__(self, max_output: int) -> None:
-        super().__init__(undefined=_Undefined, autoescape=False, keep_trailing_newline=True,
-                         finalize=self._finalize)
-        self.max_output = max_output
-        self.max_int_bits = max(64, max_output * 4)
-        for name in ("lipsum", "cycler", "joiner"):  # lipsum(n=10**9) allocates freely
-            self.globals.pop(name, None)
-        self.filters["tojson"] = _tojson
-        self._guard_filters()
-
-    # -- size checks ---------------------------------------------------------------------
-
-    def output_buffer(self) -> _Buffer:
-        return _Buffer(self)
-
-    def _finalize(self, value: Any) -> Any:  # every {{ value }} passes here before str()
-        if isinstance(value, (list, tuple, dict, set, frozenset)):
-            self.refuse_over(_weight(value, self.max_output), "the value")
-        return value
-
-    def weight(self, value: Any) -> int:
-        return _weight(value, self.max_output)
-
-    def bounded_list(self, iterable, what: str, extra: int = 0) -> tuple[list, int]:
-        """Materialise ``iterable``, refusing as soon as its text would pass the limit."""
-        items, size = [], 0
-        for item in iterable:
-            size += extra + self.weight(item)
-            self.refuse_over(size, what)
-            items.append(item)
-        return items, size
-
-    def refuse_over(self, size: int, what: str) -> None:
-        if size > self.max_output:
-            raise _TooLarge(
-                f"template output exceeds {self.max_output} characters ({what} would produce {size})"
-            )
-
-    def _check_format(self, fmt: str, values: list, style: str) -> None:
-        if style == "%":
-            specs = _PERCENT_SPEC.findall(fmt)
-            numbers = [n for spec in specs for n in spec if n and n != "*"]
-            star = any("*" in spec for spec in specs)
-        else:
-            fields = _BRACE_FIELD.findall(fmt)
-            specs = fields
-            numbers = [n for f in fields for n in re.findall(r"\d+", f.partition(":")[2])]
-            star = bool(re.search(r"\{[^{}]*\{", fmt))
-        width = max((int(n) for n in numbers), default=0)
-        if star:
-            width = max([width] + [v for v in values if isinstance(v, int)])
-        widest = max((self.weight(v) for v in values), default=0)
-        self.refuse_over(len(fmt) + len(specs) * (widest + width), "formatting")
-
-    def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
-        seq = (str, list, tuple)
-        if operator == "*":
-            if isinstance(left, seq) and isinstance(right, int):
-                self.refuse_over(self.weight(left) * right, "'*'")
-            elif isinstance(right, seq) and isinstance(left, int):
-                self.refuse_over(self.weight(right) * left, "'*'")
-            elif isinstance(left, int) and isinstance(right, int):
-                self._check_bits(left.bit_length() + right.bit_length(), "'*'")
-        elif operator == "+" and isinstance(left, seq) and isinstance(right, seq):
-            self.refuse_over(self.weight(left) + self.weight(right), "'+'")
-        elif operator == "**" and isinstance(left, int) and isinstance(right, int):
-            if abs(left) > 1 and right > 0:
-                self._check_bits(right * left.bit_length(), "'**'")
-        elif operator == "%" and isinstance(left, str):
-            values = list(right.values()) if isinstance(right, Mapping) else (
-                list(right) if isinstance(right, tuple) else [right])
-            self._check_format(left, values, "%")
-        return super().call_binop(context, operator, left, right)
-
-    def _check_bits(self, bits: int, what: str) -> None:
-        if bits > self.max_int_bits:
-            raise _TooLarge(f"number too large: {what} would produce a {bits}-bit number")
-
-    def call(self, context, obj, /, *args, **kwargs):  # noqa: D102
-        owner = getattr(obj, "__self__", None)
-        if isinstance(owner, str):
-            args = self._check_str_method(owner, getattr(obj, "__name__", ""), list(args), kwargs)
-        return super().call(context, obj, *args, **kwargs)
-
-    def _check_str_method(self, s: str, name: str, args: list, kwargs: dict) -> list:
-        def arg(i, key, default):
-            return args[i] if len(args) > i else kwargs.get(key, default)
-
-        if name in ("center", "ljust", "rjust", "zfill"):
-            width = arg(0, "width", 0)
-            self.refuse_over(width if isinstance(width, int) else 0, f"str.{name}")
-        elif name == "expandtabs":
-            tab = arg(0, "tabsize", 8)
-            self.refuse_over(len(s) * (tab if isinstance(tab, int) else 0), "str.expandtabs")
-        elif name == "replace" and len(args) >= 2:
-            self.refuse_over(_replaced_size(s, args[0], args[1], arg(2, "count", -1)), "str.replace")
-        elif name == "join" and args:
-            args[0], _ = self.bounded_list(args[0], "str.join", extra=len(s))
-        elif name == "translate" and args and isinstance(args[0], Mapping):
-            longest = max((len(v) for v in args[0].values() if isinstance(v, str)), default=1)
-            self.refuse_over(len(s) * longest, "str.translate")
-        return args
-
-    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        wrapper = super().wrap_str_format(value)
-        if wrapper is None:
-            return None
-        fmt, is_map = value.__self__, value.__name__ == "format_map"
-
-        def guarded(*args, **kwargs):
-            if is_map and args and isinstance(args[0], Mapping):
-                values = list(args[0].values())
-            else:
-                values = list(args) + list(kwargs.values())
-            self._check_format(fmt, values, "{")
-            return wrapper(*args, **kwargs)
-
-        return guarded
-
-    def concat(self, parts) -> str:  # joins macro, {% set %}-block and filter-block output
-        buf, total = [], 0
-        for part in parts:
-            total += len(part)
-            self.refuse_over(total, "a block")
-            buf.append(part)
-        return "".join(buf)
-
-    def join_values(self, eval_ctx, values: tuple) -> str:
-        self.refuse_over(sum(self.weight(v) for v in values), "'~'")
-        parts = [soft_str(v) for v in values]
-        if eval_ctx.autoescape and any(hasattr(p, "__html__") for p in parts):
-            return Markup("").join(parts)
-        return "".join(parts)
-
-    def _guard_filters(self) -> None:
-        def center(value, width=80):
-            return value, len(soft_str(value)) + (width if isinstance(width, int) else 0)
-
-        def indent(s, width=4, *args, **kwargs):
-            s = soft_str(s)
-            w = width if isinstance(width, int) else len(soft_str(width))
-            return s, len(s) + (s.count("\n") + 1) * w
-
-        def format_(value, *args, **kwargs):
-            self._check_format(soft_str(value), list(args) + list(kwargs.values()), "%")
-            return value, 0
-
-        def join(value, d="", attribute=None):
-            if attribute is not None:
-                items = list(value)
-                return items, len(soft_str(d)) * len(items)
-            return self.bounded_list(value, "the join filter", extra=len(soft_str(d)))
-
-        def replace(s, old, new, count=None):
-            return s, _replaced_size(soft_str(s), soft_str(old), soft_str(new), count)
-
-        def sum_(iterable, attribute=None, start=0):
-            if not isinstance(start, (str, list, tuple)):
-                return iterable, 0
-            items, size = self.bounded_list(iterable, "the sum filter")
-            return items, self.weight(start) + size
-
-        def batch(value, count, fill_with=None, *args):
-            return value, (count if isinstance(count, int) and fill_with is not None else 0)
-
-        def slice_(value, slices, fill_with=None):
-            return value, (slices if isinstance(slices, int) else 0)
-
-        def list_(value):
-            return self.bounded_list(value, "the list filter")
-
-        def text(value, *args, **kwargs):
-            return value, self.weight(value)
-
-        for name, estimate in (("center", center), ("indent", indent), ("format", format_),
-                               ("join", join), ("replace", replace), ("sum", sum_),
-                               ("batch", batch), ("slice", slice_), ("list", list_),
-                               ("string", text), ("tojson", text), ("pprint", text)):
-            self.filters[name] = self._guarded_filter(name, self.filters[name], estimate)
-
-    def _guarded_filter(self, name: str, original: Callable, estimate: Callable) -> Callable:
-        skip = 1 if getattr(original, "jinja_pass_arg", None) is not None else 0
-
-        @functools.wraps(original)  # keeps jinja_pass_arg
-        def guarded(*args, **kwargs):
-            value, size = estimate(*args[skip:], **kwargs)
-            self.refuse_over(size, f"the {name} filter")
-            return original(*args[:skip], value, *args[skip + 1:], **kwargs)
-
-        return guarded
-
-
-def _replaced_size(s: str, old: Any, new: Any, count: Any) -> int:
-    if not (isinstance(s, str) and isinstance(old, str) and isinstance(new, str)):
-        return 0
-    hits = s.count(old) if old else len(s) + 1
-    if isinstance(count, int) and count >= 0:
-        hits = min(hits, count)
-    return len(s) + hits * max(0, len(new) - len(old))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Undefined):
-        value._fail_with_undefined_error()
-    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset, range, KeysView, ValuesView)):
-        return list(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _tojson(value: Any, indent: int | None = None) -> str:
-    """Serialise to JSON text (not HTML-escaped: the output goes to machines, not browsers)."""
-    return json.dumps(value, ensure_ascii=False, indent=indent, default=_json_default)
-
-
-def _plain(value: Any) -> Any:
+def _plain(value: Any, env: _Sandbox) -> Any:
     """A native expression result as plain data; undefined anywhere inside is an error."""
     if isinstance(value, Undefined):
         value._fail_with_undefined_error()
     if isinstance(value, Markup):
         return str(value)
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset, range, KeysView, ValuesView, ItemsView,
-                          types.GeneratorType, Iterator)):
-        return [_plain(v) for v in value]
+        return {k: _plain(v, env) for k, v in value.items()}
+    if isinstance(value, (types.GeneratorType, Iterator)):
+        value = env.bounded_list(value, "the expression", held=True)[0]
+    if isinstance(value, (list, tuple, set, frozenset, range, KeysView, ValuesView, ItemsView)):
+        return [_plain(v, env) for v in value]
     return value
 
 
@@ -431,9 +127,11 @@ class TemplateRenderer:
         if isinstance(value, str):
             return self._render(value, context, path) if _is_template(value) else value
         if isinstance(value, dict):
-            return {k: self.render_value(v, context, path=_child(path, k)) for k, v in value.items()}
+            return {k: self.render_value(v, context, path=_child(path, k))
+                    for k, v in value.items()}
         if isinstance(value, (list, tuple)):
-            return [self.render_value(v, context, path=f"{path}[{i}]") for i, v in enumerate(value)]
+            return [self.render_value(v, context, path=f"{path}[{i}]")
+                    for i, v in enumerate(value)]
         return value
 
     def check(self, value: Any, *, path: str = "") -> list[tuple[str, str]]:
@@ -504,7 +202,7 @@ class TemplateRenderer:
             raise TemplateError(f"{where}: {_syntax_message(exc)}") from exc
         try:
             if compiled.expression is not None:
-                result = _plain(compiled.expression(context))
+                result = _plain(compiled.expression(context), self._env)
                 if isinstance(result, str):
                     self._env.refuse_over(len(result), "the expression")
                 return result
@@ -545,6 +243,8 @@ class TemplateRenderer:
         chain = self._chain_to(exc.obj, exc.name, source, context)
         if chain is None:
             message = str(exc)
+        elif exc.obj is None:  # e.g. a scheduled run, which has no event
+            message = f"'{chain}' is none, so it has no {exc.name!r}"
         else:
             what = "attribute" if isinstance(exc.name, str) else "item"
             message = f"'{chain}' has no {what} {exc.name!r}"
@@ -561,7 +261,10 @@ class TemplateRenderer:
             return None
         chains = []
         for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
-            key = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", missing)
+            if isinstance(node, nodes.Getattr):
+                key = node.attr
+            else:
+                key = getattr(node.arg, "value", missing)
             text = _expr_text(node.node)
             if key == name and text is not None and text not in chains:
                 chains.append(text)

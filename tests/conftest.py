@@ -67,3 +67,47 @@ def dump_db(path: Path) -> list[str]:
         return out
     finally:
         conn.close()
+
+
+class FakeClock:
+    """A clock the test moves by hand; monotonic time moves with it."""
+
+    def __init__(self, start: str = "2026-03-01T12:00:00+00:00") -> None:
+        from datetime import datetime
+
+        self._now = datetime.fromisoformat(start)
+        self._mono = 1000.0
+
+    def now(self):
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        self._now += timedelta(seconds=seconds)
+        self._mono += seconds
+
+
+@pytest.fixture
+def applied(write_rules, db_path):
+    """Apply a rule file (YAML text) to the test database through the real loader."""
+    from taskengine_core.apply import apply_config
+    from taskengine_core.plugins import get_plugin_manager
+    from taskengine_core.rules.validate import load_config
+    from taskengine_core.store import Store
+
+    def apply(text: str, *, manager=None, name: str = "rules.yaml"):
+        manager = manager or get_plugin_manager()
+        store = Store(db_path)
+        try:
+            return apply_config(store, load_config([write_rules(text, name)], manager.registry()))
+        finally:
+            store.close()
+
+    return apply

@@ -35,6 +35,8 @@ def logs_list(app: App, task=None, status=None, since=None, limit=50, as_json=Fa
     for row in rows:
         row["trigger"] = _trigger_text(row)
         row["attempts"] = f"{row['attempt']}/{row['max_attempts']}"
+        if row["duration"] is not None and not as_json:
+            row["duration"] = f"{row['duration']:.3f}s"
     emit_rows(rows, ["id", "task", "status", "trigger", "created_at", "duration", "attempts", "error"],
               as_json=as_json, empty="no runs match")
 

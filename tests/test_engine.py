@@ -1,0 +1,419 @@
+"""The whole path: event -> rule -> run -> action -> logs, with command.run and test plugins."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import pytest
+
+from taskengine_core.engine import Engine
+from tests import plugins_for_tests
+from tests.conftest import FakeClock
+
+
+def runs(db_path, task=None):
+    conn = sqlite3.connect(db_path)
+    conn.row_factory = sqlite3.Row
+    sql = "SELECT * FROM runs" + (" WHERE task = ?" if task else "") + " ORDER BY created_at, rowid"
+    return [dict(r) for r in conn.execute(sql, (task,) if task else ())]
+
+
+def attempts(db_path, run_id):
+    conn = sqlite3.connect(db_path)
+    conn.row_factory = sqlite3.Row
+    return [dict(r) for r in conn.execute("SELECT * FROM attempts WHERE run_id = ? ORDER BY number", (run_id,))]
+
+
+def decisions(db_path, **where):
+    conn = sqlite3.connect(db_path)
+    conn.row_factory = sqlite3.Row
+    clause = " AND ".join(f"{k} = ?" for k in where) or "1"
+    return [dict(r) for r in conn.execute(f"SELECT * FROM decisions WHERE {clause} ORDER BY id", tuple(where.values()))]
+
+
+@pytest.fixture
+def engine_factory(db_path):
+    made = []
+
+    def make(**kwargs):
+        engine = Engine(db_path, **kwargs)
+        engine.executor.start()
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.executor.stop(0)
+
+
+def test_emit_run_logged_end_to_end(applied, run_cli, engine_factory, db_path):
+    applied("""
+        tasks:
+          greet:
+            action: command.run
+            with: {argv: [echo, "hello {{ event.data.user }} from {{ event.source }}"]}
+        events:
+          alice-login: {on: user.login, when: {data.user: alice}, tasks: [greet]}
+    """)
+    emitted = run_cli("emit", "user.login", "user=alice")
+    assert emitted.exit_code == 0
+    event_id = emitted.stdout.strip()
+    other = run_cli("emit", "user.login", "user=bob").stdout.strip()
+    engine_factory().run_until_idle()
+
+    (run,) = runs(db_path, "greet")
+    assert run["status"] == "succeeded" and run["event_id"] == event_id and run["rule"] == "alice-login"
+    assert json.loads(run["output"])["stdout"] == "hello alice from cli\n"
+    (attempt,) = attempts(db_path, run["id"])
+    assert attempt["outcome"] == "succeeded" and attempt["plugin"] == "taskengine"
+    assert [d["decision"] for d in decisions(db_path, event_id=event_id)] == ["matched"]
+    assert decisions(db_path, event_id=other) == []
+
+    listed = json.loads(run_cli("logs", "list", "--json").stdout)
+    assert [r["task"] for r in listed] == ["greet"]
+    shown = run_cli("logs", "show", run["id"])
+    assert "attempt 1: succeeded" in shown.stdout
+    explained = run_cli("logs", "explain", other).stdout
+    assert "decisions: none (no rule matched when it was evaluated)" in explained
+    assert "no     alice-login: data.user is 'bob', expected 'alice'" in explained
+    succeeded = sqlite3.connect(db_path).execute(
+        "SELECT data FROM events WHERE type = 'task.succeeded'").fetchone()
+    assert json.loads(succeeded[0])["run_id"] == run["id"]
+
+
+def test_thirty_day_delay_with_an_injected_clock(applied, engine_factory, db_path):
+    applied("""
+        tasks:
+          disable-temp-user: {action: command.run, with: {argv: [echo, "disable {{ event.data.user }}"]}}
+        events:
+          temp-created: {on: user.created, when: {data.group: temporary}, delay: 30d, tasks: [disable-temp-user]}
+    """)
+    clock = FakeClock()
+    engine = engine_factory(clock=clock)
+    engine.emit("user.created", {"user": "tmp1", "group": "temporary"})
+    engine.run_until_idle()
+    (run,) = runs(db_path)
+    assert run["status"] == "pending" and run["not_before"] == "2026-03-31T12:00:00.000000Z"
+    clock.advance(29 * 86400)
+    engine.run_until_idle()
+    assert runs(db_path)[0]["status"] == "pending"
+    clock.advance(86400)
+    engine.run_until_idle()
+    (run,) = runs(db_path)
+    assert run["status"] == "succeeded"
+    assert json.loads(run["output"])["stdout"] == "disable tmp1\n"
+
+
+def test_retries_survive_a_restart(applied, engine_factory, db_path):
+    applied("""
+        tasks:
+          flaky: {action: test.flaky, with: {succeed_on: 3}, retry: {attempts: 3, backoff: 60s, jitter: false}}
+        events:
+          go: {on: go, tasks: [flaky]}
+    """, manager=plugins_for_tests.manager())
+    clock = FakeClock()
+    first = engine_factory(clock=clock, manager=plugins_for_tests.manager())
+    first.emit("go")
+    first.run_until_idle()
+    (run,) = runs(db_path)
+    assert (run["status"], run["attempt"], run["not_before"]) == ("pending", 1, "2026-03-01T12:01:00.000000Z")
+    first.executor.stop(0)
+
+    second = engine_factory(clock=clock, manager=plugins_for_tests.manager())  # a restart
+    clock.advance(60)
+    second.run_until_idle()
+    assert runs(db_path)[0]["attempt"] == 2 and runs(db_path)[0]["status"] == "pending"
+    clock.advance(120)  # backoff doubles
+    second.run_until_idle()
+    (run,) = runs(db_path)
+    assert run["status"] == "succeeded" and json.loads(run["output"]) == {"attempt": 3}
+    assert [a["outcome"] for a in attempts(db_path, run["id"])] == ["failed", "failed", "succeeded"]
+
+
+def test_timeout_kills_a_hanging_command(applied, engine_factory, db_path, tmp_path):
+    pidfile = tmp_path / "pid"
+    applied(f"""
+        tasks:
+          hang: {{action: command.run, with: {{shell: "echo $$ > {pidfile}; exec sleep 60"}}, timeout: 1s}}
+        events:
+          go: {{on: go, tasks: [hang]}}
+    """)
+    engine = engine_factory()
+    engine.emit("go")
+    started = time.monotonic()
+    engine.run_until_idle()
+    assert time.monotonic() - started < 10
+    (run,) = runs(db_path)
+    assert run["status"] == "failed" and "timed out after 1" in run["error"]
+    import os
+
+    pid = int(pidfile.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_a_plugin_that_hangs_past_its_timeout_does_not_stop_other_runs(applied, engine_factory, db_path):
+    manager = plugins_for_tests.manager()
+    applied("""
+        tasks:
+          stuck: {action: test.hang, with: {seconds: 30}, timeout: 0.5}
+          fine: {action: test.record, with: {x: 1}}
+        events:
+          go: {on: go, tasks: [stuck, fine]}
+    """, manager=manager)
+    engine = engine_factory(manager=manager, workers=1)
+    engine.emit("go")
+    engine.run_until_idle(timeout=15)
+    by_task = {r["task"]: r for r in runs(db_path)}
+    assert by_task["stuck"]["status"] == "failed"
+    assert by_task["stuck"]["error"].startswith("timed out after 0.5s")
+    assert by_task["fine"]["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("action, expected", [
+    ("test.explode", "RuntimeError: kaboom from the plugin"),
+    ("test.garbage", "the action returned output that is not JSON-serialisable"),
+    ("test.fatal", "permanent failure"),
+])
+def test_a_misbehaving_plugin_fails_only_its_own_run(applied, engine_factory, db_path, action, expected):
+    manager = plugins_for_tests.manager()
+    applied(f"""
+        tasks:
+          bad: {{action: {action}, retry: {{attempts: 1}}}}
+          good: {{action: test.record}}
+        events:
+          go: {{on: go, tasks: [bad, good]}}
+    """, manager=manager)
+    engine = engine_factory(manager=manager)
+    engine.emit("go")
+    engine.run_until_idle()
+    by_task = {r["task"]: r for r in runs(db_path)}
+    assert by_task["bad"]["status"] == "failed" and expected in by_task["bad"]["error"]
+    assert by_task["good"]["status"] == "succeeded"
+    if action == "test.explode":
+        (attempt,) = attempts(db_path, by_task["bad"]["id"])
+        assert "Traceback" in attempt["traceback"] and "kaboom" in attempt["traceback"]
+
+
+def test_chaining_task_failed_fires_another_task(applied, engine_factory, db_path):
+    applied("""
+        tasks:
+          backup: {action: command.run, with: {argv: [sh, -c, "echo disk full >&2; exit 2"]}}
+          alert: {action: command.run, with: {argv: [echo, "{{ event.data.task }}: {{ event.data.error }}"]}}
+        events:
+          nightly: {on: backup.start, tasks: [backup]}
+          on-failure: {on: task.failed, when: {data.task: backup}, tasks: [alert]}
+    """)
+    engine = engine_factory()
+    engine.emit("backup.start")
+    engine.run_until_idle()
+    by_task = {r["task"]: r for r in runs(db_path)}
+    assert by_task["backup"]["status"] == "failed"
+    assert by_task["alert"]["status"] == "succeeded"
+    assert json.loads(by_task["alert"]["output"])["stdout"] == "backup: command exited with code 2\n"
+
+
+def test_a_chain_that_loops_is_stopped(applied, engine_factory, db_path):
+    applied("""
+        tasks:
+          again: {action: command.run, with: {argv: ["false"]}}
+        events:
+          start: {on: start, tasks: [again]}
+          loop: {on: task.failed, tasks: [again]}
+    """)
+    engine = engine_factory()
+    engine.emit("start")
+    engine.run_until_idle(timeout=60)
+    assert len(runs(db_path)) == 11  # the first run and ten chained ones
+    (stop,) = [d for d in decisions(db_path, decision="skipped")]
+    assert stop["reason"].startswith("chain of task events deeper than 10")
+
+
+def test_disabled_task_is_skipped_and_logged_but_runs_by_hand(applied, run_cli, engine_factory, db_path):
+    applied("""
+        tasks:
+          t: {action: command.run, with: {argv: [echo, manual]}}
+        events:
+          e: {on: go, tasks: [t]}
+    """)
+    assert run_cli("tasks", "disable", "t").stderr == "task t disabled\n"
+    event_id = run_cli("emit", "go").stdout.strip()
+    engine_factory().run_until_idle()
+    assert runs(db_path) == []
+    (d,) = decisions(db_path, event_id=event_id)
+    assert (d["decision"], d["reason"], d["task"]) == ("skipped", "task is disabled", "t")
+    manual = run_cli("tasks", "run", "t")
+    assert manual.exit_code == 0, manual.output
+    assert manual.stderr.startswith(f"run {manual.stdout.split()[0]} succeeded")
+    assert runs(db_path)[0]["trigger"] == "manual"
+    assert run_cli("tasks", "enable", "t").stderr == "task t enabled\n"
+
+
+def test_manual_run_with_params_and_failure_exit_code(applied, run_cli, db_path):
+    applied("""
+        tasks:
+          t: {action: command.run, with: {argv: [sh, -c, "exit 0"]}}
+    """)
+    ok = run_cli("tasks", "run", "t", "--param", 'argv=["echo", "overridden"]', "--json")
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["output"]["stdout"] == "overridden\n"
+    bad = run_cli("tasks", "run", "t", "--param", 'argv=["sh", "-c", "exit 4"]')
+    assert bad.exit_code == 1
+    assert bad.stderr.rstrip().endswith("command exited with code 4")
+    missing = run_cli("tasks", "run", "nope")
+    assert missing.exit_code == 1
+    assert missing.stderr == "Error: no task named 'nope'; see 'taskengine tasks list'\n"
+
+
+def test_duplicate_source_id_triggers_once(applied, run_cli, engine_factory, db_path):
+    applied("""
+        tasks:
+          t: {action: command.run, with: {argv: [echo]}}
+        events:
+          e: {on: go, tasks: [t]}
+    """)
+    first = run_cli("emit", "go", "--source", "crm", "--id", "42")
+    second = run_cli("emit", "go", "--source", "crm", "--id", "42")
+    assert second.stderr == f"duplicate of event {first.stdout.strip()} (same source and id): it triggers nothing\n"
+    engine_factory().run_until_idle()
+    assert len(runs(db_path)) == 1
+
+
+def test_throttle_once_per_key_within_window(applied, engine_factory, db_path):
+    applied("""
+        tasks:
+          t: {action: command.run, with: {argv: [echo]}}
+        events:
+          e: {on: alarm, throttle: {window: 10m, key: [data.host]}, tasks: [t]}
+    """)
+    clock = FakeClock()
+    engine = engine_factory(clock=clock)
+    for host in ("a", "a", "b", "a"):
+        engine.emit("alarm", {"host": host})
+    engine.run_until_idle()
+    assert len(runs(db_path)) == 2
+    assert len(decisions(db_path, decision="throttled")) == 2
+    clock.advance(601)
+    engine.emit("alarm", {"host": "a"})
+    engine.run_until_idle()
+    assert len(runs(db_path)) == 3
+
+
+def _overlaps(rows):
+    spans = sorted((r["started_at"], r["finished_at"]) for r in rows if r["started_at"])
+    return any(spans[i + 1][0] < spans[i][1] for i in range(len(spans) - 1))
+
+
+@pytest.mark.parametrize("policy", ["parallel", "queue", "skip", "replace"])
+def test_concurrency_policies(applied, engine_factory, db_path, policy):
+    applied(f"""
+        tasks:
+          slow: {{action: command.run, with: {{argv: [sleep, "0.4"]}}, concurrency: {policy}}}
+        events:
+          go: {{on: go, tasks: [slow]}}
+    """)
+    engine = engine_factory()
+    engine.emit("go")
+    engine.step()  # the first run starts
+    time.sleep(0.1)
+    engine.emit("go")
+    engine.emit("go")
+    engine.run_until_idle()
+    rows = runs(db_path)
+    statuses = sorted(r["status"] for r in rows)
+    if policy == "parallel":
+        assert statuses == ["succeeded"] * 3 and _overlaps(rows)
+    elif policy == "queue":
+        assert statuses == ["succeeded"] * 3 and not _overlaps(rows)
+    elif policy == "skip":
+        assert statuses == ["skipped", "skipped", "succeeded"]
+        assert all("concurrency: skip" in r["error"] for r in rows if r["status"] == "skipped")
+    else:
+        assert statuses == ["cancelled", "cancelled", "succeeded"]
+        reasons = sorted(r["error"] for r in rows if r["status"] == "cancelled")
+        assert reasons[0].startswith("command cancelled") or reasons[1].startswith("replaced by run")
+
+
+def test_runs_left_running_by_a_dead_process_are_recovered(applied, engine_factory, db_path):
+    manager = plugins_for_tests.manager()
+    applied("""
+        tasks:
+          safe: {action: test.record, retry: {attempts: 3}}
+          unsafe: {action: test.sticky, retry: {attempts: 3}}
+    """, manager=manager)
+    conn = sqlite3.connect(db_path)
+    import socket
+
+    dead = f"{socket.gethostname()}:999999:0"
+    for run_id, task in (("r-safe", "safe"), ("r-unsafe", "unsafe")):
+        conn.execute("INSERT INTO runs (id, task, status, trigger, not_before, created_at, attempt, "
+                     "max_attempts, lease_owner, lease_expires) VALUES (?, ?, 'running', 'manual', "
+                     "'2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', 1, 3, ?, '2999-01-01T00:00:00.000000Z')",
+                     (run_id, task, dead))
+    conn.commit()
+    engine = engine_factory(manager=manager)
+    recovered = engine.executor.recover(engine.runtime)
+    assert sorted(recovered) == ["r-safe", "r-unsafe"]
+    engine.run_until_idle(max_wait=30)
+    by_id = {r["id"]: r for r in runs(db_path)}
+    assert by_id["r-safe"]["status"] == "succeeded" and by_id["r-safe"]["attempt"] == 2
+    unsafe = by_id["r-unsafe"]
+    assert unsafe["status"] == "interrupted" and unsafe["attention"] == 1
+    assert "not idempotent" in unsafe["error"]
+    assert [a["outcome"] for a in attempts(db_path, "r-unsafe")] == ["interrupted"]
+
+
+def test_apply_while_running_takes_effect(applied, db_path):
+    applied("tasks:\n  a: {action: command.run, with: {argv: [echo, a]}}\n")
+    engine = Engine(db_path, poll_interval=0.05)
+    engine.start()
+    try:
+        applied("""
+            tasks:
+              a: {action: command.run, with: {argv: [echo, a]}}
+            events:
+              e: {on: go, tasks: [a]}
+        """)
+        engine.emit("go")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not [r for r in runs(db_path) if r["status"] == "succeeded"]:
+            time.sleep(0.05)
+    finally:
+        engine.stop(5)
+    assert [r["status"] for r in runs(db_path)] == ["succeeded"]
+
+
+def test_secrets_resolved_at_use_and_redacted_from_output(applied, engine_factory, db_path, monkeypatch):
+    monkeypatch.setenv("API_TOKEN", "s3cr3t-canary-value")
+    applied("""
+        tasks:
+          leak: {action: command.run, with: {argv: [sh, -c, 'echo token=$TOKEN; echo $TOKEN >&2; exit 1'], env: {TOKEN: "${env:API_TOKEN}"}}}
+        events:
+          e: {on: go, tasks: [leak]}
+    """)
+    engine = engine_factory()
+    engine.emit("go")
+    engine.run_until_idle()
+    engine.store.conn.execute("PRAGMA wal_checkpoint(FULL)")
+    (run,) = runs(db_path)
+    assert json.loads(run["output"])["stdout"] == "token=********\n"
+    raw = db_path.read_bytes()
+    assert b"s3cr3t-canary-value" not in raw
+
+
+def test_an_invalid_event_is_refused_and_nothing_written(run_cli, db_path):
+    from tests.conftest import dump_db
+
+    run_cli("tasks", "list")  # creates the database
+    before = dump_db(db_path)
+    bad_type = run_cli("emit", "not a type")
+    assert bad_type.exit_code == 1
+    assert bad_type.stderr == ("Error: invalid event: type: expected an event type such as user.login "
+                               "(letters, digits, _ . : -); got a string 'not a type'\n")
+    bad_json = run_cli("emit", "x", "--data", "{nope")
+    assert bad_json.exit_code == 2 and "--data is not valid JSON" in bad_json.stderr
+    bad_pair = run_cli("emit", "x", "novalue")
+    assert bad_pair.exit_code == 2 and "bad event field 'novalue': expected KEY=VALUE" in bad_pair.stderr
+    assert dump_db(db_path) == before
