@@ -90,10 +90,8 @@ def test_unknown_action_and_bad_parameters(run_cli, write_rules):
     """)
     result = run_cli("validate", path)
     lines = result.stderr.splitlines()
-    assert lines[0] == (
-        f"{path}:2:7  tasks.a.action  unknown action 'vm.powr'; installed actions: command.run "
-        "(see 'taskengine plugins')"
-    )
+    assert lines[0].startswith(f"{path}:2:7  tasks.a.action  unknown action 'vm.powr'; installed actions: ")
+    assert "command.run" in lines[0] and lines[0].endswith(" (see 'taskengine plugins')")
     assert lines[1] == f"{path}:3:35  tasks.b.with.argv  expected at least 1 item, got 0"
     assert lines[-1] == "Error: 2 errors found"  # the templated argv of c is checked at run time
 

@@ -10,17 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from jsonschema import Draft202012Validator
-
 from taskengine_core.errors import Problem, RuleFileError
 from taskengine_core.registry import Registry
 from taskengine_core.rules import messages
 from taskengine_core.rules.loader import Document, expand_paths, load_document
+from taskengine_core.rules.schema_check import SchemaCheck
 from taskengine_core.rules.schema import NAME_PATTERN, REF_KEYWORD, SECTIONS, section_schemas
 from taskengine_core.secrets import iter_references, reference_problem
 
 KIND = {"schedules": "schedule", "webhooks": "webhook", "tasks": "task", "events": "event rule"}
-_NAME_CHECK = Draft202012Validator({"type": "string", "pattern": NAME_PATTERN})
+_NAME_CHECK = re.compile(NAME_PATTERN)
 
 
 @dataclass
@@ -84,10 +83,8 @@ class _Checker:
         self.config = Config()
         self.problems: list[Problem] = []
         schemas = section_schemas(registry)
-        self.validators = {s: Draft202012Validator(schema) for s, schema in schemas.items()}
-        self.action_validators = {
-            name: Draft202012Validator(item.schema) for name, item in registry.actions.items()
-        }
+        self.validators = {s: SchemaCheck(schema) for s, schema in schemas.items()}
+        self.action_validators = {name: SchemaCheck(item.schema) for name, item in registry.actions.items()}
         self.action_refs = {name: list(_ref_params(item.schema)) for name, item in registry.actions.items()}
         self._renderer = None
 
@@ -129,7 +126,7 @@ class _Checker:
 
     def _add_object(self, doc: Document, section: str, name: Any, spec: Any) -> None:
         path = (section, name)
-        if not isinstance(name, str) or next(_NAME_CHECK.iter_errors(name), None):
+        if not isinstance(name, str) or not _NAME_CHECK.match(name):
             self.problems.append(doc.problem(path, f"bad {KIND[section]} name {name!r}: use letters, digits, '_', '.' and '-', starting with a letter or digit"))
             return
         if spec is None:
@@ -156,7 +153,7 @@ class _Checker:
             self.problems.append(doc.problem(("tasks", name, "action"), f"unknown action {action!r}; installed actions: {known} (see 'taskengine plugins')"))
             return
         params = spec.get("with", {})
-        for error in validator.iter_errors(params):
+        for error in validator.errors(params):
             if _is_template(error.instance):
                 continue  # checked again after rendering, when the value is known
             extra, message = messages.explain(error)
@@ -228,7 +225,7 @@ class _Checker:
 
     def _schema_problems(self, doc: Document, path: tuple, value: Any, validator) -> bool:
         found = False
-        for error in validator.iter_errors(value):
+        for error in validator.errors(value):
             extra, message = messages.explain(error)
             self.problems.append(doc.problem(path + tuple(error.absolute_path) + extra, message))
             found = True
