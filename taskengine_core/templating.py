@@ -140,8 +140,8 @@ class TemplateRenderer:
 
         def walk(item: Any, where: str) -> None:
             if isinstance(item, str) and _is_template(item):
-                try:
-                    self._compiled(item)
+                try:  # parsing finds syntax errors at a tenth of the cost of compiling
+                    self._check_names(self._env.parse(item))
                 except TemplateSyntaxError as exc:
                     problems.append((where or "(value)", _syntax_message(exc)))
             elif isinstance(item, dict):
@@ -153,6 +153,14 @@ class TemplateRenderer:
 
         walk(value, path)
         return problems
+
+    def _check_names(self, ast: nodes.Template) -> None:
+        """Unknown filters and tests, which Jinja only reports when compiling."""
+        for node, known, kind in ((nodes.Filter, self._env.filters, "filter"),
+                                  (nodes.Test, self._env.tests, "test")):
+            for found in ast.find_all(node):
+                if found.name not in known:
+                    raise TemplateSyntaxError(f"No {kind} named {found.name!r}.", found.lineno)
 
     def cache_info(self) -> dict:
         """Hits, misses (compilations) and size of the compiled-template cache."""

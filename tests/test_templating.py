@@ -121,6 +121,13 @@ def test_undefined_deeper_attribute(renderer):
     assert message.startswith("template at with.text: 'event.data' has no attribute 'usr' (it has:")
 
 
+def test_a_run_without_an_event(renderer):
+    context = {**CONTEXT, "event": None}
+    assert error_of(renderer, "{{ event.data.user }}", context=context) == (
+        "template at with.text: 'event' is none, so it has no 'data'"
+    )
+
+
 def test_undefined_name_lists_what_exists(renderer):
     assert error_of(renderer, "{{ evnt.type }}") == (
         "template at with.text: 'evnt' is undefined (available names: event, run, task)"
@@ -286,8 +293,8 @@ def test_same_source_is_compiled_once(renderer):
     for user in ("alice", "bob", "carol"):
         context = {**CONTEXT, "event": {"data": {"user": user}}}
         assert renderer.render_value({"a": "hi {{ event.data.user }}"}, context) == {"a": f"hi {user}"}
-    renderer.check({"a": "hi {{ event.data.user }}"})
-    assert renderer.cache_info() == {"hits": 3, "misses": 1, "size": 1, "max_size": 512}
+    renderer.check({"a": "hi {{ event.data.user }}"})  # parses only; the cache is untouched
+    assert renderer.cache_info() == {"hits": 2, "misses": 1, "size": 1, "max_size": 512}
 
 
 def test_cache_is_bounded_lru():
