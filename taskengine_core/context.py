@@ -25,6 +25,7 @@ class ActionContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     emit: Callable[..., str] = _no_emit
     started_monotonic: float = field(default_factory=time.monotonic)
+    db_path: str | None = None  # the engine's database, for actions that queue work durably
 
     def time_left(self) -> float | None:
         """Seconds until the task's timeout, or ``None`` when the task has none."""

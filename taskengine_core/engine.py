@@ -43,7 +43,7 @@ class Engine:
         self.runtime: Runtime = load_runtime(self.store)
         workers = workers or int(self.runtime.settings.get("workers") or DEFAULT_WORKERS)
         runner = AttemptRunner(registry=self.registry, secrets=self.secrets, clock=self.clock,
-                               load_event=self._load_event, emit=self.emit)
+                               load_event=self._load_event, emit=self.emit, db_path=self.db_path)
         self.evaluator = Evaluator(self.clock)
         self.executor = Executor(self.store, runner, clock=self.clock, workers=workers,
                                  hook=self.manager.hook, wake=self.wake)

@@ -3,6 +3,7 @@ acknowledgement."""
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,10 +52,7 @@ class Event:
 
 def event_from_json(body: Any, *, default_source: str) -> Event:
     """Validate an incoming event (HTTP body or ``--data``); raises :class:`EventError` naming the field."""
-    from jsonschema import Draft202012Validator, FormatChecker
-
-    errors = sorted(Draft202012Validator(EVENT_SCHEMA, format_checker=FormatChecker()).iter_errors(body),
-                    key=lambda e: list(e.absolute_path))
+    errors = sorted(_validator().iter_errors(body), key=lambda e: list(e.absolute_path))
     if errors:
         from taskengine_core.rules.messages import explain
 
@@ -65,6 +63,14 @@ def event_from_json(body: Any, *, default_source: str) -> Event:
     time = from_iso(body["time"]) if "time" in body else None
     return Event(type=body["type"], data=body.get("data") or {}, source=body.get("source", default_source),
                  source_id=body.get("id"), time=time)
+
+
+@functools.cache
+def _validator():
+    """Built once: building a validator costs more than validating an event with it."""
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    return Draft202012Validator(EVENT_SCHEMA, format_checker=FormatChecker())
 
 
 def check_event(event: Event) -> None:

@@ -50,6 +50,7 @@ class Executor:
         self._next_lease_renewal = 0.0
         self._next_cancel_check = 0.0
         self._settings: dict = {}
+        self._runtime: Runtime | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -81,7 +82,8 @@ class Executor:
                 outcomes.append(Outcome(run, "interrupted", now, now, error=why, retryable=idempotent))
                 db.conn.execute("INSERT INTO decisions (time, decision, reason, task, run_id) VALUES (?, 'interrupted', ?, ?, ?)",
                                 (to_iso(now), why, task_name, run_id))
-            record_outcomes(db.conn, outcomes, now, self.rng, self.runner.secrets.redactor.scrub)
+            record_outcomes(db.conn, outcomes, now, self.rng, self.runner.secrets.redactor.scrub,
+                            runtime.listens)
         return [o.run.id for o in outcomes]
 
     def stop(self, grace: float) -> None:
@@ -116,6 +118,7 @@ class Executor:
         """Write finished attempts, time out overdue ones, claim and dispatch due runs (or just
         the run ``only``). Returns how many runs were finished or started."""
         self._settings = runtime.settings
+        self._runtime = runtime
         outcomes = self._drain() + self._timeouts()
         free = self.workers - self._active() if self._accepting else 0
         claimed = self._write(outcomes, [runtime, free, only])
@@ -179,7 +182,8 @@ class Executor:
         to_cancel: list = []
         with self.store.write() as db:
             if outcomes:
-                record_outcomes(db.conn, outcomes, now, self.rng, self.runner.secrets.redactor.scrub)
+                listens = self._runtime.listens if self._runtime else (lambda _type: True)
+                record_outcomes(db.conn, outcomes, now, self.rng, self.runner.secrets.redactor.scrub, listens)
             if claim_args and claim_args[1] > 0:
                 claimed, to_cancel = claim_due(db.conn, claim_args[0], now, self.owner, self.lease,
                                                claim_args[1], only=claim_args[2])

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from taskengine_core import __version__
 from taskengine_core.errors import EventError, TaskEngineError
-from taskengine_core.events import INTERNAL_SOURCE, event_from_json
+from taskengine_core.events import INTERNAL_SOURCE, Event, event_from_json
 
 log = logging.getLogger("taskengine.ingress")
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -139,7 +139,7 @@ class Ingress:
     async def _main(self) -> None:
         self._stop_event = asyncio.Event()
         self._queue = asyncio.Queue()
-        runner = await self._start_site(self._post_event)
+        runner = await self._start_site()
         writer = asyncio.create_task(self._writer())
         self._ready.set()
         await self._stop_event.wait()
@@ -147,19 +147,18 @@ class Ingress:
         await self._queue.put(None)
         await writer
 
-    async def _start_site(self, post_handler) -> web.AppRunner:
+    async def _start_site(self) -> web.AppRunner:
         app = web.Application(client_max_size=self.max_body)
-        app.router.add_post("/events", post_handler)
+        app.router.add_post("/events", self._post_event)
         app.router.add_get("/healthz", self._healthz)
         # lingering_time=0: a body we refused unread is not drained; the connection is closed.
         runner = web.AppRunner(app, access_log=None, lingering_time=0, shutdown_timeout=5)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
         await site.start()
-        for sock in runner.server and site._server.sockets or ():  # the real port when 0 was asked
-            self.port = sock.getsockname()[1]
+        if runner.addresses:  # the real port when 0 was asked
+            self.port = runner.addresses[0][1]
             self.address = f"{self.host}:{self.port}"
-            break
         return runner
 
     # -- handlers ------------------------------------------------------------------------------
@@ -194,11 +193,11 @@ class Ingress:
             body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
         except (ValueError, RecursionError) as exc:
             return _error(400, f"body is not valid JSON: {_short(exc)}")
-        rejection = _check_event(body)
-        if isinstance(rejection, web.Response):
+        event, rejection = _check_event(body)
+        if rejection is not None:
             return rejection
         future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((rejection, future))
+        self._queue.put_nowait((event, future))
         try:
             event_id = await future
         except TaskEngineError as exc:
@@ -255,21 +254,21 @@ class Ingress:
             return TaskEngineError(f"{type(exc).__name__}: {exc}")
 
 
-def _check_event(body):
+def _check_event(body) -> tuple[Event | None, web.Response | None]:
     """The event to store, or the 422 response saying which field is wrong."""
     try:
         event = event_from_json(body, default_source="http")
     except EventError as exc:
         # "type" is the one required key: name it, not the object that lacks it.
         field = "type" if isinstance(body, dict) and "type" not in body else exc.field
-        return _error(422, str(exc), field=field)
+        return None, _error(422, str(exc), field=field)
     except (ValueError, OverflowError):  # valid RFC 3339 that Python's datetime cannot hold
-        return _error(422, "invalid event: time: expected a date-time such as 2026-01-31T10:00:00Z "
+        return None, _error(422, "invalid event: time: expected a date-time such as 2026-01-31T10:00:00Z "
                       "between years 1 and 9999", field="time")
     if event.source == INTERNAL_SOURCE:
-        return _error(422, f"invalid event: source: {INTERNAL_SOURCE!r} is reserved for the "
-                      "engine's own events", field="source")
-    return event
+        return None, _error(422, f"invalid event: source: {INTERNAL_SOURCE!r} is reserved for the "
+                            "engine's own events", field="source")
+    return event, None
 
 
 def _settle(future: asyncio.Future, result) -> None:

@@ -158,8 +158,9 @@ def claim_due(conn, runtime: Runtime, now: datetime, owner: str, lease: float, l
             if r[0] not in claimed_ids]
         conn.executemany("UPDATE runs SET cancel_requested = 1 WHERE id = ?", [(i,) for i in ids])
         to_cancel.extend((i, task_name) for i in ids)
-    started = [internal_event("task.started", c, now_text, {"attempt": c.attempt}) for c in claimed]
-    insert_internal_events(conn, started, now_text)
+    if claimed and runtime.listens("task.started"):
+        started = [internal_event("task.started", c, now_text, {"attempt": c.attempt}) for c in claimed]
+        insert_internal_events(conn, started, now_text)
     return claimed, to_cancel
 
 
@@ -175,7 +176,8 @@ def insert_internal_events(conn, events: list[tuple], now: str) -> None:
          for eid, type_, data, time in events])
 
 
-def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact) -> list[str]:
+def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
+                    listens=lambda event_type: True) -> list[str]:
     """Write finished attempts: the run's new state, the attempt row, and task.* events.
 
     Returns the names of tasks retired by ``delete_after_run``.
@@ -198,7 +200,7 @@ def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact) -
         finals.append((status, now_text, error, output, o.duration, o.plugin, o.plugin_version,
                        int(outcome == "interrupted"), run.id))
         extra = {"status": status, "error": error, "duration": o.duration, "attempts": run.attempt}
-        if status in ("succeeded", "failed"):
+        if status in ("succeeded", "failed") and listens(f"task.{status}"):
             events.append(internal_event(f"task.{status}", run, now_text, extra))
         if run.task.delete_after_run and status in ("succeeded", "failed"):
             retired.append(run.task.name)

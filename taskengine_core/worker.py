@@ -27,8 +27,10 @@ class AttemptRunner:
     """Everything needed to run attempts; one instance shared by all workers (thread-safe)."""
 
     def __init__(self, *, registry: Registry, secrets: SecretResolver, clock: Clock,
-                 load_event: Callable[[str], dict | None], emit: Callable[..., str]) -> None:
+                 load_event: Callable[[str], dict | None], emit: Callable[..., str],
+                 db_path: str | None = None) -> None:
         self.registry = registry
+        self.db_path = db_path
         self.secrets = secrets
         self.clock = clock
         self.load_event = load_event
@@ -74,7 +76,7 @@ class AttemptRunner:
                                  f"{self.secrets.redactor(message)}")
         ctx = ActionContext(run_id=run.id, task=task.name, attempt=run.attempt, event=event,
                             settings=plugin_settings, timeout=task.timeout, cancelled=cancelled,
-                            emit=self.emit)
+                            emit=self.emit, db_path=self.db_path)
         return (item, resolved), ctx
 
     def run(self, run: Claimed, settings: dict, cancelled: threading.Event) -> Outcome:

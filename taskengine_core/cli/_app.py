@@ -27,22 +27,19 @@ class App:
 
     @property
     def manager(self):
+        """The plugin manager; plugins that fail to load are reported once, as warnings."""
         if self._manager is None:
-            from taskengine_core.plugins import PluginLoadWarning, get_plugin_manager
+            from taskengine_core.plugins import get_plugin_manager
 
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", PluginLoadWarning)
-                self._manager = get_plugin_manager(extra_plugins=self.extra_plugins)
-                registry = self._manager.registry()
-            for warning in caught:
-                if issubclass(warning.category, PluginLoadWarning):
-                    click.echo(f"warning: {warning.message}", err=True)
-            del registry
+            self._manager = _warning_to_stderr(
+                lambda: get_plugin_manager(extra_plugins=self.extra_plugins))
         return self._manager
 
     @property
     def registry(self):
-        return self.manager.registry()
+        """Everything plugins registered (built on first use: --help does not need it)."""
+        manager = self.manager
+        return _warning_to_stderr(manager.registry)
 
     def store(self, *, create: bool = True):
         """Open (and migrate) the database; the default location's directory is created."""
@@ -60,6 +57,20 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App, ensure=True)
+
+
+def _warning_to_stderr(make):
+    from taskengine_core.plugins import PluginLoadWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PluginLoadWarning)
+        result = make()
+    for warning in caught:
+        if issubclass(warning.category, PluginLoadWarning):
+            click.echo(f"warning: {warning.message}", err=True)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return result
 
 
 def fail(message: str) -> None:

@@ -146,3 +146,58 @@ def m002_runtime(db: Database) -> None:
             PRIMARY KEY (rule, key)) WITHOUT ROWID;
         """
     )
+
+
+@MIGRATIONS()
+def m003_webhook_deliveries(db: Database) -> None:
+    """Webhook deliveries (one row per message; its id is the ``webhook-id`` header, kept across
+    retries and redelivery) and every attempt to send one. Retries are ``next_attempt_at`` rows,
+    so they survive a restart; secrets are never stored resolved."""
+    db.executescript(
+        """
+        CREATE TABLE webhook_deliveries (
+            id TEXT PRIMARY KEY,
+            webhook TEXT NOT NULL,
+            status TEXT NOT NULL,
+            type TEXT NOT NULL,
+            body TEXT NOT NULL,
+            content_type TEXT NOT NULL,
+            headers TEXT NOT NULL DEFAULT '{}',
+            task TEXT,
+            run_id TEXT,
+            event_id TEXT,
+            created_at TEXT NOT NULL,
+            next_attempt_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL DEFAULT 1,
+            lease_owner TEXT,
+            lease_expires TEXT,
+            last_status_code INTEGER,
+            last_error TEXT,
+            finished_at TEXT);
+        CREATE INDEX webhook_deliveries_due ON webhook_deliveries(webhook, next_attempt_at)
+            WHERE status = 'pending';
+        CREATE INDEX webhook_deliveries_next ON webhook_deliveries(next_attempt_at)
+            WHERE status = 'pending';
+        CREATE INDEX webhook_deliveries_sending ON webhook_deliveries(lease_expires)
+            WHERE status = 'sending';
+        CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries(webhook, created_at);
+        CREATE INDEX webhook_deliveries_by_created ON webhook_deliveries(created_at);
+        CREATE INDEX webhook_deliveries_by_run ON webhook_deliveries(run_id) WHERE run_id IS NOT NULL;
+        CREATE TABLE webhook_attempts (
+            id INTEGER PRIMARY KEY,
+            delivery_id TEXT NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
+            number INTEGER NOT NULL,
+            request_id TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            duration REAL,
+            address TEXT,
+            status_code INTEGER,
+            outcome TEXT NOT NULL,
+            error TEXT,
+            response_excerpt TEXT,
+            request_headers TEXT,
+            next_attempt_at TEXT,
+            UNIQUE (delivery_id, number));
+        """
+    )
