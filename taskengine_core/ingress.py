@@ -202,7 +202,8 @@ class Ingress:
             event_id = await future
         except TaskEngineError as exc:
             return _error(503, f"event not stored: {exc}")
-        return web.json_response({"id": event_id}, status=202)
+        return web.Response(body=b'{"id": "%s"}' % event_id.encode(), status=202,
+                            content_type="application/json")
 
     async def _healthz(self, request: web.Request) -> web.Response:
         counts = await asyncio.to_thread(self._counts)
@@ -241,8 +242,7 @@ class Ingress:
             results = [r if isinstance(r, TaskEngineError) else r[0] for r in results]
         elif isinstance(results, TaskEngineError):
             results = [results]
-        for (_, future), result in zip(batch, results):
-            self._loop.call_soon_threadsafe(_settle, future, result)
+        self._loop.call_soon_threadsafe(_settle, [f for _, f in batch], results)
 
     def _store(self, events: list) -> list[str] | TaskEngineError:
         try:
@@ -271,13 +271,14 @@ def _check_event(body) -> tuple[Event | None, web.Response | None]:
     return event, None
 
 
-def _settle(future: asyncio.Future, result) -> None:
-    if future.done():  # the client went away
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
+def _settle(futures: list[asyncio.Future], results: list) -> None:
+    for future, result in zip(futures, results):
+        if future.done():  # the request was cancelled
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
 
 def _reject_constant(name: str):

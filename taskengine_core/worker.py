@@ -87,9 +87,8 @@ class AttemptRunner:
             plugin, version = item.plugin.distribution, item.plugin.version
             output = item.func(params, ctx)
             output = _checked_output(output)
+            # an action that returned normally did its work, even if a cancel came meanwhile
             status, error, tb, retryable = "succeeded", None, None, True
-            if cancelled.is_set():
-                status, error = "cancelled", "cancelled while running"
         except _ConfigProblem as exc:
             output, status, error, tb, retryable = None, "failed", str(exc), None, False
         except ActionError as exc:

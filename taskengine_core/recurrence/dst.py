@@ -21,7 +21,7 @@ _SECOND = timedelta(seconds=1)
 
 def resolve(local: datetime, zone: ZoneInfo) -> datetime:
     """The UTC instant at which the naive wall time ``local`` in ``zone`` fires."""
-    first = local.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    first = local.replace(tzinfo=zone, fold=0).astimezone(UTC)
     if first.astimezone(zone).replace(tzinfo=None) == local:
         return first  # exists; for an ambiguous time fold=0 is the first occurrence
     return _gap_end(local, zone)
@@ -87,4 +87,4 @@ class WallClockSchedule:
                 return instant
             # Only when t is in the repeated hour of a fall back: slots between t's wall time
             # and the end of the repeat already fired at their first occurrence.
-            wall = slot
+            return instant
