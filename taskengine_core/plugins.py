@@ -130,8 +130,9 @@ def build_registry(manager: PluginManager) -> Registry:
         ("register_settings", "settings"),
     ):
         caller = getattr(manager.pm.hook, hook_name)
-        # pluggy calls implementations last-registered first; keep that order
-        for impl in reversed(caller.get_hookimpls()):
+        # registration order: the core, then installed plugins, then extras; the first to
+        # register a name keeps it and a later duplicate is reported against its plugin
+        for impl in caller.get_hookimpls():
             info = manager.plugin_info(impl.plugin)
             if kind == "settings":
                 register = registry.settings_registrar(info)

@@ -87,4 +87,4 @@ class WallClockSchedule:
                 return instant
             # Only when t is in the repeated hour of a fall back: slots between t's wall time
             # and the end of the repeat already fired at their first occurrence.
-            return instant
+            wall = slot
