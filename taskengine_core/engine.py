@@ -13,6 +13,7 @@ from taskengine_core.durations import parse_duration
 from taskengine_core.evaluator import Evaluator
 from taskengine_core.events import Event, insert_events, row_to_event
 from taskengine_core.executor import DEFAULT_WORKERS, Executor
+from taskengine_core.scheduler import Scheduler
 from taskengine_core.model import Runtime, config_generation, load_runtime
 from taskengine_core.secrets import SecretResolver
 from taskengine_core.store import Store
@@ -45,6 +46,7 @@ class Engine:
         runner = AttemptRunner(registry=self.registry, secrets=self.secrets, clock=self.clock,
                                load_event=self._load_event, emit=self.emit, db_path=self.db_path)
         self.evaluator = Evaluator(self.clock)
+        self.scheduler = Scheduler(self.store, self.clock)
         self.executor = Executor(self.store, runner, clock=self.clock, workers=workers,
                                  hook=self.manager.hook, wake=self.wake)
         self.info = self._engine_info(None)
@@ -144,7 +146,8 @@ class Engine:
     def step(self) -> int:
         """One pass of the loop: reload changed config, evaluate events, run the executor."""
         self._refresh_config()
-        done = self.evaluator.process_pending(self.store, self.runtime)
+        done = self.scheduler.tick(self.runtime)
+        done += self.evaluator.process_pending(self.store, self.runtime)
         done += self.executor.step(self.runtime)
         self._maybe_prune()
         return done
@@ -162,11 +165,14 @@ class Engine:
                     self.wake.wait(0.01)
                     self.wake.clear()
                 continue
-            due = self.executor.next_due_in()
+            due = self._next_due_in()
             if due is None or due > max_wait:
                 return
+            before = self.clock.now()
             self.wake.wait(min(due, 0.05))
             self.wake.clear()
+            if self.clock.now() == before:
+                return  # an injected clock that only the caller moves: waiting cannot help
         raise TimeoutError("the engine did not become idle in time")
 
     def _loop(self) -> None:
@@ -178,12 +184,16 @@ class Engine:
                 worked = 0
             if worked:
                 continue
-            due = self.executor.next_due_in()
+            due = self._next_due_in()
             wait = self.poll_interval if due is None else min(self.poll_interval, due)
             self.wake.wait(wait)
             self.wake.clear()
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _next_due_in(self) -> float | None:
+        dues = [d for d in (self.executor.next_due_in(), self.scheduler.next_due_in()) if d is not None]
+        return min(dues) if dues else None
 
     def _engine_info(self, listen: str | None) -> EngineInfo:
         return EngineInfo(db_path=self.db_path, listen=listen, emit=self.emit,

@@ -201,3 +201,26 @@ def m003_webhook_deliveries(db: Database) -> None:
             UNIQUE (delivery_id, number));
         """
     )
+
+
+@MIGRATIONS()
+def m004_schedules(db: Database) -> None:
+    """Each schedule's persisted next fire time, and every slot it claimed (once: unique key)."""
+    db.executescript(
+        """
+        CREATE TABLE schedule_state (
+            schedule TEXT PRIMARY KEY,
+            spec_hash TEXT NOT NULL,
+            next_fire TEXT,
+            last_slot TEXT,
+            updated_at TEXT NOT NULL) WITHOUT ROWID;
+        CREATE TABLE schedule_slots (
+            schedule TEXT NOT NULL,
+            due TEXT NOT NULL,
+            status TEXT NOT NULL,
+            claimed_at TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (schedule, due)) WITHOUT ROWID;
+        CREATE INDEX decisions_by_schedule ON decisions(schedule, slot) WHERE schedule IS NOT NULL;
+        """
+    )

@@ -1,0 +1,201 @@
+"""The scheduler: a heap of next fire times; a due slot becomes run rows.
+
+Each slot (schedule, due time) is claimed through a unique key in the same transaction that
+inserts its runs, so a restart or a second engine on the same database never fires it twice.
+Next fire times persist in ``schedule_state`` and always advance from the stored value, never
+from "now", so the clock jumping back cannot re-fire a slot. After downtime, late slots follow
+the schedule's ``catch_up`` policy; every missed, coalesced or skipped slot is a logged row.
+
+Catch-up semantics (documented in docs/user-guide.md):
+- a slot at most ``max_lateness`` late (default 5m) is on time and fires;
+- later slots: ``skip`` logs them missed; ``once`` (the default) fires the latest one and logs the
+  rest coalesced; ``all`` fires each of them (at most ``MAX_CATCH_UP`` slots, older ones missed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from taskengine_core.clock import Clock, from_iso, to_iso
+from taskengine_core.durations import parse_duration
+from taskengine_core.evaluator import NewRun, insert_runs
+from taskengine_core.model import Runtime
+from taskengine_core.store import Store
+
+log = logging.getLogger("taskengine.scheduler")
+DEFAULT_MAX_LATENESS = 300.0
+DEFAULT_CATCH_UP = "once"
+MAX_CATCH_UP = 1000
+
+
+@dataclass
+class _Schedule:
+    name: str
+    enabled: bool
+    recurrence: object  # taskengine_core.recurrence.Recurrence
+    catch_up: str
+    max_lateness: float
+    tasks: tuple[str, ...]
+
+
+def spec_hash(spec: dict, default_zone: str) -> str:
+    text = json.dumps([spec, default_zone], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+class Scheduler:
+    def __init__(self, store: Store, clock: Clock | None = None) -> None:
+        self.store, self.clock = store, clock or Clock()
+        self._heap: list[tuple[float, str]] = []
+        self._schedules: dict[str, _Schedule] = {}
+        self._next: dict[str, datetime] = {}
+        self.generation = -1
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def load(self, runtime: Runtime) -> None:
+        """(Re)build the heap from the schedules table and their persisted next fire times."""
+        from taskengine_core.recurrence import compile_schedule
+
+        zone = runtime.settings.get("timezone") or "UTC"
+        links: dict[str, list[str]] = {}
+        for task, schedule in self.store.conn.execute("SELECT task, schedule FROM task_schedules ORDER BY task"):
+            links.setdefault(schedule, []).append(task)
+        state = {r[0]: (r[1], r[2]) for r in self.store.conn.execute(
+            "SELECT schedule, spec_hash, next_fire FROM schedule_state")}
+        now = self.clock.now()
+        schedules, nexts, writes = {}, {}, []
+        for name, spec_text, enabled in self.store.conn.execute("SELECT name, spec, enabled FROM schedules"):
+            spec = json.loads(spec_text)
+            try:
+                recurrence = compile_schedule(spec, zone)
+            except ValueError as exc:  # validate refuses these; a database edited by hand may not
+                log.error("schedule %s cannot be compiled: %s", name, exc)
+                continue
+            schedules[name] = _Schedule(
+                name, bool(enabled), recurrence, spec.get("catch_up", DEFAULT_CATCH_UP),
+                parse_duration(spec.get("max_lateness", DEFAULT_MAX_LATENESS)), tuple(links.get(name, ())))
+            digest = spec_hash(spec, zone)
+            stored = state.get(name)
+            if stored and stored[0] == digest:
+                if stored[1]:
+                    nexts[name] = from_iso(stored[1])
+                continue
+            upcoming = recurrence.next_after(now)  # new or changed: no catch-up for the past
+            if upcoming is not None:
+                nexts[name] = upcoming
+            writes.append((name, digest, to_iso(upcoming) if upcoming else None, to_iso(now)))
+        if writes:
+            with self.store.write() as db:
+                db.conn.executemany(
+                    "INSERT INTO schedule_state (schedule, spec_hash, next_fire, updated_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(schedule) DO UPDATE SET spec_hash = excluded.spec_hash, "
+                    "next_fire = excluded.next_fire, updated_at = excluded.updated_at", writes)
+        self._schedules, self._next = schedules, nexts
+        self._heap = [(when.timestamp(), name) for name, when in nexts.items()]
+        heapq.heapify(self._heap)
+        self.generation = runtime.generation
+
+    # -- running ------------------------------------------------------------------------------
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the earliest slot (0 when overdue), or None with nothing scheduled."""
+        if not self._heap:
+            return None
+        return max(0.0, self._heap[0][0] - self.clock.now().timestamp())
+
+    def tick(self, runtime: Runtime) -> int:
+        """Fire every due slot; returns how many slots were handled. O(1) when nothing is due."""
+        if runtime.generation != self.generation:
+            self.load(runtime)
+        now = self.clock.now()
+        now_ts = now.timestamp()
+        handled = 0
+        while self._heap and self._heap[0][0] <= now_ts:
+            _, name = heapq.heappop(self._heap)
+            schedule = self._schedules.get(name)
+            due = self._next.pop(name, None)
+            if schedule is None or due is None:
+                continue
+            handled += self._fire(schedule, due, now, runtime)
+        return handled
+
+    def _fire(self, schedule: _Schedule, first_due: datetime, now: datetime, runtime: Runtime) -> int:
+        slots, upcoming = [first_due], schedule.recurrence.next_after(first_due)
+        while upcoming is not None and upcoming <= now and len(slots) < MAX_CATCH_UP + 1:
+            slots.append(upcoming)
+            upcoming = schedule.recurrence.next_after(upcoming)
+        while upcoming is not None and upcoming <= now:  # beyond the catch-up bound: skip ahead
+            upcoming = schedule.recurrence.next_after(upcoming)
+        plan = self._plan(schedule, slots, now)
+        now_text = to_iso(now)
+        with self.store.write() as db:
+            conn = db.conn
+            for due, status, reason in plan:
+                inserted = conn.execute(
+                    "INSERT INTO schedule_slots (schedule, due, status, claimed_at, reason) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT(schedule, due) DO NOTHING",
+                    (schedule.name, to_iso(due), status, now_text, reason)).rowcount
+                if not inserted:
+                    continue  # another engine claimed this slot
+                if status == "fired":
+                    self._runs_for(conn, schedule, due, now_text, runtime)
+                else:
+                    conn.execute("INSERT INTO decisions (time, decision, reason, schedule, slot) VALUES (?, ?, ?, ?, ?)",
+                                 (now_text, status, reason, schedule.name, to_iso(due)))
+            conn.execute(
+                "UPDATE schedule_state SET next_fire = ?, last_slot = ?, updated_at = ? WHERE schedule = ?",
+                (to_iso(upcoming) if upcoming else None, to_iso(slots[-1]), now_text, schedule.name))
+        if upcoming is not None:
+            self._next[schedule.name] = upcoming
+            heapq.heappush(self._heap, (upcoming.timestamp(), schedule.name))
+        return len(plan)
+
+    def _plan(self, schedule: _Schedule, slots: list[datetime], now: datetime) -> list[tuple[datetime, str, str]]:
+        grace = timedelta(seconds=schedule.max_lateness)
+        on_time = [s for s in slots if now - s <= grace]
+        late = [s for s in slots if now - s > grace]
+        plan: list[tuple[datetime, str, str]] = []
+        if late:
+            policy = schedule.catch_up
+            if policy == "all":
+                keep = late[-MAX_CATCH_UP:]
+                plan += [(s, "missed", "older than the catch-up bound") for s in late[:-MAX_CATCH_UP]]
+                plan += [(s, "fired", "") for s in keep]
+            elif policy == "once" and not on_time:
+                plan += [(s, "coalesced", f"missed; coalesced into the run for {to_iso(late[-1])}")
+                         for s in late[:-1]]
+                plan.append((late[-1], "fired", ""))
+            else:
+                why = ("missed while the engine was down (catch_up: skip)" if policy == "skip"
+                       else "coalesced into an on-time slot")
+                plan += [(s, "missed" if policy == "skip" else "coalesced", why) for s in late]
+        plan += [(s, "fired", "") for s in on_time]
+        if not schedule.enabled:
+            plan = [(s, "skipped" if status == "fired" else status, "schedule is disabled" if status == "fired" else why)
+                    for s, status, why in plan]
+        return plan
+
+    def _runs_for(self, conn, schedule: _Schedule, due: datetime, now_text: str, runtime: Runtime) -> None:
+        slot = to_iso(due)
+        runs, decisions = [], []
+        for task_name in schedule.tasks:
+            task = runtime.tasks.get(task_name)
+            if task is None:
+                decisions.append(("skipped", "task no longer exists", task_name, None))
+            elif not task.fires:
+                why = "task is retired (delete_after_run)" if task.retired else "task is disabled"
+                decisions.append(("skipped", why, task_name, None))
+            else:
+                run = NewRun(task, "schedule", now_text, schedule=schedule.name, slot=slot)
+                runs.append(run)
+                decisions.append(("matched", "slot due", task_name, run))
+        insert_runs(conn, runs, now_text)
+        conn.executemany(
+            "INSERT INTO decisions (time, decision, reason, schedule, slot, task, run_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(now_text, d, why, schedule.name, slot, task, run.id if run else None) for d, why, task, run in decisions])
