@@ -14,8 +14,8 @@ def list_kind(app: App, kind: str, columns: list[str], summarise, *, as_json: bo
 
     rows = list_objects(app.store(), kind)
     for row in rows:
+        row.update(summarise(row["name"], row["spec"]))
         row["spec"] = redact_by_key(row["spec"])
-        row.update(summarise(row["spec"]))
     plural = {"event": "event rules"}.get(kind, kind + "s")
     emit_rows(rows, columns, as_json=as_json,
               empty=f"no {plural}: define some in a rule file and run 'taskengine apply'")

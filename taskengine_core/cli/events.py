@@ -9,7 +9,7 @@ from taskengine_core.cli._listing import list_kind
 from taskengine_core.cli._output import json_option
 
 
-def _summary(spec: dict) -> dict:
+def _summary(name: str, spec: dict) -> dict:
     on = spec.get("on")
     return {"on": on if isinstance(on, str) else ", ".join(on or []),
             "when": spec.get("when"), "delay": spec.get("delay")}

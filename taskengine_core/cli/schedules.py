@@ -9,11 +9,32 @@ from taskengine_core.cli._listing import list_kind, toggle
 from taskengine_core.cli._output import json_option
 
 
-def _summary(spec: dict) -> dict:
-    for form in ("once", "cron", "every"):
-        if form in spec:
-            return {"when": f"{form} {spec[form]}", "timezone": spec.get("timezone")}
-    return {"when": "-", "timezone": spec.get("timezone")}
+def _summariser(app: App):
+    """Describe each schedule and its next fire time, in its own zone and in UTC."""
+    from taskengine_core.clock import Clock, from_iso
+    from taskengine_core.recurrence import compile_schedule
+
+    store = app.store()
+    zone = _default_zone(store)
+    state = {r[0]: r[1] for r in store.conn.execute("SELECT schedule, next_fire FROM schedule_state")}
+    now = Clock().now()
+
+    def summarise(name: str, spec: dict) -> dict:
+        recurrence = compile_schedule(spec, zone)
+        upcoming = from_iso(state[name]) if state.get(name) else recurrence.next_after(now)
+        local = upcoming.astimezone(recurrence.timezone) if upcoming else None
+        return {"when": recurrence.describe(), "timezone": str(recurrence.timezone),
+                "next_local": local.isoformat(timespec="minutes") if local else None,
+                "next_utc": upcoming.strftime("%Y-%m-%dT%H:%MZ") if upcoming else None}
+
+    return summarise
+
+
+def _default_zone(store) -> str:
+    import json
+
+    row = store.conn.execute("SELECT spec FROM settings WHERE name = 'timezone'").fetchone()
+    return json.loads(row[0]) if row else "UTC"
 
 
 @click.group(invoke_without_command=True)
@@ -30,7 +51,45 @@ def schedules(ctx: click.Context, as_json: bool) -> None:
 @pass_app
 def schedules_list(app: App, as_json: bool) -> None:
     """List schedules and the tasks they drive."""
-    list_kind(app, "schedule", ["name", "enabled", "when", "timezone", "tasks"], _summary, as_json=as_json)
+    list_kind(app, "schedule", ["name", "enabled", "when", "next_local", "next_utc", "tasks"],
+              _summariser(app), as_json=as_json)
+
+
+@schedules.command("next")
+@click.argument("name")
+@click.option("--count", default=5, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--after", "after", metavar="ISO-DATETIME",
+              help="Start after this instant (default: now); without an offset it is read as UTC.")
+@json_option
+@pass_app
+def schedules_next(app: App, name: str, count: int, after: str | None, as_json: bool) -> None:
+    """Print the next COUNT fire times of a schedule, in its zone and in UTC. With --after the
+    output is deterministic."""
+    import json
+
+    from taskengine_core.clock import Clock, from_iso
+    from taskengine_core.errors import NotFoundError
+    from taskengine_core.recurrence import compile_schedule
+
+    store = app.store()
+    row = store.conn.execute("SELECT spec FROM schedules WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no schedule named {name!r}; see 'taskengine schedules list'")
+    try:
+        start = from_iso(after) if after else Clock().now()
+    except ValueError:
+        raise click.UsageError(f"--after {after!r}: expected an ISO date-time such as 2026-12-01T09:00Z") from None
+    recurrence = compile_schedule(json.loads(row[0]), _default_zone(store))
+    times = recurrence.upcoming(start, count)
+    zone = recurrence.timezone
+    rows = [{"local": t.astimezone(zone).isoformat(), "utc": t.strftime("%Y-%m-%dT%H:%M:%SZ")} for t in times]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['local']}  ({r['utc']})")
+    if len(rows) < count:
+        click.echo(f"no more fire times after {len(rows)}", err=True)
 
 
 @schedules.command("enable")

@@ -11,7 +11,7 @@ from taskengine_core.cli._output import emit_object, emit_rows, json_option
 STATUSES = ("pending", "sending", "delivered", "failed", "exhausted")
 
 
-def _summary(spec: dict) -> dict:
+def _summary(name: str, spec: dict) -> dict:
     return {"url": spec.get("url"), "method": spec.get("method", "POST"),
             "auth": (spec.get("auth") or {}).get("type", "none"), "signed": bool(spec.get("secret"))}
 
