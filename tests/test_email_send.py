@@ -9,6 +9,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 import taskengine_email
+from taskengine_email.action import send_email
 from taskengine_core.errors import ActionError
 from tests.test_email_support import SENDER, Mailbox, context, free_port, smtp_server  # noqa: F401
 
@@ -16,7 +17,7 @@ BASIC = {"to": "alice@example.com", "subject": "Hello", "text": "Body text\n"}
 
 
 def send(server, params=None, run_id="run-1", **settings):
-    return taskengine_email.send_email(params or BASIC, context(run_id, server.settings(**settings)))
+    return send_email(params or BASIC, context(run_id, server.settings(**settings)))
 
 
 def fails(server, params=None, **settings) -> ActionError:
@@ -44,7 +45,7 @@ def test_register_actions():
     calls = []
     taskengine_email.register_actions(register=lambda *a, **k: calls.append((a, k)))
     [((name, func), kwargs)] = calls
-    assert (name, func) == ("email.send", taskengine_email.send_email)
+    assert (name, func) == ("email.send", send_email)
     validator = Draft202012Validator(kwargs["schema"])
     assert validator.is_valid({"to": ["a@x.org"], "subject": "s", "text": "t"})
     assert validator.is_valid({"bcc": "a@x.org; b@x.org", "subject": "s", "text": "t"})
@@ -123,8 +124,8 @@ def test_message_id_is_the_same_on_every_attempt_of_a_run(smtp_server):
     server = smtp_server()
     settings = server.settings()
     for attempt in (1, 2):
-        taskengine_email.send_email(BASIC, context("0a1b2c3d4e5f6071", settings, attempt=attempt))
-    taskengine_email.send_email(BASIC, context("ffffffffffffffff", settings))
+        send_email(BASIC, context("0a1b2c3d4e5f6071", settings, attempt=attempt))
+    send_email(BASIC, context("ffffffffffffffff", settings))
     ids = [r.message["Message-ID"] for r in server.mailbox.delivered]
     assert ids[0] == ids[1] == "<0a1b2c3d4e5f6071.taskengine@example.org>"
     assert ids[2] == "<ffffffffffffffff.taskengine@example.org>"
@@ -139,13 +140,13 @@ def test_message_id_is_the_same_on_every_attempt_of_a_run(smtp_server):
 def test_bad_parameters_fail_before_connecting(params, message):
     settings = {"host": "127.0.0.1", "port": free_port(), "sender": SENDER, "security": "none"}
     with pytest.raises(ActionError) as info:
-        taskengine_email.send_email(params, context(settings=settings))
+        send_email(params, context(settings=settings))
     assert str(info.value).startswith(message) and info.value.retryable is False
 
 
 def test_missing_settings_is_a_clear_permanent_error():
     with pytest.raises(ActionError) as info:
-        taskengine_email.send_email(BASIC, context(settings={}))
+        send_email(BASIC, context(settings={}))
     assert str(info.value).startswith("email.send needs settings.email (host, sender)")
     assert info.value.retryable is False
 
@@ -194,7 +195,7 @@ def test_connection_refused_is_retryable():
     port = free_port()  # nothing listens here any more
     settings = {"host": "127.0.0.1", "port": port, "security": "none", "sender": SENDER}
     with pytest.raises(ActionError) as info:
-        taskengine_email.send_email(BASIC, context(settings=settings))
+        send_email(BASIC, context(settings=settings))
     error = info.value
     assert str(error) == f"cannot connect to SMTP server 127.0.0.1:{port}: connection refused"
     assert error.retryable is True
@@ -208,7 +209,7 @@ def test_a_server_that_never_answers_times_out_retryably():
         settings = {"host": "127.0.0.1", "port": port, "security": "none", "sender": SENDER,
                     "timeout": 0.3}
         with pytest.raises(ActionError) as info:
-            taskengine_email.send_email(BASIC, context(settings=settings))
+            send_email(BASIC, context(settings=settings))
     assert str(info.value) == (f"SMTP server 127.0.0.1:{port} did not answer within 0.3s "
                                "while connecting")
     assert info.value.retryable is True
@@ -221,5 +222,5 @@ def test_the_task_time_limit_bounds_the_smtp_timeout():
         settings = {"host": "127.0.0.1", "port": silent.getsockname()[1], "security": "none",
                     "sender": SENDER, "timeout": 30}
         with pytest.raises(ActionError) as info:
-            taskengine_email.send_email(BASIC, context(settings=settings, timeout=0.3))
+            send_email(BASIC, context(settings=settings, timeout=0.3))
     assert "did not answer within 0.3" in str(info.value)

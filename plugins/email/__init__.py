@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from taskengine_core.hookspecs import hookimpl
 
-from .action import notify, send_email
 from .schema import PARAMS_SCHEMA, SETTINGS_SCHEMA
 
-__all__ = ["PARAMS_SCHEMA", "SETTINGS_SCHEMA", "notify", "register_actions",
-           "register_notifiers", "register_settings", "send_email"]
+# The sending code (smtplib, email, jsonschema) is imported inside the hooks: loading this
+# module must stay cheap, because every CLI start loads every plugin.
+__all__ = ["PARAMS_SCHEMA", "SETTINGS_SCHEMA", "register_actions", "register_notifiers",
+           "register_settings"]
 
 
 @hookimpl
@@ -25,6 +26,8 @@ def register_settings(register) -> None:
 
 @hookimpl
 def register_actions(register) -> None:
+    from .action import send_email
+
     register(
         "email.send",
         send_email,
@@ -38,5 +41,7 @@ def register_actions(register) -> None:
 
 @hookimpl
 def register_notifiers(register) -> None:
+    from .action import notify
+
     register("email", notify, schema=SETTINGS_SCHEMA,
              description="Email a person through settings.email.")
