@@ -6,7 +6,7 @@ import secrets
 
 import pytest
 
-import taskengine_email
+from taskengine_email.action import send_email
 from taskengine_core.errors import ActionError
 from tests.test_email_support import (authenticator, certificate, context,  # noqa: F401
                                       server_tls_context, smtp_server)
@@ -15,7 +15,7 @@ BASIC = {"to": "alice@example.com", "subject": "Hello", "text": "over TLS\n"}
 
 
 def send(settings: dict) -> dict:
-    return taskengine_email.send_email(BASIC, context(settings=settings))
+    return send_email(BASIC, context(settings=settings))
 
 
 def fails(settings: dict) -> ActionError:
