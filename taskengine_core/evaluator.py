@@ -55,6 +55,8 @@ class Evaluator:
 
     def process_pending(self, store, runtime: Runtime, limit: int = 1000) -> int:
         """Evaluate up to ``limit`` unprocessed events; returns how many were processed."""
+        if store.conn.execute("SELECT 1 FROM events WHERE processed_at IS NULL LIMIT 1").fetchone() is None:
+            return 0  # nothing waits: no write transaction
         with store.write() as db:
             conn = db.conn
             rows = conn.execute(

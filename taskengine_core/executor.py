@@ -175,6 +175,8 @@ class Executor:
         return out
 
     def _write(self, outcomes: list[Outcome], claim_args: list) -> list[Claimed]:
+        if claim_args and claim_args[1] > 0 and not outcomes and not self._anything_due(claim_args[2]):
+            return []  # nothing to record or claim: no write transaction
         if not outcomes and (not claim_args or claim_args[1] <= 0):
             return []
         now = self.clock.now()
@@ -195,6 +197,14 @@ class Executor:
                     self._inflight[run_id].cancelled.set()
         self._notify_finished(outcomes)
         return claimed
+
+    def _anything_due(self, only: str | None) -> bool:
+        if only is not None:
+            sql, params = "SELECT 1 FROM runs WHERE id = ? AND status = 'pending'", (only,)
+        else:
+            sql = "SELECT 1 FROM runs WHERE status = 'pending' AND not_before <= ? LIMIT 1"
+            params = (to_iso(self.clock.now()),)
+        return self.store.conn.execute(sql, params).fetchone() is not None
 
     def _notify_finished(self, outcomes: list[Outcome]) -> None:
         if self.hook is None:

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from taskengine_core import __version__
-from taskengine_core.errors import EventError, TaskEngineError
+from taskengine_core.errors import EventError, StoreError, TaskEngineError
 from taskengine_core.events import INTERNAL_SOURCE, Event, event_from_json
 
 log = logging.getLogger("taskengine.ingress")
@@ -29,6 +29,8 @@ DEFAULT_MAX_BODY = 1024 * 1024
 DEFAULT_RATE = 1000.0  # events per second per client address, burst of twice that
 BODY_TIMEOUT = 30.0  # seconds a client gets to send its body
 MAX_BATCH = 500
+MAX_DEPTH = 64  # nesting levels of an event's data
+LOCK_TIMEOUT = 30.0  # seconds to wait for the database write lock, as the engine's stores do
 TOKEN_ENV = "TASKENGINE_INGRESS_TOKEN"
 
 
@@ -79,7 +81,11 @@ class Ingress:
         settings = engine.runtime.settings.get("ingress") or {}
         self.engine = engine
         self.host, self.port = parse_listen(listen)
-        self.token = token or self._configured_token(engine, settings)
+        if not token and os.environ.get(TOKEN_ENV):
+            token = os.environ[TOKEN_ENV]
+        elif not token and settings.get("token"):
+            token = engine.secrets.resolve(settings["token"])
+        self.token = token
         if not self.token and not is_loopback(self.host):
             raise IngressConfigError(
                 f"refusing to listen on {self.host} without a token: set {TOKEN_ENV} or "
@@ -94,26 +100,17 @@ class Ingress:
         self._stop_event: asyncio.Event | None = None
         self._queue: asyncio.Queue | None = None
         # One thread (so one SQLite connection) commits every batch, in order.
-        self._db = ThreadPoolExecutor(1, thread_name_prefix="taskengine-ingress-db")
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="taskengine-ingress-db",
+                                      initializer=self._init_db_thread)
         self.address = f"{self.host}:{self.port}"
-
-    @staticmethod
-    def _configured_token(engine, settings: dict) -> str | None:
-        if os.environ.get(TOKEN_ENV):
-            return os.environ[TOKEN_ENV]
-        if settings.get("token"):
-            return engine.secrets.resolve(settings["token"])
-        return None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._serve, name="taskengine-ingress", daemon=True)
         self._thread.start()
-        if not self._ready.wait(10):
-            raise IngressConfigError(f"cannot listen on {self.host}:{self.port}: not ready after 10s")
-        if self._error is not None:
-            raise IngressConfigError(f"cannot listen on {self.host}:{self.port}: {self._error}")
+        if not self._ready.wait(10) or self._error is not None:
+            raise IngressConfigError(f"cannot listen on {self.host}:{self.port}: {self._error or 'timed out'}")
 
     def stop(self) -> None:
         """Stop accepting; requests already received are committed and answered first."""
@@ -190,9 +187,11 @@ class Ingress:
         except TimeoutError:
             return _error(408, f"body not received within {BODY_TIMEOUT:g}s")
         try:
-            body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
-        except (ValueError, RecursionError) as exc:
-            return _error(400, f"body is not valid JSON: {_short(exc)}")
+            body = json.loads(raw, parse_constant=_not_a_number, parse_float=_finite_float)
+        except ValueError as exc:
+            return _error(400, f"body is not valid JSON: {str(exc)[:200]}")
+        except RecursionError:
+            return _error(400, "body is not valid JSON: nested too deeply")
         event, rejection = _check_event(body)
         if rejection is not None:
             return rejection
@@ -234,66 +233,87 @@ class Ingress:
                 await loop.run_in_executor(self._db, self._commit, batch)
 
     def _commit(self, batch: list) -> None:
-        """In the database thread: commit the batch, or each event alone if the batch fails, so
-        one bad event cannot fail the others. Answers every waiting request."""
+        """In the database thread: commit the batch and answer every waiting request. If an
+        event (not the database) fails the batch, the others are committed one by one."""
         results = self._store([event for event, _ in batch])
-        if isinstance(results, TaskEngineError) and len(batch) > 1:
-            results = [self._store([event]) for event, _ in batch]
-            results = [r if isinstance(r, TaskEngineError) else r[0] for r in results]
-        elif isinstance(results, TaskEngineError):
-            results = [results]
+        if isinstance(results, TaskEngineError):
+            if len(batch) > 1 and not isinstance(results, StoreError):
+                results = [self._store([event]) for event, _ in batch]
+                results = [r if isinstance(r, TaskEngineError) else r[0] for r in results]
+            else:
+                results = [results] * len(batch)
         self._loop.call_soon_threadsafe(_settle, [f for _, f in batch], results)
 
+    def _init_db_thread(self) -> None:
+        # SQLite's busy handler sleeps 1, 2, 5, 10... ms between tries while the engine's loop
+        # holds the write lock for far less: _store polls for it faster instead.
+        self.engine._thread_store().conn.execute("PRAGMA busy_timeout = 0")
+
     def _store(self, events: list) -> list[str] | TaskEngineError:
-        try:
-            return self.engine.emit_many(events)
-        except TaskEngineError as exc:
-            return exc
-        except Exception as exc:  # noqa: BLE001 - every waiting request gets an answer
-            log.exception("storing %d events failed", len(events))
-            return TaskEngineError(f"{type(exc).__name__}: {exc}")
+        deadline, delay = time.monotonic() + LOCK_TIMEOUT, 0.0001
+        while True:
+            try:
+                return self.engine.emit_many(events)
+            except StoreError as exc:
+                if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                    return exc
+            except TaskEngineError as exc:
+                return exc
+            except Exception as exc:  # noqa: BLE001 - every waiting request gets an answer
+                log.exception("storing %d events failed", len(events))
+                return TaskEngineError(f"{type(exc).__name__}: {exc}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.005)
 
 
 def _check_event(body) -> tuple[Event | None, web.Response | None]:
     """The event to store, or the 422 response saying which field is wrong."""
+    if isinstance(body, dict) and "type" not in body:  # name the missing field, not its parent
+        return None, _error(422, "invalid event: type: missing; every event needs a type such as "
+                            "user.login", field="type")
     try:
         event = event_from_json(body, default_source="http")
     except EventError as exc:
-        # "type" is the one required key: name it, not the object that lacks it.
-        field = "type" if isinstance(body, dict) and "type" not in body else exc.field
-        return None, _error(422, str(exc), field=field)
+        return None, _error(422, str(exc), field=exc.field)
     except (ValueError, OverflowError):  # valid RFC 3339 that Python's datetime cannot hold
-        return None, _error(422, "invalid event: time: expected a date-time such as 2026-01-31T10:00:00Z "
-                      "between years 1 and 9999", field="time")
+        return None, _error(422, "invalid event: time: expected a date-time such as "
+                            "2026-01-31T10:00:00Z between years 1 and 9999", field="time")
+    if _nested_deeper(event.data, MAX_DEPTH):  # would break whoever recurses through it later
+        return None, _error(422, f"invalid event: data: nested more than {MAX_DEPTH} levels deep",
+                            field="data")
     if event.source == INTERNAL_SOURCE:
         return None, _error(422, f"invalid event: source: {INTERNAL_SOURCE!r} is reserved for the "
                             "engine's own events", field="source")
     return event, None
 
 
+def _nested_deeper(value, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return False
+
+
 def _settle(futures: list[asyncio.Future], results: list) -> None:
     for future, result in zip(futures, results):
-        if future.done():  # the request was cancelled
-            continue
-        if isinstance(result, BaseException):
-            future.set_exception(result)
-        else:
-            future.set_result(result)
+        if not future.done():  # done: the request was cancelled
+            (future.set_exception if isinstance(result, BaseException) else future.set_result)(result)
 
 
-def _reject_constant(name: str):
+def _not_a_number(name: str):
     raise ValueError(f"{name} is not allowed in JSON")
 
 
 def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:20]} is out of range")
-    return value
-
-
-def _short(exc: BaseException) -> str:
-    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+    if math.isfinite(value := float(text)):
+        return value
+    raise ValueError(f"number {text[:20]} is out of range")
 
 
 def _error(status: int, message: str, headers: dict | None = None, field: str | None = None) -> web.Response:

@@ -8,12 +8,11 @@ import threading
 import traceback
 from typing import Any, Callable
 
-from jsonschema import Draft202012Validator
-
 from taskengine_core.clock import Clock, to_iso
 from taskengine_core.context import ActionContext
 from taskengine_core.errors import ActionError, SecretError, TemplateError
 from taskengine_core.registry import Registry
+from taskengine_core.rules.schema_check import SchemaCheck
 from taskengine_core.runs import Claimed, Outcome
 from taskengine_core.secrets import SecretResolver
 from taskengine_core.templating import TemplateRenderer
@@ -36,7 +35,7 @@ class AttemptRunner:
         self.load_event = load_event
         self.emit = emit
         self.renderer = TemplateRenderer()
-        self._validators: dict[str, Draft202012Validator] = {}
+        self._validators: dict[str, SchemaCheck] = {}
         self._lock = threading.Lock()
 
     def prepare(self, run: Claimed, settings: dict, cancelled: threading.Event) -> tuple[Any, ActionContext]:
@@ -66,7 +65,7 @@ class AttemptRunner:
             plugin_settings = self.secrets.resolve(settings.get(section) or {})
         except SecretError as exc:
             raise _ConfigProblem(f"task {task.name!r}: {exc}") from None
-        errors = list(self._validator(task.action, item.schema).iter_errors(resolved))
+        errors = list(self._validator(task.action, item.schema).errors(resolved))
         if errors:
             from taskengine_core.rules.messages import explain
 
@@ -101,10 +100,10 @@ class AttemptRunner:
         return Outcome(run, status, started, self.clock.now(), output=output, error=error,
                        traceback=tb, retryable=retryable, plugin=plugin, plugin_version=version)
 
-    def _validator(self, action: str, schema: dict) -> Draft202012Validator:
+    def _validator(self, action: str, schema: dict) -> SchemaCheck:
         with self._lock:
             if action not in self._validators:
-                self._validators[action] = Draft202012Validator(schema)
+                self._validators[action] = SchemaCheck(schema)
             return self._validators[action]
 
 
