@@ -417,3 +417,23 @@ def test_an_invalid_event_is_refused_and_nothing_written(run_cli, db_path):
     bad_pair = run_cli("emit", "x", "novalue")
     assert bad_pair.exit_code == 2 and "bad event field 'novalue': expected KEY=VALUE" in bad_pair.stderr
     assert dump_db(db_path) == before
+
+
+def test_retention_setting_prunes_old_runs_automatically(applied, engine_factory, db_path):
+    applied("""
+        settings: {retention: 7d}
+        tasks:
+          t: {action: command.run, with: {argv: [echo]}}
+        events:
+          e: {on: go, tasks: [t]}
+    """)
+    clock = FakeClock()
+    engine = engine_factory(clock=clock)
+    engine.emit("go")
+    engine.run_until_idle()
+    assert len(runs(db_path)) == 1
+    clock.advance(8 * 86400)  # past the retention, and past the hourly prune interval
+    engine.emit("go")
+    engine.run_until_idle()
+    remaining = runs(db_path)
+    assert len(remaining) == 1 and remaining[0]["created_at"].startswith("2026-03-09")
