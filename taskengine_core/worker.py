@@ -65,7 +65,10 @@ class AttemptRunner:
             plugin_settings = self.secrets.resolve(settings.get(section) or {})
         except SecretError as exc:
             raise _ConfigProblem(f"task {task.name!r}: {exc}") from None
-        errors = list(self._validator(task.action, item.schema).errors(resolved))
+        validator = self._validator(task.action, item.schema)
+        errors = list(validator.errors(resolved))
+        if errors and coerce_templated(resolved, params, errors):
+            errors = list(validator.errors(resolved))
         if errors:
             from taskengine_core.rules.messages import explain
 
@@ -114,3 +117,53 @@ def _checked_output(output: Any) -> Any:
         raise ActionError(f"the action returned output that is not JSON-serialisable ({exc})",
                           retryable=False) from None
     return output
+
+
+def coerce_templated(value: Any, source: Any, errors: list) -> bool:
+    """Give a templated scalar the type the action's schema asks for, as Ansible's argument
+    specs do: ``argv: [echo, "{{ event.data.n }}"]`` renders the number 5, and a string is
+    wanted. Only values that came from a template change. Returns whether anything changed."""
+    changed = False
+    for error in errors:
+        if error.validator != "type" or not error.absolute_path:
+            continue
+        path = list(error.absolute_path)
+        original = _dig(source, path)
+        if not (isinstance(original, str) and ("{{" in original or "{%" in original)):
+            continue
+        wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        new = _convert(error.instance, wanted)
+        if new is not _NO:
+            parent = _dig(value, path[:-1])
+            parent[path[-1]] = new
+            changed = True
+    return changed
+
+
+_NO = object()
+
+
+def _convert(instance: Any, wanted: list[str]) -> Any:
+    if "string" in wanted and isinstance(instance, (int, float)) and not isinstance(instance, bool):
+        return str(instance)
+    if isinstance(instance, str):
+        text = instance.strip()
+        if "integer" in wanted and text.lstrip("-").isdigit():
+            return int(text)
+        if "number" in wanted:
+            try:
+                return float(text)
+            except ValueError:
+                pass
+        if "boolean" in wanted and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+    return _NO
+
+
+def _dig(value: Any, path: list) -> Any:
+    for part in path:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value

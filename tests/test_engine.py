@@ -437,3 +437,18 @@ def test_retention_setting_prunes_old_runs_automatically(applied, engine_factory
     engine.run_until_idle()
     remaining = runs(db_path)
     assert len(remaining) == 1 and remaining[0]["created_at"].startswith("2026-03-09")
+
+
+def test_templated_scalars_take_the_type_the_action_wants(applied, engine_factory, db_path):
+    applied("""
+        tasks:
+          t: {action: command.run, with: {argv: [echo, "{{ event.data.n }}"], timeout: "{{ event.data.limit }}"}}
+        events:
+          e: {on: go, tasks: [t]}
+    """)
+    engine = engine_factory()
+    engine.emit("go", {"n": 42, "limit": "5"})
+    engine.run_until_idle()
+    (run,) = runs(db_path)
+    assert run["status"] == "succeeded", run["error"]
+    assert json.loads(run["output"])["stdout"] == "42\n"
