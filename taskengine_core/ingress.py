@@ -180,8 +180,11 @@ class Ingress:
         if request.content_type != "application/json":
             return _error(415, "expected Content-Type: application/json")
         try:
-            async with asyncio.timeout(BODY_TIMEOUT):
-                raw = await request.read()  # raises once more than client_max_size has arrived
+            if request.content.is_eof():  # all here already (the usual small event): no timer
+                raw = await request.read()
+            else:
+                async with asyncio.timeout(BODY_TIMEOUT):
+                    raw = await request.read()  # raises once more than client_max_size arrived
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"body larger than {self.max_body} bytes")
         except TimeoutError:
@@ -192,7 +195,7 @@ class Ingress:
             return _error(400, f"body is not valid JSON: {str(exc)[:200]}")
         except RecursionError:
             return _error(400, "body is not valid JSON: nested too deeply")
-        event, rejection = _check_event(body)
+        event, rejection = _check_event(body, deep=raw.count(b"{") + raw.count(b"[") > MAX_DEPTH)
         if rejection is not None:
             return rejection
         future = asyncio.get_running_loop().create_future()
@@ -266,7 +269,7 @@ class Ingress:
             delay = min(delay * 2, 0.005)
 
 
-def _check_event(body) -> tuple[Event | None, web.Response | None]:
+def _check_event(body, *, deep: bool = True) -> tuple[Event | None, web.Response | None]:
     """The event to store, or the 422 response saying which field is wrong."""
     if isinstance(body, dict) and "type" not in body:  # name the missing field, not its parent
         return None, _error(422, "invalid event: type: missing; every event needs a type such as "
@@ -278,7 +281,7 @@ def _check_event(body) -> tuple[Event | None, web.Response | None]:
     except (ValueError, OverflowError):  # valid RFC 3339 that Python's datetime cannot hold
         return None, _error(422, "invalid event: time: expected a date-time such as "
                             "2026-01-31T10:00:00Z between years 1 and 9999", field="time")
-    if _nested_deeper(event.data, MAX_DEPTH):  # would break whoever recurses through it later
+    if deep and _nested_deeper(event.data, MAX_DEPTH):  # would break whoever recurses through it later
         return None, _error(422, f"invalid event: data: nested more than {MAX_DEPTH} levels deep",
                             field="data")
     if event.source == INTERNAL_SOURCE:

@@ -31,9 +31,10 @@ log = logging.getLogger("taskengine.scheduler")
 DEFAULT_MAX_LATENESS = 300.0
 DEFAULT_CATCH_UP = "once"
 MAX_CATCH_UP = 1000
+BATCH = 1000  # schedules claimed per transaction
 
 
-@dataclass
+@dataclass(slots=True)
 class _Schedule:
     name: str
     enabled: bool
@@ -59,7 +60,11 @@ class Scheduler:
     # -- configuration ------------------------------------------------------------------------
 
     def load(self, runtime: Runtime) -> None:
-        """(Re)build the heap from the schedules table and their persisted next fire times."""
+        """(Re)build the heap from the schedules table and their persisted next fire times.
+
+        Schedules with the same definition share one compiled recurrence (and its next fire
+        time from "now"), so registering many alike schedules costs one compile per definition.
+        """
         from taskengine_core.recurrence import compile_schedule
 
         zone = runtime.settings.get("timezone") or "UTC"
@@ -69,27 +74,38 @@ class Scheduler:
         state = {r[0]: (r[1], r[2]) for r in self.store.conn.execute(
             "SELECT schedule, spec_hash, next_fire FROM schedule_state")}
         now = self.clock.now()
+        now_text = to_iso(now)
+        compiled: dict[str, tuple | None] = {}  # spec text -> (recurrence, catch_up, lateness, digest)
+        upcoming_of: dict[str, tuple] = {}  # spec text -> (next fire after now, its text)
         schedules, nexts, writes = {}, {}, []
         for name, spec_text, enabled in self.store.conn.execute("SELECT name, spec, enabled FROM schedules"):
-            spec = json.loads(spec_text)
-            try:
-                recurrence = compile_schedule(spec, zone)
-            except ValueError as exc:  # validate refuses these; a database edited by hand may not
-                log.error("schedule %s cannot be compiled: %s", name, exc)
+            if spec_text not in compiled:
+                spec = json.loads(spec_text)
+                try:
+                    compiled[spec_text] = (compile_schedule(spec, zone), spec.get("catch_up", DEFAULT_CATCH_UP),
+                                           parse_duration(spec.get("max_lateness", DEFAULT_MAX_LATENESS)),
+                                           spec_hash(spec, zone))
+                except ValueError as exc:  # validate refuses these; a database edited by hand may not
+                    log.error("schedule %s cannot be compiled: %s", name, exc)
+                    compiled[spec_text] = None
+            entry = compiled[spec_text]
+            if entry is None:
                 continue
-            schedules[name] = _Schedule(
-                name, bool(enabled), recurrence, spec.get("catch_up", DEFAULT_CATCH_UP),
-                parse_duration(spec.get("max_lateness", DEFAULT_MAX_LATENESS)), tuple(links.get(name, ())))
-            digest = spec_hash(spec, zone)
+            recurrence, catch_up, lateness, digest = entry
+            schedules[name] = _Schedule(name, bool(enabled), recurrence, catch_up, lateness,
+                                        tuple(links.get(name, ())))
             stored = state.get(name)
             if stored and stored[0] == digest:
                 if stored[1]:
                     nexts[name] = from_iso(stored[1])
                 continue
-            upcoming = recurrence.next_after(now)  # new or changed: no catch-up for the past
+            if spec_text not in upcoming_of:  # new or changed: no catch-up for the past
+                upcoming = recurrence.next_after(now)
+                upcoming_of[spec_text] = (upcoming, to_iso(upcoming) if upcoming else None)
+            upcoming, upcoming_text = upcoming_of[spec_text]
             if upcoming is not None:
                 nexts[name] = upcoming
-            writes.append((name, digest, to_iso(upcoming) if upcoming else None, to_iso(now)))
+            writes.append((name, digest, upcoming_text, now_text))
         if writes:
             with self.store.write() as db:
                 db.conn.executemany(
@@ -110,51 +126,83 @@ class Scheduler:
         return max(0.0, self._heap[0][0] - self.clock.now().timestamp())
 
     def tick(self, runtime: Runtime) -> int:
-        """Fire every due slot; returns how many slots were handled. O(1) when nothing is due."""
+        """Fire every due slot; returns how many slots were handled. O(1) when nothing is due.
+
+        All schedules due in one pass are claimed, and their runs inserted, in one transaction
+        per ``BATCH`` schedules: many schedules due at the same instant cost one commit.
+        """
         if runtime.generation != self.generation:
             self.load(runtime)
+        heap = self._heap
+        if not heap:
+            return 0
         now = self.clock.now()
         now_ts = now.timestamp()
+        if heap[0][0] > now_ts:
+            return 0
         handled = 0
-        while self._heap and self._heap[0][0] <= now_ts:
-            _, name = heapq.heappop(self._heap)
-            schedule = self._schedules.get(name)
-            due = self._next.pop(name, None)
-            if schedule is None or due is None:
-                continue
-            handled += self._fire(schedule, due, now, runtime)
+        while heap and heap[0][0] <= now_ts:
+            due = []
+            while heap and heap[0][0] <= now_ts and len(due) < BATCH:
+                _, name = heapq.heappop(heap)
+                schedule, first = self._schedules.get(name), self._next.pop(name, None)
+                if schedule is not None and first is not None:
+                    due.append((schedule, first))
+            try:
+                handled += self._fire(due, now, runtime)
+            except BaseException:  # nothing was committed: keep the slots due for the next pass
+                for schedule, first in due:
+                    self._next[schedule.name] = first
+                    heapq.heappush(heap, (first.timestamp(), schedule.name))
+                raise
         return handled
 
-    def _fire(self, schedule: _Schedule, first_due: datetime, now: datetime, runtime: Runtime) -> int:
-        slots, upcoming = [first_due], schedule.recurrence.next_after(first_due)
-        while upcoming is not None and upcoming <= now and len(slots) < MAX_CATCH_UP + 1:
-            slots.append(upcoming)
-            upcoming = schedule.recurrence.next_after(upcoming)
-        while upcoming is not None and upcoming <= now:  # beyond the catch-up bound: skip ahead
-            upcoming = schedule.recurrence.next_after(upcoming)
-        plan = self._plan(schedule, slots, now)
+    def _fire(self, due: list[tuple[_Schedule, datetime]], now: datetime, runtime: Runtime) -> int:
         now_text = to_iso(now)
+        work = []  # (schedule, [(due text, status, reason)], upcoming, last slot)
+        for schedule, first_due in due:
+            next_after = schedule.recurrence.next_after
+            slots, upcoming = [first_due], next_after(first_due)
+            while upcoming is not None and upcoming <= now and len(slots) < MAX_CATCH_UP + 1:
+                slots.append(upcoming)
+                upcoming = next_after(upcoming)
+            while upcoming is not None and upcoming <= now:  # beyond the catch-up bound: skip ahead
+                upcoming = next_after(upcoming)
+            plan = [(to_iso(s), status, why) for s, status, why in self._plan(schedule, slots, now)]
+            work.append((schedule, plan, upcoming, slots[-1]))
+        slot_keys = [(schedule.name, slot) for schedule, plan, _, _ in work for slot, _, _ in plan]
+        runs, decisions = [], []
         with self.store.write() as db:
             conn = db.conn
-            for due, status, reason in plan:
-                inserted = conn.execute(
-                    "INSERT INTO schedule_slots (schedule, due, status, claimed_at, reason) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT(schedule, due) DO NOTHING",
-                    (schedule.name, to_iso(due), status, now_text, reason)).rowcount
-                if not inserted:
-                    continue  # another engine claimed this slot
-                if status == "fired":
-                    self._runs_for(conn, schedule, due, now_text, runtime)
-                else:
-                    conn.execute("INSERT INTO decisions (time, decision, reason, schedule, slot) VALUES (?, ?, ?, ?, ?)",
-                                 (now_text, status, reason, schedule.name, to_iso(due)))
-            conn.execute(
-                "UPDATE schedule_state SET next_fire = ?, last_slot = ?, updated_at = ? WHERE schedule = ?",
-                (to_iso(upcoming) if upcoming else None, to_iso(slots[-1]), now_text, schedule.name))
-        if upcoming is not None:
-            self._next[schedule.name] = upcoming
-            heapq.heappush(self._heap, (upcoming.timestamp(), schedule.name))
-        return len(plan)
+            # Under the write lock: a slot already in the table was claimed by another engine.
+            taken = set(conn.execute(
+                "SELECT s.schedule, s.due FROM json_each(?) j JOIN schedule_slots s ON "
+                "s.schedule = json_extract(j.value, '$[0]') AND s.due = json_extract(j.value, '$[1]')",
+                (json.dumps(slot_keys),))) if slot_keys else ()
+            claims, states = [], []
+            for schedule, plan, upcoming, last in work:
+                for slot, status, reason in plan:
+                    if (schedule.name, slot) in taken:
+                        continue
+                    claims.append((schedule.name, slot, status, now_text, reason))
+                    if status == "fired":
+                        self._runs_for(schedule, slot, now_text, runtime, runs, decisions)
+                    else:
+                        decisions.append((now_text, status, reason, schedule.name, slot, None, None))
+                states.append((to_iso(upcoming) if upcoming else None, to_iso(last), now_text, schedule.name))
+            conn.executemany("INSERT INTO schedule_slots (schedule, due, status, claimed_at, reason) "
+                             "VALUES (?, ?, ?, ?, ?)", claims)
+            insert_runs(conn, runs, now_text)
+            conn.executemany(
+                "INSERT INTO decisions (time, decision, reason, schedule, slot, task, run_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(*d[:6], d[6].id if d[6] else None) for d in decisions])
+            conn.executemany("UPDATE schedule_state SET next_fire = ?, last_slot = ?, updated_at = ? "
+                             "WHERE schedule = ?", states)
+        for schedule, _, upcoming, _ in work:
+            if upcoming is not None:
+                self._next[schedule.name] = upcoming
+                heapq.heappush(self._heap, (upcoming.timestamp(), schedule.name))
+        return sum(len(plan) for _, plan, _, _ in work)
 
     def _plan(self, schedule: _Schedule, slots: list[datetime], now: datetime) -> list[tuple[datetime, str, str]]:
         grace = timedelta(seconds=schedule.max_lateness)
@@ -181,21 +229,17 @@ class Scheduler:
                     for s, status, why in plan]
         return plan
 
-    def _runs_for(self, conn, schedule: _Schedule, due: datetime, now_text: str, runtime: Runtime) -> None:
-        slot = to_iso(due)
-        runs, decisions = [], []
+    def _runs_for(self, schedule: _Schedule, slot: str, now_text: str, runtime: Runtime,
+                  runs: list, decisions: list) -> None:
         for task_name in schedule.tasks:
             task = runtime.tasks.get(task_name)
             if task is None:
-                decisions.append(("skipped", "task no longer exists", task_name, None))
+                decision, why, run = "skipped", "task no longer exists", None
             elif not task.fires:
                 why = "task is retired (delete_after_run)" if task.retired else "task is disabled"
-                decisions.append(("skipped", why, task_name, None))
+                decision, run = "skipped", None
             else:
+                decision, why = "matched", "slot due"
                 run = NewRun(task, "schedule", now_text, schedule=schedule.name, slot=slot)
                 runs.append(run)
-                decisions.append(("matched", "slot due", task_name, run))
-        insert_runs(conn, runs, now_text)
-        conn.executemany(
-            "INSERT INTO decisions (time, decision, reason, schedule, slot, task, run_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(now_text, d, why, schedule.name, slot, task, run.id if run else None) for d, why, task, run in decisions])
+            decisions.append((now_text, decision, why, schedule.name, slot, task_name, run))

@@ -254,3 +254,17 @@ def test_plugins_table_and_all(run_cli):
     assert table[0].split() == ["NAME", "DISTRIBUTION", "VERSION", "STATUS", "ACTIONS", "TRIGGERS", "NOTIFIERS"]
     assert any(line.startswith("command ") for line in table)
     assert "core" in {p["name"] for p in json.loads(run_cli("plugins", "--all", "--json").stdout)}
+
+
+def test_every_package_is_listed_in_setup_cfg():
+    import configparser
+
+    root = Path(__file__).parent.parent
+    config = configparser.ConfigParser()
+    config.read(root / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "taskengine_core").rglob("__init__.py")}
+    mapped = dict(line.split(" = ") for line in config["options"]["package_dir"].strip().splitlines())
+    assert found <= listed, f"add to setup.cfg packages: {sorted(found - listed)}"
+    for package, folder in mapped.items():
+        assert (root / folder / "__init__.py").exists() and package in listed

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from zoneinfo import ZoneInfo
 
+from croniter import croniter
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -222,11 +223,13 @@ class Case:
     t: datetime
     start: datetime | None = None
     end: datetime | None = None
+    focus: datetime | None = None
 
 
 @st.composite
 def repeat_schedules(draw, units=("day", "week", "month", "year")):
     scn = draw(scenarios())
+    t = draw(instants(scn))
     unit = draw(st.sampled_from(units))
     n = draw(st.sampled_from([1, 1, 2, 3]))
     spec = {"timezone": scn.zone_name, "every": unit if n == 1 else f"{n} {unit}s"}
@@ -295,7 +298,7 @@ def repeat_schedules(draw, units=("day", "week", "month", "year")):
     def is_slot(m):
         return m.time() in times and date_ok(m.date()) and (start is None or m >= start)
 
-    return Case(spec, scn.zone, date_ok, is_slot, draw(instants(scn)), start=start)
+    return Case(spec, scn.zone, date_ok, is_slot, t, start=start, focus=scn.focus)
 
 
 def cron_field_values(text, lo, hi, names=()):
@@ -316,14 +319,18 @@ def cron_field_values(text, lo, hi, names=()):
 @st.composite
 def cron_schedules(draw):
     scn = draw(scenarios())
+    t = draw(instants(scn))
     minute = draw(st.sampled_from(["0", "30", "0,30", "*/15", "5-10", "45", "*/20", "*"]))
     hour = draw(st.sampled_from(["*", "0", "1", "2", "3", "1-3", "*/6", "0,12", "23"]))
-    if scn.focus and draw(st.booleans()):
+    if scn.focus and chance(draw, 70):
         minute = draw(st.sampled_from([minute, str(scn.focus_wall.minute)]))
         hour = str((scn.focus_wall + timedelta(hours=draw(st.integers(-1, 1)))).hour)
     dom = draw(st.sampled_from(["*", "*", "1", "15", "1-7", "31", "*/10", "29", "8-14"]))
     month = draw(st.sampled_from(["*", "*", "1-6", "*/2", "feb", "mar,oct,nov"]))
     dow = draw(st.sampled_from(["*", "*", "mon", "1-5", "sat,sun", "0", "7"]))
+    if scn.focus and chance(draw, 60):  # make the day of the change a cron day
+        dom, month = "*", "*"
+        dow = draw(st.sampled_from(["*", str((scn.focus_wall.weekday() + 1) % 7)]))
     expression = f"{minute} {hour} {dom} {month} {dow}"
     spec = {"timezone": scn.zone_name, "cron": expression}
     assume(not check_schedule(spec))
@@ -342,7 +349,7 @@ def cron_schedules(draw):
     def is_slot(m):
         return m.minute in minutes and m.hour in hours and date_ok(m.date())
 
-    return Case(spec, scn.zone, date_ok, is_slot, draw(instants(scn)))
+    return Case(spec, scn.zone, date_ok, is_slot, t, focus=scn.focus)
 
 
 @st.composite
@@ -369,7 +376,39 @@ def bounded_daily(draw):
 
     local_start = start.replace(tzinfo=scn.zone).astimezone(UTC)
     t = local_start + timedelta(minutes=draw(st.integers(-3 * 1440, 12 * 1440)))
-    return Case(spec, scn.zone, lambda day: start.date() <= day <= end.date(), slot, t, start, end)
+    return Case(spec, scn.zone, lambda day: start.date() <= day <= end.date(), slot, t, start, end, scn.focus)
+
+
+@st.composite
+def dst_edges(draw):
+    """A slot inside (or at the edge of) a gap or a repeated stretch, asked the day before."""
+    zone_name = draw(st.sampled_from([z for z in ZONES if transitions(z)]))
+    scn = Scenario(zone_name, draw(st.sampled_from(transitions(zone_name))))
+    span = min(scn.shift_minutes, 180)
+    # sampled_from draws evenly; st.integers would favour 0 (the gap's first minute) heavily
+    slot = scn.focus_wall + timedelta(minutes=draw(st.sampled_from(range(-span - 1, span + 2))))
+    day, tod = slot.date(), slot.time()
+    k = -1 if day.day + 7 > calendar.monthrange(day.year, day.month)[1] else (day.day - 1) // 7 + 1
+    form = draw(st.sampled_from(["daily", "weekly", "monthly", "cron", "once"]))
+    at = tod.strftime("%H:%M")
+    spec = {
+        "daily": {"every": "day", "at": at},
+        "weekly": {"every": "week", "days": [WEEKDAY_NAMES[day.weekday()]], "at": at},
+        "monthly": {"every": "month", "day_of_month": f"{ORDINALS[min(k, 4) if k > 0 else k]} {WEEKDAY_NAMES[day.weekday()]}", "at": at},
+        "cron": {"cron": f"{tod.minute} {tod.hour} * * *"},
+        "once": {"once": slot.isoformat(timespec="minutes")},
+    }[form]
+    spec["timezone"] = zone_name
+    date_ok = {
+        "daily": lambda d: True,
+        "weekly": lambda d: d.weekday() == day.weekday(),
+        "monthly": lambda d: dom_ok(("nth", day.weekday(), min(k, 4) if k > 0 else k), d),
+        "cron": lambda d: True,
+        "once": lambda d: d == day,
+    }[form]
+    t = scn.focus - timedelta(seconds=draw(st.sampled_from(range(0, 26 * 3600, 7))))
+    end = slot if form == "once" else None
+    return Case(spec, scn.zone, date_ok, lambda m: m.time() == tod and date_ok(m.date()) and (end is None or m <= end), t, end=end, focus=scn.focus)
 
 
 def agree(case: Case, t2: datetime):
@@ -396,6 +435,12 @@ def agree(case: Case, t2: datetime):
 
 
 @SETTINGS
+@given(dst_edges(), st.integers(0, 2 * 86400))
+def test_dst_gaps_and_repeats_agree_with_oracle(case, later):
+    agree(case, case.t + timedelta(seconds=later))
+
+
+@SETTINGS
 @given(repeat_schedules(units=("day", "week")), st.integers(0, 3 * 86400))
 def test_repeat_day_week_agrees_with_oracle(case, later):
     agree(case, case.t + timedelta(seconds=later))
@@ -411,6 +456,16 @@ def test_repeat_month_year_and_nth_weekday_agree_with_oracle(case, later):
 @given(cron_schedules(), st.integers(0, 3 * 86400))
 def test_cron_agrees_with_oracle(case, later):
     agree(case, case.t + timedelta(seconds=later))
+
+
+@SETTINGS
+@given(cron_schedules())
+def test_cron_slots_match_croniter_in_utc(case):
+    """In UTC (no DST) the engine's cron fires are exactly croniter's own next times."""
+    expression = case.spec["cron"]
+    recurrence = compile_schedule({"cron": expression, "timezone": "UTC"})
+    naive = croniter(expression, case.t.replace(tzinfo=None)).all_next(datetime)
+    assert recurrence.upcoming(case.t, 3) == [next(naive).replace(tzinfo=UTC) for _ in range(3)]
 
 
 @SETTINGS
@@ -444,6 +499,36 @@ def test_windowed_minutes_agree_with_oracle(scn, data):
     t2 = t + timedelta(seconds=data.draw(st.integers(0, 86400)))
     later = recurrence.next_after(t2)
     assert got > t and later > t2 and got <= later
+
+
+@SETTINGS
+@given(scenarios(), st.data())
+def test_interval_with_weekday_filter_takes_the_next_allowed_lattice_point(scn, data):
+    step = timedelta(minutes=data.draw(st.sampled_from([30, 60, 180, 360, 24 * 60])))
+    weekdays = data.draw(st.lists(st.integers(0, 6), min_size=1, max_size=3, unique=True))
+    every = f"{step // MIN} minutes"
+    recurrence = compile_schedule({"every": every, "days": [WEEKDAY_NAMES[d] for d in weekdays], "timezone": scn.zone_name})
+    t = data.draw(instants(scn))
+    anchor = datetime(2000, 1, 3, tzinfo=scn.zone).astimezone(UTC)
+    point = anchor + ((t - anchor) // step + 1) * step  # lattice points, one by one
+    while point.astimezone(scn.zone).weekday() not in weekdays:
+        point += step
+    assert recurrence.next_after(t) == point
+
+
+@settings(SETTINGS, max_examples=300)
+@given(
+    st.dictionaries(
+        st.sampled_from(["once", "cron", "every", "days", "day_of_month", "months", "at", "between", "start", "end", "count", "timezone", "catch_up", "max_lateness"]),
+        st.one_of(st.none(), st.booleans(), st.integers(-40, 40), st.text(max_size=12), st.lists(st.one_of(st.integers(-3, 40), st.text(max_size=6)), max_size=3),
+                  st.sampled_from(["day", "15 minutes", "0 2 * * *", "08:00", "2026-02-30T10:00", "last friday", "Europe/Berlin", "1h"])),
+    )
+)
+def test_check_schedule_never_raises_on_garbage(spec):
+    problems = check_schedule(spec)
+    assert all(isinstance(path, str) and isinstance(message, str) and message for path, message in problems)
+    if not problems:
+        compile_schedule(spec).upcoming(datetime(2026, 1, 1, tzinfo=UTC), 2)
 
 
 @SETTINGS

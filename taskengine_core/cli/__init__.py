@@ -28,32 +28,35 @@ COMMANDS = {
 
 
 class LazyGroup(ErrorBoundaryGroup):
-    """Imports a command's module the first time the command is looked up."""
+    """Imports a command's module the first time the command is looked up; plugin commands are
+    collected per invocation, so the module-level group is never changed."""
 
     def list_commands(self, ctx):
-        return sorted(set(COMMANDS) | set(super().list_commands(ctx)))
+        return sorted(set(COMMANDS) | set(_plugin_commands(ctx)))
 
     def get_command(self, ctx, name):
         if name in COMMANDS:
             module, attr, _ = COMMANDS[name]
             return getattr(importlib.import_module(f"taskengine_core.cli.{module}"), attr)
-        _add_plugin_commands(self, ctx)
-        return super().get_command(ctx, name)
+        return _plugin_commands(ctx).get(name)
 
     def format_commands(self, ctx, formatter):
-        _add_plugin_commands(self, ctx)
         rows = [(name, COMMANDS[name][2]) for name in sorted(COMMANDS)]
-        rows += [(name, cmd.get_short_help_str(60)) for name, cmd in sorted(self.commands.items())]
+        rows += [(name, cmd.get_short_help_str(60)) for name, cmd in _plugin_commands(ctx).items()]
         with formatter.section("Commands"):
             formatter.write_dl(sorted(rows))
 
 
-def _add_plugin_commands(group: LazyGroup, ctx: click.Context) -> None:
-    if getattr(group, "_plugins_added", False):
-        return
-    group._plugins_added = True
-    app = ctx.ensure_object(App)
-    app.manager.hook.register_commands(cli=group)
+def _plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
+    app = ctx.find_root().ensure_object(App)
+    if app.plugin_commands is None:
+        holder = click.Group()
+        app.manager.hook.register_commands(cli=holder)
+        for name in sorted(set(holder.commands) & set(COMMANDS)):
+            click.echo(f"warning: a plugin's command {name!r} clashes with the built-in command "
+                       "and was ignored", err=True)
+        app.plugin_commands = {n: c for n, c in holder.commands.items() if n not in COMMANDS}
+    return app.plugin_commands
 
 
 def _print_version(ctx: click.Context, _param, value: bool) -> None:

@@ -24,6 +24,7 @@ class App:
     _manager: Any = None
     _store: Any = None
     extra_plugins: list = field(default_factory=list)
+    plugin_commands: dict | None = None
 
     @property
     def manager(self):

@@ -34,14 +34,17 @@ class Recurrence:
 
     def next_after(self, t: datetime) -> datetime | None:
         """The first fire time strictly after aware ``t``, in UTC; None when there is none left."""
-        return self._schedule.next_after(as_utc(t))
+        try:
+            return self._schedule.next_after(as_utc(t))
+        except OverflowError:  # beyond year 9999
+            return None
 
     def upcoming(self, after: datetime, count: int) -> list[datetime]:
         """The next ``count`` fire times after ``after`` (fewer if the schedule ends), in UTC."""
         out: list[datetime] = []
         t = as_utc(after)
         while len(out) < count:
-            found = self._schedule.next_after(t)
+            found = self.next_after(t)
             if found is None:
                 break
             out.append(found)

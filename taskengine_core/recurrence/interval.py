@@ -43,6 +43,19 @@ class ElapsedSchedule:
         self.end = end if end is not None else (resolve(spec.end, self.zone) if spec.end else None)
         self.anchor = self.start or resolve(datetime.combine(ANCHOR, time(0)), self.zone)
         self.window = spec.between
+        self._last_window: tuple[date, datetime, datetime] | None = None
+
+    def _window_of(self, day: date) -> tuple[datetime, datetime]:
+        """(opening, closing) instants of ``day``'s window; the last one is kept, as
+        consecutive calls mostly ask about the same day."""
+        cached = self._last_window
+        if cached is not None and cached[0] == day:
+            return cached[1], cached[2]
+        opens, until = self.window
+        first = resolve(datetime.combine(day, opens), self.zone)
+        close = resolve(datetime.combine(day + _DAY if until <= opens else day, until), self.zone)
+        self._last_window = (day, first, close)
+        return first, close
 
     def _date_ok(self, day: date) -> bool:
         return (not self.days or day.weekday() in self.days) and (not self.months or day.month in self.months)
@@ -74,15 +87,12 @@ class ElapsedSchedule:
         return None
 
     def _windowed(self, t: datetime) -> datetime | None:
-        opens, until = self.window
-        wraps = until <= opens
         day = t.astimezone(self.zone).date() - _DAY  # yesterday's window may still be open
         for _ in range(_SEARCH_DAYS):
             if self._date_ok(day):
-                first = resolve(datetime.combine(day, opens), self.zone)
+                first, close = self._window_of(day)
                 if self.end is not None and first > self.end:
                     return None
-                close = resolve(datetime.combine(day + _DAY if wraps else day, until), self.zone)
                 if close > t:
                     candidate = first if t < first else first + ((t - first) // self.step + 1) * self.step
                     if candidate < close:

@@ -21,7 +21,7 @@ from heapq import merge
 
 from dateutil.rrule import DAILY, MONTHLY, WEEKLY, YEARLY, rrule, weekday
 
-from .slots import ChunkedSlots
+from .slots import ChunkedSlots, take_after
 from .spec import Spec
 
 ANCHOR = date(2000, 1, 3)  # a Monday
@@ -101,22 +101,13 @@ class RRuleSlots(ChunkedSlots):
                 yield value.date()
             previous = value
 
+    def _slots(self, first: date):
+        for day in self._dates(first):
+            for tod in self.times:
+                yield datetime.combine(day, tod)
+
     def generate(self, w, k, end):
         first = w.date()
         if self.start_date and first < self.start_date:
             first = self.start_date
-        out: list[datetime] = []
-        try:
-            for day in self._dates(first):
-                for tod in self.times:
-                    slot = datetime.combine(day, tod)
-                    if slot <= w:
-                        continue
-                    if end is not None and slot > end:
-                        return out, True
-                    out.append(slot)
-                    if len(out) >= k:
-                        return out, False
-        except OverflowError:  # the lattice walked past year 9999
-            pass
-        return out, True
+        return take_after(self._slots(first), w, k, end)

@@ -13,9 +13,14 @@ from datetime import datetime
 
 class ChunkedSlots:
     """Subclasses implement ``generate(w, k, end)``: up to ``k`` ascending slots > ``w``, and
-    whether that is all of them (nothing more exists, or the next would be after ``end``)."""
+    whether that is all of them (nothing more exists, or the next would be after ``end``).
 
-    chunk_size = 32
+    The chunk starts small and doubles while queries keep walking forward past it (the
+    scheduler's pattern); a query elsewhere (``schedules next --after``, tests) resets it, so
+    random access does not pay for a long look-ahead it will not use.
+    """
+
+    min_chunk, max_chunk = 4, 64
 
     def __init__(self, end: datetime | None = None):
         self.end = end
@@ -23,6 +28,7 @@ class ChunkedSlots:
         # when complete. One tuple, replaced whole, so readers on other threads see a
         # consistent chunk.
         self._chunk: tuple[datetime, list[datetime], bool] | None = None
+        self._size = self.min_chunk
 
     def first_after(self, w: datetime) -> datetime | None:
         chunk = self._chunk
@@ -31,10 +37,29 @@ class ChunkedSlots:
             if lo <= w and (complete or (slots and w < slots[-1])):
                 i = bisect_right(slots, w)
                 return slots[i] if i < len(slots) else None
-        slots, complete = self.generate(w, self.chunk_size, self.end)
+            walking = slots and slots[-1] <= w <= slots[-1] + (slots[-1] - lo)
+            self._size = min(self._size * 2, self.max_chunk) if walking else self.min_chunk
+        slots, complete = self.generate(w, self._size, self.end)
         self._chunk = (w, slots, complete)
         return slots[0] if slots else None
 
     def generate(self, w: datetime, k: int, end: datetime | None) -> tuple[list[datetime], bool]:
         raise NotImplementedError
 
+
+
+def take_after(slots, w: datetime, k: int, end: datetime | None) -> tuple[list[datetime], bool]:
+    """Up to ``k`` distinct slots > ``w`` from an ascending iterable, and whether that is all."""
+    out: list[datetime] = []
+    try:
+        for slot in slots:
+            if slot <= w or (out and slot == out[-1]):
+                continue
+            if end is not None and slot > end:
+                return out, True
+            out.append(slot)
+            if len(out) >= k:
+                return out, False
+    except OverflowError:  # walked past year 9999
+        pass
+    return out, True

@@ -162,11 +162,10 @@ def parse_spec(spec: object, default_timezone: str = "UTC") -> tuple[Spec | None
             except ValueError as exc:
                 problems.append((key, str(exc)))
     if kind == "cron":
+        values["cron"] = " ".join(str(spec["cron"]).split())
         if not isinstance(spec["cron"], str):
             problems.append(("cron", f"a cron expression must be a string, not {spec['cron']!r}"))
-        values["cron"] = " ".join(str(spec["cron"]).split())
-        problem = cron_problem(values["cron"])
-        if problem:
+        elif problem := cron_problem(values["cron"]):
             problems.append(("cron", problem))
     if kind == "repeat":
         try:

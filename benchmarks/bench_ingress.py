@@ -1,0 +1,159 @@
+"""Events accepted per second by the HTTP ingress, against the same aiohttp setup answering a
+constant 202 (no auth, no validation, no database): the ceiling of the HTTP stack itself.
+
+16 keep-alive connections on loopback, driven by a small raw HTTP/1.1 client in separate
+processes (so it does not share the server's GIL). The engine is started normally
+(``engine.start(listen=...)``) with no rules; only ``settings.ingress.rate`` is raised so the
+per-client rate limit (all clients are 127.0.0.1) does not cap the figure. Every 202 means the
+event was committed (group commit); the inbox row count is checked after each run.
+
+    python benchmarks/bench_ingress.py [--events 10000] [--connections 16] [--clients 2] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+TOKEN = "bench-token-0123456789"
+
+
+# -- the client (runs in its own processes) ----------------------------------------------------
+
+async def _connection(host: str, port: int, requests: list[bytes], statuses: list[int]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    for request in requests:
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        statuses.append(int(head[9:12]))
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await reader.readexactly(length)
+    writer.close()
+
+
+def _client(host: str, port: int, per_conn: list[list[bytes]], go, results) -> None:
+    async def main() -> list[int]:
+        statuses: list[int] = []
+        go.wait()
+        await asyncio.gather(*(_connection(host, port, reqs, statuses) for reqs in per_conn))
+        return statuses
+
+    results.put(asyncio.run(main()))
+
+
+def _requests(host: str, port: int, run: int, count: int) -> list[bytes]:
+    out = []
+    for n in range(count):
+        body = json.dumps({"type": "user.login", "source": "bench", "id": f"{run}-{n}",
+                           "data": {"user": f"user-{n % 1000}", "n": n}}).encode()
+        out.append(b"POST /events HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\n"
+                   b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                   % (host.encode(), port, TOKEN.encode(), len(body), body))
+    return out
+
+
+def drive(address: str, run: int, events: int, connections: int, clients: int) -> tuple[float, int]:
+    """Send ``events`` requests over ``connections`` keep-alive connections; (seconds, 202s)."""
+    host, port = address.rsplit(":", 1)
+    reqs = _requests(host, int(port), run, events)
+    per_conn = [reqs[i::connections] for i in range(connections)]
+    ctx = multiprocessing.get_context("spawn")
+    go, results = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_client, args=(host, int(port), per_conn[i::clients], go, results))
+             for i in range(clients)]
+    for proc in procs:
+        proc.start()
+    time.sleep(1.0)  # let the client processes import and connect... and wait for "go"
+    start = time.perf_counter()
+    go.set()
+    statuses = [s for _ in procs for s in results.get(timeout=300)]
+    elapsed = time.perf_counter() - start
+    for proc in procs:
+        proc.join()
+    bad = [s for s in statuses if s != 202]
+    if bad:
+        sys.exit(f"run {run}: {len(bad)} responses were not 202, e.g. {sorted(set(bad))}")
+    return elapsed, len(statuses)
+
+
+# -- the servers -------------------------------------------------------------------------------
+
+def constant_server(engine):
+    """The ingress's own aiohttp setup, with a handler that reads the body and answers 202."""
+    from taskengine_core.ingress import Ingress
+
+    class Constant(Ingress):
+        async def _post_event(self, request: web.Request) -> web.Response:
+            await request.read()
+            return web.json_response({"id": "constant"}, status=202)
+
+    return Constant(engine, "127.0.0.1:0")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--clients", type=int, default=2, help="client processes")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+
+    from taskengine_core.apply import apply_config
+    from taskengine_core.engine import Engine
+    from taskengine_core.plugins import get_plugin_manager
+    from taskengine_core.rules.validate import load_config
+    from taskengine_core.store import Store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db_path = Path(tmp) / "bench.db"
+        settings = Path(tmp) / "settings.yaml"
+        settings.write_text("settings:\n  ingress:\n    rate: 1000000\n")
+        apply_config(Store(db_path), load_config([settings], get_plugin_manager().registry()))
+
+        engine = Engine(db_path)
+        engine.start(listen="127.0.0.1:0", token=TOKEN)
+        ceiling = constant_server(engine)
+        ceiling.start()
+        durable_rates, ceiling_rates = [], []
+        try:
+            for run in range(args.runs):
+                seconds, n = drive(ceiling.address, run, args.events, args.connections, args.clients)
+                ceiling_rates.append(n / seconds)
+                seconds, n = drive(engine.ingress.address, run, args.events, args.connections, args.clients)
+                durable_rates.append(n / seconds)
+                stored = sqlite3.connect(db_path).execute(
+                    "SELECT count(*) FROM events WHERE source = 'bench' AND source_id LIKE ?",
+                    (f"{run}-%",)).fetchone()[0]
+                assert stored == args.events, f"run {run}: {stored} events stored, expected {args.events}"
+                print(f"run {run + 1}: constant {ceiling_rates[-1]:8.0f}/s   ingress {durable_rates[-1]:8.0f}/s",
+                      file=sys.stderr)
+        finally:
+            ceiling.stop()
+            engine.stop(1)
+
+    durable, top = statistics.median(durable_rates), statistics.median(ceiling_rates)
+    print(f"python {platform.python_version()}, os.cpu_count() = {os.cpu_count()}, "
+          f"{args.events} events x {args.runs} runs, {args.connections} connections, "
+          f"{args.clients} client processes")
+    print(f"constant 202 (aiohttp ceiling): {top:8.0f} events/s (median)")
+    print(f"ingress, committed:             {durable:8.0f} events/s (median)")
+    print(f"ratio:                          {durable / top:8.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""Webhook deliveries per second: the engine (durable, signed, every attempt logged) against a
+serial ``requests`` loop, a bare aiohttp client and a raw asyncio client, to one local HTTP
+server running in another process.
+
+Usage: python benchmarks/bench_webhooks.py [--deliveries 5000] [--runs 3] [--latency 0.05]
+
+Two server modes: ``instant`` (answers at once) and ``latency`` (answers after --latency
+seconds, standing in for a remote receiver). Bodies are 1 KB of JSON. Engine figures time the
+whole path: the deliveries are committed to the queue (``taskengine_webhook.enqueue``, one
+transaction; ``--path action`` queues them through the ``webhook.send`` action instead, one run
+per delivery), then sent by the dispatcher (at most ``concurrency``, default 32, in flight to the
+destination) and recorded (one row per attempt). The clock stops when every delivery is
+``delivered`` in the database. Each figure is the median of --runs runs. The clients without the
+engine use the same number of connections (32); the serial loop sends fewer requests in latency
+mode (its rate does not depend on the count) to keep the run short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CONNECTIONS = 32
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.I)
+
+
+# --- the server (another process) -----------------------------------------------------------
+
+
+def serve(port: int, delay: float) -> None:
+    class Handler(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport, self.buf = transport, b""
+
+        def data_received(self, data):
+            self.buf += data
+            while True:
+                end = self.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                match = _LENGTH.search(self.buf, 0, end)
+                size = end + 4 + (int(match.group(1)) if match else 0)
+                if len(self.buf) < size:
+                    return
+                self.buf = self.buf[size:]
+                if delay:
+                    loop.call_later(delay, self._reply)
+                else:
+                    self.transport.write(RESPONSE)
+
+        def _reply(self):
+            if not self.transport.is_closing():
+                self.transport.write(RESPONSE)
+
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(loop.create_server(Handler, "127.0.0.1", port, backlog=1024))
+    print("ready", flush=True)
+    loop.run_until_complete(server.serve_forever())
+
+
+def start_server(delay: float) -> tuple[subprocess.Popen, str]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--delay", str(delay)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc, f"http://127.0.0.1:{port}/hook"
+
+
+def payload(i: int) -> dict:
+    return {"type": "bench.event", "index": i, "text": "x" * 960}  # ~1 KB of JSON
+
+
+# --- the engine -----------------------------------------------------------------------------
+
+
+def engine_run(url: str, n: int, path: str) -> float:
+    from taskengine_core.apply import apply_config
+    from taskengine_core.engine import Engine
+    from taskengine_core.events import Event
+    from taskengine_core.plugins import get_plugin_manager
+    from taskengine_core.rules.validate import load_config
+    from taskengine_core.store import Store
+    import taskengine_webhook
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
+    db = tmp / "engine.db"
+    rules = tmp / "rules.yaml"
+    os.environ["BENCH_SIGNING"] = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    rules.write_text(f"""
+webhooks:
+  sink: {{url: "{url}", secret: "${{env:BENCH_SIGNING}}", retries: 0}}
+tasks:
+  forward:
+    action: webhook.send
+    concurrency: parallel
+    with: {{webhook: sink, payload: {{type: bench.event, index: "{{{{ event.data.index }}}}",
+            text: "{{{{ event.data.text }}}}"}}}}
+events:
+  all: {{on: bench.event, tasks: [forward]}}
+""")
+    manager = get_plugin_manager()
+    store = Store(db)
+    apply_config(store, load_config([rules], manager.registry()))
+    store.close()
+    engine = Engine(db, manager=manager, poll_interval=0.01)
+    engine.start()
+    conn = sqlite3.connect(db)
+    try:
+        started = time.perf_counter()
+        if path == "action":
+            engine.emit_many([Event("bench.event", payload(i)) for i in range(n)])
+        else:
+            taskengine_webhook.enqueue(str(db), "sink", [payload(i) for i in range(n)])
+        while conn.execute("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'"
+                           ).fetchone()[0] < n:
+            time.sleep(0.005)
+        elapsed = time.perf_counter() - started
+        logged = conn.execute("SELECT count(*) FROM webhook_attempts").fetchone()[0]
+        assert logged == n, f"{logged} attempts logged for {n} deliveries"
+    finally:
+        conn.close()
+        engine.stop(grace=5)
+    return n / elapsed
+
+
+# --- baselines ------------------------------------------------------------------------------
+
+
+def requests_serial(url: str, n: int) -> float:
+    import requests
+
+    with requests.Session() as session:
+        started = time.perf_counter()
+        for i in range(n):
+            response = session.post(url, data=json.dumps(payload(i)),
+                                    headers={"Content-Type": "application/json"})
+            assert response.status_code == 200
+        return n / (time.perf_counter() - started)
+
+
+def aiohttp_client(url: str, n: int) -> float:
+    import aiohttp
+
+    async def main() -> float:
+        queue = iter(range(n))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS)) as session:
+            async def worker():
+                for i in queue:
+                    async with session.post(url, data=json.dumps(payload(i)),
+                                            headers={"Content-Type": "application/json"}) as r:
+                        await r.read()
+                        assert r.status == 200
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+            return n / (time.perf_counter() - started)
+
+    return asyncio.run(main())
+
+
+def raw_asyncio(url: str, n: int) -> float:
+    host, port = url.split("//")[1].split("/")[0].split(":")
+
+    async def main() -> float:
+        queue = iter(range(n))
+
+        async def worker():
+            reader, writer = await asyncio.open_connection(host, int(port))
+            for i in queue:
+                body = json.dumps(payload(i)).encode()
+                writer.write(b"POST /hook HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (host.encode(), len(body), body))
+                head = await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(int(_LENGTH.search(head).group(1)))
+                assert head.startswith(b"HTTP/1.1 200")
+            writer.close()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+        return n / (time.perf_counter() - started)
+
+    return asyncio.run(main())
+
+
+# --- the comparison -------------------------------------------------------------------------
+
+
+def median_of(runs: int, func, *args) -> float:
+    return statistics.median(func(*args) for _ in range(runs))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deliveries", type=int, default=5000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--path", choices=["enqueue", "action", "both"], default="both")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--delay", type=float, default=0.0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.delay)
+        return
+    n = args.deliveries
+    print(f"bench_webhooks: {n} deliveries of ~1 KB, median of {args.runs}, os.cpu_count()={os.cpu_count()}, "
+          f"Python {sys.version.split()[0]}")
+    paths = ["enqueue", "action"] if args.path == "both" else [args.path]
+    for mode, delay in (("instant", 0.0), (f"latency {args.latency * 1000:g} ms", args.latency)):
+        proc, url = start_server(delay)
+        try:
+            serial_n = n if not delay else min(n, 300)
+            figures = {"requests, serial, one Session": median_of(args.runs, requests_serial, url, serial_n),
+                       f"aiohttp, {CONNECTIONS} connections": median_of(args.runs, aiohttp_client, url, n),
+                       f"raw asyncio streams, {CONNECTIONS} connections": median_of(args.runs, raw_asyncio, url, n)}
+            for path in paths:
+                figures[f"engine ({path} path), durable + logged"] = median_of(args.runs, engine_run, url, n, path)
+        finally:
+            proc.kill()
+            proc.wait()
+        serial = figures["requests, serial, one Session"]
+        ceiling = figures[f"raw asyncio streams, {CONNECTIONS} connections"]
+        print(f"\n{mode}:")
+        for name, rate in figures.items():
+            print(f"  {name:<45} {rate:>9,.0f}/s   {rate / serial:6.1f}x serial   {rate / ceiling:5.2f}x raw")
+
+
+if __name__ == "__main__":
+    main()

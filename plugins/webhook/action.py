@@ -1,0 +1,154 @@
+"""The ``webhook.send`` action: build the body, queue the delivery durably, return its id.
+
+The action makes no HTTP request. It commits a row to ``webhook_deliveries`` (the engine's
+database, its own connection) and returns ``{"delivery_id": "msg_...", "webhook": NAME}``; the
+dispatcher sends it, retries it and logs every attempt. The delivery id is derived from the run,
+so a run re-run after a crash does not queue a second delivery (the action is idempotent).
+
+Body, in order of precedence:
+
+* ``body``: a string (a template, rendered by the engine) sent as is, with ``content_type``
+  (default ``text/plain; charset=utf-8``);
+* ``payload``: any JSON data whose strings are templates; the engine renders them and the
+  action serialises the result with ``json.dumps`` (never by pasting text together), sent as
+  ``application/json`` unless ``content_type`` says otherwise;
+* neither: the default envelope::
+
+      {"type": "<the event's type, or taskengine.task>", "timestamp": "<ISO 8601 UTC>",
+       "event": {"type": ..., "id": ..., "data": {...}} or null, "task": "<task>", "run_id": "..."}
+
+``headers`` adds request headers; they are stored with the delivery (retries and redelivery
+need them), so put credentials on the destination (``auth``, ``headers`` and ``secret`` in the
+``webhooks:`` section), where references are resolved at each attempt and never stored.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timezone
+
+from taskengine_core.clock import to_iso
+from taskengine_core.context import ActionContext
+from taskengine_core.errors import ActionError
+from taskengine_core.store import Store
+
+from . import store as db
+from .config import Destination
+
+MAX_BODY = 1024 * 1024
+SCHEMA = {
+    "type": "object",
+    "required": ["webhook"],
+    "additionalProperties": False,
+    "description": "a webhook, and either a payload (JSON data) or a body (text), not both",
+    "properties": {
+        "webhook": {"type": "string", "x-taskengine-ref": "webhooks",
+                    "description": "the destination, a name from the webhooks section"},
+        "payload": {"description": "JSON data to send; its strings are templates"},
+        "body": {"type": "string", "description": "raw body text (a template)"},
+        "content_type": {"type": "string", "minLength": 1,
+                         "description": "Content-Type of the body (default application/json "
+                                        "for payload, text/plain for body)"},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"},
+                    "description": "extra request headers (no credentials: put those on the "
+                                   "destination)"},
+    },
+    "anyOf": [{"not": {"required": ["payload", "body"]}}],
+}
+_local = threading.local()
+
+
+def send(params: dict, ctx: ActionContext) -> dict:
+    """Queue a webhook delivery: signed, retried and logged by the dispatcher."""
+    if not ctx.db_path:
+        raise ActionError("webhook.send runs only inside the engine (no database in its context)",
+                          retryable=False)
+    name = params["webhook"]
+    now = datetime.now(timezone.utc)
+    body, content_type, kind = build_body(params, ctx, now)
+    delivery_id = f"msg_{ctx.run_id}"
+    store = _store(ctx.db_path)
+    with store.write() as tx:
+        row = tx.conn.execute("SELECT spec, enabled FROM webhooks WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise ActionError(f"no webhook named {name!r}; define it under 'webhooks:' and run "
+                              "'taskengine apply'", retryable=False)
+        dest = Destination.from_row(name, row[0], row[1])
+        if not dest.enabled:
+            raise ActionError(f"webhook {name!r} is disabled; 'taskengine webhooks enable {name}' "
+                              "turns it back on", retryable=False)
+        db.enqueue(tx.conn, [{
+            "id": delivery_id, "webhook": name, "type": kind, "body": body,
+            "content_type": content_type, "headers": params.get("headers") or {},
+            "max_attempts": dest.retries + 1, "task": ctx.task, "run_id": ctx.run_id,
+            "event_id": (ctx.event or {}).get("id")}], now)
+    from .running import wake_for
+
+    wake_for(ctx.db_path, name)
+    return {"delivery_id": delivery_id, "webhook": name}
+
+
+def enqueue(db_path: str, webhook: str, payloads: list, *, type: str = "taskengine.api") -> list[str]:  # noqa: A002
+    """Queue one delivery per payload (JSON data) to ``webhook`` in one transaction, for
+    Python callers; returns the delivery ids. The running engine's dispatcher sends them."""
+    now = datetime.now(timezone.utc)
+    store = _store(db_path)
+    rows = []
+    with store.write() as tx:
+        row = tx.conn.execute("SELECT spec, enabled FROM webhooks WHERE name = ?", (webhook,)).fetchone()
+        if row is None:
+            raise ActionError(f"no webhook named {webhook!r}", retryable=False)
+        attempts = Destination.from_row(webhook, row[0], row[1]).retries + 1
+        for payload in payloads:
+            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            rows.append({"id": db.new_message_id(), "webhook": webhook, "type": type, "body": body,
+                         "content_type": "application/json", "max_attempts": attempts})
+        db.enqueue(tx.conn, rows, now)
+    from .running import wake_for
+
+    wake_for(db_path, webhook)
+    return [r["id"] for r in rows]
+
+
+def build_body(params: dict, ctx: ActionContext, now: datetime) -> tuple[str, str, str]:
+    """``(body text, content type, message type)`` for the action's parameters."""
+    event = ctx.event
+    kind = event["type"] if event else "taskengine.task"
+    if "body" in params:
+        text = params["body"]
+        content_type = params.get("content_type") or "text/plain; charset=utf-8"
+    else:
+        data = params["payload"] if "payload" in params else envelope(ctx, now)
+        try:
+            text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ActionError(f"the payload cannot be sent as JSON: {exc}", retryable=False) from None
+        content_type = params.get("content_type") or "application/json"
+    if len(text.encode("utf-8")) > MAX_BODY:
+        raise ActionError(f"the body is larger than {MAX_BODY} bytes", retryable=False)
+    return text, content_type, kind
+
+
+def envelope(ctx: ActionContext, now: datetime) -> dict:
+    """The default body: what happened and which run sends it."""
+    event = ctx.event
+    return {
+        "type": event["type"] if event else "taskengine.task",
+        "timestamp": to_iso(now),
+        "event": {"type": event["type"], "id": event["id"], "data": event.get("data")}
+        if event else None,
+        "task": ctx.task,
+        "run_id": ctx.run_id,
+    }
+
+
+def _store(path: str) -> Store:
+    """One connection per worker thread and database."""
+    stores = getattr(_local, "stores", None)
+    if stores is None:
+        stores = _local.stores = {}
+    store = stores.get(path)
+    if store is None:
+        store = stores[path] = Store(path, migrate=False)
+    return store

@@ -1,0 +1,195 @@
+"""One attempt to deliver one message, and what follows from its result.
+
+An attempt resolves the destination's references, signs the body, checks a literal IP against
+the egress policy, sends the request (redirects never followed, bounded time), reads at most
+:data:`EXCERPT_BYTES` of the response, and returns an :class:`Attempt` whose texts are already
+scrubbed of every secret it used. :func:`decide` turns it into the delivery's next state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import aiohttp
+
+from taskengine_core.errors import SecretError
+
+from .config import RESERVED_HEADERS, Destination, Preparer, WebhookSettings, scrubber
+from .egress import CONNECTED, EgressPolicy, EgressRefused
+from .retry import RETRY_AFTER_STATUSES, backoff, parse_retry_after
+from .signing import SigningError, signature_headers
+
+EXCERPT_BYTES = 2048
+REDACTED = "********"
+_ids = random.Random()  # request ids need to be unique, not secret (os.urandom costs a syscall)
+
+
+@dataclass
+class Message:
+    """A claimed delivery row."""
+
+    id: str
+    webhook: str
+    type: str
+    body: str
+    content_type: str
+    headers: dict
+    attempts: int  # made before this claim
+    max_attempts: int
+    task: str | None = None
+    run_id: str | None = None
+    event_id: str | None = None
+
+
+@dataclass
+class Attempt:
+    message: Message
+    number: int
+    request_id: str
+    started_at: datetime
+    duration: float = 0.0
+    status_code: int | None = None
+    address: str | None = None
+    error: str | None = None
+    excerpt: str | None = None
+    request_headers: dict = field(default_factory=dict)
+    retry_after: float | None = None
+    permanent: bool = False  # retrying cannot help: 410, egress refused, bad secret
+    gone: bool = False  # 410: the destination is to be disabled
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status_code is not None and 200 <= self.status_code < 300
+
+
+async def attempt(session: aiohttp.ClientSession, dest: Destination | None, message: Message, *,
+                  policy: EgressPolicy, prepare: Preparer) -> Attempt:
+    """Make one attempt. Never raises (except cancellation): every failure is in the result."""
+    result = Attempt(message, message.attempts + 1, f"req_{_ids.getrandbits(64):016x}",
+                     datetime.now(timezone.utc))
+    start = time.monotonic()
+    scrub = scrubber([], prepare.redact)
+    try:
+        if dest is None:
+            result.permanent = True
+            raise _Fail(f"the webhook {message.webhook!r} no longer exists")
+        prepared = prepare(dest)
+        resolved, scrub, keys, url = prepared.resolved, prepared.scrub, prepared.keys, prepared.url
+        policy.check_host(url.host or "")
+        body = message.body.encode("utf-8")
+        extra = {k: v for k, v in message.headers.items() if k.lower() not in RESERVED_HEADERS}
+        headers = {**prepared.headers, **extra}
+        record = {**prepared.header_record, **extra}
+        for key, value in resolved.auth_headers.items():
+            headers[key], record[key] = value, REDACTED
+        dynamic = {"Content-Type": message.content_type}
+        if "X-Request-Id" not in headers:
+            dynamic["X-Request-Id"] = result.request_id
+        dynamic.update(signature_headers(keys, message.id, int(time.time()), body))
+        headers.update(dynamic)
+        record.update(dynamic)
+        result.request_headers = record
+        CONNECTED.set(None)
+        async with session.request(resolved.method, url, data=body, headers=headers,
+                                   allow_redirects=False, ssl=not dest.insecure,
+                                   timeout=aiohttp.ClientTimeout(total=dest.timeout)) as resp:
+            result.status_code = resp.status
+            result.address = CONNECTED.get()
+            raw = await _read_bounded(resp)
+            result.excerpt = scrub(raw.decode("utf-8", "replace")) if raw else None
+            if resp.status in RETRY_AFTER_STATUSES:
+                result.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            result.error = _status_error(resp, dest.name, scrub)
+            result.gone = resp.status == 410
+            result.permanent = result.gone
+    except _Fail as exc:
+        result.error = str(exc)
+    except SigningError as exc:
+        result.error, result.permanent = f"cannot sign: {exc}", True
+    except SecretError as exc:
+        result.error = scrub(str(exc))
+    except EgressRefused as exc:
+        result.error, result.permanent = str(exc), True
+    except asyncio.TimeoutError:
+        result.error = f"no response within {dest.timeout:g}s (timeout)"
+    except aiohttp.ClientError as exc:
+        refused = _egress_cause(exc)
+        if refused is not None:
+            result.error, result.permanent = str(refused), True
+        else:
+            result.error = scrub(f"{type(exc).__name__}: {exc}")
+    except (OSError, ValueError) as exc:
+        result.error = scrub(f"{type(exc).__name__}: {exc}")
+    result.duration = time.monotonic() - start
+    return result
+
+
+class _Fail(Exception):
+    pass
+
+
+def _status_error(resp: aiohttp.ClientResponse, name: str, scrub) -> str | None:
+    status = resp.status
+    if 200 <= status < 300:
+        return None
+    text = f"HTTP {status} {resp.reason or ''}".rstrip()
+    if 300 <= status < 400:
+        where = resp.headers.get("Location")
+        return scrub(f"{text}: redirect{' to ' + where if where else ''} not followed; "
+                     "set the webhook's url to the final address")
+    if status == 410:
+        return f"{text}: the destination is gone, so it was disabled; 'taskengine webhooks " \
+               f"enable {name}' turns it back on"
+    return text
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
+    data = b""
+    while len(data) < EXCERPT_BYTES:
+        chunk = await resp.content.read(EXCERPT_BYTES - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _egress_cause(exc: BaseException) -> EgressRefused | None:
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, EgressRefused):
+            return exc
+        inner = getattr(exc, "os_error", None)
+        if isinstance(inner, EgressRefused):
+            return inner
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: str  # delivered | pending | failed | exhausted
+    next_attempt_at: datetime | None = None
+
+
+def decide(result: Attempt, settings: WebhookSettings, retries: int, now: datetime,
+           rng: random.Random | None = None) -> Decision:
+    """The delivery's state after ``result``. ``retries`` is the destination's (for the
+    position in the backoff schedule after a redelivery)."""
+    if result.ok:
+        return Decision("delivered")
+    if result.permanent:
+        return Decision("failed")
+    message = result.message
+    if result.number >= message.max_attempts:
+        return Decision("exhausted")
+    if result.retry_after is not None:
+        wait = result.retry_after
+    else:
+        first = max(0, message.max_attempts - (retries + 1))  # attempts before this round
+        wait = backoff(max(1, result.number - first), settings.backoff, settings.max_backoff, rng)
+    return Decision("pending", now + timedelta(seconds=wait))

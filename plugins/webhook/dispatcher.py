@@ -1,0 +1,302 @@
+"""The delivery dispatcher: a thread with its own asyncio loop that sends queued deliveries.
+
+Started by the ``engine_started`` hook and stopped by ``engine_stopping``. Each pass of its loop
+is one write transaction (on a dedicated database thread, so the event loop never blocks on
+SQLite) that records the attempts finished since the last pass and claims due deliveries for
+destinations with free slots. At most ``settings.webhook.concurrency`` (default 32) requests are
+in flight per destination, and deliveries are claimed per destination, so a slow or dead
+destination only ever holds its own slots: it never delays deliveries to the others.
+
+Deliveries left ``sending`` by a dead process are put back at start. On stop, requests in
+flight get a few seconds to finish; the rest are given back (``pending``, attempt not counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from taskengine_core.clock import from_iso
+from taskengine_core.context import EngineInfo
+from taskengine_core.runs import lease_owner, owner_is_dead
+from taskengine_core.store import Store
+
+from . import store as db
+from .config import Preparer, WebhookSettings
+from .delivery import Attempt, attempt
+from .sender import after_commit, emit_final, make_session, policy_for
+
+log = logging.getLogger("taskengine.webhook")
+PRUNE_EVERY = 3600.0
+
+
+@dataclass
+class _Pass:
+    decided: list = field(default_factory=list)
+    claimed: list = field(default_factory=list)
+    dests: dict | None = None  # set when the destinations were reloaded
+    more: set = field(default_factory=set)  # destinations that may have more due right now
+    wait: float = 1.0
+    settings: WebhookSettings | None = None  # set when settings changed
+
+
+@dataclass
+class _Reloaded:
+    settings: WebhookSettings | None  # None: unchanged
+
+
+class Dispatcher:
+    def __init__(self, info: EngineInfo, *, poll: float = 1.0, grace: float = 5.0,
+                 rng: random.Random | None = None) -> None:
+        self.info, self.poll, self.grace = info, poll, grace
+        self.rng = rng or random.Random()
+        self.owner = lease_owner()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        # loop-side state (touched only on the loop thread)
+        self._results: list[Attempt] = []
+        self._released: list[str] = []
+        self._hints: set[str] = set()
+        self._scan = True
+        self._queues: dict[str, deque] = {}  # claimed, waiting for a worker
+        self._workers: dict[str, int] = {}  # worker tasks per destination (one request each)
+        self._current: dict = {}  # destinations as of the last pass
+        self._prepare = Preparer(info.resolve, info.redact)
+        self._tasks: set[asyncio.Task] = set()
+        self._stopping = False
+        # db-thread state
+        self._generation: int | None = None
+        self._dests: dict = {}
+        self._conf = WebhookSettings()
+        self._next_prune = 0.0
+
+    # -- any thread ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="taskengine-webhooks", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    def wake(self, webhook: str | None = None) -> None:
+        """New deliveries (for ``webhook``, or any) are due: look now instead of at the next poll."""
+        if self._loop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._on_wake, webhook)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+
+    def stop(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._begin_stop)
+            except RuntimeError:
+                pass
+        if self._thread is not None:
+            self._thread.join(self.grace + 30)
+
+    # -- the loop thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._wake = asyncio.Event()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        except Exception:  # noqa: BLE001 - logged; the engine carries on without deliveries
+            log.exception("the webhook dispatcher stopped on an error")
+        finally:
+            self._ready.set()
+            loop.close()
+
+    def _on_wake(self, webhook: str | None) -> None:
+        if webhook:
+            self._hints.add(webhook)
+        else:
+            self._scan = True
+        self._wake.set()
+
+    def _begin_stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def _main(self) -> None:
+        pool = ThreadPoolExecutor(1, thread_name_prefix="taskengine-webhooks-db")
+        loop = asyncio.get_running_loop()
+        self._store = await loop.run_in_executor(pool, Store, self.info.db_path)
+        self._ready.set()
+        sessions: list = []
+        deadline = None
+        try:
+            await loop.run_in_executor(pool, self._recover)
+            while True:
+                if self._stopping:
+                    deadline = deadline or time.monotonic() + self.grace
+                    if not self._tasks:
+                        break
+                    if time.monotonic() >= deadline:
+                        for task in list(self._tasks):
+                            task.cancel()
+                        await asyncio.gather(*self._tasks, return_exceptions=True)
+                        break
+                results, self._results = self._results, []
+                released, self._released = self._released, []
+                hints, self._hints = self._hints, set()
+                scan, self._scan = self._scan, False
+                held = {n: self._workers.get(n, 0) + len(q) for n, q in self._queues.items()}
+                try:
+                    done = await loop.run_in_executor(pool, self._pass, results, released, hints,
+                                                      scan, held, not self._stopping)
+                except Exception:  # noqa: BLE001 - rolled back; keep everything for the next pass
+                    log.exception("webhook dispatcher: database pass failed; retrying")
+                    self._results[:0], self._released[:0] = results, released
+                    self._hints |= hints
+                    self._scan = True
+                    await asyncio.sleep(self.poll)
+                    continue
+                if done.dests is not None:
+                    self._current = done.dests
+                if done.settings is not None or not sessions:
+                    policy = policy_for(done.settings or self._conf)
+                    sessions.append((make_session(policy), policy))
+                self._hints |= done.more
+                for message in done.claimed:
+                    self._queues.setdefault(message.webhook, deque()).append(message)
+                self._start_workers(*sessions[-1])
+                if self._results or self._released:
+                    continue
+                wait = done.wait if not self._stopping else 0.05
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(0.001, wait))
+                except asyncio.TimeoutError:
+                    self._scan = True
+                self._wake.clear()
+            # the last results, and deliveries given back because the engine stops
+            for queue in self._queues.values():
+                self._released += [m.id for m in queue]
+            await loop.run_in_executor(pool, self._final, self._results, self._released)
+        finally:
+            for session, _ in sessions:
+                await session.close()
+            await loop.run_in_executor(pool, self._store.close)
+            pool.shutdown(wait=True)
+
+    def _start_workers(self, session, policy) -> None:
+        """Up to ``concurrency`` workers per destination, each sending one message at a time
+        from the destination's queue of claimed messages (every worker is mid-request now)."""
+        for name, queue in self._queues.items():
+            dest = self._current.get(name)
+            if dest is None or not dest.enabled:  # deleted or disabled (410) meanwhile
+                self._released += [m.id for m in queue]
+                queue.clear()
+                continue
+            busy = self._workers.get(name, 0)
+            for _ in range(min(self._conf.concurrency - busy, len(queue))):
+                self._workers[name] = self._workers.get(name, 0) + 1
+                task = asyncio.ensure_future(self._worker(name, session, policy))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _worker(self, name: str, session, policy) -> None:
+        try:
+            while not self._stopping:
+                queue, dest = self._queues.get(name), self._current.get(name)
+                if not queue or dest is None or not dest.enabled:
+                    return
+                message = queue.popleft()
+                try:
+                    result = await attempt(session, dest, message, policy=policy,
+                                           prepare=self._prepare)
+                except asyncio.CancelledError:
+                    self._released.append(message.id)
+                    raise
+                except Exception:  # noqa: BLE001 - a bug must not leave it claimed forever
+                    log.exception("webhook %s: delivery %s: unexpected error", name, message.id)
+                    self._released.append(message.id)
+                    continue
+                self._results.append(result)
+                self._wake.set()
+        finally:
+            self._workers[name] -= 1
+            self._wake.set()
+
+    # -- the database thread ---------------------------------------------------------------
+
+    def _recover(self) -> None:
+        now = datetime.now(timezone.utc)
+        with self._store.write() as tx:
+            n = db.recover(tx.conn, now, lambda owner: owner != self.owner and owner_is_dead(owner))
+        if n:
+            log.warning("webhook deliveries: %d left 'sending' by a stopped engine are queued again", n)
+
+    def _reload(self, conn) -> _Reloaded | None:
+        gen = db.generation(conn)
+        if gen == self._generation:
+            return None
+        self._generation, self._dests = gen, db.destinations(conn)
+        conf = db.settings(conn)
+        changed, self._conf = conf != self._conf, conf
+        return _Reloaded(conf if changed else None)
+
+    def _pass(self, results, released, hints, scan, held, claiming) -> _Pass:
+        """One write transaction: record finished attempts, give back released messages,
+        claim due ones. A destination holds up to ``2 * concurrency`` claimed messages (those
+        in flight and as many queued, so a worker that finishes starts the next at once)."""
+        now = datetime.now(timezone.utc)
+        out, orphans = _Pass(wait=self.poll), []
+        with self._store.write() as tx:
+            conn = tx.conn
+            reloaded = self._reload(conn)
+            if results:
+                out.decided = db.record(conn, results, self._dests, self._conf, now, self.rng)
+                if any(a.gone for a in results):
+                    reloaded = self._reload(conn) or reloaded
+            db.release(conn, released)
+            if scan:
+                db.recover(conn, now, lambda owner: owner != self.owner and owner_is_dead(owner))
+                orphans = db.fail_orphans(conn, now)
+                hints = hints | db.due_webhooks(conn, now)
+                self._maybe_prune(conn, now)
+            limit = 2 * self._conf.concurrency
+            for name in sorted(hints) if claiming else ():
+                dest = self._dests.get(name)
+                if dest is None or not dest.enabled:
+                    continue
+                free = limit - held.get(name, 0)
+                if free < max(1, self._conf.concurrency // 4) and held.get(name, 0):
+                    out.more.add(name)  # enough queued; top up when more has gone out
+                    continue
+                claimed = db.claim(conn, name, free, now, self.owner, dest.timeout)
+                out.claimed += claimed
+                if len(claimed) == free:
+                    out.more.add(name)
+            upcoming = db.next_due(conn, now)
+        if reloaded is not None:
+            out.settings, out.dests = reloaded.settings, dict(self._dests)
+        if upcoming is not None:
+            out.wait = min(self.poll, (from_iso(upcoming) - now).total_seconds())
+        after_commit(self.info, out.decided)
+        for data in orphans:
+            emit_final(self.info, "failed", {**data, "status": "failed", "status_code": None}, 0)
+        return out
+
+    def _maybe_prune(self, conn, now) -> None:
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + PRUNE_EVERY
+            removed = db.prune(conn, now)
+            if removed:
+                log.info("retention: pruned %d finished webhook deliveries", removed)
+
+    def _final(self, results, released) -> None:
+        now = datetime.now(timezone.utc)
+        with self._store.write() as tx:
+            decided = db.record(tx.conn, results, self._dests, self._conf, now, self.rng)
+            db.release(tx.conn, released)
+        after_commit(self.info, decided)

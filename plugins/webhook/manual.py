@@ -1,0 +1,73 @@
+"""What ``taskengine webhooks test`` and ``redeliver`` do, outside a running engine: queue a
+delivery and make its attempt now, in this process, logged like any other."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from taskengine_core.clock import to_iso
+from taskengine_core.context import EngineInfo
+from taskengine_core.errors import NotFoundError, TaskEngineError
+
+from . import store as db
+from .delivery import Attempt, Decision
+from .sender import deliver_now
+
+
+def services(store, hook) -> EngineInfo:
+    """What the dispatcher gets from the engine, built for a CLI process."""
+    from taskengine_core.events import Event, insert_events
+    from taskengine_core.secrets import SecretResolver
+
+    secrets = SecretResolver(hook)
+
+    def emit(type: str, data: dict | None = None, *, source: str = "webhook",  # noqa: A002
+             id: str | None = None) -> str:  # noqa: A002
+        return insert_events(store, [Event(type, data or {}, source=source, source_id=id)])[0]
+
+    return EngineInfo(db_path=str(store.path), emit=emit, resolve=secrets.resolve,
+                      redact=secrets.redactor.scrub)
+
+
+def send_test(info: EngineInfo, store, name: str) -> tuple[Attempt, Decision]:
+    """Queue a ``taskengine.test`` delivery to ``name`` (one attempt, no retries) and send it."""
+    now = datetime.now(timezone.utc)
+    delivery_id = db.new_message_id()
+    body = {"type": "taskengine.test", "timestamp": to_iso(now), "webhook": name,
+            "message": "a test delivery from taskengine"}
+    with store.write() as tx:
+        row = tx.conn.execute("SELECT 1 FROM webhooks WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no webhook named {name!r}; see 'taskengine webhooks list'")
+        db.enqueue(tx.conn, [{"id": delivery_id, "webhook": name, "type": "taskengine.test",
+                              "body": json.dumps(body, separators=(",", ":")),
+                              "content_type": "application/json", "max_attempts": 1}], now)
+    return deliver_now(info, store, delivery_id)
+
+
+def redeliver(info: EngineInfo, store, delivery_id: str) -> tuple[Attempt, Decision] | None:
+    """Queue a delivery again (same ``webhook-id``, fresh retry budget) and attempt it now.
+    Returns ``None`` when a running engine claimed it first (it sends it)."""
+    now = datetime.now(timezone.utc)
+    with store.write() as tx:
+        dests = db.destinations(tx.conn)
+        row = tx.conn.execute("SELECT webhook FROM webhook_deliveries WHERE id = ?",
+                              (delivery_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no webhook delivery {delivery_id!r}; see 'taskengine webhooks deliveries'")
+        dest = dests.get(row[0])
+        if dest is None:
+            raise TaskEngineError(f"the webhook {row[0]!r} no longer exists; define it again to redeliver")
+        if not dest.enabled:
+            raise TaskEngineError(f"webhook {row[0]!r} is disabled; 'taskengine webhooks enable "
+                                  f"{row[0]}' first")
+        state = db.redeliver(tx.conn, delivery_id, dest.retries, now)
+        if state["status"] == "sending":
+            raise TaskEngineError(f"delivery {delivery_id} is being sent right now; try again later")
+    try:
+        return deliver_now(info, store, delivery_id)
+    except TaskEngineError as exc:
+        if "not pending" in str(exc):
+            return None
+        raise

@@ -1,0 +1,63 @@
+"""Standard Webhooks signatures (https://www.standardwebhooks.com/).
+
+For a destination with a ``secret``, every attempt carries:
+
+* ``webhook-id``: the delivery id (``msg_...``), the same for every retry and redelivery, so a
+  receiver can de-duplicate;
+* ``webhook-timestamp``: Unix seconds, fresh for each attempt;
+* ``webhook-signature``: ``v1,<base64 HMAC-SHA256 of "id.timestamp.body">``, keyed with the
+  base64-decoded part of the secret after ``whsec_``.
+
+Rotation: ``secret`` may hold two secrets separated by a space (``"${env:NEW} ${env:OLD}"``, or
+one reference whose value is two secrets); each attempt is then signed with both and the header
+lists both signatures, space-separated, as the specification allows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+
+PREFIX = "whsec_"
+MAX_SECRETS = 2
+
+
+class SigningError(ValueError):
+    """The signing secret is malformed. The message never contains the secret."""
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret (the prefix is optional, as in the
+    reference libraries)."""
+    text = secret[len(PREFIX):] if secret.startswith(PREFIX) else secret
+    try:
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise SigningError("the signing secret is not whsec_ followed by base64") from None
+    if not key:
+        raise SigningError("the signing secret is empty")
+    return key
+
+
+def signing_keys(secrets: list[str]) -> list[bytes]:
+    if len(secrets) > MAX_SECRETS:
+        raise SigningError(f"at most {MAX_SECRETS} signing secrets (during a rotation), "
+                           f"got {len(secrets)}")
+    return [secret_key(s) for s in secrets]
+
+
+def sign(keys: list[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header value: one ``v1,<sig>`` per key, space-separated."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return " ".join(
+        "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode("ascii")
+        for key in keys)
+
+
+def signature_headers(keys: list[bytes], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    headers = {"webhook-id": msg_id, "webhook-timestamp": str(timestamp)}
+    if keys:
+        headers["webhook-signature"] = sign(keys, msg_id, timestamp, body)
+    return headers
