@@ -121,7 +121,10 @@ class Engine:
         self._start_sources()
         self._loop_thread = threading.Thread(target=self._loop, name="taskengine-loop", daemon=True)
         self._loop_thread.start()
-        self.manager.hook.engine_started(engine=self.info)
+        try:
+            self.manager.hook.engine_started(engine=self.info)
+        except Exception:  # noqa: BLE001 - a plugin's start-up failure must not stop the engine
+            log.exception("an engine_started hook failed; the engine runs without it")
 
     def stop(self, grace: float = 30.0) -> None:
         """Stop claiming runs; let in-flight runs finish within ``grace``; mark the rest interrupted."""

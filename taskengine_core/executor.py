@@ -74,8 +74,9 @@ class Executor:
                     continue
                 item = self.runner.registry.actions.get(task.action)
                 idempotent = bool(item and item.idempotent)
+                # an idempotent action gets one more attempt, even with the default retry of 1
                 run = Claimed(run_id, task, trigger, None, None, None, None, None, attempt,
-                              max_attempts if idempotent else attempt, depth)
+                              max(max_attempts, attempt + 1) if idempotent else attempt, depth)
                 why = (f"interrupted: the engine running it ({owner}) stopped; "
                        + ("the action is idempotent, so it is retried" if idempotent else
                           "the action is not idempotent, so it is not re-run: check it and run the task by hand"))
@@ -104,6 +105,8 @@ class Executor:
                 entry.abandoned = True
                 item = self.runner.registry.actions.get(entry.run.task.action)
                 idempotent = bool(item and item.idempotent)
+                if idempotent:
+                    entry.run.max_attempts = max(entry.run.max_attempts, entry.run.attempt + 1)
                 leftover.append(Outcome(entry.run, "interrupted", entry.run.started_at or now, now,
                                         error="interrupted: the engine stopped before the run finished"
                                         + ("; retried (idempotent action)" if idempotent else "; not re-run (not idempotent)"),
@@ -182,10 +185,12 @@ class Executor:
         now = self.clock.now()
         claimed: list[Claimed] = []
         to_cancel: list = []
+        ended: list[Outcome] = []
         with self.store.write() as db:
             if outcomes:
                 listens = self._runtime.listens if self._runtime else (lambda _type: True)
-                record_outcomes(db.conn, outcomes, now, self.rng, self.runner.secrets.redactor.scrub, listens)
+                ended = record_outcomes(db.conn, outcomes, now, self.rng,
+                                        self.runner.secrets.redactor.scrub, listens)
             if claim_args and claim_args[1] > 0:
                 claimed, to_cancel = claim_due(db.conn, claim_args[0], now, self.owner, self.lease,
                                                claim_args[1], only=claim_args[2])
@@ -195,7 +200,7 @@ class Executor:
             for run_id, _ in to_cancel:
                 if run_id in self._inflight:
                     self._inflight[run_id].cancelled.set()
-        self._notify_finished(outcomes)
+        self._notify_finished(ended)
         return claimed
 
     def _anything_due(self, only: str | None) -> bool:
@@ -211,7 +216,7 @@ class Executor:
             return
         for o in outcomes:
             try:
-                self.hook.run_finished(run=RunInfo(o.run.id, o.run.task.name, o.status, o.error,
+                self.hook.run_finished(run=RunInfo(o.run.id, o.run.task.name, o.final_status, o.error,
                                                    o.duration, o.output))
             except Exception:  # noqa: BLE001 - a lifecycle hook must not break the engine
                 log.exception("run_finished hook failed for run %s", o.run.id)

@@ -75,7 +75,7 @@ class Outcome:
     retryable: bool = True
     plugin: str | None = None
     plugin_version: str | None = None
-    extra_events: list = field(default_factory=list)
+    final_status: str | None = None  # set when this attempt ended the run
 
     @property
     def duration(self) -> float:
@@ -180,10 +180,10 @@ def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
                     listens=lambda event_type: True) -> list[str]:
     """Write finished attempts: the run's new state, the attempt row, and task.* events.
 
-    Returns the names of tasks retired by ``delete_after_run``.
+    Returns the outcomes that ended their run (not retried), with their final status set.
     """
     now_text = to_iso(now)
-    attempts, finals, retries, events, retired = [], [], [], [], []
+    attempts, finals, retries, events, retired, ended = [], [], [], [], [], []
     for o in outcomes:
         run = o.run
         output = json.dumps(redact(o.output), default=str) if o.output is not None else None
@@ -197,6 +197,8 @@ def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
             retries.append((to_iso(now + timedelta(seconds=delay)), error, run.id))
             continue
         status = {"timeout": "failed"}.get(outcome, outcome)
+        o.final_status = status
+        ended.append(o)
         finals.append((status, now_text, error, output, o.duration, o.plugin, o.plugin_version,
                        int(outcome == "interrupted"), run.id))
         extra = {"status": status, "error": error, "duration": o.duration, "attempts": run.attempt}
@@ -224,7 +226,7 @@ def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
             "INSERT INTO audit (time, actor, action, kind, name, changes, source) VALUES (?, ?, 'retired', 'task', ?, ?, 'engine')",
             [(now_text, current_actor(), name, canonical({"retired_at": {"to": now_text}})) for name in retired])
         conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_generation'")
-    return retired
+    return ended
 
 
 def renew_leases(conn, owner: str, expires: datetime) -> None:

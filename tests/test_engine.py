@@ -340,7 +340,7 @@ def test_runs_left_running_by_a_dead_process_are_recovered(applied, engine_facto
     manager = plugins_for_tests.manager()
     applied("""
         tasks:
-          safe: {action: test.record, retry: {attempts: 3}}
+          safe: {action: test.record}
           unsafe: {action: test.sticky, retry: {attempts: 3}}
     """, manager=manager)
     conn = sqlite3.connect(db_path)
@@ -350,8 +350,8 @@ def test_runs_left_running_by_a_dead_process_are_recovered(applied, engine_facto
     for run_id, task in (("r-safe", "safe"), ("r-unsafe", "unsafe")):
         conn.execute("INSERT INTO runs (id, task, status, trigger, not_before, created_at, attempt, "
                      "max_attempts, lease_owner, lease_expires) VALUES (?, ?, 'running', 'manual', "
-                     "'2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', 1, 3, ?, '2999-01-01T00:00:00.000000Z')",
-                     (run_id, task, dead))
+                     "'2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', 1, ?, ?, '2999-01-01T00:00:00.000000Z')",
+                     (run_id, task, 1 if task == "safe" else 3, dead))  # safe: the default, one attempt
     conn.commit()
     engine = engine_factory(manager=manager)
     recovered = engine.executor.recover(engine.runtime)

@@ -6,10 +6,10 @@ import calendar
 from datetime import datetime, timedelta
 
 from .cron import day_month_sets
+from .schema import occurs
 from .dst import UTC, resolve
 from .spec import Problems, Spec, fmt_local
 
-_MAX_DAYS = {month: 29 if month == 2 else calendar.monthrange(2001, month)[1] for month in range(1, 13)}
 NEVER = "this schedule can never fire"
 _LONG_AGO = datetime(1900, 1, 1, tzinfo=UTC)
 
@@ -20,7 +20,7 @@ def _join(items: list[str]) -> str:
 
 def never_occurs(days: list[int], months: list[int]) -> str | None:
     """A message when no listed day of the month exists in any listed month, else None."""
-    if any(abs(day) <= _MAX_DAYS[month] for day in days for month in months):
+    if occurs(days, months):
         return None
     day_text = f"day {days[0]}" if len(days) == 1 else "days " + _join([str(d) for d in days])
     verb = "occurs" if len(days) == 1 else "occur"

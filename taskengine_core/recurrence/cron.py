@@ -24,7 +24,7 @@ from heapq import merge
 from croniter import croniter
 from dateutil.rrule import DAILY, rrule
 
-from .schema import MONTHS, WEEKDAYS
+from .schema import MONTHS, WEEKDAYS, occurs
 from .slots import ChunkedSlots, take_after
 
 MACROS = {
@@ -124,11 +124,15 @@ def cron_rules(expression: str) -> list[dict]:
         "bymonth": None if months == ["*"] else [int(m) for m in months],
     }
     rules = []
-    if doms != ["*"]:
+    # An impossible day of month ("31 feb", OR-ed with a weekday) must not become a rule:
+    # rrule would search it all the way to the year 9999 before yielding the other rule's slots.
+    if doms != ["*"] and occurs([int(d) for d in doms], base["bymonth"] or range(1, 13)):
         rules.append({**base, "bymonthday": [int(d) for d in doms]})
     if dows != ["*"]:  # cron 0 and 7 are Sunday, rrule's 6
         rules.append({**base, "byweekday": sorted({(int(d) - 1) % 7 for d in dows})})
-    return rules or [base]  # both restricted: two rules, their union
+    if doms == ["*"] and dows == ["*"]:
+        rules.append(base)
+    return rules  # both restricted: two rules, their union
 
 
 class CronSlots(ChunkedSlots):

@@ -21,6 +21,7 @@ from heapq import merge
 
 from dateutil.rrule import DAILY, MONTHLY, WEEKLY, YEARLY, rrule, weekday
 
+from .schema import occurs
 from .slots import ChunkedSlots, take_after
 from .spec import Spec
 
@@ -55,6 +56,10 @@ def date_rules(spec: Spec) -> list[dict]:
             return [{**base, "byweekday": spec.days}]
         days = (start.day if start else 1,)
     rules = []
+    # A day that never occurs in these months (30 next to "last friday" in February) must not
+    # become a rule: rrule would search it all the way to the year 9999.
+    if days and not occurs(days, base["bymonth"] or range(1, 13)):
+        days = ()
     if days:  # with `days` as well, a date must match both: "Friday the 13th"
         rules.append({**base, "bymonthday": days, "byweekday": spec.days or None})
     if nth:
@@ -90,6 +95,8 @@ class RRuleSlots(ChunkedSlots):
         return date(anchor.year + (day.year - anchor.year) // n * n, 1, 1)
 
     def _dates(self, first: date):
+        if not self.rules:  # only an impossible day of the month (check_schedule reports it)
+            return
         dtstart = self._lattice_start(first)
         if self.start_date and dtstart < self.start_date:
             dtstart = self.start_date

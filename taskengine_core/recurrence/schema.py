@@ -16,6 +16,14 @@ MONTHS = {
     "dec": 12, "december": 12,
 }  # fmt: skip
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "last": -1}
+MAX_MONTH_DAYS = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
+
+
+def occurs(days_of_month, months) -> bool:
+    """Whether any of the days (1..31 or -1..-31 from the end) exists in any of the months."""
+    return any(abs(day) <= MAX_MONTH_DAYS[month] for day in days_of_month for month in months)
+
+
 UNITS = ("minute", "hour", "day", "week", "month", "year")
 
 TIME_PATTERN = r"^([01]?[0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
