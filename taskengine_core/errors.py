@@ -1,4 +1,4 @@
-"""Domain errors. The CLI turns these into messages at one boundary (``cli/_errors.py``)."""
+"""Domain errors. The CLI turns these into messages at one boundary (``cli/_app.py``)."""
 
 from __future__ import annotations
 

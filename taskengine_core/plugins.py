@@ -123,6 +123,9 @@ def _load_entry_points(manager: PluginManager) -> None:
 def build_registry(manager: PluginManager) -> Registry:
     """Call every registration hook, one plugin at a time, so each item knows its plugin."""
     registry = Registry()
+    registry.plugin_secret_schemes = any(
+        manager.plugin_info(impl.plugin).name != "core"
+        for impl in manager.pm.hook.resolve_secret.get_hookimpls())
     for hook_name, kind in (
         ("register_actions", "action"),
         ("register_triggers", "trigger"),

@@ -61,6 +61,7 @@ class Registry:
     """Every item plugins registered, by kind and name."""
 
     items: dict[str, dict[str, Item]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    plugin_secret_schemes: bool = False  # a plugin implements resolve_secret
 
     @property
     def actions(self) -> dict[str, Item]:

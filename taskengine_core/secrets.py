@@ -30,10 +30,16 @@ def iter_references(text: str) -> Iterator[tuple[str, str]]:
         yield scheme, ref
 
 
-def reference_problem(scheme: str, ref: str, known_schemes: set[str] | None = None) -> str | None:
-    """Why ``${scheme:ref}`` is malformed, or ``None`` when it is fine."""
-    schemes = set(_SCHEMES) | (known_schemes or set())
-    if scheme not in schemes:
+_PLUGIN_SCHEME = re.compile(r"[a-z][a-z0-9_+-]*\Z")
+
+
+def reference_problem(scheme: str, ref: str, *, plugin_schemes: bool = False) -> str | None:
+    """Why ``${scheme:ref}`` is malformed, or ``None`` when it is fine. With ``plugin_schemes``
+    (a plugin implements ``resolve_secret``) any well-formed ``${scheme:reference}`` is accepted;
+    whether the scheme is known is only decided when the secret is resolved."""
+    if scheme not in _SCHEMES and plugin_schemes and _PLUGIN_SCHEME.match(scheme) and ref:
+        return None
+    if scheme not in _SCHEMES:
         return (
             f"malformed secret reference '${{{scheme}{':' + ref if ref else ''}}}': expected "
             f"${{env:NAME}} or ${{file:PATH}}"

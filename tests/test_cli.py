@@ -193,3 +193,36 @@ def test_sigterm_lets_in_flight_runs_finish_within_the_grace(run_cli, write_rule
     assert status == expected
     if expected == "interrupted":
         assert error == "interrupted: the engine stopped before the run finished; not re-run (not idempotent)"
+
+
+def test_graph_in_mermaid_and_dot(loaded):
+    mermaid = loaded("graph").stdout.splitlines()
+    assert mermaid[0] == "flowchart LR"
+    assert '  schedule_nightly(["schedule: nightly"])' in mermaid
+    assert "  schedule_nightly --> task_backup" in mermaid and "  event_login --> task_greet" in mermaid
+    dot = loaded("graph", "--format", "dot").stdout
+    assert dot.startswith("digraph taskengine {") and "  event_login -> task_greet;" in dot
+
+
+def test_install_and_uninstall_a_plugin_with_pip(tmp_path):
+    """A real pip install into a throwaway virtual environment that sees this one's packages."""
+    from pathlib import Path
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    plugin = Path(__file__).parent / "fixtures" / "example_plugin"
+    # offline: no index, and build with the setuptools already installed (pip reads
+    # PIP_NO_BUILD_ISOLATION=0 as "do not isolate the build")
+    env = {**os.environ, "PIP_NO_BUILD_ISOLATION": "0", "PIP_NO_INDEX": "1"}
+
+    def taskengine(*args):
+        return subprocess.run([str(python), "-m", "taskengine_core", *args], env=env,
+                              capture_output=True, text=True)
+
+    installed = taskengine("install", str(plugin))
+    assert installed.returncode == 0, installed.stderr
+    assert "example" in {p["name"] for p in json.loads(taskengine("plugins", "--json").stdout)}
+    removed = taskengine("uninstall", "--yes", "taskengine-example")
+    assert removed.returncode == 0, removed.stderr
+    assert "example" not in {p["name"] for p in json.loads(taskengine("plugins", "--json").stdout)}

@@ -268,3 +268,14 @@ def test_every_package_is_listed_in_setup_cfg():
     assert found <= listed, f"add to setup.cfg packages: {sorted(found - listed)}"
     for package, folder in mapped.items():
         assert (root / folder / "__init__.py").exists() and package in listed
+
+
+def test_validate_accepts_secret_schemes_a_plugin_resolves(write_rules):
+    from taskengine_core.rules.validate import check_paths
+
+    path = write_rules("tasks:\n  a: {action: command.run, with: {argv: [x], env: {P: '${vault:db/pass}'}}}\n")
+    _, without = check_paths([path], get_plugin_manager().registry())
+    assert [p.message for p in without] == [
+        "malformed secret reference '${vault:db/pass}': expected ${env:NAME} or ${file:PATH}"]
+    _, with_plugin = check_paths([path], get_plugin_manager(extra_plugins=[Everything()]).registry())
+    assert with_plugin == []

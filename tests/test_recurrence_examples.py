@@ -136,6 +136,14 @@ def test_days_with_a_day_of_month_means_both_friday_the_13th():
     assert fires(spec, "2026-01-01T00:00", 3) == ["2026-02-13T00:00", "2026-03-13T00:00", "2026-11-13T00:00"]
 
 
+def test_an_impossible_day_next_to_a_weekday_does_not_stall():
+    # "31 feb" can never match; OR-ed with Mondays (cron) or with "last friday" the rest fires.
+    assert fires({"cron": "0 0 31 feb mon"}, "2026-01-01T00:00", 2) == ["2026-02-02T00:00", "2026-02-09T00:00"]
+    spec = {"every": "month", "months": ["feb"], "day_of_month": [30, "last friday"]}
+    assert check_schedule(spec) == []
+    assert fires(spec, "2026-01-01T00:00", 2) == ["2026-02-27T00:00", "2027-02-26T00:00"]
+
+
 def test_february_29_fires_in_leap_years_only():
     spec = {"every": "year", "months": ["feb"], "day_of_month": 29, "at": "12:00"}
     assert fires(spec, "2026-01-01T00:00", 2) == ["2028-02-29T12:00", "2032-02-29T12:00"]

@@ -24,6 +24,9 @@ COMMANDS = {
     "emit": ("emit", "emit", "Put an event into the inbox."),
     "logs": ("logs", "logs", "Task logs: runs, attempts, why an event fired or not."),
     "run": ("run", "run", "Run the engine: executor, HTTP ingress, event sources."),
+    "graph": ("graph", "graph", "Show how tasks, schedules, events and webhooks link."),
+    "install": ("install", "install", "Install plugins with pip."),
+    "uninstall": ("install", "uninstall", "Uninstall plugins with pip."),
 }
 
 

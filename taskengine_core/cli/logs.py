@@ -95,7 +95,12 @@ def logs_explain(app: App, event_id: str, as_json: bool) -> None:
         click.echo("not evaluated yet: it waits in the inbox for the engine")
     else:
         click.echo(f"evaluated at {result['processed_at']}")
-    click.echo("\ndecisions:" if result["decisions"] else "\ndecisions: none (no rule matched when it was evaluated)")
+    if result["decisions"]:
+        click.echo("\ndecisions:")
+    elif result["processed_at"] is None:
+        click.echo("\ndecisions: none yet")
+    else:
+        click.echo("\ndecisions: none (no rule matched when it was evaluated)")
     for d in result["decisions"]:
         target = " ".join(x for x in (f"rule {d['rule']}" if d["rule"] else "",
                                       f"task {d['task']}" if d["task"] else "",

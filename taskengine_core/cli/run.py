@@ -14,7 +14,8 @@ from taskengine_core.cli._app import App, pass_app
 @click.command()
 @click.option("--rules", "rules", multiple=True, type=click.Path(), metavar="PATH",
               help="Apply these rule files (or directories) before starting; repeatable.")
-@click.option("--listen", metavar="HOST:PORT", help="Serve the HTTP ingress (POST /events, GET /healthz).")
+@click.option("--listen", metavar="HOST:PORT",
+              help="Serve the HTTP ingress (POST /events, GET /healthz) [default: settings.ingress.listen].")
 @click.option("--workers", type=click.IntRange(1, 256), help="Worker threads [default: settings.workers or 16].")
 @click.option("--grace", default=30.0, show_default=True, help="Seconds in-flight runs get to finish on SIGTERM.")
 @pass_app
@@ -33,6 +34,7 @@ def run(app: App, rules: tuple[str, ...], listen: str | None, workers: int | Non
             click.echo(change.describe(), err=True)
         click.echo(result.summary(), err=True)
     engine = Engine(store.path, manager=app.manager, workers=workers)
+    listen = listen or (engine.runtime.settings.get("ingress") or {}).get("listen")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -1,4 +1,4 @@
-"""Schedules: parse, check and compile ``once`` / ``cron`` / ``every`` objects into "next fire after t".
+"""Schedules: check and compile ``once`` / ``cron`` / ``every`` objects into "next fire after t".
 
 All times handed in and out are aware UTC datetimes; schedules are wall-clock times in their
 IANA zone, mapped to UTC by the DST rules in ``dst`` (RELIABILITY #7, #8).

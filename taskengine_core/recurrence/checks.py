@@ -34,10 +34,17 @@ def _every(spec: Spec) -> str:
 
 def semantic_problems(spec: Spec) -> Problems:
     problems: Problems = []
+    if spec.kind != "repeat":
+        for key in ("days", "day_of_month", "months", "at", "between"):
+            if getattr(spec, key):
+                message = f"'{key}' only applies to repeat schedules ('every'), not '{spec.kind}'"
+                problems.append((key, message))
     if spec.kind == "once":
         for key in ("start", "end", "count"):
             if getattr(spec, key) is not None:
-                problems.append((key, f"'{key}' does not apply to a once schedule: it fires at 'once'"))
+                problems.append(
+                    (key, f"'{key}' does not apply to a once schedule: it fires at 'once'")
+                )
         return problems
     if spec.end is not None and spec.count is not None:
         problems.append(("count", "use either 'end' or 'count', not both"))
@@ -56,23 +63,29 @@ def semantic_problems(spec: Spec) -> Problems:
     every = _every(spec)
     if spec.unit in ("minute", "hour"):
         if spec.at:
-            problems.append(("at", f"'at' does not apply to every {every}: use 'between' to limit the hours"))
+            message = f"'at' does not apply to every {every}: use 'between' to limit the hours"
+            problems.append(("at", message))
         if spec.day_of_month:
-            problems.append(("day_of_month", f"'day_of_month' does not apply to every {every}: use 'days' or 'months'"))
+            message = f"'day_of_month' does not apply to every {every}: use 'days' or 'months'"
+            problems.append(("day_of_month", message))
         return problems
     if spec.between:
-        problems.append(("between", f"'between' only applies to minute and hour repeats: use 'at' for every {every}"))
+        message = f"'between' only applies to minute and hour repeats: use 'at' for every {every}"
+        problems.append(("between", message))
     if spec.day_of_month and spec.unit in ("day", "week"):
-        problems.append(("day_of_month", f"'day_of_month' needs every: month or every: year, not every {every}"))
+        message = f"'day_of_month' needs every: month or every: year, not every {every}"
+        problems.append(("day_of_month", message))
         return problems
     nth = [e for e in spec.day_of_month if e[0] == "nth"]
     if nth and spec.days:
-        problems.append(("days", "'days' cannot be combined with a weekday in 'day_of_month' such as 'second tuesday'"))
+        message = "'days' cannot be combined with a weekday in 'day_of_month' ('second tuesday')"
+        problems.append(("days", message))
     plain = [e[1] for e in spec.day_of_month if e[0] == "day"]
     if plain and not nth:
         months = list(spec.months)
-        if not months:
-            months = [spec.start.month if spec.start else 1] if spec.unit == "year" else list(range(1, 13))
+        if not months and spec.unit == "year":
+            months = [spec.start.month if spec.start else 1]
+        months = months or list(range(1, 13))
         message = never_occurs(plain, months)
         if message:
             problems.append(("day_of_month", message))

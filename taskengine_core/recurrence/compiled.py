@@ -104,7 +104,7 @@ def compile_schedule(spec: dict, default_timezone: str = "UTC") -> Recurrence:
     """Compile one schedule object; ``ValueError`` lists every problem (``path: message``)."""
     parsed, problems = _parse(spec, default_timezone)
     if parsed is None:
-        raise ValueError("; ".join(f"{path}: {message}" if path else message for path, message in problems))
+        raise ValueError("; ".join(f"{path}: {text}" if path else text for path, text in problems))
     return Recurrence(parsed)
 
 

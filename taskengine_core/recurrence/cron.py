@@ -77,7 +77,8 @@ def _field_problem(field: str, name: str, lo: int, hi: int, names: dict) -> str 
                 return f"empty item in {name} {field!r}"
             first, dash, last = base.partition("-")
             low = _value(first, name, lo, hi, names)
-            if dash and low > _value(last, name, lo, hi, names) and not (name == "day of week" and last.lower() in ("7", "sun")):
+            sunday_last = name == "day of week" and last.lower() in ("7", "sun")  # "fri-sun"
+            if dash and low > _value(last, name, lo, hi, names) and not sunday_last:
                 return f"{name} range {base!r} must go from low to high"
     except ValueError as exc:
         return str(exc)

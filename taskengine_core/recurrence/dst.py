@@ -28,12 +28,11 @@ def resolve(local: datetime, zone: ZoneInfo) -> datetime:
 
 
 def _gap_end(local: datetime, zone: ZoneInfo) -> datetime:
-    # PEP 495: inside a gap fold=0 applies the offset from before the transition and fold=1 the
-    # one after, so the transition instant lies in (late, early]. tzdata transitions fall on
-    # whole seconds: bisect on seconds.
-    early = local.replace(tzinfo=zone, fold=0).astimezone(UTC)
-    late = local.replace(tzinfo=zone, fold=1).astimezone(UTC)
-    lo, hi = min(early, late), max(early, late)
+    # PEP 495: inside a gap, fold=0 applies the offset from before the transition and fold=1
+    # the one after; the transition instant lies between the two readings, after the earlier
+    # one. zoneinfo does not expose transitions, and tzdata's fall on whole seconds: bisect.
+    readings = [local.replace(tzinfo=zone, fold=fold).astimezone(UTC) for fold in (0, 1)]
+    lo, hi = min(readings), max(readings)
     after = hi.astimezone(zone).utcoffset()
     while hi - lo > _SECOND:
         mid = lo + (hi - lo) // 2
@@ -53,10 +52,9 @@ def as_utc(t: datetime) -> datetime:
     return t.astimezone(UTC)
 
 
-def wall_time(instant: datetime, zone: ZoneInfo) -> tuple[datetime, bool]:
-    """The naive local wall time of an aware instant, and whether it is a repeat (fold=1)."""
-    local = instant.astimezone(zone)
-    return local.replace(tzinfo=None, fold=0), bool(local.fold)
+def wall_time(instant: datetime, zone: ZoneInfo) -> datetime:
+    """The naive local wall time of an aware instant (fold dropped)."""
+    return instant.astimezone(zone).replace(tzinfo=None, fold=0)
 
 
 class WallClockSchedule:
@@ -74,7 +72,7 @@ class WallClockSchedule:
         self._start_floor = start - timedelta(microseconds=1) if start else None
 
     def next_after(self, t: datetime) -> datetime | None:
-        wall, _ = wall_time(t, self.zone)
+        wall = wall_time(t, self.zone)
         if self._start_floor is not None and wall < self._start_floor:
             wall = self._start_floor
         end, zone, first_after = self.end, self.zone, self.source.first_after

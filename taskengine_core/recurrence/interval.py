@@ -4,9 +4,9 @@
 and again at 01:00 EST, and on a spring-forward night it goes 01:00 EST → 03:00 EDT.
 
 Without ``between`` the fires are ``anchor + k × step``; the anchor is ``start`` if given, else
-local midnight of Monday 2000-01-03 in the schedule's zone (fixed, so results never depend on
-"now"; in zones whose offset is a whole number of steps from it the fires stay on the usual
-:00/:15/... marks).
+local midnight of Monday 2000-01-03 in the schedule's zone: fixed, so results never depend on
+"now". Hourly steps therefore stay on the hour through whole-hour DST shifts, and move to :30
+across Lord Howe's 30-minute one, as elapsed time demands.
 
 With ``between: [from, until]`` each eligible day has its own window: it opens at the wall time
 ``from`` (DST rules of ``dst.resolve``) and fires every step of elapsed time while before the
@@ -35,7 +35,7 @@ _SEARCH_DAYS = 800  # every weekday occurs in every month, so a year always hold
 class ElapsedSchedule:
     def __init__(self, spec: Spec, end: datetime | None = None):
         self.zone: ZoneInfo = spec.zone
-        self.step = timedelta(minutes=spec.interval) if spec.unit == "minute" else timedelta(hours=spec.interval)
+        self.step = timedelta(**{f"{spec.unit}s": spec.interval})
         self.days = frozenset(spec.days)
         self.months = frozenset(spec.months)
         self.filtered = bool(self.days or self.months)
@@ -58,7 +58,9 @@ class ElapsedSchedule:
         return first, close
 
     def _date_ok(self, day: date) -> bool:
-        return (not self.days or day.weekday() in self.days) and (not self.months or day.month in self.months)
+        if self.days and day.weekday() not in self.days:
+            return False
+        return not self.months or day.month in self.months
 
     def next_after(self, t: datetime) -> datetime | None:
         if self.start is not None and t < self.start:
@@ -94,7 +96,9 @@ class ElapsedSchedule:
                 if self.end is not None and first > self.end:
                     return None
                 if close > t:
-                    candidate = first if t < first else first + ((t - first) // self.step + 1) * self.step
+                    candidate = first
+                    if t >= first:
+                        candidate += ((t - first) // self.step + 1) * self.step
                     if candidate < close:
                         return candidate
             day += _DAY

@@ -58,7 +58,7 @@ def date_rules(spec: Spec) -> list[dict]:
     rules = []
     # A day that never occurs in these months (30 next to "last friday" in February) must not
     # become a rule: rrule would search it all the way to the year 9999.
-    if days and not occurs(days, base["bymonth"] or range(1, 13)):
+    if days and not occurs(days, base.get("bymonth") or range(1, 13)):
         days = ()
     if days:  # with `days` as well, a date must match both: "Friday the 13th"
         rules.append({**base, "bymonthday": days, "byweekday": spec.days or None})

@@ -16,7 +16,7 @@ MONTHS = {
     "dec": 12, "december": 12,
 }  # fmt: skip
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "last": -1}
-MAX_MONTH_DAYS = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
+MAX_MONTH_DAYS = dict(enumerate((31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31), start=1))
 
 
 def occurs(days_of_month, months) -> bool:
@@ -39,11 +39,15 @@ def _one_or_many(item: dict) -> dict:
     return {"anyOf": [item, {"type": "array", "items": item, "minItems": 1}]}
 
 
-_TIME = {"type": "string", "pattern": TIME_PATTERN, "description": "a local time of day, HH:MM or HH:MM:SS"}
+_TIME = {
+    "type": "string",
+    "pattern": TIME_PATTERN,
+    "description": "a local time of day, HH:MM or HH:MM:SS",
+}
 _LOCAL_DATETIME = {
     "type": "string",
     "pattern": LOCAL_DATETIME_PATTERN,
-    "description": "a local date or date-time in the schedule's time zone: 2026-12-31 or 2026-12-31T18:00[:SS]",
+    "description": "a local date or date-time in the schedule's time zone: 2026-12-31T18:00[:SS]",
 }
 _DAY_OF_MONTH = {
     "anyOf": [
@@ -51,7 +55,7 @@ _DAY_OF_MONTH = {
         {"type": "integer", "minimum": -31, "maximum": -1},
         {"type": "string", "pattern": DAY_OF_MONTH_PATTERN},
     ],
-    "description": "1..31, -1..-31 (from the end), first, last, or 'second tuesday', 'last fri', ...",
+    "description": "1..31, -1..-31 (from the end), first, last, 'second tuesday', 'last fri', ...",
 }
 
 SCHEDULE_SCHEMA: dict = {
@@ -64,7 +68,11 @@ SCHEDULE_SCHEMA: dict = {
     "properties": {
         "description": {"type": "string"},
         "enabled": {"type": "boolean", "default": True},
-        "timezone": {"type": "string", "minLength": 1, "description": "IANA time zone, e.g. Europe/Berlin"},
+        "timezone": {
+            "type": "string",
+            "minLength": 1,
+            "description": "IANA time zone, e.g. Europe/Berlin",
+        },
         "catch_up": {
             "enum": ["skip", "once", "all"],
             "default": "once",
@@ -72,11 +80,15 @@ SCHEDULE_SCHEMA: dict = {
         },
         "max_lateness": durations.SCHEMA,
         "once": _LOCAL_DATETIME,
-        "cron": {"type": "string", "minLength": 1, "description": "5-field cron: minute hour day-of-month month day-of-week"},
+        "cron": {
+            "type": "string",
+            "minLength": 1,
+            "description": "5-field cron: minute hour day-of-month month day-of-week",
+        },
         "every": {
             "type": "string",
             "pattern": EVERY_PATTERN,
-            "description": "minute, hour, day, week, month, year, or N of them: '15 minutes', '2 weeks'",
+            "description": "minute, hour, day, week, month, year, or N of them: '15 minutes'",
         },
         "days": _one_or_many({"enum": sorted(WEEKDAYS, key=WEEKDAYS.__getitem__)}),
         "day_of_month": _one_or_many(_DAY_OF_MONTH),

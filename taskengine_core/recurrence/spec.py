@@ -14,7 +14,7 @@ from .schema import DAY_OF_MONTH_PATTERN, EVERY_PATTERN, MONTHS, ORDINALS, TIME_
 
 Problems = list[tuple[str, str]]
 
-# A day_of_month entry: ("day", n) with n in 1..31 or -31..-1, or ("nth", weekday, n), n in 1..5 or -1.
+# A day_of_month entry: ("day", n), n in 1..31 or -31..-1; or ("nth", weekday, n), n in 1..5 or -1.
 DayOfMonth = tuple
 
 _DATETIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?)?$")
@@ -85,7 +85,9 @@ def parse_time(value: object) -> time:
 def parse_every(value: object) -> tuple[str, int]:
     match = re.match(EVERY_PATTERN, value.strip().lower()) if isinstance(value, str) else None
     if not match:
-        raise ValueError(f"not an interval: {value!r}; expected e.g. day, week, '15 minutes', '2 weeks'")
+        raise ValueError(
+            f"not an interval: {value!r}; expected e.g. day, week, '15 minutes', '2 weeks'"
+        )
     return match.group(2), int(match.group(1) or 1)
 
 
@@ -99,7 +101,8 @@ def parse_day_of_month(value: object) -> DayOfMonth:
         ordinal, weekday = text.split(" ")
         return ("nth", WEEKDAYS[weekday], ORDINALS[ordinal])
     raise ValueError(
-        f"not a day of the month: {value!r}; expected 1..31, -1..-31, first, last, or e.g. 'second tuesday'"
+        f"not a day of the month: {value!r}; "
+        "expected 1..31, -1..-31, first, last, or e.g. 'second tuesday'"
     )
 
 
@@ -144,7 +147,8 @@ def parse_spec(spec: object, default_timezone: str = "UTC") -> tuple[Spec | None
     forms = [key for key in ("once", "cron", "every") if key in spec]
     if len(forms) != 1:
         found = " and ".join(repr(k) for k in forms) if forms else "none"
-        problems.append(("", f"a schedule needs exactly one of 'once', 'cron' or 'every' (found {found})"))
+        message = f"a schedule needs exactly one of 'once', 'cron' or 'every' (found {found})"
+        problems.append(("", message))
         return None, problems
     kind = {"once": "once", "cron": "cron", "every": "repeat"}[forms[0]]
 
@@ -177,14 +181,20 @@ def parse_spec(spec: object, default_timezone: str = "UTC") -> tuple[Spec | None
     values["day_of_month"] = _parse_each(spec, "day_of_month", parse_day_of_month, problems)
     values["at"] = tuple(sorted(_parse_each(spec, "at", parse_time, problems)))
     if "between" in spec:
-        window = _parse_each({"between": spec["between"]}, "between", parse_time, problems)
-        raw = _as_list(spec["between"])
-        if len(raw) != 2:
-            problems.append(("between", f"expected [from, until], e.g. ['08:00', '18:00'], not {spec['between']!r}"))
-        elif len(window) == 1 and not any(p[0] == "between" for p in problems):
-            problems.append(("between", f"the window {raw[0]}-{raw[1]} is empty: it must not start and end at the same time"))
-        elif len(window) == 2:
-            values["between"] = (parse_time(raw[0]), parse_time(raw[1]))
+        raw = spec["between"]
+        if not isinstance(raw, (list, tuple)) or len(raw) != 2:
+            message = f"expected [from, until], e.g. ['08:00', '18:00'], not {raw!r}"
+            problems.append(("between", message))
+        else:
+            try:
+                window = (parse_time(raw[0]), parse_time(raw[1]))
+            except ValueError as exc:
+                problems.append(("between", str(exc)))
+            else:
+                if window[0] == window[1]:
+                    message = f"the window {raw[0]}-{raw[1]} is empty: from and until are the same"
+                    problems.append(("between", message))
+                values["between"] = window
     if "count" in spec:
         count = spec["count"]
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:

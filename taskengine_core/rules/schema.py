@@ -147,6 +147,8 @@ def section_schemas(registry: Registry) -> dict[str, dict]:
         "additionalProperties": False,
         "properties": {
             **core_settings_properties(),
+            # an event source reads the settings section named after it
+            **{name: item.schema for name, item in sorted(registry.triggers.items())},
             **{name: item.schema for name, item in sorted(registry.settings.items())},
         },
     }

@@ -236,7 +236,7 @@ class _Checker:
             if "${" not in text:
                 continue
             for scheme, ref in iter_references(text):
-                problem = reference_problem(scheme, ref)
+                problem = reference_problem(scheme, ref, plugin_schemes=self.registry.plugin_secret_schemes)
                 if problem:
                     self.problems.append(doc.problem(path + sub, problem))
 
