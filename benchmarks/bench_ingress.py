@@ -7,7 +7,7 @@ processes (so it does not share the server's GIL). The engine is started normall
 per-client rate limit (all clients are 127.0.0.1) does not cap the figure. Every 202 means the
 event was committed (group commit); the inbox row count is checked after each run.
 
-    python benchmarks/bench_ingress.py [--events 10000] [--connections 16] [--clients 2] [--runs 5]
+    python benchmarks/bench_ingress.py [--events 10000] [--connections 16] [--clients 1] [--runs 5]
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--clients", type=int, default=2, help="client processes")
+    parser.add_argument("--clients", type=int, default=1, help="client processes")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 

@@ -168,8 +168,12 @@ def test_hourly_intervals_follow_elapsed_time(spec, after, expected):
 
 def test_asking_from_inside_the_repeated_hour_does_not_fire_its_slots_again():
     # 06:10Z is 01:10 EST, the second pass through 01:xx: 01:15/01:30/01:45 fired in the first.
-    assert fires({**NY, "cron": "*/15 * * * *"}, "2026-11-01T06:10", 2) == ["2026-11-01T07:00", "2026-11-01T07:15"]
-    assert fires({**NY, "every": "day", "at": "01:30"}, "2026-11-01T06:45", 1) == ["2026-11-02T06:30"]
+    assert fires({**NY, "cron": "*/15 * * * *"}, "2026-11-01T06:10", 2) == [
+        "2026-11-01T07:00", "2026-11-01T07:15"
+    ]
+    assert fires({**NY, "every": "day", "at": "01:30"}, "2026-11-01T06:45", 1) == [
+        "2026-11-02T06:30"
+    ]
 
 
 def test_once_in_the_gap_and_in_the_repeat():
