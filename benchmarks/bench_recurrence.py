@@ -27,15 +27,32 @@ from taskengine_core.recurrence import compile_schedule
 UTC = timezone.utc
 BERLIN = "Europe/Berlin"
 BEGIN = datetime(2026, 1, 1)
-CASES = [
-    ("daily 02:30", {"every": "day", "at": "02:30"}, dict(freq=DAILY, byhour=2, byminute=30, bysecond=0)),
-    ("weekly Sat 17:00", {"every": "week", "days": ["sat"], "at": "17:00"}, dict(freq=WEEKLY, byweekday=SA, byhour=17, byminute=0, bysecond=0)),
-    ("monthly 2nd Tue 09:00", {"every": "month", "day_of_month": "second tuesday", "at": "09:00"}, dict(freq=MONTHLY, byweekday=TU(2), byhour=9, byminute=0, bysecond=0)),
-    ("cron 0 2 * * *", {"cron": "0 2 * * *"}, dict(freq=DAILY, byhour=2, byminute=0, bysecond=0)),
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
+CASES = [  # (name, schedule, the equivalent plain rrule)
+    (
+        "daily 02:30",
+        {"every": "day", "at": "02:30"},
+        dict(freq=DAILY, byhour=2, byminute=30, bysecond=0),
+    ),
+    (
+        "weekly Sat 17:00",
+        {"every": "week", "days": ["sat"], "at": "17:00"},
+        dict(freq=WEEKLY, byweekday=SA, byhour=17, byminute=0, bysecond=0),
+    ),
+    (
+        "monthly 2nd Tue 09:00",
+        {"every": "month", "day_of_month": "second tuesday", "at": "09:00"},
+        dict(freq=MONTHLY, byweekday=TU(2), byhour=9, byminute=0, bysecond=0),
+    ),
+    (
+        "cron 0 2 * * *",
+        {"cron": "0 2 * * *"},
+        dict(freq=DAILY, byhour=2, byminute=0, bysecond=0),
+    ),
     (
         "15 min 08-18 weekdays",
-        {"every": "15 minutes", "between": ["08:00", "18:00"], "days": ["mon", "tue", "wed", "thu", "fri"]},
-        dict(freq=MINUTELY, interval=15, byhour=range(8, 18), byweekday=(MO, TU, WE, TH, FR), bysecond=0),
+        {"every": "15 minutes", "between": ["08:00", "18:00"], "days": WEEKDAYS},
+        dict(freq=MINUTELY, interval=15, byhour=range(8, 18), byweekday=(MO, TU, WE, TH, FR)),
     ),
 ]
 
@@ -87,8 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
-    print(f"python {sys.version.split()[0]} on {platform.machine()} {platform.system()}, os.cpu_count()={os.cpu_count()}")
-    print(f"median of {args.runs} runs of {args.calls} calls; microseconds per call; schedules in {BERLIN}")
+    machine = f"{platform.machine()} {platform.system()}"
+    print(f"python {sys.version.split()[0]} on {machine}, os.cpu_count()={os.cpu_count()}")
+    print(f"median of {args.runs} runs of {args.calls} calls; µs per call; schedules in {BERLIN}")
     print(f"{'schedule':<24}{'walk':>10}{'random':>10}{'rrule.after':>13}")
     for name, spec, kwargs in CASES:
         ours = per_call_us(walk(spec), args.calls, args.runs)

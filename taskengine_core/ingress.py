@@ -8,6 +8,7 @@ Rejected requests (401, 413, 415, 400, 422, 429) write nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -81,16 +82,13 @@ class Ingress:
         settings = engine.runtime.settings.get("ingress") or {}
         self.engine = engine
         self.host, self.port = parse_listen(listen)
-        if not token and os.environ.get(TOKEN_ENV):
-            token = os.environ[TOKEN_ENV]
-        elif not token and settings.get("token"):
-            token = engine.secrets.resolve(settings["token"])
-        self.token = token
-        if not self.token and not is_loopback(self.host):
+        token = token or os.environ.get(TOKEN_ENV) or (
+            engine.secrets.resolve(settings["token"]) if settings.get("token") else None)
+        if not token and not is_loopback(self.host):
             raise IngressConfigError(
                 f"refusing to listen on {self.host} without a token: set {TOKEN_ENV} or "
                 "settings.ingress.token, or listen on 127.0.0.1")
-        self._token_bytes = self.token.encode() if self.token else None
+        self._token = token.encode() if token else None
         self.max_body = int(settings.get("max_body", DEFAULT_MAX_BODY))
         self.limiter = _RateLimiter(float(settings.get("rate", DEFAULT_RATE)))
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -115,10 +113,8 @@ class Ingress:
     def stop(self) -> None:
         """Stop accepting; requests already received are committed and answered first."""
         if self._loop is not None and self._stop_event is not None:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
                 self._loop.call_soon_threadsafe(self._stop_event.set)
-            except RuntimeError:  # the loop has already ended
-                pass
         if self._thread is not None:
             self._thread.join(timeout=15)
         self._db.shutdown(wait=True)
@@ -167,24 +163,21 @@ class Ingress:
         return response
 
     async def _accept(self, request: web.Request) -> web.Response:
-        if self._token_bytes is not None:
+        if self._token is not None:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             given_bytes = given.strip().encode("utf-8", "surrogateescape")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, self._token_bytes):
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, self._token):
                 return _error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
-        wait = self.limiter.retry_after(request.remote or "?")
-        if wait:
+        if wait := self.limiter.retry_after(request.remote or "?"):
             return _error(429, "too many events; slow down", {"Retry-After": str(max(1, math.ceil(wait)))})
         if request.content_length is not None and request.content_length > self.max_body:
             return _error(413, f"body larger than {self.max_body} bytes")
         if request.content_type != "application/json":
             return _error(415, "expected Content-Type: application/json")
         try:
-            if request.content.is_eof():  # all here already (the usual small event): no timer
-                raw = await request.read()
-            else:
-                async with asyncio.timeout(BODY_TIMEOUT):
-                    raw = await request.read()  # raises once more than client_max_size arrived
+            # No timer when the body is all here already (the usual small event).
+            async with asyncio.timeout(None if request.content.is_eof() else BODY_TIMEOUT):
+                raw = await request.read()  # raises once more than client_max_size has arrived
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"body larger than {self.max_body} bytes")
         except TimeoutError:
@@ -223,15 +216,13 @@ class Ingress:
     async def _writer(self) -> None:
         """Commit queued events in batches; each request gets its id after its batch commits.
         A ``None`` in the queue (put there at shutdown, after the last request) ends it."""
-        loop = asyncio.get_running_loop()
-        done = False
+        loop, done = asyncio.get_running_loop(), False
         while not done:
             batch = [await self._queue.get()]
             while not self._queue.empty() and len(batch) < MAX_BATCH:
                 batch.append(self._queue.get_nowait())
-            if batch[-1] is None:
+            if done := batch[-1] is None:
                 batch.pop()
-                done = True
             if batch:
                 await loop.run_in_executor(self._db, self._commit, batch)
 
@@ -279,8 +270,8 @@ def _check_event(body, *, deep: bool = True) -> tuple[Event | None, web.Response
     except EventError as exc:
         return None, _error(422, str(exc), field=exc.field)
     except (ValueError, OverflowError):  # valid RFC 3339 that Python's datetime cannot hold
-        return None, _error(422, "invalid event: time: expected a date-time such as "
-                            "2026-01-31T10:00:00Z between years 1 and 9999", field="time")
+        return None, _error(422, f"invalid event: time: cannot read {body['time']!r}; expected a "
+                            "date-time such as 2026-01-31T10:00:00Z, years 1 to 9999", field="time")
     if deep and _nested_deeper(event.data, MAX_DEPTH):  # would break whoever recurses through it later
         return None, _error(422, f"invalid event: data: nested more than {MAX_DEPTH} levels deep",
                             field="data")

@@ -36,7 +36,9 @@ WEEKDAY_NAMES = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", -1: "last"}
 ANCHOR = date(2000, 1, 3)  # documented default anchor of repeat intervals
 SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 
@@ -103,7 +105,8 @@ def oracle_next(t, zone, is_slot, date_ok, end=None, start=None, horizon_days=15
             if not date_ok(w.date()):
                 last_minute = datetime.combine(w.date() + timedelta(days=1), time(0)) - MIN
                 target = u + (last_minute - w)
-                if target > u and target.astimezone(zone).utcoffset() == u.astimezone(zone).utcoffset():
+                same_offset = target.astimezone(zone).utcoffset() == u.astimezone(zone).utcoffset()
+                if target > u and same_offset:
                     u, hw = target, last_minute
         u += MIN
     raise AssertionError(f"oracle found nothing within {horizon_days} days of {t}")
@@ -185,17 +188,19 @@ def times_of_day(draw, scn: Scenario):
     if scn.focus is not None and chance(draw, 85):
         # Inside or at the edges of the gap / the repeated stretch, or somewhere near it.
         span = min(scn.shift_minutes, 180) + 2
-        delta = draw(st.sampled_from(range(-span, span + 1) if chance(draw, 75) else range(-180, 181)))
+        near = range(-span, span + 1) if chance(draw, 75) else range(-180, 181)
+        delta = draw(st.sampled_from(near))
         return (scn.focus_wall + timedelta(minutes=delta)).time()
-    return time(draw(st.integers(0, 23)), draw(st.one_of(st.sampled_from([0, 15, 30, 45]), st.integers(0, 59))))
+    minute = draw(st.one_of(st.sampled_from([0, 15, 30, 45]), st.integers(0, 59)))
+    return time(draw(st.integers(0, 23)), minute)
 
 
 def lattice_ok(unit, n, anchor, day):
     if unit == "day":
         return (day - anchor).days % n == 0
     if unit == "week":
-        weeks = ((day - timedelta(days=day.weekday())) - (anchor - timedelta(days=anchor.weekday()))).days // 7
-        return weeks % n == 0
+        monday, anchor_monday = (d - timedelta(days=d.weekday()) for d in (day, anchor))
+        return (monday - anchor_monday).days // 7 % n == 0
     if unit == "month":
         return ((day.year - anchor.year) * 12 + day.month - anchor.month) % n == 0
     return (day.year - anchor.year) % n == 0
@@ -236,12 +241,14 @@ def repeat_schedules(draw, units=("day", "week", "month", "year")):
     focus_day = scn.focus_wall.date() if scn.focus else None
     start = None
     if draw(st.booleans()):
-        start_day = date(draw(st.integers(1990, 2055)), draw(st.integers(1, 12)), draw(st.integers(1, 28)))
+        start_day = draw(st.dates(date(1990, 1, 1), date(2055, 12, 31)))
         if focus_day and chance(draw, 80):  # land the interval lattice on the transition day
-            start_day = focus_day - timedelta(days=draw(st.sampled_from([0, 7, 14, 21, 28, 364, 365])))
+            back = draw(st.sampled_from([0, 7, 14, 21, 28, 364, 365]))
+            start_day = focus_day - timedelta(days=back)
         start = datetime.combine(start_day, draw(times_of_day(scn)))
         spec["start"] = start.isoformat(timespec="minutes")
-    ats = draw(st.lists(times_of_day(scn), min_size=0 if chance(draw, 20) else 1, max_size=3, unique=True))
+    at_least = 0 if chance(draw, 20) else 1
+    ats = draw(st.lists(times_of_day(scn), min_size=at_least, max_size=3, unique=True))
     if ats:
         spec["at"] = [a.strftime("%H:%M") for a in ats]
     times = set(ats) if ats else {start.time() if start else time(0)}
@@ -256,17 +263,21 @@ def repeat_schedules(draw, units=("day", "week", "month", "year")):
         # Days 29-31 and fifth weekdays are left to the example tests: in one month of the year
         # they can be a decade apart, beyond the oracle's horizon.
         plain = st.builds(lambda n: ("day", n), st.one_of(st.integers(1, 28), st.integers(-28, -1)))
-        nth = st.builds(lambda wd, k: ("nth", wd, k), st.integers(0, 6), st.sampled_from([1, 2, 3, 4, -1]))
+        ks = st.sampled_from([1, 2, 3, 4, -1])
+        nth = st.builds(lambda wd, k: ("nth", wd, k), st.integers(0, 6), ks)
         choices = [plain, nth]
         if focus_day:  # "second sunday" / "last sunday" / the day itself, as the DST rules say
             k = (focus_day.day - 1) // 7 + 1
             dim = calendar.monthrange(focus_day.year, focus_day.month)[1]
             k = -1 if focus_day.day + 7 > dim and draw(st.booleans()) else min(k, 4)
-            choices.append(st.sampled_from([("nth", focus_day.weekday(), k), ("day", min(focus_day.day, 28))]))
+            on_focus = [("nth", focus_day.weekday(), k), ("day", min(focus_day.day, 28))]
+            choices.append(st.sampled_from(on_focus))
         entries = draw(st.lists(st.one_of(*choices), min_size=1, max_size=2, unique=True))
         if focus_day and chance(draw, 60):
             entries = [draw(choices[-1])]
-        spec["day_of_month"] = [e[1] if e[0] == "day" else f"{ORDINALS[e[2]]} {WEEKDAY_NAMES[e[1]]}" for e in entries]
+        spec["day_of_month"] = [
+            e[1] if e[0] == "day" else f"{ORDINALS[e[2]]} {WEEKDAY_NAMES[e[1]]}" for e in entries
+        ]
         if any(e[0] == "nth" for e in entries) or unit == "year" or months:
             weekdays = []  # "Friday the 13th" in one month of the year can be 11 years apart
     if weekdays:
@@ -285,12 +296,15 @@ def repeat_schedules(draw, units=("day", "week", "month", "year")):
         weekdays = [start.weekday() if start else 0]
 
     def date_ok(day):
-        if not lattice_ok(lattice_unit, lattice_n, anchor, day) or (months and day.month not in months):
+        if not lattice_ok(lattice_unit, lattice_n, anchor, day):
+            return False
+        if months and day.month not in months:
             return False
         if unit in ("day", "week"):
             return not weekdays or day.weekday() in weekdays
         if entries:
-            return any(dom_ok(e, day) and (e[0] == "nth" or not weekdays or day.weekday() in weekdays) for e in entries)
+            weekday_ok = not weekdays or day.weekday() in weekdays
+            return any(dom_ok(e, day) and (e[0] == "nth" or weekday_ok) for e in entries)
         if weekdays:
             return day.weekday() in weekdays
         return day.day == (start.day if start else 1)
@@ -334,9 +348,11 @@ def cron_schedules(draw):
     expression = f"{minute} {hour} {dom} {month} {dow}"
     spec = {"timezone": scn.zone_name, "cron": expression}
     assume(not check_schedule(spec))
-    dows = {d % 7 for d in cron_field_values(dow, 0, 7, ["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
-    months = cron_field_values(month, 1, 12, ["", "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])
-    doms, hours, minutes = cron_field_values(dom, 1, 31), cron_field_values(hour, 0, 23), cron_field_values(minute, 0, 59)
+    day_names = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+    dows = {d % 7 for d in cron_field_values(dow, 0, 7, day_names)}
+    months = cron_field_values(month, 1, 12, [""] + [m.lower() for m in calendar.month_abbr[1:]])
+    doms, hours = cron_field_values(dom, 1, 31), cron_field_values(hour, 0, 23)
+    minutes = cron_field_values(minute, 0, 59)
 
     def date_ok(day):
         if day.month not in months:
@@ -356,19 +372,26 @@ def cron_schedules(draw):
 def bounded_daily(draw):
     """Daily schedules with a start and an end (inclusive) or a count, asked near the start."""
     scn = draw(scenarios())
-    base = scn.focus_wall.date() if scn.focus else date(draw(st.integers(1990, 2055)), draw(st.integers(1, 12)), 1)
-    start = datetime.combine(base - timedelta(days=draw(st.integers(0, 5))), draw(times_of_day(scn)))
-    ats = sorted(set(draw(st.lists(times_of_day(scn), min_size=0 if chance(draw, 20) else 1, max_size=3))))
+    if scn.focus:
+        base = scn.focus_wall.date()
+    else:
+        base = draw(st.dates(date(1990, 1, 1), date(2055, 12, 1)))
+    base -= timedelta(days=draw(st.integers(0, 5)))
+    start = datetime.combine(base, draw(times_of_day(scn)))
+    at_least = 0 if chance(draw, 20) else 1
+    ats = sorted(set(draw(st.lists(times_of_day(scn), min_size=at_least, max_size=3))))
     spec = {"timezone": scn.zone_name, "every": "day", "start": start.isoformat(timespec="minutes")}
     if ats:
         spec["at"] = [a.strftime("%H:%M") for a in ats]
     ats = ats or [start.time()]
     if draw(st.booleans()):
-        end = start + timedelta(days=draw(st.integers(0, 10)), minutes=draw(st.sampled_from([0, 1, 59, 60, 61, 600])))
+        minutes = draw(st.sampled_from([0, 1, 59, 60, 61, 600]))
+        end = start + timedelta(days=draw(st.integers(0, 10)), minutes=minutes)
         spec["end"] = end.isoformat(timespec="minutes")
     else:
         count = spec["count"] = draw(st.integers(1, 12))
-        wall_slots = (datetime.combine(start.date() + timedelta(days=i), a) for i in range(count + 1) for a in ats)
+        days = (start.date() + timedelta(days=i) for i in range(count + 1))
+        wall_slots = (datetime.combine(day, a) for day in days for a in ats)
         end = [m for m in wall_slots if m >= start][count - 1]  # count in wall-clock slots
 
     def slot(m):
@@ -376,7 +399,8 @@ def bounded_daily(draw):
 
     local_start = start.replace(tzinfo=scn.zone).astimezone(UTC)
     t = local_start + timedelta(minutes=draw(st.integers(-3 * 1440, 12 * 1440)))
-    return Case(spec, scn.zone, lambda day: start.date() <= day <= end.date(), slot, t, start, end, scn.focus)
+    in_span = lambda day: start.date() <= day <= end.date()  # noqa: E731
+    return Case(spec, scn.zone, in_span, slot, t, start, end, scn.focus)
 
 
 @st.composite
@@ -391,10 +415,11 @@ def dst_edges(draw):
     k = -1 if day.day + 7 > calendar.monthrange(day.year, day.month)[1] else (day.day - 1) // 7 + 1
     form = draw(st.sampled_from(["daily", "weekly", "monthly", "cron", "once"]))
     at = tod.strftime("%H:%M")
+    kth = f"{ORDINALS[min(k, 4) if k > 0 else k]} {WEEKDAY_NAMES[day.weekday()]}"
     spec = {
         "daily": {"every": "day", "at": at},
         "weekly": {"every": "week", "days": [WEEKDAY_NAMES[day.weekday()]], "at": at},
-        "monthly": {"every": "month", "day_of_month": f"{ORDINALS[min(k, 4) if k > 0 else k]} {WEEKDAY_NAMES[day.weekday()]}", "at": at},
+        "monthly": {"every": "month", "day_of_month": kth, "at": at},
         "cron": {"cron": f"{tod.minute} {tod.hour} * * *"},
         "once": {"once": slot.isoformat(timespec="minutes")},
     }[form]
@@ -408,7 +433,11 @@ def dst_edges(draw):
     }[form]
     t = scn.focus - timedelta(seconds=draw(st.sampled_from(range(0, 26 * 3600, 7))))
     end = slot if form == "once" else None
-    return Case(spec, scn.zone, date_ok, lambda m: m.time() == tod and date_ok(m.date()) and (end is None or m <= end), t, end=end, focus=scn.focus)
+
+    def is_slot(m):
+        return m.time() == tod and date_ok(m.date()) and (end is None or m <= end)
+
+    return Case(spec, scn.zone, date_ok, is_slot, t, end=end, focus=scn.focus)
 
 
 def agree(case: Case, t2: datetime):
@@ -485,7 +514,8 @@ def test_windowed_minutes_agree_with_oracle(scn, data):
     closes = time(closes_minutes // 60, closes_minutes % 60)
     weekdays = data.draw(st.lists(st.integers(0, 6), max_size=5, unique=True))
     every = f"{step} minutes" if step % 60 else ("hour" if step == 60 else f"{step // 60} hours")
-    spec = {"timezone": scn.zone_name, "every": every, "between": [opens.strftime("%H:%M"), closes.strftime("%H:%M")]}
+    window = [opens.strftime("%H:%M"), closes.strftime("%H:%M")]
+    spec = {"timezone": scn.zone_name, "every": every, "between": window}
     if weekdays:
         spec["days"] = [WEEKDAY_NAMES[d] for d in weekdays]
     t = data.draw(instants(scn))
@@ -507,7 +537,8 @@ def test_interval_with_weekday_filter_takes_the_next_allowed_lattice_point(scn, 
     step = timedelta(minutes=data.draw(st.sampled_from([30, 60, 180, 360, 24 * 60])))
     weekdays = data.draw(st.lists(st.integers(0, 6), min_size=1, max_size=3, unique=True))
     every = f"{step // MIN} minutes"
-    recurrence = compile_schedule({"every": every, "days": [WEEKDAY_NAMES[d] for d in weekdays], "timezone": scn.zone_name})
+    days = [WEEKDAY_NAMES[d] for d in weekdays]
+    recurrence = compile_schedule({"every": every, "days": days, "timezone": scn.zone_name})
     t = data.draw(instants(scn))
     anchor = datetime(2000, 1, 3, tzinfo=scn.zone).astimezone(UTC)
     point = anchor + ((t - anchor) // step + 1) * step  # lattice points, one by one
@@ -516,17 +547,24 @@ def test_interval_with_weekday_filter_takes_the_next_allowed_lattice_point(scn, 
     assert recurrence.next_after(t) == point
 
 
-@settings(SETTINGS, max_examples=300)
-@given(
-    st.dictionaries(
-        st.sampled_from(["once", "cron", "every", "days", "day_of_month", "months", "at", "between", "start", "end", "count", "timezone", "catch_up", "max_lateness"]),
-        st.one_of(st.none(), st.booleans(), st.integers(-40, 40), st.text(max_size=12), st.lists(st.one_of(st.integers(-3, 40), st.text(max_size=6)), max_size=3),
-                  st.sampled_from(["day", "15 minutes", "0 2 * * *", "08:00", "2026-02-30T10:00", "last friday", "Europe/Berlin", "1h"])),
-    )
+KEYS = ["once", "cron", "every", "days", "day_of_month", "months", "at", "between", "start", "end"]
+KEYS += ["count", "timezone", "catch_up", "max_lateness"]
+PLAUSIBLE = ["day", "15 minutes", "0 2 * * *", "08:00", "2026-02-30T10:00", "last friday", "1h"]
+ANYTHING = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-40, 40),
+    st.text(max_size=12),
+    st.lists(st.one_of(st.integers(-3, 40), st.text(max_size=6)), max_size=3),
+    st.sampled_from(PLAUSIBLE),
 )
+
+
+@settings(SETTINGS, max_examples=300)
+@given(st.dictionaries(st.sampled_from(KEYS), ANYTHING))
 def test_check_schedule_never_raises_on_garbage(spec):
     problems = check_schedule(spec)
-    assert all(isinstance(path, str) and isinstance(message, str) and message for path, message in problems)
+    assert all(isinstance(path, str) and isinstance(text, str) and text for path, text in problems)
     if not problems:
         compile_schedule(spec).upcoming(datetime(2026, 1, 1, tzinfo=UTC), 2)
 

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.test_webhook_support import (FAST, Reply, attempts, deliveries, engine, env_secret,  # noqa: F401
+from tests.test_webhook_support import (FAST, Reply, attempts, deliveries, engine,  # noqa: F401
                                         new_secret, query, receiver, verify, wait_status, wait_until)
 
 

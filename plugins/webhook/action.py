@@ -25,16 +25,15 @@ need them), so put credentials on the destination (``auth``, ``headers`` and ``s
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime, timezone
 
 from taskengine_core.clock import to_iso
 from taskengine_core.context import ActionContext
 from taskengine_core.errors import ActionError
-from taskengine_core.store import Store
 
 from . import store as db
-from .config import Destination
+from .intake import commit
+from .running import wake_for
 
 MAX_BODY = 1024 * 1024
 SCHEMA = {
@@ -56,7 +55,6 @@ SCHEMA = {
     },
     "anyOf": [{"not": {"required": ["payload", "body"]}}],
 }
-_local = threading.local()
 
 
 def send(params: dict, ctx: ActionContext) -> dict:
@@ -68,23 +66,10 @@ def send(params: dict, ctx: ActionContext) -> dict:
     now = datetime.now(timezone.utc)
     body, content_type, kind = build_body(params, ctx, now)
     delivery_id = f"msg_{ctx.run_id}"
-    store = _store(ctx.db_path)
-    with store.write() as tx:
-        row = tx.conn.execute("SELECT spec, enabled FROM webhooks WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise ActionError(f"no webhook named {name!r}; define it under 'webhooks:' and run "
-                              "'taskengine apply'", retryable=False)
-        dest = Destination.from_row(name, row[0], row[1])
-        if not dest.enabled:
-            raise ActionError(f"webhook {name!r} is disabled; 'taskengine webhooks enable {name}' "
-                              "turns it back on", retryable=False)
-        db.enqueue(tx.conn, [{
-            "id": delivery_id, "webhook": name, "type": kind, "body": body,
-            "content_type": content_type, "headers": params.get("headers") or {},
-            "max_attempts": dest.retries + 1, "task": ctx.task, "run_id": ctx.run_id,
-            "event_id": (ctx.event or {}).get("id")}], now)
-    from .running import wake_for
-
+    commit(ctx.db_path, name, [{
+        "id": delivery_id, "webhook": name, "type": kind, "body": body,
+        "content_type": content_type, "headers": params.get("headers") or {}, "task": ctx.task,
+        "run_id": ctx.run_id, "event_id": (ctx.event or {}).get("id")}])
     wake_for(ctx.db_path, name)
     return {"delivery_id": delivery_id, "webhook": name}
 
@@ -92,21 +77,10 @@ def send(params: dict, ctx: ActionContext) -> dict:
 def enqueue(db_path: str, webhook: str, payloads: list, *, type: str = "taskengine.api") -> list[str]:  # noqa: A002
     """Queue one delivery per payload (JSON data) to ``webhook`` in one transaction, for
     Python callers; returns the delivery ids. The running engine's dispatcher sends them."""
-    now = datetime.now(timezone.utc)
-    store = _store(db_path)
-    rows = []
-    with store.write() as tx:
-        row = tx.conn.execute("SELECT spec, enabled FROM webhooks WHERE name = ?", (webhook,)).fetchone()
-        if row is None:
-            raise ActionError(f"no webhook named {webhook!r}", retryable=False)
-        attempts = Destination.from_row(webhook, row[0], row[1]).retries + 1
-        for payload in payloads:
-            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-            rows.append({"id": db.new_message_id(), "webhook": webhook, "type": type, "body": body,
-                         "content_type": "application/json", "max_attempts": attempts})
-        db.enqueue(tx.conn, rows, now)
-    from .running import wake_for
-
+    rows = [{"id": db.new_message_id(), "webhook": webhook, "type": type,
+             "body": json.dumps(p, ensure_ascii=False, separators=(",", ":"), allow_nan=False),
+             "content_type": "application/json"} for p in payloads]
+    commit(db_path, webhook, rows)
     wake_for(db_path, webhook)
     return [r["id"] for r in rows]
 
@@ -141,14 +115,3 @@ def envelope(ctx: ActionContext, now: datetime) -> dict:
         "task": ctx.task,
         "run_id": ctx.run_id,
     }
-
-
-def _store(path: str) -> Store:
-    """One connection per worker thread and database."""
-    stores = getattr(_local, "stores", None)
-    if stores is None:
-        stores = _local.stores = {}
-    store = stores.get(path)
-    if store is None:
-        store = stores[path] = Store(path, migrate=False)
-    return store

@@ -49,12 +49,21 @@ def describe(spec: Spec) -> str:
     else:
         unit = spec.unit if spec.interval == 1 else f"{spec.interval} {spec.unit}s"
         parts.append(f"every {unit}")
-        if spec.days:
-            parts.append(f"on {_days(spec.days)}")
-        if spec.day_of_month:
-            parts.append("on " + _join([_day_of_month(e) for e in spec.day_of_month]))
-        if spec.months:
-            parts.append("in " + ", ".join(calendar.month_abbr[m] for m in spec.months))
+        start = spec.start
+        days, day_of_month, months = spec.days, spec.day_of_month, spec.months
+        # Spell out the defaults taken from start (or the anchor): "every week" is not a day.
+        if spec.unit == "week" and not days:
+            days = (start.weekday() if start else 0,)
+        if spec.unit in ("month", "year") and not days and not day_of_month:
+            day_of_month = (("day", start.day if start else 1),)
+        if spec.unit == "year" and not months:
+            months = (start.month if start else 1,)
+        if days:
+            parts.append(f"on {_days(days)}")
+        if day_of_month:
+            parts.append("on " + _join([_day_of_month(e) for e in day_of_month]))
+        if months:
+            parts.append("in " + ", ".join(calendar.month_abbr[m] for m in months))
         if spec.at:
             parts.append("at " + ", ".join(_tod(t) for t in spec.at))
         elif spec.between:
