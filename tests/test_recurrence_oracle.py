@@ -278,8 +278,8 @@ def repeat_schedules(draw, units=("day", "week", "month", "year")):
         spec["day_of_month"] = [
             e[1] if e[0] == "day" else f"{ORDINALS[e[2]]} {WEEKDAY_NAMES[e[1]]}" for e in entries
         ]
-        if any(e[0] == "nth" for e in entries) or unit == "year" or months:
-            weekdays = []  # "Friday the 13th" in one month of the year can be 11 years apart
+        if any(e[0] == "nth" for e in entries) or unit == "year" or months or n > 1:
+            weekdays = []  # "Friday the 13th" in every third month can be a decade apart
     if weekdays:
         spec["days"] = [WEEKDAY_NAMES[d] for d in weekdays]
     if months:
