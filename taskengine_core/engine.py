@@ -115,8 +115,12 @@ class Engine:
         if listen:
             from taskengine_core.ingress import Ingress
 
-            self.ingress = Ingress(self, listen, token=token)
-            self.ingress.start()
+            try:
+                self.ingress = Ingress(self, listen, token=token)
+                self.ingress.start()
+            except BaseException:
+                self.executor.stop(0)
+                raise
             self.info = self._engine_info(self.ingress.address)
         self._start_sources()
         self._loop_thread = threading.Thread(target=self._loop, name="taskengine-loop", daemon=True)

@@ -83,7 +83,8 @@ class Evaluator:
     def _evaluate(self, event: dict, runtime: Runtime, batch: "_Batch") -> None:
         depth = 0
         if event["source"] == INTERNAL_SOURCE:
-            depth = int(event["data"].get("depth", 0)) + 1
+            depth = event["data"].get("depth", 0)
+            depth = (depth if isinstance(depth, int) else MAX_CHAIN_DEPTH) + 1
         for rule in runtime.rules.match(event):
             payload: RulePayload = rule.payload
             if not payload.enabled:
@@ -97,7 +98,7 @@ class Evaluator:
                 batch.decide("skipped", f"chain of task events deeper than {MAX_CHAIN_DEPTH}: "
                              "stopped to prevent a loop", event, payload.name)
                 continue
-            not_before = to_iso(from_iso(event["time"]) + timedelta(seconds=payload.delay))
+            not_before = _due(event["time"], payload.delay)
             for task_name in payload.tasks:
                 task = runtime.tasks.get(task_name)
                 if task is None:
@@ -111,6 +112,13 @@ class Evaluator:
                     batch.runs.append(run)
                     reason = "matched" if not payload.delay else f"matched; due {not_before}"
                     batch.decide("matched", reason, event, payload.name, task_name, run)
+
+
+def _due(event_time: str, delay: float) -> str:
+    try:
+        return to_iso(from_iso(event_time) + timedelta(seconds=delay))
+    except OverflowError:  # an event dated near year 9999 plus a delay
+        return "9999-12-31T23:59:59.999999Z"
 
 
 class _Batch:

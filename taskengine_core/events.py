@@ -14,7 +14,7 @@ from taskengine_core.errors import EventError
 from taskengine_core.ids import new_id
 from taskengine_core.store import Store
 
-TYPE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$"
+TYPE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$(?!\n)"  # (?!\n): Python's $ also matches before a final newline
 MAX_ID_LENGTH = 200
 # The schema of an event as it arrives (HTTP body, --data); the engine fills in the rest.
 EVENT_SCHEMA = {

@@ -71,14 +71,15 @@ class Scheduler:
         links: dict[str, list[str]] = {}
         for task, schedule in self.store.conn.execute("SELECT task, schedule FROM task_schedules ORDER BY task"):
             links.setdefault(schedule, []).append(task)
-        state = {r[0]: (r[1], r[2]) for r in self.store.conn.execute(
-            "SELECT schedule, spec_hash, next_fire FROM schedule_state")}
         now = self.clock.now()
         now_text = to_iso(now)
         compiled: dict[str, tuple | None] = {}  # spec text -> (recurrence, catch_up, lateness, digest)
         upcoming_of: dict[str, tuple] = {}  # spec text -> (next fire after now, its text)
+        parsed: dict[str, datetime] = {}  # stored next fire text -> datetime (shared)
         schedules, nexts, writes = {}, {}, []
-        for name, spec_text, enabled in self.store.conn.execute("SELECT name, spec, enabled FROM schedules"):
+        for name, spec_text, enabled, stored_hash, stored_next in self.store.conn.execute(
+                "SELECT s.name, s.spec, s.enabled, st.spec_hash, st.next_fire FROM schedules s "
+                "LEFT JOIN schedule_state st ON st.schedule = s.name"):
             if spec_text not in compiled:
                 spec = json.loads(spec_text)
                 try:
@@ -94,10 +95,12 @@ class Scheduler:
             recurrence, catch_up, lateness, digest = entry
             schedules[name] = _Schedule(name, bool(enabled), recurrence, catch_up, lateness,
                                         tuple(links.get(name, ())))
-            stored = state.get(name)
-            if stored and stored[0] == digest:
-                if stored[1]:
-                    nexts[name] = from_iso(stored[1])
+            if stored_hash == digest:
+                if stored_next:
+                    when = parsed.get(stored_next)
+                    if when is None:
+                        when = parsed[stored_next] = from_iso(stored_next)
+                    nexts[name] = when
                 continue
             if spec_text not in upcoming_of:  # new or changed: no catch-up for the past
                 upcoming = recurrence.next_after(now)
@@ -159,6 +162,14 @@ class Scheduler:
 
     def _fire(self, due: list[tuple[_Schedule, datetime]], now: datetime, runtime: Runtime) -> int:
         now_text = to_iso(now)
+        texts: dict[datetime, str] = {}  # schedules due together share their due times' text
+
+        def iso(when: datetime) -> str:
+            text = texts.get(when)
+            if text is None:
+                text = texts[when] = to_iso(when)
+            return text
+
         work = []  # (schedule, [(due text, status, reason)], upcoming, last slot)
         for schedule, first_due in due:
             next_after = schedule.recurrence.next_after
@@ -168,7 +179,7 @@ class Scheduler:
                 upcoming = next_after(upcoming)
             while upcoming is not None and upcoming <= now:  # beyond the catch-up bound: skip ahead
                 upcoming = next_after(upcoming)
-            plan = [(to_iso(s), status, why) for s, status, why in self._plan(schedule, slots, now)]
+            plan = [(iso(s), status, why) for s, status, why in self._plan(schedule, slots, now)]
             work.append((schedule, plan, upcoming, slots[-1]))
         slot_keys = [(schedule.name, slot) for schedule, plan, _, _ in work for slot, _, _ in plan]
         runs, decisions = [], []
@@ -189,7 +200,7 @@ class Scheduler:
                         self._runs_for(schedule, slot, now_text, runtime, runs, decisions)
                     else:
                         decisions.append((now_text, status, reason, schedule.name, slot, None, None))
-                states.append((to_iso(upcoming) if upcoming else None, to_iso(last), now_text, schedule.name))
+                states.append((iso(upcoming) if upcoming else None, iso(last), now_text, schedule.name))
             conn.executemany("INSERT INTO schedule_slots (schedule, due, status, claimed_at, reason) "
                              "VALUES (?, ?, ?, ?, ?)", claims)
             insert_runs(conn, runs, now_text)

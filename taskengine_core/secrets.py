@@ -139,7 +139,7 @@ def redact_by_key(data: Any) -> Any:
                 isinstance(key, str)
                 and key.lower() in SECRET_KEYS
                 and isinstance(value, str)
-                and not _is_reference(value)
+                and not is_reference(value)
             ):
                 out[key] = REDACTED
             else:
@@ -150,5 +150,6 @@ def redact_by_key(data: Any) -> Any:
     return data
 
 
-def _is_reference(value: str) -> bool:
+def is_reference(value: str) -> bool:
+    """Whether ``value`` is exactly one ``${scheme:reference}``."""
     return bool(_CANDIDATE.fullmatch(value.strip()))

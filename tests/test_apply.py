@@ -92,19 +92,26 @@ def test_a_bad_file_changes_nothing(run_cli, write_rules, db_path):
     assert dump_db(db_path) == before
 
 
-def test_secrets_are_not_stored_resolved_and_literals_are_masked_in_audit(run_cli, write_rules, db_path, monkeypatch):
+def test_secrets_are_stored_as_references_never_resolved(run_cli, write_rules, db_path, monkeypatch):
     monkeypatch.setenv("BACKUP_TOKEN", "canary-5f2e9d")
-    rules = RULES + "webhooks:\n  ops: {url: 'https://example.invalid/h', auth: {type: bearer, token: literal-canary-77}}\n"
-    result = run_cli("apply", write_rules(rules))
+    result = run_cli("apply", write_rules(RULES))
     assert result.exit_code == 0, result.output
-    audit = sqlite3.connect(db_path).execute("SELECT changes FROM audit WHERE name = 'ops'").fetchone()[0]
-    assert "literal-canary-77" not in audit and "********" in audit
     raw = db_path.read_bytes() + (db_path.with_name(db_path.name + "-wal").read_bytes()
                                   if os.path.exists(str(db_path) + "-wal") else b"")
     assert b"canary-5f2e9d" not in raw
     assert b"${env:BACKUP_TOKEN}" in raw
-    shown = run_cli("webhooks", "list", "--json").stdout + run_cli("audit", "--json").stdout
-    assert "literal-canary-77" not in shown
+
+
+def test_a_literal_secret_is_refused_and_nothing_is_stored(run_cli, write_rules, db_path):
+    rules = RULES + "webhooks:\n  ops: {url: 'https://example.invalid/h', auth: {type: bearer, token: literal-canary-77}}\n"
+    path = write_rules(rules)
+    result = run_cli("apply", path)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        f"{path}:16:64  webhooks.ops.auth.token  a secret must be a reference such as ${{env:NAME}} or "
+        "${file:PATH}, not a literal value: a literal would be stored in the database")
+    assert "literal-canary-77" not in result.output
+    assert not db_path.exists() or b"literal-canary-77" not in db_path.read_bytes()
 
 
 def test_apply_to_a_read_only_database(run_cli, write_rules, db_path):

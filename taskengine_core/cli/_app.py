@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from taskengine_core.errors import NotFoundError, TaskEngineError
+from taskengine_core.errors import NotFoundError, RuleFileError, TaskEngineError
 
 DEBUG_ENV = "TASKENGINE_DEBUG"
 
@@ -84,6 +84,12 @@ class ErrorBoundaryGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except RuleFileError as exc:
+            _debug_traceback()
+            for problem in exc.problems:
+                click.echo(str(problem), err=True)
+            count = len(exc.problems)
+            raise click.ClickException(f"{count} error{'s' if count != 1 else ''} found") from None
         except NotFoundError as exc:
             _debug_traceback()
             raise click.ClickException(str(exc)) from None

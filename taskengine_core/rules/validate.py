@@ -16,7 +16,7 @@ from taskengine_core.rules import messages
 from taskengine_core.rules.loader import Document, expand_paths, load_document
 from taskengine_core.rules.schema_check import SchemaCheck
 from taskengine_core.rules.schema import NAME_PATTERN, REF_KEYWORD, SECTIONS, section_schemas
-from taskengine_core.secrets import iter_references, reference_problem
+from taskengine_core.secrets import is_reference, iter_references, reference_problem
 
 KIND = {"schedules": "schedule", "webhooks": "webhook", "tasks": "task", "events": "event rule"}
 _NAME_CHECK = re.compile(NAME_PATTERN)
@@ -233,12 +233,30 @@ class _Checker:
 
     def _secret_problems(self, doc: Document, path: tuple, value: Any) -> None:
         for sub, text in _strings(value):
+            if _is_secret_field(path + sub) and not is_reference(text):
+                self.problems.append(doc.problem(path + sub, (
+                    "a secret must be a reference such as ${env:NAME} or ${file:PATH}, not a "
+                    "literal value: a literal would be stored in the database")))
+                continue
             if "${" not in text:
                 continue
             for scheme, ref in iter_references(text):
                 problem = reference_problem(scheme, ref, plugin_schemes=self.registry.plugin_secret_schemes)
                 if problem:
                     self.problems.append(doc.problem(path + sub, problem))
+
+
+# Fields that hold secrets: (section, then keys; "*" matches any object name).
+_SECRET_FIELDS = (
+    ("settings", "ingress", "token"), ("settings", "email", "password"),
+    ("webhooks", "*", "secret"), ("webhooks", "*", "auth", "password"),
+    ("webhooks", "*", "auth", "token"), ("webhooks", "*", "auth", "key"),
+)
+
+
+def _is_secret_field(path: tuple) -> bool:
+    return any(len(path) == len(f) and all(a == "*" or a == b for a, b in zip(f, path))
+               for f in _SECRET_FIELDS)
 
 
 def _plain(value: Any) -> Any:
