@@ -13,12 +13,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from taskengine_core.clock import to_iso
-from taskengine_core.events import INTERNAL_SOURCE
+from taskengine_core.events import INTERNAL_SOURCE, row_to_event
 from taskengine_core.ids import new_id
 from taskengine_core.model import Runtime, TaskConfig
 
 FINAL = ("succeeded", "failed", "cancelled", "skipped", "interrupted")
-_CLAIM_COLUMNS = "id, task, trigger, event_id, rule, schedule, slot, params, attempt, max_attempts, depth"
+# the triggering event comes with the claim, so workers need no query of their own
+_CLAIM_COLUMNS = ("r.id, r.task, r.trigger, r.event_id, r.rule, r.schedule, r.slot, r.params, r.attempt, "
+                  "r.max_attempts, r.depth, e.id, e.type, e.source, e.source_id, e.data, e.time")
+_CLAIM_FROM = "runs r LEFT JOIN events e ON e.id = r.event_id"
 
 
 def lease_owner() -> str:
@@ -59,6 +62,7 @@ class Claimed:
     max_attempts: int
     depth: int
     started_at: datetime | None = None
+    event: dict | None = None
 
 
 @dataclass
@@ -91,12 +95,12 @@ def claim_due(conn, runtime: Runtime, now: datetime, owner: str, lease: float, l
         return [], []
     now_text = to_iso(now)
     if only is not None:
-        rows = conn.execute(f"SELECT {_CLAIM_COLUMNS} FROM runs WHERE status = 'pending' AND id = ?",
+        rows = conn.execute(f"SELECT {_CLAIM_COLUMNS} FROM {_CLAIM_FROM} WHERE r.status = 'pending' AND r.id = ?",
                             (only,)).fetchall()
     else:
         rows = conn.execute(
-            f"SELECT {_CLAIM_COLUMNS} FROM runs WHERE status = 'pending' AND not_before <= ? "
-            "ORDER BY not_before, rowid LIMIT ?", (now_text, limit * 4)).fetchall()
+            f"SELECT {_CLAIM_COLUMNS} FROM {_CLAIM_FROM} WHERE r.status = 'pending' AND r.not_before <= ? "
+            "ORDER BY r.not_before, r.rowid LIMIT ?", (now_text, limit * 4)).fetchall()
     if not rows:
         return [], []
     busy = dict(conn.execute(
@@ -134,7 +138,7 @@ def claim_due(conn, runtime: Runtime, now: datetime, owner: str, lease: float, l
                 replaced.append(task_name)
         claimed.append(Claimed(run_id, task, trigger, row[3], row[4], row[5], row[6],
                                json.loads(row[7]) if row[7] else None, row[8] + 1, row[9], row[10],
-                               started_at=now))
+                               started_at=now, event=row_to_event(row[11:17]) if row[11] else None))
         busy[task_name] = in_progress + 1
     expires = to_iso(now + timedelta(seconds=lease))
     conn.executemany(

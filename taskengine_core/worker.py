@@ -44,7 +44,7 @@ class AttemptRunner:
         item = self.registry.actions.get(task.action)
         if item is None:
             raise _ConfigProblem(f"action {task.action!r} is not installed; see 'taskengine plugins'")
-        event = self.load_event(run.event_id) if run.event_id else None
+        event = run.event if run.event is not None or not run.event_id else self.load_event(run.event_id)
         context = {
             "event": event,
             "run": {"id": run.id, "attempt": run.attempt, "trigger": run.trigger,
