@@ -119,8 +119,34 @@ class SecretResolver:
 
         return _CANDIDATE.sub(replace, text)
 
+    def bind(self, data: Any, names: dict | None = None) -> tuple[Any, dict]:
+        """Prepare task parameters for rendering without letting event data name secrets.
+
+        References are resolved in the task's own text only: in a plain string directly; in a
+        template each ``${...}`` becomes ``{{ _secret_N }}`` and its value goes into the returned
+        context, so the sandbox inserts it verbatim and nothing rendered from an event is ever
+        resolved. Returns the prepared structure and the extra template context.
+        """
+        names = {} if names is None else names
+        if isinstance(data, str) and "${" in data:
+            if "{{" not in data and "{%" not in data:
+                return self.resolve_text(data), names
+
+            def placeholder(match: re.Match) -> str:
+                key = f"_secret_{len(names)}"
+                names[key] = self.resolve_text(match.group(0))
+                return "{{ " + key + " }}"
+
+            return _CANDIDATE.sub(placeholder, data), names
+        if isinstance(data, dict):
+            return {k: self.bind(v, names)[0] for k, v in data.items()}, names
+        if isinstance(data, list):
+            return [self.bind(v, names)[0] for v in data], names
+        return data, names
+
     def resolve(self, data: Any) -> Any:
-        """Resolve every reference in a JSON-like structure, returning a new structure."""
+        """Resolve every reference in a JSON-like structure (trusted text only: settings and
+        task parameters as written, never rendered event data), returning a new structure."""
         if isinstance(data, str):
             return self.resolve_text(data) if "${" in data else data
         if isinstance(data, dict):

@@ -56,15 +56,14 @@ class AttemptRunner:
         if run.params:
             params.update(run.params)
         try:
-            rendered = self.renderer.render_value(params, context)
-        except TemplateError as exc:
-            raise _ConfigProblem(f"task {task.name!r}: {exc}") from None
-        try:
-            resolved = self.secrets.resolve(rendered)
-            section = task.action.split(".", 1)[0]
-            plugin_settings = self.secrets.resolve(settings.get(section) or {})
+            bound, secret_values = self.secrets.bind(params)
+            plugin_settings = self.secrets.resolve(settings.get(task.action.split(".", 1)[0]) or {})
         except SecretError as exc:
             raise _ConfigProblem(f"task {task.name!r}: {exc}") from None
+        try:
+            resolved = self.renderer.render_value(bound, {**context, **secret_values})
+        except TemplateError as exc:
+            raise _ConfigProblem(f"task {task.name!r}: {self.secrets.redactor(str(exc))}") from None
         validator = self._validator(task.action, item.schema)
         errors = list(validator.errors(resolved))
         if errors and coerce_templated(resolved, params, errors):

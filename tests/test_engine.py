@@ -452,3 +452,22 @@ def test_templated_scalars_take_the_type_the_action_wants(applied, engine_factor
     (run,) = runs(db_path)
     assert run["status"] == "succeeded", run["error"]
     assert json.loads(run["output"])["stdout"] == "42\n"
+
+
+def test_event_data_cannot_name_a_secret(applied, engine_factory, db_path, monkeypatch):
+    monkeypatch.setenv("MYSECRET", "hunter2xyz")
+    monkeypatch.setenv("API_TOKEN", "tok-abc-123")
+    manager = plugins_for_tests.manager()
+    applied("""
+        tasks:
+          probe: {action: test.record, with: {msg: "{{ event.data.msg }}", token: "${env:API_TOKEN}-{{ event.data.n }}"}}
+        events:
+          e: {on: probe, tasks: [probe]}
+    """, manager=manager)
+    plugins_for_tests.CALLS.clear()
+    engine = engine_factory(manager=manager)
+    engine.emit("probe", {"msg": "${env:MYSECRET}", "n": 1})
+    engine.run_until_idle()
+    (call,) = plugins_for_tests.CALLS
+    assert call["params"] == {"msg": "${env:MYSECRET}", "token": "tok-abc-123-1"}
+    assert "hunter2xyz" not in json.dumps(runs(db_path))
