@@ -161,14 +161,26 @@ def apply_config(
             add, remove = writes["links"][link_table]
             conn.executemany(f"DELETE FROM {link_table} WHERE {a} = ? AND {b} = ?", sorted(remove))
             conn.executemany(f"INSERT INTO {link_table} ({a}, {b}) VALUES (?, ?)", sorted(add))
-        conn.executemany(
-            "INSERT INTO audit (time, actor, action, kind, name, changes, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(now, actor, c.action, c.kind, c.name, canonical(c.changes), source or "apply") for c in changes],
-        )
-        conn.execute(
-            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_generation'"
-        )
+        gone = writes["delete"]["schedules"]  # a schedule added again later starts afresh
+        conn.executemany("DELETE FROM schedule_state WHERE schedule = ?", [(n,) for n in gone])
+        audit_rows(conn, [(c.action, c.kind, c.name, c.changes) for c in changes], now,
+                   actor=actor, source=source or "apply")
+        bump_generation(conn)
     return ApplyResult(changes, False)
+
+
+def audit_rows(conn, entries: list[tuple[str, str, str, dict]], now: str, *, actor: str | None = None,
+               source: str) -> None:
+    """One audit row per ``(action, kind, name, changes)``; ``changes`` must already be redacted."""
+    actor = actor or current_actor()
+    conn.executemany(
+        "INSERT INTO audit (time, actor, action, kind, name, changes, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(now, actor, action, kind, name, canonical(changes), source) for action, kind, name, changes in entries])
+
+
+def bump_generation(conn) -> None:
+    """Tell running engines the configuration changed: they reload it on their next step."""
+    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_generation'")
 
 
 def _diff(old: dict, new: dict) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from taskengine_core.apply import canonical, current_actor
+from taskengine_core.apply import audit_rows, bump_generation
 from taskengine_core.clock import Clock, to_iso
 from taskengine_core.errors import NotFoundError
 from taskengine_core.store import Store
@@ -70,12 +70,9 @@ def set_enabled(store: Store, kind: str, name: str, enabled: bool, *, clock: Clo
         if bool(row[0]) == enabled:
             return False
         db.execute(f"UPDATE {table} SET enabled = ?, updated_at = ? WHERE name = ?", (int(enabled), now, name))
-        db.execute(
-            "INSERT INTO audit (time, actor, action, kind, name, changes, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (now, current_actor(), "enabled" if enabled else "disabled", kind, name,
-             canonical({"enabled": {"from": not enabled, "to": enabled}}), "cli"),
-        )
-        db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_generation'")
+        audit_rows(db.conn, [("enabled" if enabled else "disabled", kind, name,
+                              {"enabled": {"from": not enabled, "to": enabled}})], now, source="cli")
+        bump_generation(db.conn)
     return True
 
 

@@ -80,7 +80,7 @@ class Engine:
             raise NotFoundError(f"no task named {task!r}; see 'taskengine tasks list'")
         now = to_iso(self.clock.now())
         run = NewRun(config, "manual", now, params=params or None)
-        with self.store.write() as db:
+        with self._thread_store().write() as db:  # callable from any thread
             insert_runs(db.conn, [run], now)
             db.conn.execute("INSERT INTO decisions (time, decision, reason, task, run_id) "
                             "VALUES (?, 'manual', ?, ?, ?)", (now, f"run by hand by {actor}", task, run.id))

@@ -30,6 +30,7 @@ class _InFlight:
     cancelled: threading.Event = field(default_factory=threading.Event)
     deadline: float | None = None
     abandoned: bool = False
+    replaced: bool = False  # a new worker took the place of this entry's stuck thread
 
 
 class Executor:
@@ -49,6 +50,8 @@ class Executor:
         self._accepting = True
         self._next_lease_renewal = 0.0
         self._next_cancel_check = 0.0
+        self._next_recovery = self.clock.monotonic() + self.lease / 2  # start() already recovered
+        self._stuck: dict[str, int] = {}  # task -> timed-out actions whose threads still run
         self._settings: dict = {}
         self._runtime: Runtime | None = None
 
@@ -60,29 +63,27 @@ class Executor:
 
     def recover(self, runtime: Runtime) -> list[str]:
         """Mark runs left ``running`` by a dead process ``interrupted``; an idempotent action's
-        run is retried, any other is flagged for attention. Returns the recovered run ids."""
+        run is retried, any other is flagged for attention. Returns the recovered run ids.
+        Called at start and then every half lease, so another engine's crash is noticed too."""
         now = self.clock.now()
         with self.store.write() as db:
-            orphans = find_orphans(db.conn, now, self.owner)
             outcomes = []
-            for run_id, task_name, attempt, max_attempts, owner, _, started, depth, trigger in orphans:
+            for run_id, task_name, attempt, max_attempts, owner, _, _, depth, trigger in find_orphans(
+                    db.conn, now, self.owner, self.lease):
                 task = runtime.tasks.get(task_name)
                 if task is None:
                     db.conn.execute("UPDATE runs SET status = 'interrupted', finished_at = ?, attention = 1, "
                                     "error = 'interrupted; the task no longer exists' WHERE id = ?",
                                     (to_iso(now), run_id))
                     continue
-                item = self.runner.registry.actions.get(task.action)
-                idempotent = bool(item and item.idempotent)
-                # an idempotent action gets one more attempt, even with the default retry of 1
-                run = Claimed(run_id, task, trigger, None, None, None, None, None, attempt,
-                              max(max_attempts, attempt + 1) if idempotent else attempt, depth)
-                why = (f"interrupted: the engine running it ({owner}) stopped; "
-                       + ("the action is idempotent, so it is retried" if idempotent else
-                          "the action is not idempotent, so it is not re-run: check it and run the task by hand"))
-                outcomes.append(Outcome(run, "interrupted", now, now, error=why, retryable=idempotent))
-                db.conn.execute("INSERT INTO decisions (time, decision, reason, task, run_id) VALUES (?, 'interrupted', ?, ?, ?)",
-                                (to_iso(now), why, task_name, run_id))
+                run = Claimed(run_id, task, trigger, None, None, None, None, None, attempt, max_attempts, depth)
+                outcome = self._interrupted(run, now, f"interrupted: the engine running it ({owner}) stopped; ",
+                                            "the action is idempotent, so it is retried",
+                                            "the action is not idempotent, so it is not re-run: check it and "
+                                            "run the task by hand")
+                outcomes.append(outcome)
+                db.conn.execute("INSERT INTO decisions (time, decision, reason, task, run_id) "
+                                "VALUES (?, 'interrupted', ?, ?, ?)", (to_iso(now), outcome.error, task_name, run_id))
             record_outcomes(db.conn, outcomes, now, self.rng, self.runner.secrets.redactor.scrub,
                             runtime.listens)
         return [o.run.id for o in outcomes]
@@ -94,26 +95,31 @@ class Executor:
         while self._active() and self.clock.monotonic() < deadline:
             self.wake.wait(0.05)
             self.wake.clear()
-            self._write(self._drain(), [])
-        leftover = []
+            self._write(self._drain())
         now = self.clock.now()
-        with self._lock:
+        with self._lock:  # workers report under this lock, so nothing slips in between
+            finished = self._drain()
+            reported = {o.run.id for o in finished}
+            leftover = []
             for entry in self._inflight.values():
-                if entry.abandoned:
+                if entry.abandoned or entry.run.id in reported:
                     continue
                 entry.cancelled.set()
                 entry.abandoned = True
-                item = self.runner.registry.actions.get(entry.run.task.action)
-                idempotent = bool(item and item.idempotent)
-                if idempotent:
-                    entry.run.max_attempts = max(entry.run.max_attempts, entry.run.attempt + 1)
-                leftover.append(Outcome(entry.run, "interrupted", entry.run.started_at or now, now,
-                                        error="interrupted: the engine stopped before the run finished"
-                                        + ("; retried (idempotent action)" if idempotent else "; not re-run (not idempotent)"),
-                                        retryable=idempotent))
-        self._write(self._drain() + leftover, [])
+                leftover.append(self._interrupted(entry.run, now, "interrupted: the engine stopped before the "
+                                                  "run finished; ", "retried (idempotent action)",
+                                                  "not re-run (not idempotent)"))
+        self._write(finished + leftover)
         for _ in self._threads:
             self._work.put(None)
+
+    def _interrupted(self, run: Claimed, now, why: str, if_idempotent: str, otherwise: str) -> Outcome:
+        item = self.runner.registry.actions.get(run.task.action)
+        idempotent = bool(item and item.idempotent)
+        if idempotent:  # one more attempt, even with the default retry of one attempt
+            run.max_attempts = max(run.max_attempts, run.attempt + 1)
+        return Outcome(run, "interrupted", run.started_at or now, now,
+                       error=why + (if_idempotent if idempotent else otherwise), retryable=idempotent)
 
     # -- one step of the engine loop -----------------------------------------------------------
 
@@ -124,7 +130,7 @@ class Executor:
         self._runtime = runtime
         outcomes = self._drain() + self._timeouts()
         free = self.workers - self._active() if self._accepting else 0
-        claimed = self._write(outcomes, [runtime, free, only])
+        claimed = self._write(outcomes, runtime=runtime, free=free, only=only)
         for run in claimed:
             entry = _InFlight(run)
             if run.task.timeout is not None:
@@ -169,31 +175,40 @@ class Executor:
                     continue
                 entry.cancelled.set()
                 entry.abandoned = True
+                # until its thread returns, the action still runs: its task counts as busy
+                self._stuck[entry.run.task.name] = self._stuck.get(entry.run.task.name, 0) + 1
+                entry.replaced = sum(self._stuck.values()) <= self.workers
                 now = self.clock.now()
                 out.append(Outcome(entry.run, "timeout", entry.run.started_at or now, now,
                                    error=f"timed out after {entry.run.task.timeout:g}s; the action was "
-                                         "told to stop and its worker replaced", retryable=True))
-        for _ in out:
-            self._spawn_worker()  # the stuck thread may never return; keep the pool full
+                                         "told to stop", retryable=True))
+                if entry.replaced:
+                    self._spawn_worker()  # the stuck thread may never return; keep the pool full
+                else:
+                    log.warning("%d timed-out actions are still running; not adding more workers",
+                                sum(self._stuck.values()))
         return out
 
-    def _write(self, outcomes: list[Outcome], claim_args: list) -> list[Claimed]:
-        if claim_args and claim_args[1] > 0 and not outcomes and not self._anything_due(claim_args[2]):
+    def _write(self, outcomes: list[Outcome], *, runtime: Runtime | None = None, free: int = 0,
+               only: str | None = None) -> list[Claimed]:
+        """Record outcomes and claim up to ``free`` due runs, in one transaction."""
+        claiming = runtime is not None and free > 0
+        if not outcomes and not (claiming and self._anything_due(only)):
             return []  # nothing to record or claim: no write transaction
-        if not outcomes and (not claim_args or claim_args[1] <= 0):
-            return []
         now = self.clock.now()
         claimed: list[Claimed] = []
         to_cancel: list = []
         ended: list[Outcome] = []
+        with self._lock:
+            stuck = dict(self._stuck)
         with self.store.write() as db:
             if outcomes:
                 listens = self._runtime.listens if self._runtime else (lambda _type: True)
                 ended = record_outcomes(db.conn, outcomes, now, self.rng,
                                         self.runner.secrets.redactor.scrub, listens)
-            if claim_args and claim_args[1] > 0:
-                claimed, to_cancel = claim_due(db.conn, claim_args[0], now, self.owner, self.lease,
-                                               claim_args[1], only=claim_args[2])
+            if claiming:
+                claimed, to_cancel = claim_due(db.conn, runtime, now, self.owner, self.lease, free,
+                                               only=only, extra_busy=stuck)
         with self._lock:
             for o in outcomes:
                 self._inflight.pop(o.run.id, None)
@@ -205,7 +220,8 @@ class Executor:
 
     def _anything_due(self, only: str | None) -> bool:
         if only is not None:
-            sql, params = "SELECT 1 FROM runs WHERE id = ? AND status = 'pending'", (only,)
+            sql = "SELECT 1 FROM runs WHERE id = ? AND status = 'pending' AND not_before <= ?"
+            params = (only, to_iso(self.clock.now()))
         else:
             sql = "SELECT 1 FROM runs WHERE status = 'pending' AND not_before <= ? LIMIT 1"
             params = (to_iso(self.clock.now()),)
@@ -227,6 +243,9 @@ class Executor:
             self._next_lease_renewal = now_mono + self.lease / 3
             with self.store.write() as db:
                 renew_leases(db.conn, self.owner, self.clock.now() + timedelta(seconds=self.lease))
+        if now_mono >= self._next_recovery and self._runtime is not None:
+            self._next_recovery = now_mono + self.lease / 2
+            self.recover(self._runtime)
         if now_mono >= self._next_cancel_check and self._active():
             self._next_cancel_check = now_mono + 0.5
             ids = [r[0] for r in self.store.conn.execute(
@@ -248,11 +267,16 @@ class Executor:
             if entry is None:
                 return
             outcome = self.runner.run(entry.run, self._settings, entry.cancelled)
-            with self._lock:
-                abandoned = entry.abandoned
-            if abandoned:
-                log.warning("run %s finished after it was abandoned (%s); result discarded",
-                            entry.run.id, outcome.status)
+            with self._lock:  # decide and report under one lock: a timeout cannot slip in between
+                if not entry.abandoned:
+                    self._done.put(outcome)
+                    self.wake.set()
+                    continue
+                task = entry.run.task.name
+                self._stuck[task] -= 1
+                if not self._stuck[task]:
+                    del self._stuck[task]
+            log.warning("run %s finished after it timed out (%s); the result is discarded",
+                        entry.run.id, outcome.status)
+            if entry.replaced:
                 return  # a replacement worker already took this thread's place
-            self._done.put(outcome)
-            self.wake.set()

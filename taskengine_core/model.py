@@ -114,10 +114,16 @@ def config_generation(store: Store) -> int:
 
 
 def load_runtime(store: Store) -> Runtime:
+    """The configuration as stored now, read in one snapshot so that a concurrent apply is
+    never seen half done."""
+    with store._lock:
+        return _load_runtime(store)
+
+
+def _load_runtime(store: Store) -> Runtime:
     from taskengine_core.conditions import compile_conditions
     from taskengine_core.rule_index import Rule, RuleIndex
 
-    # Read everything in one snapshot so a concurrent apply cannot be seen half done.
     store.conn.execute("BEGIN")
     try:
         generation = config_generation(store)

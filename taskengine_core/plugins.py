@@ -92,14 +92,23 @@ def get_plugin_manager(
     for plugin in extra_plugins:
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
         _register(manager, plugin, PluginInfo(name, "(not installed)", ""))
-    pm.check_pending()
     return manager
 
 
 def _register(manager: PluginManager, plugin: object, info: PluginInfo) -> None:
+    """Register one plugin; one that implements a hook we do not know (a typo, a newer hook)
+    is taken out again and reported as broken instead of breaking every command."""
     if manager.pm.is_blocked(info.name):
         return
     manager.pm.register(plugin, name=info.name)
+    try:
+        manager.pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        manager.pm.unregister(plugin)
+        broken = BrokenPlugin(info.name, info.distribution, f"PluginValidationError: {exc}")
+        manager.broken.append(broken)
+        warnings.warn(broken.advice(), PluginLoadWarning, stacklevel=3)
+        return
     manager.info[info.name] = info
 
 

@@ -29,21 +29,21 @@ def lease_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{int(datetime.now().timestamp())}"
 
 
-def owner_is_dead(owner: str | None) -> bool:
-    """True when ``owner`` names a process on this host that no longer exists."""
+def owner_state(owner: str | None) -> str:
+    """``dead``, ``alive`` (a live process on this host has its pid) or ``unknown`` (another host)."""
     if not owner:
-        return True
+        return "dead"
     host, _, rest = owner.partition(":")
     pid_text = rest.split(":", 1)[0]
     if host != socket.gethostname() or not pid_text.isdigit():
-        return False
+        return "unknown"
     try:
         os.kill(int(pid_text), 0)
     except ProcessLookupError:
-        return True
+        return "dead"
     except PermissionError:
-        return False
-    return False
+        return "alive"
+    return "alive"
 
 
 @dataclass
@@ -87,24 +87,30 @@ class Outcome:
 
 
 def claim_due(conn, runtime: Runtime, now: datetime, owner: str, lease: float, limit: int,
-              only: str | None = None) -> tuple[list[Claimed], list[tuple]]:
+              only: str | None = None, extra_busy: dict[str, int] | None = None
+              ) -> tuple[list[Claimed], list[tuple]]:
     """Claim up to ``limit`` due runs (or just run ``only``), honouring each task's concurrency
     policy. Returns the claimed runs and the running runs to cancel (policy ``replace``).
     """
     if limit <= 0:
         return [], []
     now_text = to_iso(now)
-    if only is not None:
-        rows = conn.execute(f"SELECT {_CLAIM_COLUMNS} FROM {_CLAIM_FROM} WHERE r.status = 'pending' AND r.id = ?",
-                            (only,)).fetchall()
-    else:
-        rows = conn.execute(
-            f"SELECT {_CLAIM_COLUMNS} FROM {_CLAIM_FROM} WHERE r.status = 'pending' AND r.not_before <= ? "
-            "ORDER BY r.not_before, r.rowid LIMIT ?", (now_text, limit * 4)).fetchall()
-    if not rows:
-        return [], []
     busy = dict(conn.execute(
         "SELECT task, count(*) FROM runs WHERE status = 'running' GROUP BY task").fetchall())
+    for task_name, count in (extra_busy or {}).items():  # abandoned (timed-out) actions still running
+        busy[task_name] = busy.get(task_name, 0) + count
+    # a busy queue task's waiting runs are left out in SQL, so they cannot crowd out other tasks
+    waiting = [t for t in busy if (runtime.tasks.get(t) and runtime.tasks[t].concurrency == "queue")]
+    exclude = f" AND r.task NOT IN ({', '.join('?' * len(waiting))})" if waiting else ""
+    if only is not None:
+        rows = conn.execute(f"SELECT {_CLAIM_COLUMNS} FROM {_CLAIM_FROM} WHERE r.status = 'pending' "
+                            "AND r.id = ? AND r.not_before <= ?", (only, now_text)).fetchall()
+    else:
+        rows = conn.execute(
+            f"SELECT {_CLAIM_COLUMNS} FROM {_CLAIM_FROM} WHERE r.status = 'pending' AND r.not_before <= ?"
+            f"{exclude} ORDER BY r.not_before, r.rowid LIMIT ?", (now_text, *waiting, limit * 4)).fetchall()
+    if not rows:
+        return [], []
     claimed: list[Claimed] = []
     skipped, cancelled, replaced = [], [], []
     replace_last: dict[str, str] = {}
@@ -181,56 +187,65 @@ def insert_internal_events(conn, events: list[tuple], now: str) -> None:
 
 
 def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
-                    listens=lambda event_type: True) -> list[str]:
-    """Write finished attempts: the run's new state, the attempt row, and task.* events.
+                    listens=lambda event_type: True) -> list[Outcome]:
+    """Write finished attempts: the attempt rows, each run's new state, and task.* events.
 
-    Returns the outcomes that ended their run (not retried), with their final status set.
+    A run's row changes only if it is still ``running`` the attempt reported on, so a late or
+    doubled report (a timed-out action that returns after all) changes nothing. Returns the
+    outcomes that ended their run, with ``final_status`` set.
     """
     now_text = to_iso(now)
-    attempts, finals, retries, events, retired, ended = [], [], [], [], [], []
     for o in outcomes:
-        run = o.run
-        output = json.dumps(redact(o.output), default=str) if o.output is not None else None
-        error = redact(o.error)
-        outcome = o.status
-        attempts.append((run.id, run.attempt, to_iso(o.started_at), to_iso(o.finished_at), outcome,
-                         error, redact(o.traceback), output, o.duration, o.plugin, o.plugin_version))
-        can_retry = outcome in ("failed", "timeout", "interrupted") and o.retryable and run.attempt < run.max_attempts
-        if can_retry:
-            delay = run.task.retry.delay_after(run.attempt, rng)
-            retries.append((to_iso(now + timedelta(seconds=delay)), error, run.id))
-            continue
-        status = {"timeout": "failed"}.get(outcome, outcome)
-        o.final_status = status
-        ended.append(o)
-        finals.append((status, now_text, error, output, o.duration, o.plugin, o.plugin_version,
-                       int(outcome == "interrupted"), run.id))
-        extra = {"status": status, "error": error, "duration": o.duration, "attempts": run.attempt}
-        if status in ("succeeded", "failed") and listens(f"task.{status}"):
-            events.append(internal_event(f"task.{status}", run, now_text, extra))
-        if run.task.delete_after_run and status in ("succeeded", "failed"):
-            retired.append(run.task.name)
+        o.output, o.error, o.traceback = redact(o.output), redact(o.error), redact(o.traceback)
     conn.executemany(
         "INSERT INTO attempts (run_id, number, started_at, finished_at, outcome, error, traceback, output, "
         "duration, plugin, plugin_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(run_id, number) DO NOTHING", attempts)
-    conn.executemany(
-        "UPDATE runs SET status = 'pending', not_before = ?, error = ?, lease_owner = NULL, "
-        "lease_expires = NULL, cancel_requested = 0 WHERE id = ?", retries)
-    conn.executemany(
-        "UPDATE runs SET status = ?, finished_at = ?, error = ?, output = ?, duration = ?, plugin = ?, "
-        "plugin_version = ?, attention = ?, lease_owner = NULL, lease_expires = NULL WHERE id = ?", finals)
-    insert_internal_events(conn, events, now_text)
-    if retired:
-        from taskengine_core.apply import canonical, current_actor
-
-        conn.executemany("UPDATE tasks SET retired_at = ? WHERE name = ? AND retired_at IS NULL",
-                         [(now_text, name) for name in retired])
-        conn.executemany(
-            "INSERT INTO audit (time, actor, action, kind, name, changes, source) VALUES (?, ?, 'retired', 'task', ?, ?, 'engine')",
-            [(now_text, current_actor(), name, canonical({"retired_at": {"to": now_text}})) for name in retired])
-        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_generation'")
+        "ON CONFLICT(run_id, number) DO NOTHING",
+        [(o.run.id, o.run.attempt, to_iso(o.started_at), to_iso(o.finished_at), o.status, o.error,
+          o.traceback, _json(o.output), o.duration, o.plugin, o.plugin_version) for o in outcomes])
+    ended = []
+    for o in outcomes:
+        run = o.run
+        if o.status in ("failed", "timeout", "interrupted") and o.retryable and run.attempt < run.max_attempts:
+            delay = run.task.retry.delay_after(run.attempt, rng)
+            conn.execute(
+                "UPDATE runs SET status = 'pending', not_before = ?, error = ?, lease_owner = NULL, "
+                "lease_expires = NULL, cancel_requested = 0 WHERE id = ? AND status = 'running' AND attempt = ?",
+                (to_iso(now + timedelta(seconds=delay)), o.error, run.id, run.attempt))
+            continue
+        status = "failed" if o.status == "timeout" else o.status
+        if conn.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, error = ?, output = ?, duration = ?, plugin = ?, "
+                "plugin_version = ?, attention = ?, lease_owner = NULL, lease_expires = NULL "
+                "WHERE id = ? AND status = 'running' AND attempt = ?",
+                (status, now_text, o.error, _json(o.output), o.duration, o.plugin, o.plugin_version,
+                 int(status == "interrupted"), run.id, run.attempt)).rowcount:
+            o.final_status = status
+            ended.append(o)
+    done = [o for o in ended if o.final_status in ("succeeded", "failed")]
+    insert_internal_events(conn, [
+        internal_event(f"task.{o.final_status}", o.run, now_text, {
+            "status": o.final_status, "error": o.error, "duration": o.duration, "attempts": o.run.attempt})
+        for o in done if listens(f"task.{o.final_status}")], now_text)
+    retire(conn, [o.run.task.name for o in done if o.run.task.delete_after_run], now_text)
     return ended
+
+
+def retire(conn, names: list[str], now_text: str) -> None:
+    """``delete_after_run``: retire tasks after their first completed run, audited."""
+    if not names:
+        return
+    from taskengine_core.apply import audit_rows, bump_generation
+
+    conn.executemany("UPDATE tasks SET retired_at = ? WHERE name = ? AND retired_at IS NULL",
+                     [(now_text, name) for name in names])
+    audit_rows(conn, [("retired", "task", name, {"retired_at": {"to": now_text}}) for name in names],
+               now_text, source="engine")
+    bump_generation(conn)
+
+
+def _json(value: Any) -> str | None:
+    return json.dumps(value, default=str) if value is not None else None
 
 
 def renew_leases(conn, owner: str, expires: datetime) -> None:
@@ -238,10 +253,17 @@ def renew_leases(conn, owner: str, expires: datetime) -> None:
                  (to_iso(expires), owner))
 
 
-def find_orphans(conn, now: datetime, owner: str) -> list[tuple]:
-    """Runs left ``running`` by a process that is gone: lease expired, or its pid is dead."""
+def find_orphans(conn, now: datetime, owner: str, lease: float) -> list[tuple]:
+    """Runs left ``running`` by a process that is gone. On this host the pid decides (a live
+    owner whose loop stalled keeps its runs); elsewhere an expired lease does. A lease expired
+    for ten lease periods counts even for a live pid, which by then is most likely reused."""
     rows = conn.execute(
         "SELECT id, task, attempt, max_attempts, lease_owner, lease_expires, started_at, depth, trigger "
         "FROM runs WHERE status = 'running' AND (lease_owner IS NULL OR lease_owner != ?)", (owner,)).fetchall()
-    now_text = to_iso(now)
-    return [r for r in rows if (r[5] or "") < now_text or owner_is_dead(r[4])]
+    expired, long_expired = to_iso(now), to_iso(now - timedelta(seconds=10 * lease))
+    orphans = []
+    for row in rows:
+        state, expires = owner_state(row[4]), row[5] or ""
+        if state == "dead" or (state == "unknown" and expires < expired) or expires < long_expired:
+            orphans.append(row)
+    return orphans

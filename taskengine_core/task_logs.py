@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from taskengine_core.clock import Clock, to_iso
 from taskengine_core.errors import NotFoundError
-from taskengine_core.events import row_to_event
+from taskengine_core.events import DEDUP_WINDOW_SECONDS, row_to_event
 from taskengine_core.store import Store
 
 RUN_LIST_COLUMNS = ("id, task, status, trigger, event_id, rule, schedule, slot, created_at, "
@@ -88,7 +88,8 @@ def explain_event(store: Store, event_id: str) -> dict:
 def prune(store: Store, older_than_seconds: float, *, clock: Clock | None = None) -> dict[str, int]:
     """Delete finished runs (with attempts and decisions) and processed events older than the
     cut-off. Unfinished runs, and events that still have unfinished runs, are never deleted."""
-    cutoff = to_iso((clock or Clock()).now() - timedelta(seconds=older_than_seconds))
+    now = (clock or Clock()).now()
+    cutoff = to_iso(now - timedelta(seconds=older_than_seconds))
     with store.write() as db:
         conn = db.conn
         runs = conn.execute(
@@ -96,8 +97,12 @@ def prune(store: Store, older_than_seconds: float, *, clock: Clock | None = None
             "AND status IN ('succeeded', 'failed', 'cancelled', 'skipped', 'interrupted')", (cutoff,)).rowcount
         conn.execute("DELETE FROM decisions WHERE time < ? AND (run_id IS NULL OR run_id NOT IN "
                      "(SELECT id FROM runs))", (cutoff,))
+        # events stay at least as long as the (source, id) dedup window needs them
+        event_cutoff = min(cutoff, to_iso(now - timedelta(seconds=DEDUP_WINDOW_SECONDS)))
         events = conn.execute(
             "DELETE FROM events WHERE received_at < ? AND processed_at IS NOT NULL AND id NOT IN "
-            "(SELECT event_id FROM runs WHERE event_id IS NOT NULL)", (cutoff,)).rowcount
+            "(SELECT event_id FROM runs WHERE event_id IS NOT NULL)", (event_cutoff,)).rowcount
         conn.execute("DELETE FROM throttles WHERE until < ?", (cutoff,))
+        # slot keys only guard against firing again, and next fire times never move back
+        conn.execute("DELETE FROM schedule_slots WHERE due < ?", (cutoff,))
     return {"runs": runs, "events": events}

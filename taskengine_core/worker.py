@@ -99,6 +99,8 @@ class AttemptRunner:
         except Exception as exc:  # noqa: BLE001 - a plugin may raise anything; its run fails, we go on
             output, status, tb, retryable = None, "failed", traceback.format_exc(limit=20), True
             error = f"{type(exc).__name__}: {exc}"
+            if cancelled.is_set():  # whatever a cancelled action raises, it was cancelled
+                status = "cancelled"
         return Outcome(run, status, started, self.clock.now(), output=output, error=error,
                        traceback=tb, retryable=retryable, plugin=plugin, plugin_version=version)
 
@@ -160,9 +162,6 @@ def _convert(instance: Any, wanted: list[str]) -> Any:
 
 
 def _dig(value: Any, path: list) -> Any:
-    for part in path:
-        try:
-            value = value[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return value
+    from taskengine_core.rules.validate import dig
+
+    return dig(value, tuple(path))

@@ -192,3 +192,15 @@ def test_json_rule_files(run_cli, tmp_path):
     bad.write_text('{"tasks": {"a": {"action": "command.run",}}}')
     result = run_cli("validate", bad)
     assert result.stderr.splitlines()[0] == f"{bad}:1:42  (document)  JSON syntax error: Expecting property name enclosed in double quotes"
+
+
+def test_quoted_and_unquoted_dates_and_times_stay_text(write_rules):
+    from taskengine_core.plugins import get_plugin_manager
+    from taskengine_core.rules.validate import load_config
+
+    path = write_rules("""
+        tasks:
+          t: {action: command.run, with: {argv: [echo, "2026-01-01 10:00", "02:46:13", 2026-01-01]}}
+    """)
+    config = load_config([path], get_plugin_manager().registry())
+    assert config.tasks["t"].spec["with"]["argv"] == ["echo", "2026-01-01 10:00", "02:46:13", "2026-01-01"]

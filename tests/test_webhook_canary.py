@@ -9,8 +9,8 @@ import logging
 import secrets
 from pathlib import Path
 
-from tests.test_webhook_support import (FAST, Reply, deliveries, engine, free_port, new_secret,  # noqa: F401
-                                        receiver, wait_until)
+from tests.test_webhook_support import (  # noqa: F401 (fixtures)
+    FAST, deliveries, engine, free_port, new_secret, queue_run, receiver, Reply, wait_until)
 
 
 def _files(db_path: Path) -> bytes:
@@ -69,7 +69,7 @@ tasks:
   t-down: {{action: webhook.send, with: {{webhook: down}}}}
 """)
     e = engine()
-    ids = [f"msg_{e.queue_run(task)}" for task in ("t-bearer", "t-basic", "t-apikey", "t-down")]
+    ids = [f"msg_{queue_run(e, task)}" for task in ("t-bearer", "t-basic", "t-apikey", "t-down")]
     wait_until(lambda: all(d["status"] == "exhausted" for d in deliveries(db_path)) and
                len(deliveries(db_path)) == 4, 15, "every delivery exhausted")
     # the servers really got the secrets (so the canary is meaningful) and echoed them back

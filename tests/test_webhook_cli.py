@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from tests.test_webhook_support import (FAST, Reply, attempts, deliveries, engine, new_secret,  # noqa: F401
-                                        query, receiver, verify, wait_status)
+from tests.test_webhook_support import (  # noqa: F401 (fixtures)
+    FAST, attempts, deliveries, engine, new_secret, query, queue_run, receiver, Reply, verify,
+    wait_status)
 
 
 def rules(url: str, extra: str = "") -> str:
@@ -71,8 +72,8 @@ tasks:
   to-bad: {{action: webhook.send, with: {{webhook: bad}}}}
 """)
     e = engine()
-    ok_id = f"msg_{e.queue_run('to-good')}"
-    bad_id = f"msg_{e.queue_run('to-bad')}"
+    ok_id = f"msg_{queue_run(e, 'to-good')}"
+    bad_id = f"msg_{queue_run(e, 'to-bad')}"
     wait_status(db_path, ok_id, "delivered")
     wait_status(db_path, bad_id, "exhausted")
     table = run_cli("webhooks", "deliveries")
@@ -99,7 +100,7 @@ def test_redeliver_keeps_webhook_id(applied, engine, receiver, run_cli, db_path,
     server = receiver([Reply(500), Reply(200)])
     applied(rules(server.url, '    secret: "${env:WH_SECRET}"\n    retries: 0'))
     e = engine()
-    delivery_id = f"msg_{e.queue_run('notify')}"
+    delivery_id = f"msg_{queue_run(e, 'notify')}"
     wait_status(db_path, delivery_id, "exhausted")
     e.stop(grace=5)
     result = run_cli("webhooks", "redeliver", delivery_id)

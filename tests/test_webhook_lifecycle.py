@@ -12,8 +12,9 @@ from taskengine_core.engine import Engine
 from taskengine_webhook import enqueue
 from taskengine_webhook import store as wstore
 from taskengine_webhook.dispatcher import Dispatcher
-from tests.test_webhook_support import (FAST, Reply, attempts, deliveries, engine, receiver,  # noqa: F401
-                                        tls_server_context, wait_status, wait_until)
+from tests.test_webhook_support import (  # noqa: F401 (fixtures)
+    FAST, attempts, deliveries, engine, receiver, Reply, tls_server_context, wait_status,
+    wait_until)
 
 
 def rules(url: str, extra: str = "", settings: str = FAST) -> str:

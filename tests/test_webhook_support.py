@@ -174,6 +174,21 @@ def tls_server_context(tmp_path_factory):
     return context
 
 
+def queue_run(engine_, task: str) -> str:
+    """Queue a manual run of ``task`` for the running ``engine_`` and return its id. Through a
+    connection of its own: the engine's ``queue_run`` from another thread shares the engine
+    loop's connection, whose unlocked reads can make it fail with SQLITE_BUSY_SNAPSHOT."""
+    from taskengine_core.engine import Engine
+
+    other = Engine(engine_.db_path, manager=engine_.manager)
+    try:
+        run_id = other.queue_run(task)
+    finally:
+        other.store.close()
+    engine_.wake.set()
+    return run_id
+
+
 def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -241,5 +256,5 @@ settings:
 """
 
 __all__ = ["FAST", "Receiver", "Reply", "Request", "attempts", "deliveries", "engine", "env_secret",
-           "free_port", "new_secret", "os", "query", "receiver", "tls_server_context", "verify",
+           "free_port", "new_secret", "os", "query", "queue_run", "receiver", "tls_server_context", "verify",
            "wait_status", "wait_until"]

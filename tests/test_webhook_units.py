@@ -134,3 +134,32 @@ def test_registered_with_schema_and_settings():
     item = registry.actions["webhook.send"]
     assert item.idempotent and item.schema["properties"]["webhook"]["x-taskengine-ref"] == "webhooks"
     assert "webhook" in registry.settings
+
+
+def test_group_commit_from_many_threads_isolates_errors(applied, db_path):
+    import threading
+
+    from taskengine_webhook import intake
+    from tests.test_webhook_support import query
+
+    applied("webhooks:\n  hook: {url: 'http://127.0.0.1:9/x', retries: 2}\n")
+    errors: list = []
+
+    def send(i: int) -> None:
+        name = "hook" if i % 5 else "missing"
+        try:
+            intake.commit(str(db_path), name, [{"id": f"msg_{i}", "webhook": name, "type": "t",
+                                                "body": "{}", "content_type": "application/json"}])
+        except ActionError as exc:
+            errors.append((i, str(exc)))
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows = query(db_path, "SELECT id, max_attempts FROM webhook_deliveries")
+    assert sorted(r["id"] for r in rows) == sorted(f"msg_{i}" for i in range(40) if i % 5)
+    assert {r["max_attempts"] for r in rows} == {3}
+    assert sorted(i for i, _ in errors) == [i for i in range(40) if i % 5 == 0]
+    assert all("no webhook named 'missing'" in e for _, e in errors)

@@ -2,10 +2,10 @@
 
 Started by the ``engine_started`` hook and stopped by ``engine_stopping``. Each pass of its loop
 is one write transaction (on a dedicated database thread, so the event loop never blocks on
-SQLite) that records the attempts finished since the last pass and claims due deliveries for
-destinations with free slots. At most ``settings.webhook.concurrency`` (default 32) requests are
-in flight per destination, and deliveries are claimed per destination, so a slow or dead
-destination only ever holds its own slots: it never delays deliveries to the others.
+SQLite) that records the attempts finished since the last pass and claims due deliveries per
+destination into that destination's queue. Up to ``settings.webhook.concurrency`` (default 32)
+workers per destination take messages from its queue, one request each at a time, so a slow or
+dead destination only ever holds its own workers: it never delays deliveries to the others.
 
 Deliveries left ``sending`` by a dead process are put back at start. On stop, requests in
 flight get a few seconds to finish; the rest are given back (``pending``, attempt not counted).
@@ -25,16 +25,17 @@ from datetime import datetime, timezone
 
 from taskengine_core.clock import from_iso
 from taskengine_core.context import EngineInfo
-from taskengine_core.runs import lease_owner, owner_is_dead
-from taskengine_core.store import Store
+from taskengine_core import runs as core_runs
 
 from . import store as db
 from .config import Preparer, WebhookSettings
 from .delivery import Attempt, attempt
+from .txn import open_store, transaction
 from .sender import after_commit, emit_final, make_session, policy_for
 
 log = logging.getLogger("taskengine.webhook")
 PRUNE_EVERY = 3600.0
+PACE = 0.005  # while messages are queued, at most one database pass per this many seconds
 
 
 @dataclass
@@ -47,17 +48,12 @@ class _Pass:
     settings: WebhookSettings | None = None  # set when settings changed
 
 
-@dataclass
-class _Reloaded:
-    settings: WebhookSettings | None  # None: unchanged
-
-
 class Dispatcher:
     def __init__(self, info: EngineInfo, *, poll: float = 1.0, grace: float = 5.0,
                  rng: random.Random | None = None) -> None:
         self.info, self.poll, self.grace = info, poll, grace
         self.rng = rng or random.Random()
-        self.owner = lease_owner()
+        self.owner = core_runs.lease_owner()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
@@ -70,6 +66,7 @@ class Dispatcher:
         self._workers: dict[str, int] = {}  # worker tasks per destination (one request each)
         self._current: dict = {}  # destinations as of the last pass
         self._prepare = Preparer(info.resolve, info.redact)
+        self._client: tuple = ()  # (aiohttp session, egress policy) for new requests
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
         # db-thread state
@@ -130,7 +127,7 @@ class Dispatcher:
     async def _main(self) -> None:
         pool = ThreadPoolExecutor(1, thread_name_prefix="taskengine-webhooks-db")
         loop = asyncio.get_running_loop()
-        self._store = await loop.run_in_executor(pool, Store, self.info.db_path)
+        self._store = await loop.run_in_executor(pool, open_store, self.info.db_path)
         self._ready.set()
         sessions: list = []
         deadline = None
@@ -163,14 +160,17 @@ class Dispatcher:
                     continue
                 if done.dests is not None:
                     self._current = done.dests
-                if done.settings is not None or not sessions:
+                if done.settings is not None or not sessions:  # new egress rules: new client
                     policy = policy_for(done.settings or self._conf)
                     sessions.append((make_session(policy), policy))
+                    self._client = sessions[-1]
                 self._hints |= done.more
                 for message in done.claimed:
                     self._queues.setdefault(message.webhook, deque()).append(message)
-                self._start_workers(*sessions[-1])
+                self._start_workers()
                 if self._results or self._released:
+                    if any(self._queues.values()) and not self._stopping:
+                        await asyncio.sleep(PACE)  # workers are busy: let more finish per pass
                     continue
                 wait = done.wait if not self._stopping else 0.05
                 try:
@@ -188,7 +188,7 @@ class Dispatcher:
             await loop.run_in_executor(pool, self._store.close)
             pool.shutdown(wait=True)
 
-    def _start_workers(self, session, policy) -> None:
+    def _start_workers(self) -> None:
         """Up to ``concurrency`` workers per destination, each sending one message at a time
         from the destination's queue of claimed messages (every worker is mid-request now)."""
         for name, queue in self._queues.items():
@@ -200,17 +200,18 @@ class Dispatcher:
             busy = self._workers.get(name, 0)
             for _ in range(min(self._conf.concurrency - busy, len(queue))):
                 self._workers[name] = self._workers.get(name, 0) + 1
-                task = asyncio.ensure_future(self._worker(name, session, policy))
+                task = asyncio.ensure_future(self._worker(name))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    async def _worker(self, name: str, session, policy) -> None:
+    async def _worker(self, name: str) -> None:
         try:
             while not self._stopping:
                 queue, dest = self._queues.get(name), self._current.get(name)
                 if not queue or dest is None or not dest.enabled:
                     return
                 message = queue.popleft()
+                session, policy = self._client
                 try:
                     result = await attempt(session, dest, message, policy=policy,
                                            prepare=self._prepare)
@@ -231,19 +232,26 @@ class Dispatcher:
 
     def _recover(self) -> None:
         now = datetime.now(timezone.utc)
-        with self._store.write() as tx:
-            n = db.recover(tx.conn, now, lambda owner: owner != self.owner and owner_is_dead(owner))
+        with transaction(self._store) as conn:
+            n = db.recover(conn, now, self._is_gone)
         if n:
             log.warning("webhook deliveries: %d left 'sending' by a stopped engine are queued again", n)
 
-    def _reload(self, conn) -> _Reloaded | None:
+    def _is_gone(self, owner: str | None) -> bool:
+        """Whether a lease owner (``host:pid:start``) is a process known to be dead."""
+        if owner == self.owner:
+            return False
+        state = getattr(core_runs, "owner_state", None)  # owner_is_dead in older cores
+        return state(owner) == "dead" if state else core_runs.owner_is_dead(owner)
+
+    def _reload(self, conn, out: _Pass) -> None:
         gen = db.generation(conn)
-        if gen == self._generation:
-            return None
-        self._generation, self._dests = gen, db.destinations(conn)
-        conf = db.settings(conn)
-        changed, self._conf = conf != self._conf, conf
-        return _Reloaded(conf if changed else None)
+        if gen != self._generation:
+            self._generation, self._dests = gen, db.destinations(conn)
+            out.dests = dict(self._dests)
+            conf = db.settings(conn)
+            if conf != self._conf:
+                self._conf = out.settings = conf
 
     def _pass(self, results, released, hints, scan, held, claiming) -> _Pass:
         """One write transaction: record finished attempts, give back released messages,
@@ -251,16 +259,15 @@ class Dispatcher:
         in flight and as many queued, so a worker that finishes starts the next at once)."""
         now = datetime.now(timezone.utc)
         out, orphans = _Pass(wait=self.poll), []
-        with self._store.write() as tx:
-            conn = tx.conn
-            reloaded = self._reload(conn)
+        with transaction(self._store) as conn:
+            self._reload(conn, out)
             if results:
                 out.decided = db.record(conn, results, self._dests, self._conf, now, self.rng)
                 if any(a.gone for a in results):
-                    reloaded = self._reload(conn) or reloaded
+                    self._reload(conn, out)
             db.release(conn, released)
             if scan:
-                db.recover(conn, now, lambda owner: owner != self.owner and owner_is_dead(owner))
+                db.recover(conn, now, self._is_gone)
                 orphans = db.fail_orphans(conn, now)
                 hints = hints | db.due_webhooks(conn, now)
                 self._maybe_prune(conn, now)
@@ -278,8 +285,6 @@ class Dispatcher:
                 if len(claimed) == free:
                     out.more.add(name)
             upcoming = db.next_due(conn, now)
-        if reloaded is not None:
-            out.settings, out.dests = reloaded.settings, dict(self._dests)
         if upcoming is not None:
             out.wait = min(self.poll, (from_iso(upcoming) - now).total_seconds())
         after_commit(self.info, out.decided)
@@ -296,7 +301,7 @@ class Dispatcher:
 
     def _final(self, results, released) -> None:
         now = datetime.now(timezone.utc)
-        with self._store.write() as tx:
-            decided = db.record(tx.conn, results, self._dests, self._conf, now, self.rng)
-            db.release(tx.conn, released)
+        with transaction(self._store) as conn:
+            decided = db.record(conn, results, self._dests, self._conf, now, self.rng)
+            db.release(conn, released)
         after_commit(self.info, decided)

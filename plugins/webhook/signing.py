@@ -8,9 +8,10 @@ For a destination with a ``secret``, every attempt carries:
 * ``webhook-signature``: ``v1,<base64 HMAC-SHA256 of "id.timestamp.body">``, keyed with the
   base64-decoded part of the secret after ``whsec_``.
 
-Rotation: ``secret`` may hold two secrets separated by a space (``"${env:NEW} ${env:OLD}"``, or
-one reference whose value is two secrets); each attempt is then signed with both and the header
-lists both signatures, space-separated, as the specification allows.
+Rotation: the value a destination's ``secret`` reference resolves to may hold two secrets
+separated by a space (``WEBHOOK_SECRET="whsec_new... whsec_old..."``); each attempt is then
+signed with both and the header lists both signatures, space-separated, as the specification
+allows, so receivers verify with either while they switch over.
 """
 
 from __future__ import annotations

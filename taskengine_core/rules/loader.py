@@ -64,7 +64,8 @@ def _yaml12_resolvers(base: dict) -> dict:
     """YAML 1.1's implicit types without its surprises: ``on``/``off``/``yes``/``no`` stay strings
     (``on:`` is a key of event rules, ``state: on`` a VM parameter) and ``17:00`` is not the
     base-60 number 1020. Booleans are ``true``/``false``; numbers are plain decimal, 0x, 0o."""
-    dropped = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
+    dropped = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+               "tag:yaml.org,2002:timestamp"}  # dates and times stay text, as written
     resolvers = {k: [(tag, rx) for tag, rx in v if tag not in dropped] for k, v in base.items()}
     extra = [
         ("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), "tTfF"),
@@ -172,7 +173,7 @@ def load_document(path: Path) -> tuple[Document | None, list[Problem]]:
             return None, [Problem(name, exc.lineno, exc.colno, "", f"JSON syntax error: {exc.msg}")]
     if _fast_yaml is not None:
         try:
-            data = _fast_yaml.loads(text)
+            data = _fast_yaml.loads(text, parse_datetime=False)  # dates stay text, as written
             return Document(name, {} if data is None else data, text), []
         except Exception:  # noqa: BLE001 - let PyYAML find and describe every problem
             pass

@@ -192,7 +192,7 @@ class _Checker:
                     else:
                         self._dangling(task, (section, i), KIND[section], ref, section)
             for param_path, section in self.action_refs.get(task.spec.get("action"), ()):
-                value = _dig(task.spec.get("with", {}), param_path)
+                value = dig(task.spec.get("with", {}), param_path)
                 if not isinstance(value, str) or _is_template(value):
                     continue
                 if value not in objects[section]:
@@ -300,11 +300,13 @@ def _split_path(text: str) -> tuple:
     return tuple(int(index) if index else key for index, key in parts)
 
 
-def _dig(value: Any, path: tuple) -> Any:
+def dig(value: Any, path: tuple) -> Any:
+    """The value at ``path`` (keys and list indexes) inside ``value``, or None."""
     for part in path:
-        if not isinstance(value, dict) or part not in value:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
             return None
-        value = value[part]
     return value
 
 
