@@ -179,3 +179,20 @@ def redact_by_key(data: Any) -> Any:
 def is_reference(value: str) -> bool:
     """Whether ``value`` is exactly one ``${scheme:reference}``."""
     return bool(_CANDIDATE.fullmatch(value.strip()))
+
+
+class RedactingFilter:
+    """A ``logging`` filter that removes resolved secrets from messages and tracebacks."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self.redactor = redactor
+
+    def filter(self, record) -> bool:
+        import logging
+
+        record.msg = self.redactor(record.getMessage())
+        record.args = ()
+        if record.exc_info:
+            record.exc_text = self.redactor(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True

@@ -471,3 +471,22 @@ def test_event_data_cannot_name_a_secret(applied, engine_factory, db_path, monke
     (call,) = plugins_for_tests.CALLS
     assert call["params"] == {"msg": "${env:MYSECRET}", "token": "tok-abc-123-1"}
     assert "hunter2xyz" not in json.dumps(runs(db_path))
+
+
+def test_the_log_filter_removes_resolved_secrets():
+    import logging
+
+    from taskengine_core.secrets import Redactor, RedactingFilter
+
+    redactor = Redactor()
+    redactor.add("s3cret-value")
+    record = logging.LogRecord("taskengine", logging.ERROR, __file__, 1, "token %s rejected", ("s3cret-value",), None)
+    try:
+        raise RuntimeError("boom with s3cret-value")
+    except RuntimeError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    assert RedactingFilter(redactor).filter(record)
+    assert record.getMessage() == "token ******** rejected"
+    assert "s3cret-value" not in record.exc_text and "boom with ********" in record.exc_text

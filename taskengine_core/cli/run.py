@@ -34,6 +34,10 @@ def run(app: App, rules: tuple[str, ...], listen: str | None, workers: int | Non
             click.echo(change.describe(), err=True)
         click.echo(result.summary(), err=True)
     engine = Engine(store.path, manager=app.manager, workers=workers)
+    from taskengine_core.secrets import RedactingFilter
+
+    for handler in logging.getLogger().handlers:  # what the engine logs never shows a secret
+        handler.addFilter(RedactingFilter(engine.secrets.redactor))
     listen = listen or (engine.runtime.settings.get("ingress") or {}).get("listen")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

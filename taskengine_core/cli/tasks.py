@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from taskengine_core.cli._app import App, pass_app
+from taskengine_core.cli._listing import toggle
 from taskengine_core.cli._output import emit_object, emit_rows, json_option
 
 
@@ -45,20 +46,12 @@ def tasks_show(app: App, name: str, as_json: bool) -> None:
     emit_object(row, as_json=as_json)
 
 
-def _toggle(app: App, name: str, enabled: bool) -> None:
-    from taskengine_core.catalog import set_enabled
-
-    changed = set_enabled(app.store(), "task", name, enabled)
-    state = "enabled" if enabled else "disabled"
-    click.echo(f"task {name} {state}" if changed else f"task {name} was already {state}", err=True)
-
-
 @tasks.command("enable")
 @click.argument("name")
 @pass_app
 def tasks_enable(app: App, name: str) -> None:
     """Let a task fire from its schedules and events again."""
-    _toggle(app, name, True)
+    toggle(app, "task", name, True)
 
 
 @tasks.command("disable")
@@ -66,7 +59,7 @@ def tasks_enable(app: App, name: str) -> None:
 @pass_app
 def tasks_disable(app: App, name: str) -> None:
     """Stop a task firing from triggers; it can still be run by hand."""
-    _toggle(app, name, False)
+    toggle(app, "task", name, False)
 
 
 @tasks.command("run")
