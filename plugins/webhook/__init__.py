@@ -22,14 +22,25 @@ from __future__ import annotations
 
 from taskengine_core.hookspecs import hookimpl
 
-from .action import SCHEMA, enqueue, send
 from .config import SETTINGS_SCHEMA
 
 __all__ = ["SCHEMA", "SETTINGS_SCHEMA", "enqueue", "send"]
 
 
+def __getattr__(name: str):
+    # The action module pulls in the store and the dispatcher's machinery; load it on first use
+    # so that importing the plugin (every CLI start does) stays cheap.
+    if name in ("SCHEMA", "enqueue", "send"):
+        from . import action
+
+        return getattr(action, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 @hookimpl
 def register_actions(register) -> None:
+    from .action import SCHEMA, send
+
     register("webhook.send", send, schema=SCHEMA,
              description="Queue a signed, retried, logged delivery to a webhook destination.",
              idempotent=True)  # the delivery id comes from the run: a re-run queues nothing new

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import re
 import zoneinfo
@@ -24,7 +23,7 @@ _NAME_CHECK = re.compile(NAME_PATTERN)
 
 @dataclass
 class Definition:
-    """One object from a rule file, as written (dates as ISO text)."""
+    """One object from a rule file, as written (both YAML readers keep dates and times as text)."""
 
     section: str
     name: str
@@ -111,7 +110,6 @@ class _Checker:
                     self._add_object(doc, section, name, spec)
 
     def _add_settings(self, doc: Document, body: dict) -> None:
-        body = _plain(body)
         self._schema_problems(doc, ("settings",), body, self.validators["settings"])
         for key, value in body.items():
             if key in self.config.settings_files:
@@ -131,7 +129,6 @@ class _Checker:
             return
         if spec is None:
             spec = {}
-        spec = _plain(spec)
         existing = self.config.objects[section].get(name)
         if existing is not None:
             line, _ = existing.doc.position(existing.path) or (None, None)
@@ -257,17 +254,6 @@ _SECRET_FIELDS = (
 def _is_secret_field(path: tuple) -> bool:
     return any(len(path) == len(f) and all(a == "*" or a == b for a, b in zip(f, path))
                for f in _SECRET_FIELDS)
-
-
-def _plain(value: Any) -> Any:
-    """YAML dates and times become ISO text, so specs are JSON and compare as written."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    return value
 
 
 def _strings(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
