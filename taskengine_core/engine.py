@@ -62,9 +62,10 @@ class Engine:
         """Commit one event to the inbox and return its id (after the commit)."""
         return self.emit_many([Event(type, data or {}, source=source, source_id=id)])[0]
 
-    def emit_many(self, events: list[Event]) -> list[str]:
-        """Commit many events in one transaction; returns their ids."""
-        ids = insert_events(self._thread_store(), events, clock=self.clock)
+    def emit_many(self, events: list[Event], *, checked: bool = False) -> list[str]:
+        """Commit many events in one transaction; returns their ids. ``checked``: the caller
+        already validated them (the ingress does, per request)."""
+        ids = insert_events(self._thread_store(), events, clock=self.clock, checked=checked)
         self.wake.set()
         return ids
 

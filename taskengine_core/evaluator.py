@@ -68,7 +68,8 @@ class Evaluator:
             now = to_iso(now_dt)
             batch = _Batch(conn, now_dt)
             for row in rows:
-                self._evaluate(row_to_event(row), runtime, batch)
+                if runtime.listens(row[1]):  # no rule listens: nothing to parse or match
+                    self._evaluate(row_to_event(row), runtime, batch)
             insert_runs(conn, batch.runs, now)
             conn.executemany(
                 "INSERT INTO decisions (time, decision, reason, event_id, rule, task, run_id) "

@@ -244,7 +244,7 @@ class Ingress:
 
     def _store(self, events: list) -> list[str] | TaskEngineError:
         try:
-            return self.engine.emit_many(events)
+            return self.engine.emit_many(events, checked=True)
         except TaskEngineError as exc:
             return exc
         except Exception as exc:  # noqa: BLE001 - every waiting request gets an answer
