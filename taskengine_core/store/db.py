@@ -37,6 +37,20 @@ def resolve_db_path(explicit: str | os.PathLike | None) -> tuple[Path, bool]:
     return default_db_path(), False
 
 
+_WRITE_LOCKS: dict[str, threading.RLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(path: Path) -> threading.RLock:
+    """One lock per database file in this process. Threads that write the same file (engine
+    loop, ingress, webhook dispatcher) queue here and hand over at once, instead of meeting in
+    SQLite's busy handler, which sleeps whole milliseconds between tries. Other processes are
+    still kept apart by SQLite's own locking (and busy_timeout)."""
+    key = os.path.realpath(path)
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(key, threading.RLock())
+
+
 class Store:
     """One connection to the database. Use one ``Store`` per thread."""
 
@@ -69,6 +83,7 @@ class Store:
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
+        self._file_lock = _write_lock(self.path)
         if migrate:
             self.migrate()
 
@@ -90,7 +105,7 @@ class Store:
         """One explicit write transaction (``BEGIN IMMEDIATE``): all or nothing."""
         if self.read_only:
             raise StoreError(self._read_only_message())
-        with self._lock:
+        with self._lock, self._file_lock:
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
