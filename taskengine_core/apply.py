@@ -6,6 +6,7 @@ import getpass
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from taskengine_core.clock import Clock, to_iso
 from taskengine_core.rules.validate import Config
@@ -28,10 +29,19 @@ LINKS = {
 
 @dataclass
 class Change:
+    """One object created, updated or deleted. The changed fields are worked out when asked
+    for, from the two specs, so a 100,000-object apply holds no copies of them."""
+
     action: str  # created | updated | deleted
     kind: str
     name: str
-    changes: dict = field(default_factory=dict)  # field -> {"from": ..., "to": ...}, redacted
+    old: dict = field(default_factory=dict, repr=False)
+    new: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def changes(self) -> dict:
+        """``{"field": {"from": old, "to": new}}`` for each changed top-level field, redacted."""
+        return _diff(self.old, self.new)
 
     def describe(self, dry_run: bool = False) -> str:
         verb = {"created": "create", "updated": "update", "deleted": "delete"}[self.action]
@@ -84,13 +94,13 @@ def plan(store: Store, config: Config) -> tuple[list[Change], dict]:
             if old_text == text:
                 continue
             if old_text is None:
-                changes.append(Change("created", kind, name, _diff({}, definition.spec)))
+                changes.append(Change("created", kind, name, {}, definition.spec))
             else:
-                changes.append(Change("updated", kind, name, _diff(json.loads(old_text), definition.spec)))
+                changes.append(Change("updated", kind, name, json.loads(old_text), definition.spec))
             upserts.append((definition, text))
         for name, old_text in existing.items():
             if name not in config.objects[section]:
-                changes.append(Change("deleted", kind, name, _diff(json.loads(old_text), {})))
+                changes.append(Change("deleted", kind, name, json.loads(old_text), {}))
                 deletes.append(name)
         writes["upsert"][section], writes["delete"][section] = upserts, deletes
     existing_settings = {r["name"]: r["spec"] for r in store.db.query("SELECT name, spec FROM settings")}
@@ -100,11 +110,11 @@ def plan(store: Store, config: Config) -> tuple[list[Change], dict]:
         if existing_settings.get(name) != text:
             old = json.loads(existing_settings[name]) if name in existing_settings else None
             action = "created" if old is None else "updated"
-            changes.append(Change(action, "setting", name, _diff({name: old} if old is not None else {}, {name: value})))
+            changes.append(Change(action, "setting", name, {name: old} if old is not None else {}, {name: value}))
             setting_rows.append((name, text, config.settings_files.get(name)))
     gone = [n for n in existing_settings if n not in config.settings]
     for name in gone:
-        changes.append(Change("deleted", "setting", name, _diff({name: json.loads(existing_settings[name])}, {})))
+        changes.append(Change("deleted", "setting", name, {name: json.loads(existing_settings[name])}, {}))
     writes["settings"], writes["settings_gone"] = setting_rows, gone
     for link_table, (a, b) in LINKS.items():
         have = {(r[a], r[b]) for r in store.db.query(f"SELECT {a}, {b} FROM {link_table}")}
@@ -145,11 +155,11 @@ def apply_config(
                 f"VALUES (?, ?, ?, ?, ?, ?, ?{extra_vals}) ON CONFLICT(name) DO UPDATE SET "
                 f"spec = excluded.spec, enabled = excluded.enabled, description = excluded.description, "
                 f"file = excluded.file, updated_at = excluded.updated_at{extra_set}",
-                [
+                (
                     (d.name, text, int(d.spec.get("enabled", True)), d.spec.get("description", ""),
                      d.file, now, now, *((d.spec["action"],) if table == "tasks" else ()))
                     for d, text in rows
-                ],
+                ),
             )
         conn.executemany(
             "INSERT INTO settings (name, spec, file, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
@@ -163,19 +173,20 @@ def apply_config(
             conn.executemany(f"INSERT INTO {link_table} ({a}, {b}) VALUES (?, ?)", sorted(add))
         gone = writes["delete"]["schedules"]  # a schedule added again later starts afresh
         conn.executemany("DELETE FROM schedule_state WHERE schedule = ?", [(n,) for n in gone])
-        audit_rows(conn, [(c.action, c.kind, c.name, c.changes) for c in changes], now,
+        audit_rows(conn, ((c.action, c.kind, c.name, c.changes) for c in changes), now,
                    actor=actor, source=source or "apply")
         bump_generation(conn)
     return ApplyResult(changes, False)
 
 
-def audit_rows(conn, entries: list[tuple[str, str, str, dict]], now: str, *, actor: str | None = None,
-               source: str) -> None:
-    """One audit row per ``(action, kind, name, changes)``; ``changes`` must already be redacted."""
+def audit_rows(conn, entries: Iterable[tuple[str, str, str, dict]], now: str, *,
+               actor: str | None = None, source: str) -> None:
+    """One audit row per ``(action, kind, name, changes)``; ``changes`` must already be redacted.
+    ``entries`` may be a generator: rows are made as they are written."""
     actor = actor or current_actor()
     conn.executemany(
         "INSERT INTO audit (time, actor, action, kind, name, changes, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(now, actor, action, kind, name, canonical(changes), source) for action, kind, name, changes in entries])
+        ((now, actor, action, kind, name, canonical(changes), source) for action, kind, name, changes in entries))
 
 
 def bump_generation(conn) -> None:
