@@ -118,7 +118,7 @@ def render_command(ctx: click.Context, command: click.Command) -> Iterator[str]:
         yield help_text
         yield ""
     options = [p for p in command.get_params(ctx)
-               if isinstance(p, click.Option) and not p.hidden and p.name != "help"]
+               if isinstance(p, click.Option) and not p.hidden and "--help" not in p.opts]
     if options:
         yield "| Option | Description |"
         yield "|---|---|"

@@ -60,7 +60,7 @@ class Evaluator:
         with store.write() as db:
             conn = db.conn
             rows = conn.execute(
-                "SELECT id, type, source, source_id, data, time FROM events "
+                "SELECT id, type, source, source_id, data, time, seq FROM events "
                 "WHERE processed_at IS NULL ORDER BY seq LIMIT ?", (limit,)).fetchall()
             if not rows:
                 return 0
@@ -69,15 +69,16 @@ class Evaluator:
             batch = _Batch(conn, now_dt)
             for row in rows:
                 if runtime.listens(row[1]):  # no rule listens: nothing to parse or match
-                    self._evaluate(row_to_event(row), runtime, batch)
+                    self._evaluate(row_to_event(row[:6]), runtime, batch)
             insert_runs(conn, batch.runs, now)
             conn.executemany(
                 "INSERT INTO decisions (time, decision, reason, event_id, rule, task, run_id) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(now, d, reason, e, rule, task, run.id if run else None)
                  for d, reason, e, rule, task, run in batch.decisions])
-            conn.executemany("UPDATE events SET processed_at = ? WHERE id = ?",
-                             [(now, row[0]) for row in rows])
+            # the batch is every unprocessed event up to its last seq (writes are serialised)
+            conn.execute("UPDATE events SET processed_at = ? WHERE processed_at IS NULL AND seq <= ?",
+                         (now, rows[-1][6]))
             batch.save_throttles()
             return len(rows)
 

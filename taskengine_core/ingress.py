@@ -227,7 +227,7 @@ class Ingress:
             if done := batch[-1] is None:
                 batch.pop()
             if batch:
-                await loop.run_in_executor(self._db, self._commit, batch)
+                self._commit(batch)  # on this thread: no hand-over to another and back
             crowded = len(batch) > 1
 
     def _commit(self, batch: list) -> None:
@@ -240,7 +240,7 @@ class Ingress:
                 results = [r if isinstance(r, TaskEngineError) else r[0] for r in results]
             else:
                 results = [results] * len(batch)
-        self._loop.call_soon_threadsafe(_settle, [f for _, f in batch], results)
+        _settle([f for _, f in batch], results)
 
     def _store(self, events: list) -> list[str] | TaskEngineError:
         try:

@@ -76,7 +76,7 @@ def cli_commands():
     out = []
     for ctx, command in gen.walk():
         flags = [opt for p in command.get_params(ctx)
-                 if isinstance(p, click.Option) and not p.hidden and p.name != "help"
+                 if isinstance(p, click.Option) and not p.hidden and "--help" not in p.opts
                  for opt in p.opts]
         out.append((ctx.command_path, flags))
     return out
