@@ -30,7 +30,11 @@ __all__ = ["SCHEMA", "SETTINGS_SCHEMA", "enqueue", "send"]
 def __getattr__(name: str):
     # The action module pulls in the store and the dispatcher's machinery; load it on first use
     # so that importing the plugin (every CLI start does) stays cheap.
-    if name in ("SCHEMA", "enqueue", "send"):
+    if name == "SCHEMA":
+        from .params import SCHEMA
+
+        return SCHEMA
+    if name in ("enqueue", "send"):
         from . import action
 
         return getattr(action, name)
@@ -39,11 +43,18 @@ def __getattr__(name: str):
 
 @hookimpl
 def register_actions(register) -> None:
-    from .action import SCHEMA, send
+    from .params import SCHEMA
 
-    register("webhook.send", send, schema=SCHEMA,
+    register("webhook.send", _send, schema=SCHEMA,
              description="Queue a signed, retried, logged delivery to a webhook destination.",
              idempotent=True)  # the delivery id comes from the run: a re-run queues nothing new
+
+
+def _send(params, ctx):
+    """Queue a webhook delivery: signed, retried and logged by the dispatcher."""
+    from .action import send
+
+    return send(params, ctx)
 
 
 @hookimpl

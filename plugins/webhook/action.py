@@ -33,30 +33,10 @@ from taskengine_core.errors import ActionError
 
 from . import store as db
 from .intake import commit
+from .params import SCHEMA  # noqa: F401 - re-exported
 from .running import wake_for
 
 MAX_BODY = 1024 * 1024
-SCHEMA = {
-    "type": "object",
-    "required": ["webhook"],
-    "additionalProperties": False,
-    "description": "a webhook, and either a payload (JSON data) or a body (text), not both",
-    "properties": {
-        "webhook": {"type": "string", "x-taskengine-ref": "webhooks",
-                    "description": "the destination, a name from the webhooks section"},
-        "payload": {"description": "JSON data to send; its strings are templates"},
-        "body": {"type": "string", "description": "raw body text (a template)"},
-        "content_type": {"type": "string", "minLength": 1,
-                         "description": "Content-Type of the body (default application/json "
-                                        "for payload, text/plain for body)"},
-        "headers": {"type": "object", "additionalProperties": {"type": "string"},
-                    "description": "extra request headers (no credentials: put those on the "
-                                   "destination)"},
-    },
-    "anyOf": [{"not": {"required": ["payload", "body"]}}],
-}
-
-
 def send(params: dict, ctx: ActionContext) -> dict:
     """Queue a webhook delivery: signed, retried and logged by the dispatcher."""
     if not ctx.db_path:

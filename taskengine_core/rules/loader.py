@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -92,13 +93,14 @@ class Document:
 
     file: str
     data: Any
-    text: str = field(default="", repr=False)
+    text: str | None = field(default=None, repr=False)  # None: read the file again if needed
     _marked: tuple[Any, dict] | None = field(default=None, repr=False)
 
     def position(self, path: Iterable[Any]) -> Position | None:
         """Line and column of the deepest existing element on ``path`` (keys and indexes)."""
         if self._marked is None:
-            self._marked = _marked_parse(self.text)
+            text = self.text if self.text is not None else _read(Path(self.file))
+            self._marked = _marked_parse(text or "")
         node, marks_by_id = self._marked
         best = (1, 1)
         for part in path:
@@ -168,16 +170,41 @@ def load_document(path: Path) -> tuple[Document | None, list[Problem]]:
         return None, [Problem(name, None, None, "", f"cannot read file: {exc}")]
     if path.suffix == ".json":
         try:
-            return Document(name, json.loads(text), text), []
+            return Document(name, _compacted(json.loads(text))), []
         except json.JSONDecodeError as exc:
             return None, [Problem(name, exc.lineno, exc.colno, "", f"JSON syntax error: {exc.msg}")]
     if _fast_yaml is not None:
         try:
             data = _fast_yaml.loads(text, parse_datetime=False)  # dates stay text, as written
-            return Document(name, {} if data is None else data, text), []
+            return Document(name, {} if data is None else _compacted(data)), []
         except Exception:  # noqa: BLE001 - let PyYAML find and describe every problem
             pass
     return _load_with_marks(name, text)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _compacted(value: Any) -> Any:
+    """Share repeated keys and short strings (100,000 schedules repeat ``every``, ``at``,
+    ``day``...): in place where possible, so the file is never held twice."""
+    if isinstance(value, str):
+        return sys.intern(value) if len(value) < 64 else value
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            value[i] = _compacted(item)
+        return value
+    if isinstance(value, dict):
+        for key in value:  # replacing values of existing keys while iterating is allowed
+            value[key] = _compacted(value[key])
+        if len(value) < 64:  # a small mapping is rebuilt to share its keys
+            return {sys.intern(k) if isinstance(k, str) else k: v for k, v in value.items()}
+        return value
+    return value
 
 
 def _load_with_marks(name: str, text: str) -> tuple[Document | None, list[Problem]]:
