@@ -171,9 +171,11 @@ class Ingress:
         if request.content_type != "application/json":
             return _error(415, "expected Content-Type: application/json")
         try:
-            # No timer when the body is all here already (the usual small event).
-            async with asyncio.timeout(None if request.content.is_eof() else BODY_TIMEOUT):
-                raw = await request.read()  # raises once more than client_max_size has arrived
+            if request.content.is_eof():  # the usual small event: all here, no timer needed
+                raw = await request.read()
+            else:
+                async with asyncio.timeout(BODY_TIMEOUT):
+                    raw = await request.read()  # raises once more than client_max_size has arrived
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"body larger than {self.max_body} bytes")
         except TimeoutError:
