@@ -125,6 +125,7 @@ def test_logs_commands(loaded, db_path):
     assert run["status"] == "succeeded"
     assert json.loads(loaded("logs", "list", "--json", "--status", "failed").stdout) == []
     assert len(json.loads(loaded("logs", "list", "--json", "--since", "1h").stdout)) == 1
+    assert json.loads(loaded("logs", "--json").stdout)[0]["id"] == run["id"]
     shown = json.loads(loaded("logs", "show", run["id"], "--json").stdout)
     assert shown["event"]["data"] == {"user": "ann"} and shown["attempts"][0]["outcome"] == "succeeded"
     explained = json.loads(loaded("logs", "explain", event_id, "--json").stdout)

@@ -12,11 +12,12 @@ STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "skipped",
 
 
 @click.group(invoke_without_command=True)
+@json_option
 @click.pass_context
-def logs(ctx: click.Context) -> None:
+def logs(ctx: click.Context, as_json: bool) -> None:
     """Task logs: list runs (the default), show one, explain an event, prune old ones."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(logs_list)
+        ctx.invoke(logs_list, as_json=as_json)
 
 
 @logs.command("list")
