@@ -7,7 +7,7 @@ import json
 from taskengine_core.apply import audit_rows, bump_generation
 from taskengine_core.clock import Clock, to_iso
 from taskengine_core.errors import NotFoundError
-from taskengine_core.store import Store
+from taskengine_core.store import Store, where
 
 TABLE_OF_KIND = {"task": "tasks", "schedule": "schedules", "event": "event_rules", "webhook": "webhooks"}
 
@@ -77,15 +77,8 @@ def set_enabled(store: Store, kind: str, name: str, enabled: bool, *, clock: Clo
 
 
 def list_audit(store: Store, limit: int = 100, kind: str | None = None, name: str | None = None) -> list[dict]:
-    where, params = [], []
-    if kind:
-        where.append("kind = ?")
-        params.append(kind)
-    if name:
-        where.append("name = ?")
-        params.append(name)
-    sql = "SELECT * FROM audit" + (f" WHERE {' AND '.join(where)}" if where else "")
-    sql += " ORDER BY id DESC LIMIT ?"
+    clause, params = where(kind=kind, name=name)
+    sql = f"SELECT * FROM audit{clause} ORDER BY id DESC LIMIT ?"
     rows = list(store.db.query(sql, params + [limit]))
     for row in rows:
         row["changes"] = json.loads(row["changes"])

@@ -11,7 +11,7 @@ from taskengine_core.clock import Clock
 from taskengine_core.context import EngineInfo, SourceContext
 from taskengine_core.durations import parse_duration
 from taskengine_core.evaluator import Evaluator
-from taskengine_core.events import Event, insert_events, row_to_event
+from taskengine_core.events import Event, inbox_waiting, insert_events, row_to_event
 from taskengine_core.executor import DEFAULT_WORKERS, Executor
 from taskengine_core.scheduler import Scheduler
 from taskengine_core.model import Runtime, config_generation, load_runtime
@@ -168,7 +168,7 @@ class Engine:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             worked = self.step()
-            if worked or not self.executor.idle() or self._pending_events():
+            if worked or not self.executor.idle() or inbox_waiting(self.store.conn):
                 if not worked:
                     self.wake.wait(0.01)
                     self.wake.clear()
@@ -212,10 +212,6 @@ class Engine:
         if config_generation(self.store) != self.runtime.generation:
             self.runtime = load_runtime(self.store)
             log.info("configuration reloaded (generation %s)", self.runtime.generation)
-
-    def _pending_events(self) -> bool:
-        return self.store.conn.execute(
-            "SELECT 1 FROM events WHERE processed_at IS NULL LIMIT 1").fetchone() is not None
 
     def _thread_store(self) -> Store:
         store = getattr(self._local, "store", None)

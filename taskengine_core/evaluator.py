@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from taskengine_core.clock import Clock, from_iso, to_iso
 from taskengine_core.conditions import get_path
-from taskengine_core.events import INTERNAL_SOURCE, row_to_event
+from taskengine_core.events import INTERNAL_SOURCE, inbox_waiting, row_to_event
 from taskengine_core.ids import new_id
 from taskengine_core.model import RulePayload, Runtime, TaskConfig
 
@@ -55,7 +55,7 @@ class Evaluator:
 
     def process_pending(self, store, runtime: Runtime, limit: int = 1000) -> int:
         """Evaluate up to ``limit`` unprocessed events; returns how many were processed."""
-        if store.conn.execute("SELECT 1 FROM events WHERE processed_at IS NULL LIMIT 1").fetchone() is None:
+        if not inbox_waiting(store.conn):
             return 0  # nothing waits: no write transaction
         with store.write() as db:
             conn = db.conn

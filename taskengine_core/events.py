@@ -138,6 +138,11 @@ def _insert(conn, events: list[Event], now: str, window_start: str) -> list[str]
     return [r[0] for r in rows]
 
 
+def inbox_waiting(conn) -> bool:
+    """Whether any event waits to be evaluated."""
+    return conn.execute("SELECT 1 FROM events WHERE processed_at IS NULL LIMIT 1").fetchone() is not None
+
+
 def row_to_event(row: dict | tuple) -> dict:
     """An inbox row as the dict rules and templates see."""
     if not isinstance(row, dict):

@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from taskengine_core.clock import Clock, to_iso
+from taskengine_core.clock import Clock, from_iso, to_iso
 from taskengine_core.context import RunInfo
 from taskengine_core.model import Runtime
 from taskengine_core.runs import (Claimed, Outcome, claim_due, find_orphans, lease_owner,
@@ -146,8 +146,6 @@ class Executor:
             "SELECT min(not_before) FROM runs WHERE status = 'pending'").fetchone()
         if not row or row[0] is None:
             return None
-        from taskengine_core.clock import from_iso
-
         return max(0.0, (from_iso(row[0]) - self.clock.now()).total_seconds())
 
     def idle(self) -> bool:

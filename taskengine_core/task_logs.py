@@ -8,7 +8,7 @@ from datetime import timedelta
 from taskengine_core.clock import Clock, to_iso
 from taskengine_core.errors import NotFoundError
 from taskengine_core.events import DEDUP_WINDOW_SECONDS, row_to_event
-from taskengine_core.store import Store
+from taskengine_core.store import Store, where
 
 RUN_LIST_COLUMNS = ("id, task, status, trigger, event_id, rule, schedule, slot, created_at, "
                     "not_before, started_at, finished_at, attempt, max_attempts, duration, error, attention")
@@ -16,19 +16,11 @@ RUN_LIST_COLUMNS = ("id, task, status, trigger, event_id, rule, schedule, slot, 
 
 def list_runs(store: Store, *, task: str | None = None, status: str | None = None,
               since_seconds: float | None = None, limit: int = 50, clock: Clock | None = None) -> list[dict]:
-    where, params = [], []
-    if task:
-        where.append("task = ?")
-        params.append(task)
-    if status:
-        where.append("status = ?")
-        params.append(status)
+    clause, params = where(task=task, status=status)
     if since_seconds is not None:
-        where.append("created_at >= ?")
+        clause += (" AND" if clause else " WHERE") + " created_at >= ?"
         params.append(to_iso((clock or Clock()).now() - timedelta(seconds=since_seconds)))
-    sql = f"SELECT {RUN_LIST_COLUMNS} FROM runs"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
+    sql = f"SELECT {RUN_LIST_COLUMNS} FROM runs{clause}"
     sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
     return list(store.db.query(sql, params + [limit]))
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from taskengine_core.clock import to_iso
+from taskengine_core.store import where
 
 from .config import Destination, WebhookSettings
 from .delivery import Attempt, Decision, Message, decide
@@ -192,17 +193,10 @@ def redeliver(conn, delivery_id: str, retries: int, now: datetime) -> dict | Non
 
 def list_deliveries(conn, webhook: str | None = None, status: str | None = None,
                     limit: int = 50) -> list[dict[str, Any]]:
-    where, params = [], []
-    if webhook:
-        where.append("webhook = ?")
-        params.append(webhook)
-    if status:
-        where.append("status = ?")
-        params.append(status)
+    clause, params = where(webhook=webhook, status=status)
     sql = ("SELECT id, webhook, status, type, task, run_id, event_id, created_at, attempts, "
            "max_attempts, next_attempt_at, last_status_code, last_error, finished_at "
-           "FROM webhook_deliveries" + (f" WHERE {' AND '.join(where)}" if where else "")
-           + " ORDER BY created_at DESC, rowid DESC LIMIT ?")
+           f"FROM webhook_deliveries{clause} ORDER BY created_at DESC, rowid DESC LIMIT ?")
     cur = conn.execute(sql, (*params, limit))
     names = [c[0] for c in cur.description]
     rows = [dict(zip(names, r)) for r in cur.fetchall()]

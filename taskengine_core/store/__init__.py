@@ -1,5 +1,5 @@
 """The SQLite store: one plain file anyone can open with ``sqlite-utils`` or ``datasette``."""
 
-from taskengine_core.store.db import Store, default_db_path, resolve_db_path
+from taskengine_core.store.db import Store, default_db_path, resolve_db_path, where
 
-__all__ = ["Store", "default_db_path", "resolve_db_path"]
+__all__ = ["Store", "default_db_path", "resolve_db_path", "where"]

@@ -51,6 +51,14 @@ def _write_lock(path: Path) -> threading.RLock:
         return _WRITE_LOCKS.setdefault(key, threading.RLock())
 
 
+def where(**equal) -> tuple[str, list]:
+    """`` WHERE a = ? AND b = ?`` for the filters that are set (not None or empty), and their
+    values; the empty string and no values when none is."""
+    used = {column: value for column, value in equal.items() if value not in (None, "")}
+    clause = " AND ".join(f"{column} = ?" for column in used)
+    return (f" WHERE {clause}" if clause else ""), list(used.values())
+
+
 class Store:
     """One connection to the database. Use one ``Store`` per thread."""
 
