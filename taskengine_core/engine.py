@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 from taskengine_core.clock import Clock
@@ -17,11 +18,17 @@ from taskengine_core.scheduler import Scheduler
 from taskengine_core.model import Runtime, config_generation, load_runtime
 from taskengine_core.secrets import SecretResolver
 from taskengine_core.store import Store
+from taskengine_core.store.checkpoint import Checkpointer
 from taskengine_core.worker import AttemptRunner
 
 log = logging.getLogger("taskengine.engine")
 DEFAULT_RETENTION = "90d"
 PRUNE_EVERY = 3600.0
+# While events keep arriving, the loop's evaluation passes are at least this far apart, so that
+# each takes a batch: a pass per ingress commit would take the store's write lock and the GIL
+# from the ingress as often as it commits. An event arriving after a quiet spell is evaluated
+# at once.
+EVALUATION_GAP = 0.01
 
 
 class Engine:
@@ -53,7 +60,9 @@ class Engine:
         self._loop_thread: threading.Thread | None = None
         self._sources: list[tuple[threading.Thread, SourceContext]] = []
         self._next_prune = 0.0
+        self._next_evaluation = 0.0  # time.monotonic(): the loop's next evaluation pass, at the earliest
         self.ingress = None
+        self._checkpointer: Checkpointer | None = None
 
     # -- the Python API --------------------------------------------------------------------------
 
@@ -66,7 +75,8 @@ class Engine:
         """Commit many events in one transaction; returns their ids. ``checked``: the caller
         already validated them (the ingress does, per request)."""
         ids = insert_events(self._thread_store(), events, clock=self.clock, checked=checked)
-        self.wake.set()
+        if time.monotonic() >= self._next_evaluation:  # else the loop is about to evaluate anyway
+            self.wake.set()
         return ids
 
     def queue_run(self, task: str, params: dict | None = None, *, actor: str = "api") -> str:
@@ -111,6 +121,9 @@ class Engine:
     # -- running ---------------------------------------------------------------------------------
 
     def start(self, *, listen: str | None = None, token: str | None = None) -> None:
+        self._checkpointer = Checkpointer(self.db_path)
+        self._checkpointer.start()  # connections opened from now on leave checkpoints to it
+        self.store.checkpoint_in_commits(False)
         self.executor.recover(self.runtime)
         self.executor.start()
         if listen:
@@ -121,6 +134,8 @@ class Engine:
                 self.ingress.start()
             except BaseException:
                 self.executor.stop(0)
+                self._checkpointer.stop()
+                self.store.checkpoint_in_commits(True)
                 raise
             self.info = self._engine_info(self.ingress.address)
         self._start_sources()
@@ -150,12 +165,16 @@ class Engine:
         self.executor.stop(grace)
         for thread, _ in self._sources:
             thread.join(timeout=5)
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self.store.checkpoint_in_commits(True)
 
-    def step(self) -> int:
+    def step(self, *, evaluate: bool = True) -> int:
         """One pass of the loop: reload changed config, evaluate events, run the executor."""
         self._refresh_config()
         done = self.scheduler.tick(self.runtime)
-        done += self.evaluator.process_pending(self.store, self.runtime)
+        if evaluate:
+            done += self._evaluate()
         done += self.executor.step(self.runtime)
         self._maybe_prune()
         return done
@@ -183,10 +202,16 @@ class Engine:
                 return  # an injected clock that only the caller moves: waiting cannot help
         raise TimeoutError("the engine did not become idle in time")
 
+    def _evaluate(self) -> int:
+        evaluated = self.evaluator.process_pending(self.store, self.runtime)
+        if evaluated:
+            self._next_evaluation = time.monotonic() + EVALUATION_GAP
+        return evaluated
+
     def _loop(self) -> None:
         while not self.stopping.is_set():
             try:
-                worked = self.step()
+                worked = self.step(evaluate=time.monotonic() >= self._next_evaluation)
             except Exception:  # noqa: BLE001 - keep the engine alive; the error is logged
                 log.exception("engine loop step failed; retrying")
                 worked = 0
@@ -200,7 +225,9 @@ class Engine:
     # -- helpers ---------------------------------------------------------------------------------
 
     def _next_due_in(self) -> float | None:
-        dues = [d for d in (self.executor.next_due_in(), self.scheduler.next_due_in()) if d is not None]
+        evaluation = self._next_evaluation - time.monotonic()
+        dues = [d for d in (self.executor.next_due_in(), self.scheduler.next_due_in(),
+                            evaluation if evaluation > 0 else None) if d is not None]
         return min(dues) if dues else None
 
     def _engine_info(self, listen: str | None) -> EngineInfo:

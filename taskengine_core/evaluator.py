@@ -59,17 +59,16 @@ class Evaluator:
             return 0  # nothing waits: no write transaction
         with store.write() as db:
             conn = db.conn
-            rows = conn.execute(
-                "SELECT id, type, source, source_id, data, time, seq FROM events "
-                "WHERE processed_at IS NULL ORDER BY seq LIMIT ?", (limit,)).fetchall()
-            if not rows:
+            waiting = _waiting_events(conn, limit)
+            if not waiting:
                 return 0
             now_dt = self.clock.now()
             now = to_iso(now_dt)
             batch = _Batch(conn, now_dt)
-            for row in rows:
-                if runtime.listens(row[1]):  # no rule listens: nothing to parse or match
-                    self._evaluate(row_to_event(row[:6]), runtime, batch)
+            # only events some rule listens for are read whole: nothing to parse or match in the rest
+            listened = [seq for seq, event_type in waiting if runtime.listens(event_type)]
+            for row in _read_events(conn, listened):
+                self._evaluate(row_to_event(row), runtime, batch)
             insert_runs(conn, batch.runs, now)
             conn.executemany(
                 "INSERT INTO decisions (time, decision, reason, event_id, rule, task, run_id) "
@@ -78,9 +77,9 @@ class Evaluator:
                  for d, reason, e, rule, task, run in batch.decisions])
             # the batch is every unprocessed event up to its last seq (writes are serialised)
             conn.execute("UPDATE events SET processed_at = ? WHERE processed_at IS NULL AND seq <= ?",
-                         (now, rows[-1][6]))
+                         (now, waiting[-1][0]))
             batch.save_throttles()
-            return len(rows)
+            return len(waiting)
 
     def _evaluate(self, event: dict, runtime: Runtime, batch: "_Batch") -> None:
         depth = 0
@@ -114,6 +113,28 @@ class Evaluator:
                     batch.runs.append(run)
                     reason = "matched" if not payload.delay else f"matched; due {not_before}"
                     batch.decide("matched", reason, event, payload.name, task_name, run)
+
+
+# The inbox is read with one statement that returns one JSON value, not a row per event: SQLite
+# hands the GIL back between rows, and while the ingress's event loop holds it, getting it back
+# takes a while each time, with the write lock held all along.
+
+def _waiting_events(conn: sqlite3.Connection, limit: int) -> list[list]:
+    """``[seq, type]`` of up to ``limit`` unprocessed events, oldest first."""
+    return sorted(json.loads(conn.execute(
+        "SELECT json_group_array(json_array(seq, type)) FROM (SELECT seq, type FROM events "
+        "WHERE processed_at IS NULL ORDER BY seq LIMIT ?)", (limit,)).fetchone()[0]))
+
+
+def _read_events(conn: sqlite3.Connection, seqs: list[int]) -> list[dict]:
+    """The inbox events with these sequence numbers, oldest first."""
+    if not seqs:
+        return []
+    rows = json.loads(conn.execute(  # data stays text: SQLite's json() would turn huge integers into floats
+        "SELECT json_group_array(json_object('seq', seq, 'id', id, 'type', type, 'source', source, "
+        "'source_id', source_id, 'data', data, 'time', time)) FROM events "
+        "WHERE seq IN (SELECT value FROM json_each(?))", (json.dumps(seqs),)).fetchone()[0])
+    return sorted(rows, key=lambda row: row["seq"])
 
 
 def _due(event_time: str, delay: float) -> str:

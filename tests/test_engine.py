@@ -490,3 +490,60 @@ def test_the_log_filter_removes_resolved_secrets():
     assert RedactingFilter(redactor).filter(record)
     assert record.getMessage() == "token ******** rejected"
     assert "s3cret-value" not in record.exc_text and "boom with ********" in record.exc_text
+
+
+def test_an_event_arriving_between_evaluation_passes_is_not_left_waiting(db_path, monkeypatch):
+    """While events keep coming the loop evaluates at most every EVALUATION_GAP and emitting
+    does not wake it meanwhile; the loop must still come back for them, not at its poll interval."""
+    import taskengine_core.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "EVALUATION_GAP", 0.5)
+    engine = Engine(db_path, poll_interval=60)
+    conn = sqlite3.connect(db_path)
+
+    def processed(event_id):
+        return conn.execute("SELECT processed_at FROM events WHERE id = ?", (event_id,)).fetchone()[0]
+
+    engine.start()
+    try:
+        first = engine.emit("go")  # after a quiet spell: wakes the loop at once
+        deadline = time.monotonic() + 10
+        while not processed(first) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        second = engine.emit("go")  # within the gap: no wake-up
+        assert not processed(second)
+        while not processed(second) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert processed(second)
+        assert time.monotonic() < deadline
+    finally:
+        engine.stop(5)
+
+
+def test_duplicates_within_one_batch_and_across_batches(db_path):
+    from taskengine_core.events import Event
+
+    engine = Engine(db_path)
+    first = engine.emit("go", source="crm", id="7")
+    ids = engine.emit_many([Event("go", source="crm", source_id="7"), Event("go", source="crm", source_id="8"),
+                            Event("go", source="crm", source_id="8"), Event("go", source="other", source_id="8")])
+    duplicate_of = dict(sqlite3.connect(db_path).execute("SELECT id, duplicate_of FROM events"))
+    assert [duplicate_of[i] for i in ids] == [first, None, ids[1], None]
+    assert [d["event_id"] for d in decisions(db_path, decision="duplicate")] == [ids[0], ids[2]]
+
+
+def test_event_data_survives_the_inbox_exactly(db_path):
+    """Huge integers, floats, non-ASCII text and nesting come out of the inbox as they went in."""
+    from taskengine_core.evaluator import _read_events, _waiting_events
+    from taskengine_core.events import row_to_event
+
+    data = {"big": 2**70, "neg": -(2**65), "f": 0.1, "text": "Zoë 東京 \u2028", "nested": {"a": [1, None, True]}}
+    engine = Engine(db_path)
+    event_id = engine.emit("go", data, source="s", id="x")
+    conn = sqlite3.connect(db_path)
+    waiting = _waiting_events(conn, 10)
+    assert [event_type for _, event_type in waiting] == ["go"]
+    [row] = _read_events(conn, [seq for seq, _ in waiting])
+    event = row_to_event(row)
+    assert event["data"] == data and type(event["data"]["big"]) is int
+    assert (event["id"], event["type"], event["source"], event["source_id"]) == (event_id, "go", "s", "x")

@@ -12,6 +12,7 @@ from typing import Iterator
 import sqlite_utils
 
 from taskengine_core.errors import StoreError
+from taskengine_core.store.checkpoint import AUTOCHECKPOINT_PAGES, checkpointed_here
 
 DB_ENV = "TASKENGINE_DB"
 HOME_ENV = "TASKENGINE_HOME"
@@ -86,6 +87,8 @@ class Store:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
+            if checkpointed_here(self.path):
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open database {self.path}: {exc}") from None
         self.conn = conn
@@ -130,6 +133,11 @@ class Store:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
                 raise self._translate(exc) from None
+
+    def checkpoint_in_commits(self, on: bool) -> None:
+        """Whether this connection's commits checkpoint the WAL (SQLite's default) or leave it
+        to a :class:`~taskengine_core.store.checkpoint.Checkpointer`."""
+        self.conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES if on else 0}")
 
     def query(self, sql: str, params=()) -> list[dict]:
         return list(self.db.query(sql, params))
