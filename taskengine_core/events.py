@@ -90,9 +90,44 @@ def check_event(event: Event) -> None:
         body["id"] = event.source_id
     event_from_json(body, default_source=event.source)
     try:
-        json.dumps(event.data)
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
-        raise EventError(f"invalid event: data: not JSON-serialisable ({exc})", field="data") from None
+        if not isinstance(exc, UnicodeEncodeError):
+            raise EventError(f"invalid event: data: not JSON-serialisable ({exc})", field="data") from None
+        check_unicode(body)
+
+
+def check_unicode(body: dict) -> None:
+    """Raise :class:`EventError` naming the first string or key that is not valid Unicode. JSON
+    can spell half of a surrogate pair (``"\\ud800"``) and Python decodes it, but no database
+    or UTF-8 output can hold it."""
+    stack: list[tuple[object, str]] = [(body, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            for key, child in value.items():
+                where = f"{path}.{key}" if path else str(key)
+                if not _valid_unicode(str(key)):
+                    raise EventError(f"invalid event: {_printable(where)}: a key is not valid Unicode "
+                                     "(a lone surrogate)", field=_printable(where))
+                stack.append((child, where))
+        elif isinstance(value, list):
+            stack.extend((child, f"{path}.{i}") for i, child in enumerate(value))
+        elif isinstance(value, str) and not _valid_unicode(value):
+            raise EventError(f"invalid event: {_printable(path)}: not valid Unicode (a lone surrogate)",
+                             field=_printable(path))
+
+
+def _valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def insert_events(store: Store, events: Iterable[Event], *, clock: Clock | None = None,

@@ -1,7 +1,8 @@
 """The HTTP ingress: ``POST /events`` and ``GET /healthz`` on aiohttp, in its own thread.
 
 An event is acknowledged (202) only after it is committed. Concurrent requests are committed
-together (group commit), so durability costs one transaction per batch, not per request.
+together (:mod:`taskengine_core.group_commit`), so durability costs one transaction per batch,
+not per request.
 Rejected requests (401, 413, 415, 400, 422, 429) write nothing.
 """
 
@@ -21,17 +22,14 @@ import time
 from aiohttp import web
 
 from taskengine_core import __version__
-from taskengine_core.errors import EventError, StoreError, TaskEngineError
-from taskengine_core.events import INTERNAL_SOURCE, Event, event_from_json
+from taskengine_core.errors import EventError, TaskEngineError
+from taskengine_core.events import INTERNAL_SOURCE, Event, check_unicode, event_from_json
+from taskengine_core.group_commit import GroupCommit
 
 log = logging.getLogger("taskengine.ingress")
 DEFAULT_MAX_BODY = 1024 * 1024
 DEFAULT_RATE = 1000.0  # events per second per client address, burst of twice that
 BODY_TIMEOUT = 30.0  # seconds a client gets to send its body
-MAX_BATCH = 500
-# Loop passes a batch waits for company while requests arrive concurrently: in the first,
-# requests already waiting on their sockets are read; in the second, their handlers queue them.
-GATHER = 16  # loop passes a busy writer lets a batch fill (2: 31% of the ceiling, 16: 42%)
 MAX_DEPTH = 64  # nesting levels of an event's data
 TOKEN_ENV = "TASKENGINE_INGRESS_TOKEN"
 
@@ -127,14 +125,13 @@ class Ingress:
 
     async def _main(self) -> None:
         self._stop_event = asyncio.Event()
-        self._queue = asyncio.Queue()
+        self._commits = GroupCommit(asyncio.get_running_loop(),
+                                    lambda events: self.engine.emit_many(events, checked=True))
         runner = await self._start_site()
-        writer = asyncio.create_task(self._writer())
         self._ready.set()
         await self._stop_event.wait()
-        await runner.cleanup()  # waits for in-flight handlers, whose events the writer commits
-        await self._queue.put(None)
-        await writer
+        await runner.cleanup()  # waits for in-flight handlers, whose events are committed first
+        await self._commits.flush()
 
     async def _start_site(self) -> web.AppRunner:
         app = web.Application(client_max_size=self.max_body)
@@ -186,13 +183,12 @@ class Ingress:
             return _error(400, f"body is not valid JSON: {str(exc)[:200]}")
         except RecursionError:
             return _error(400, "body is not valid JSON: nested too deeply")
-        event, rejection = _check_event(body, deep=raw.count(b"{") + raw.count(b"[") > MAX_DEPTH)
+        event, rejection = _check_event(body, deep=raw.count(b"{") + raw.count(b"[") > MAX_DEPTH,
+                                        escapes=b"\\ud" in raw or b"\\uD" in raw)
         if rejection is not None:
             return rejection
-        future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((event, future))
         try:
-            event_id = await future
+            event_id = await self._commits.add(event)
         except TaskEngineError as exc:
             return _error(503, f"event not stored: {exc}")
         return web.Response(body=b'{"id": "%s"}' % event_id.encode(), status=202,
@@ -209,55 +205,17 @@ class Ingress:
             "SELECT sum(status = 'pending'), sum(status = 'running') FROM runs").fetchone()
         return {"inbox": inbox, "runs_pending": pending or 0, "runs_running": running or 0}
 
-    # -- group commit --------------------------------------------------------------------------
 
-    async def _writer(self) -> None:
-        """Commit queued events in batches; each request gets its id after its batch commits.
-        A ``None`` in the queue (put there at shutdown, after the last request) ends it."""
-        loop, done, crowded = asyncio.get_running_loop(), False, False
-        while not done:
-            batch = [await self._queue.get()]
-            if crowded:  # a commit costs about the same for 1 or 16 events: let this one fill
-                for _ in range(GATHER):
-                    await asyncio.sleep(0)
-            while not self._queue.empty() and len(batch) < MAX_BATCH:
-                batch.append(self._queue.get_nowait())
-            if done := batch[-1] is None:
-                batch.pop()
-            if batch:
-                self._commit(batch)  # on this thread: no hand-over to another and back
-            crowded = len(batch) > 1
-
-    def _commit(self, batch: list) -> None:
-        """On the event loop's thread (a batch commits in well under a millisecond, and handing it
-        to another thread and back cost more): commit the batch and answer every waiting request. If an
-        event (not the database) fails the batch, the others are committed one by one."""
-        results = self._store([event for event, _ in batch])
-        if isinstance(results, TaskEngineError):
-            if len(batch) > 1 and not isinstance(results, StoreError):
-                results = [self._store([event]) for event, _ in batch]
-                results = [r if isinstance(r, TaskEngineError) else r[0] for r in results]
-            else:
-                results = [results] * len(batch)
-        _settle([f for _, f in batch], results)
-
-    def _store(self, events: list) -> list[str] | TaskEngineError:
-        try:
-            return self.engine.emit_many(events, checked=True)
-        except TaskEngineError as exc:
-            return exc
-        except Exception as exc:  # noqa: BLE001 - every waiting request gets an answer
-            log.exception("storing %d events failed", len(events))
-            return TaskEngineError(f"{type(exc).__name__}: {exc}")
-
-
-def _check_event(body, *, deep: bool = True) -> tuple[Event | None, web.Response | None]:
-    """The event to store, or the 422 response saying which field is wrong."""
+def _check_event(body, *, deep: bool = True, escapes: bool = True) -> tuple[Event | None, web.Response | None]:
+    """The event to store, or the 422 response saying which field is wrong. ``deep``: the body
+    may nest too deeply; ``escapes``: it may spell a lone surrogate (``\\ud800``)."""
     if isinstance(body, dict) and "type" not in body:  # name the missing field, not its parent
         return None, _error(422, "invalid event: type: missing; every event needs a type such as "
                             "user.login", field="type")
     try:
         event = event_from_json(body, default_source="http")
+        if escapes:
+            check_unicode(body)
     except EventError as exc:
         return None, _error(422, str(exc), field=exc.field)
     except (ValueError, OverflowError):  # valid RFC 3339 that Python's datetime cannot hold
@@ -281,12 +239,6 @@ def _nested_deeper(value, limit: int) -> bool:
         children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
         stack.extend((child, depth + 1) for child in children)
     return False
-
-
-def _settle(futures: list[asyncio.Future], results: list) -> None:
-    for future, result in zip(futures, results):
-        if not future.done():  # done: the request was cancelled
-            (future.set_exception if isinstance(result, BaseException) else future.set_result)(result)
 
 
 def _not_a_number(name: str):

@@ -416,6 +416,9 @@ def test_an_invalid_event_is_refused_and_nothing_written(run_cli, db_path):
     assert bad_json.exit_code == 2 and "--data is not valid JSON" in bad_json.stderr
     bad_pair = run_cli("emit", "x", "novalue")
     assert bad_pair.exit_code == 2 and "bad event field 'novalue': expected KEY=VALUE" in bad_pair.stderr
+    lone_surrogate = run_cli("emit", "x", "--data", '{"user": "\\ud800"}')
+    assert lone_surrogate.exit_code == 1
+    assert lone_surrogate.stderr == "Error: invalid event: data.user: not valid Unicode (a lone surrogate)\n"
     assert dump_db(db_path) == before
 
 

@@ -335,9 +335,14 @@ def nested(levels: int) -> dict:
     ({"type": "a", "source": "taskengine"}, "source", "source: 'taskengine' is reserved for the engine's own events"),
     ({"type": "a", "id": "x" * 201}, "id", f"id: '{'x' * 201}' is too long"),
     ({"type": "a", "data": nested(65)}, "data", "data: nested more than 64 levels deep"),
+    # JSON can spell half a surrogate pair; no database or UTF-8 output can hold one
+    ({"type": "a", "source": "\ud800"}, "source", "source: not valid Unicode (a lone surrogate)"),
+    ({"type": "a", "id": "x\udfff"}, "id", "id: not valid Unicode (a lone surrogate)"),
+    ({"type": "a", "data": {"k": ["ok", "\udc00"]}}, "data.k.1", "data.k.1: not valid Unicode (a lone surrogate)"),
+    ({"type": "a", "data": {"\ud800": 1}}, "data.\\ud800", "data.\\ud800: a key is not valid Unicode (a lone surrogate)"),
 ], ids=["array", "string", "missing-type", "type-pattern", "type-not-string", "data-list", "data-string",
         "unknown-field", "time-format", "time-date", "time-range", "time-lowercase", "empty-source", "reserved-source", "long-id",
-        "too-deep"])
+        "too-deep", "surrogate-source", "surrogate-id", "surrogate-data", "surrogate-key"])
 def test_invalid_event_is_422_naming_the_field(server, body, field, message):
     post_rejected(server, body, 422, {"error": f"invalid event: {message}", "field": field})
 
@@ -492,7 +497,7 @@ def events_with_one_fault(draw) -> dict:
     key = draw(keys)
     action = draw(st.sampled_from(["keep", "replace", "remove"]))
     if action == "replace":
-        event[key] = draw(json_values | st.sampled_from(["", "taskengine", "bad type"]))
+        event[key] = draw(json_values | st.sampled_from(["", "taskengine", "bad type", "\ud800", {"k": "a\udfffb"}]))
     elif action == "remove":
         event.pop(key, None)
     return event

@@ -23,7 +23,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from .dst import UTC, resolve
+from .dst import resolve
 from .rrule_based import ANCHOR
 from .spec import Spec
 
