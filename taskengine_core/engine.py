@@ -82,9 +82,13 @@ class Engine:
     def queue_run(self, task: str, params: dict | None = None, *, actor: str = "api") -> str:
         """Queue a manual run of ``task`` (enabled or not), due now; returns the run id."""
         from taskengine_core.clock import to_iso
-        from taskengine_core.errors import NotFoundError
+        from taskengine_core.errors import NotFoundError, SecretError
         from taskengine_core.evaluator import NewRun, insert_runs
+        from taskengine_core.secrets import literal_secrets
 
+        for path in literal_secrets(params or {}):  # the run's parameters are stored as given
+            raise SecretError(f"parameter {path}: a secret must be a reference such as ${{env:NAME}} "
+                              "or ${file:PATH}, not a literal value: a literal would be stored in the database")
         self._refresh_config()
         config = self.runtime.tasks.get(task)
         if config is None:

@@ -156,6 +156,22 @@ class SecretResolver:
         return data
 
 
+def literal_secrets(data: Any, path: str = "") -> list[str]:
+    """Dotted paths of literal (not referenced) values under secret-looking keys."""
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(value, str) and str(key).lower() in SECRET_KEYS and not is_reference(value):
+                found.append(where)
+            else:
+                found.extend(literal_secrets(value, where))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found.extend(literal_secrets(value, f"{path}.{i}" if path else str(i)))
+    return found
+
+
 def redact_by_key(data: Any) -> Any:
     """Mask literal values under secret-looking keys; references stay visible as written."""
     if isinstance(data, dict):

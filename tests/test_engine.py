@@ -267,6 +267,26 @@ def test_manual_run_with_params_and_failure_exit_code(applied, run_cli, db_path)
     assert missing.stderr == "Error: no task named 'nope'; see 'taskengine tasks list'\n"
 
 
+def test_a_literal_secret_parameter_is_refused_and_nothing_stored(applied, run_cli, db_path, monkeypatch):
+    from tests.conftest import dump_db
+
+    applied("""
+        tasks:
+          t: {action: command.run, with: {argv: [sh, -c, 'echo "$T"'], env: {T: x}}}
+    """)
+    before = dump_db(db_path)
+    literal = run_cli("tasks", "run", "t", "--param", "env.token=hunter2-canary")
+    assert literal.exit_code == 1
+    assert literal.stderr == ("Error: parameter env.token: a secret must be a reference such as ${env:NAME} "
+                              "or ${file:PATH}, not a literal value: a literal would be stored in the database\n")
+    assert dump_db(db_path) == before
+    monkeypatch.setenv("MY_TOKEN", "hunter2-canary")
+    referenced = run_cli("tasks", "run", "t", "--param", "env.token=${env:MY_TOKEN}", "--json")
+    assert referenced.exit_code == 0, referenced.output
+    stored = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))  # -wal too
+    assert b"hunter2-canary" not in stored and b"${env:MY_TOKEN}" in stored
+
+
 def test_duplicate_source_id_triggers_once(applied, run_cli, engine_factory, db_path):
     applied("""
         tasks:
