@@ -112,17 +112,31 @@ def _register(manager: PluginManager, plugin: object, info: PluginInfo) -> None:
     manager.info[info.name] = info
 
 
+def installed_plugins() -> list[PluginInfo]:
+    """The plugins installed and not disabled, from package metadata alone: nothing is imported."""
+    blocked, found = disabled_names(), {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        info = _entry_point_info(ep)
+        if ep.name not in blocked and info.distribution not in blocked:
+            found.setdefault(ep.name, info)
+    return sorted(found.values(), key=lambda info: info.name)
+
+
+def _entry_point_info(ep: importlib.metadata.EntryPoint) -> PluginInfo:
+    return PluginInfo(ep.name, ep.dist.name if ep.dist else "(unknown)", ep.dist.version if ep.dist else "")
+
+
 def _load_entry_points(manager: PluginManager) -> None:
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist = ep.dist.name if ep.dist else "(unknown)"
-        version = ep.dist.version if ep.dist else ""
+        info = _entry_point_info(ep)
+        dist = info.distribution
         if ep.name in manager.blocked or dist in manager.blocked:
             continue
         if manager.pm.get_plugin(ep.name) is not None:
             continue  # the same distribution visible twice on sys.path
         try:
             plugin = ep.load()
-            _register(manager, plugin, PluginInfo(ep.name, dist, version))
+            _register(manager, plugin, info)
         except Exception as exc:  # noqa: BLE001 - a third-party plugin may raise anything
             broken = BrokenPlugin(ep.name, dist, f"{type(exc).__name__}: {exc}")
             manager.broken.append(broken)

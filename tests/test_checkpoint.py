@@ -20,8 +20,8 @@ def _events_in_database_file(path) -> int:
     conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
     try:
         return conn.execute("SELECT count(*) FROM events").fetchone()[0]
-    except sqlite3.OperationalError:  # not even the schema has been copied yet
-        return 0
+    except sqlite3.DatabaseError:  # no schema copied yet, or a checkpoint is writing the file now
+        return -1
     finally:
         conn.close()
 

@@ -37,6 +37,18 @@ def test_version_lists_core_and_plugins(run_cli):
     assert any(line.strip().startswith("plugin command: taskengine ") for line in out)
 
 
+def test_version_reads_package_metadata_and_imports_no_plugin():
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom taskengine_core.cli import main\nsys.argv = ['taskengine', '--version']\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print([m for m in ('taskengine_command', 'taskengine_email', 'taskengine_webhook') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "plugin email: taskengine " in out
+    assert out.splitlines()[-1] == "[]"
+
+
 def test_help_lists_every_command(run_cli):
     out = run_cli("--help").stdout
     for command in ("apply", "audit", "emit", "events", "logs", "plugins", "run", "schedules",

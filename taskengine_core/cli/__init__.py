@@ -65,12 +65,11 @@ def _plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
 def _print_version(ctx: click.Context, _param, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
+    from taskengine_core.plugins import installed_plugins
+
     click.echo(f"taskengine {__version__}")
-    app = ctx.ensure_object(App)
-    for info in sorted({i.plugin for items in app.registry.items.values() for i in items.values()},
-                       key=lambda p: p.name):
-        if info.name != "core":
-            click.echo(f"  plugin {info.name}: {info.distribution} {info.version}")
+    for info in installed_plugins():  # from package metadata: no plugin is imported
+        click.echo(f"  plugin {info.name}: {info.distribution} {info.version}")
     ctx.exit()
 
 
