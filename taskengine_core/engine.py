@@ -126,29 +126,36 @@ class Engine:
 
     def start(self, *, listen: str | None = None, token: str | None = None) -> None:
         self._checkpointer = Checkpointer(self.db_path)
-        self._checkpointer.start()  # connections opened from now on leave checkpoints to it
-        self.store.checkpoint_in_commits(False)
-        self.executor.recover(self.runtime)
-        self.executor.start()
-        if listen:
-            from taskengine_core.ingress import Ingress
+        self._checkpointer.start()  # from now on this process's commits leave checkpoints to it
+        try:
+            self.executor.recover(self.runtime)
+            self.executor.start()
+            if listen:
+                from taskengine_core.ingress import Ingress
 
-            try:
                 self.ingress = Ingress(self, listen, token=token)
                 self.ingress.start()
-            except BaseException:
-                self.executor.stop(0)
-                self._checkpointer.stop()
-                self.store.checkpoint_in_commits(True)
-                raise
-            self.info = self._engine_info(self.ingress.address)
-        self._start_sources()
+                self.info = self._engine_info(self.ingress.address)
+            self._start_sources()
+        except BaseException:
+            self._undo_start()
+            raise
         self._loop_thread = threading.Thread(target=self._loop, name="taskengine-loop", daemon=True)
         self._loop_thread.start()
         try:
             self.manager.hook.engine_started(engine=self.info)
         except Exception:  # noqa: BLE001 - a plugin's start-up failure must not stop the engine
             log.exception("an engine_started hook failed; the engine runs without it")
+
+    def _undo_start(self) -> None:
+        """Stop what a failed :meth:`start` had started, newest first."""
+        for thread, ctx in self._sources:
+            ctx.stopping.set()
+        if self.ingress is not None:
+            self.ingress.stop()
+            self.ingress = None
+        self.executor.stop(0)
+        self._checkpointer.stop()
 
     def stop(self, grace: float = 30.0) -> None:
         """Stop claiming runs; let in-flight runs finish within ``grace``; mark the rest interrupted."""
@@ -171,7 +178,6 @@ class Engine:
             thread.join(timeout=5)
         if self._checkpointer is not None:
             self._checkpointer.stop()
-            self.store.checkpoint_in_commits(True)
 
     def step(self, *, evaluate: bool = True) -> int:
         """One pass of the loop: reload changed config, evaluate events, run the executor."""
@@ -214,24 +220,30 @@ class Engine:
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
+            evaluate = time.monotonic() >= self._next_evaluation
             try:
-                worked = self.step(evaluate=time.monotonic() >= self._next_evaluation)
+                worked = self.step(evaluate=evaluate)
             except Exception:  # noqa: BLE001 - keep the engine alive; the error is logged
                 log.exception("engine loop step failed; retrying")
                 worked = 0
             if worked:
                 continue
-            due = self._next_due_in()
+            due = self._next_due_in(evaluation_owed=not evaluate)
             wait = self.poll_interval if due is None else min(self.poll_interval, due)
             self.wake.wait(wait)
             self.wake.clear()
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _next_due_in(self) -> float | None:
+    def _next_due_in(self, *, evaluation_owed: bool = False) -> float | None:
+        """Seconds until something is due. ``evaluation_owed``: the loop skipped an evaluation
+        pass within the gap (and emitting did not wake it), so the end of the gap is due, even
+        if it has passed meanwhile."""
         evaluation = self._next_evaluation - time.monotonic()
+        if evaluation_owed:
+            evaluation = max(0.0, evaluation)
         dues = [d for d in (self.executor.next_due_in(), self.scheduler.next_due_in(),
-                            evaluation if evaluation > 0 else None) if d is not None]
+                            evaluation if evaluation_owed or evaluation > 0 else None) if d is not None]
         return min(dues) if dues else None
 
     def _engine_info(self, listen: str | None) -> EngineInfo:

@@ -15,6 +15,7 @@ from taskengine_core.ids import new_id
 from taskengine_core.model import RulePayload, Runtime, TaskConfig
 
 MAX_CHAIN_DEPTH = 10
+MAX_BATCH_BYTES = 16 * 1024 * 1024  # event data read in one evaluation pass
 _RUN_COLUMNS = ("id, task, status, trigger, event_id, rule, schedule, slot, params, not_before, "
                 "created_at, max_attempts, depth")
 
@@ -59,14 +60,14 @@ class Evaluator:
             return 0  # nothing waits: no write transaction
         with store.write() as db:
             conn = db.conn
-            waiting = _waiting_events(conn, limit)
+            waiting = _within_bytes(_waiting_events(conn, limit), runtime)
             if not waiting:
                 return 0
             now_dt = self.clock.now()
             now = to_iso(now_dt)
             batch = _Batch(conn, now_dt)
             # only events some rule listens for are read whole: nothing to parse or match in the rest
-            listened = [seq for seq, event_type in waiting if runtime.listens(event_type)]
+            listened = [seq for seq, event_type, _ in waiting if runtime.listens(event_type)]
             for row in _read_events(conn, listened):
                 self._evaluate(row_to_event(row), runtime, batch)
             insert_runs(conn, batch.runs, now)
@@ -120,10 +121,23 @@ class Evaluator:
 # takes a while each time, with the write lock held all along.
 
 def _waiting_events(conn: sqlite3.Connection, limit: int) -> list[list]:
-    """``[seq, type]`` of up to ``limit`` unprocessed events, oldest first."""
+    """``[seq, type, size of data]`` of up to ``limit`` unprocessed events, oldest first."""
     return sorted(json.loads(conn.execute(
-        "SELECT json_group_array(json_array(seq, type)) FROM (SELECT seq, type FROM events "
-        "WHERE processed_at IS NULL ORDER BY seq LIMIT ?)", (limit,)).fetchone()[0]))
+        "SELECT json_group_array(json_array(seq, type, length(data))) FROM (SELECT seq, type, data "
+        "FROM events WHERE processed_at IS NULL ORDER BY seq LIMIT ?)", (limit,)).fetchone()[0]))
+
+
+def _within_bytes(waiting: list[list], runtime: Runtime) -> list[list]:
+    """The oldest events whose data, where a rule listens, adds up to at most MAX_BATCH_BYTES
+    (always at least one): a backlog of large events is read a slice at a time, never as one
+    value larger than SQLite or memory allows."""
+    total = 0
+    for n, (_, event_type, size) in enumerate(waiting):
+        if runtime.listens(event_type):
+            total += size
+            if total > MAX_BATCH_BYTES and n:
+                return waiting[:n]
+    return waiting
 
 
 def _read_events(conn: sqlite3.Connection, seqs: list[int]) -> list[dict]:

@@ -105,14 +105,16 @@ def check_unicode(body: dict) -> None:
     while stack:
         value, path = stack.pop()
         if isinstance(value, dict):
-            for key, child in value.items():
+            for key, child in reversed(value.items()):  # reversed: popped in document order
                 where = f"{path}.{key}" if path else str(key)
-                if not _valid_unicode(str(key)):
-                    raise EventError(f"invalid event: {_printable(where)}: a key is not valid Unicode "
-                                     "(a lone surrogate)", field=_printable(where))
                 stack.append((child, where))
+            for key in value:
+                if not _valid_unicode(str(key)):
+                    where = _printable(f"{path}.{key}" if path else str(key))
+                    raise EventError(f"invalid event: {where}: a key is not valid Unicode (a lone surrogate)",
+                                     field=where)
         elif isinstance(value, list):
-            stack.extend((child, f"{path}.{i}") for i, child in enumerate(value))
+            stack.extend((child, f"{path}.{i}") for i, child in reversed(list(enumerate(value))))
         elif isinstance(value, str) and not _valid_unicode(value):
             raise EventError(f"invalid event: {_printable(path)}: not valid Unicode (a lone surrogate)",
                              field=_printable(path))
@@ -147,19 +149,23 @@ def insert_events(store: Store, events: Iterable[Event], *, clock: Clock | None 
 
 
 def _insert(conn, events: list[Event], now: str, window_start: str) -> list[str]:
-    originals = _first_seen(conn, {(e.source, e.source_id) for e in events if e.source_id is not None},
-                            window_start)
-    rows = []
+    rows, seen = [], {}
     for event in events:
         duplicate_of = None
         if event.source_id is not None:
             key = (event.source, event.source_id)
-            duplicate_of = originals.get(key)
+            duplicate_of = seen.get(key)
+            if duplicate_of is None:  # bound as parameters: compared whole, NUL characters included
+                found = conn.execute(
+                    "SELECT id FROM events WHERE source = ? AND source_id = ? AND received_at >= ? "
+                    "AND duplicate_of IS NULL ORDER BY seq LIMIT 1", (*key, window_start)).fetchone()
+                duplicate_of = found[0] if found else None
             if duplicate_of is None:
-                originals[key] = event.id
+                seen[key] = event.id
         rows.append((event.id, event.type, event.source, event.source_id,
                      json.dumps(event.data, separators=(",", ":"), ensure_ascii=False),
-                     to_iso(event.time) if event.time else now, now, now if duplicate_of else None, duplicate_of))
+                     to_iso(event.time) if event.time else now, now,
+                     now if duplicate_of else None, duplicate_of))
     conn.executemany(
         "INSERT INTO events (id, type, source, source_id, data, time, received_at, processed_at, duplicate_of) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
@@ -167,20 +173,6 @@ def _insert(conn, events: list[Event], now: str, window_start: str) -> list[str]
     if dup_rows:
         conn.executemany("INSERT INTO decisions (time, decision, reason, event_id) VALUES (?, ?, ?, ?)", dup_rows)
     return [r[0] for r in rows]
-
-
-def _first_seen(conn, keys: set[tuple[str, str]], window_start: str) -> dict[tuple[str, str], str]:
-    """The id of the first event within the dedup window for each (source, id) already stored."""
-    if not keys:
-        return {}
-    found: dict[tuple[str, str], str] = {}
-    for source, source_id, event_id in conn.execute(
-            "SELECT e.source, e.source_id, e.id FROM json_each(?) j JOIN events e "
-            "ON e.source = json_extract(j.value, '$[0]') AND e.source_id = json_extract(j.value, '$[1]') "
-            "WHERE e.received_at >= ? AND e.duplicate_of IS NULL ORDER BY e.seq",
-            (json.dumps(list(keys), ensure_ascii=False), window_start)):
-        found.setdefault((source, source_id), event_id)
-    return found
 
 
 def inbox_waiting(conn) -> bool:

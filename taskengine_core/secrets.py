@@ -156,13 +156,22 @@ class SecretResolver:
         return data
 
 
+def _is_literal_secret(key: Any, value: Any) -> bool:
+    """A literal value under a secret-looking key: a string that is not a reference, or a number
+    (``--param password=123456`` reads as one). Lists and mappings under such a key (a
+    throttle's ``key: [user]``) are looked into, not masked whole."""
+    if not isinstance(key, str) or key.lower() not in SECRET_KEYS or isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float)) or (isinstance(value, str) and not is_reference(value))
+
+
 def literal_secrets(data: Any, path: str = "") -> list[str]:
-    """Dotted paths of literal (not referenced) values under secret-looking keys."""
+    """Dotted paths of the literal values under secret-looking keys."""
     found: list[str] = []
     if isinstance(data, dict):
         for key, value in data.items():
             where = f"{path}.{key}" if path else str(key)
-            if isinstance(value, str) and str(key).lower() in SECRET_KEYS and not is_reference(value):
+            if _is_literal_secret(key, value):
                 found.append(where)
             else:
                 found.extend(literal_secrets(value, where))
@@ -175,18 +184,8 @@ def literal_secrets(data: Any, path: str = "") -> list[str]:
 def redact_by_key(data: Any) -> Any:
     """Mask literal values under secret-looking keys; references stay visible as written."""
     if isinstance(data, dict):
-        out = {}
-        for key, value in data.items():
-            if (
-                isinstance(key, str)
-                and key.lower() in SECRET_KEYS
-                and isinstance(value, str)
-                and not is_reference(value)
-            ):
-                out[key] = REDACTED
-            else:
-                out[key] = redact_by_key(value)
-        return out
+        return {key: REDACTED if _is_literal_secret(key, value) else redact_by_key(value)
+                for key, value in data.items()}
     if isinstance(data, list):
         return [redact_by_key(v) for v in data]
     return data

@@ -279,6 +279,8 @@ def test_a_literal_secret_parameter_is_refused_and_nothing_stored(applied, run_c
     assert literal.exit_code == 1
     assert literal.stderr == ("Error: parameter env.token: a secret must be a reference such as ${env:NAME} "
                               "or ${file:PATH}, not a literal value: a literal would be stored in the database\n")
+    numeric = run_cli("tasks", "run", "t", "--param", "env.password=123456")  # JSON: reads as a number
+    assert numeric.exit_code == 1 and "parameter env.password: a secret must be a reference" in numeric.stderr
     assert dump_db(db_path) == before
     monkeypatch.setenv("MY_TOKEN", "hunter2-canary")
     referenced = run_cli("tasks", "run", "t", "--param", "env.token=${env:MY_TOKEN}", "--json")
@@ -565,8 +567,31 @@ def test_event_data_survives_the_inbox_exactly(db_path):
     event_id = engine.emit("go", data, source="s", id="x")
     conn = sqlite3.connect(db_path)
     waiting = _waiting_events(conn, 10)
-    assert [event_type for _, event_type in waiting] == ["go"]
-    [row] = _read_events(conn, [seq for seq, _ in waiting])
+    assert [event_type for _, event_type, _ in waiting] == ["go"]
+    [row] = _read_events(conn, [seq for seq, _, _ in waiting])
     event = row_to_event(row)
     assert event["data"] == data and type(event["data"]["big"]) is int
     assert (event["id"], event["type"], event["source"], event["source_id"]) == (event_id, "go", "s", "x")
+
+
+def test_a_backlog_of_large_events_is_evaluated_a_slice_at_a_time(applied, db_path, monkeypatch):
+    """One evaluation pass reads at most MAX_BATCH_BYTES of event data (here 2,500 bytes), so a
+    backlog of large events never becomes one value too large for SQLite or memory."""
+    import taskengine_core.evaluator as evaluator_module
+
+    applied("""
+        tasks:
+          t: {action: command.run, with: {argv: [echo]}}
+        events:
+          e: {on: big, tasks: [t]}
+    """)
+    monkeypatch.setattr(evaluator_module, "MAX_BATCH_BYTES", 2500)
+    engine = Engine(db_path)
+    for n in range(5):
+        engine.emit("big", {"blob": "x" * 990, "n": n})
+    engine.emit("unheard", {"blob": "y" * 5000})  # no rule listens: its size does not count
+    passes = []
+    while evaluated := engine.evaluator.process_pending(engine.store, engine.runtime):
+        passes.append(evaluated)
+    assert passes == [2, 2, 2]
+    assert len(runs(db_path)) == 5

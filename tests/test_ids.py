@@ -1,4 +1,4 @@
-"""Event and run ids: 16 hex characters, unique, ordered by creation time."""
+"""Event and run ids: 20 hex characters, unique, ordered by creation time."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def test_ids_are_short_hex_and_unique_across_threads():
     for thread in threads:
         thread.join()
     ids = [i for out in made for i in out]
-    assert all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids[:1000])
+    assert all(re.fullmatch(r"[0-9a-f]{20}", i) for i in ids[:1000])
     assert len(set(ids)) == len(ids) == 200_000
 
 
@@ -44,8 +44,23 @@ def test_a_forked_child_does_not_repeat_its_parents_ids():
     os.close(write)
     parent = new_id()
     os.waitpid(pid, 0)
-    child = os.read(read, 16).decode()
+    child = os.read(read, 20).decode()
     os.close(read)
-    # without a reseed both would take the same next counter value (a 1 in 2**20 chance with it)
-    assert child[11:] != parent[11:]
-    assert len(child) == 16
+    # without a reseed both would name the same process and take the same next counter value
+    assert child[11:15] != parent[11:15] or child[15:] != parent[15:]
+    assert len(child) == 20
+
+
+def test_two_processes_writing_fast_make_no_common_id(tmp_path):
+    """Counters that start apart drift past each other when two processes make ids at different
+    rates; the process part keeps them apart then."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom taskengine_core.ids import new_id\n"
+              "sys.stdout.write('\\n'.join(new_id() for _ in range(int(sys.argv[1]))))")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(n)], stdout=subprocess.PIPE, text=True)
+             for n in (400_000, 150_000)]
+    made = [set(p.communicate()[0].split()) for p in procs]
+    assert len(made[0]) == 400_000 and len(made[1]) == 150_000
+    assert not made[0] & made[1]

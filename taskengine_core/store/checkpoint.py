@@ -11,6 +11,7 @@ outside Python's GIL.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import sqlite3
@@ -26,34 +27,49 @@ RESTART_FRAMES = 8192  # 32 MB of 4 KB pages
 AUTOCHECKPOINT_PAGES = 1000  # SQLite's default, restored when the checkpointer stops
 
 
-_RUNNING: set[str] = set()  # database files a checkpointer of this process looks after
+_RUNNING: collections.Counter[str] = collections.Counter()  # files a checkpointer here looks after
+_RUNNING_GUARD = threading.Lock()
 
 
-def checkpointed_here(path: str | Path) -> bool:
-    """Whether a checkpointer in this process looks after ``path``; connections to it then
-    leave checkpoints to that thread."""
-    return os.path.realpath(path) in _RUNNING
+def checkpointed_here(real_path: str) -> bool:
+    """Whether a checkpointer in this process looks after the file at ``real_path`` (as given by
+    ``os.path.realpath``); every connection to it then leaves checkpoints to that thread."""
+    return _RUNNING[real_path] > 0
 
 
 class Checkpointer:
     def __init__(self, path: str | Path, *, interval: float = INTERVAL) -> None:
         self.path, self.interval = Path(path), interval
+        self._real_path = os.path.realpath(path)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        _RUNNING.add(os.path.realpath(self.path))
+        with _RUNNING_GUARD:
+            _RUNNING[self._real_path] += 1
         self._thread = threading.Thread(target=self._run, name="taskengine-checkpoint", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop after a last pass; connections go back to checkpointing in their commits."""
+        if self._thread is None:
+            return
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        _RUNNING.discard(os.path.realpath(self.path))
+        self._thread.join(timeout=30)
+        self._thread = None
+        with _RUNNING_GUARD:
+            _RUNNING[self._real_path] -= 1
+            if _RUNNING[self._real_path] <= 0:
+                del _RUNNING[self._real_path]
 
     def _run(self) -> None:
-        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=5)
+        try:
+            # timeout=0: no busy handler. A RESTART waiting on a reader would hold every writer up
+            # meanwhile; without one it reports "busy" at once and the next pass tries again.
+            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=0)
+        except sqlite3.Error as exc:
+            log.error("cannot open %s to checkpoint it: %s; commits are not checkpointed", self.path, exc)
+            return
         try:
             while not self._stop.wait(self.interval):
                 self._checkpoint(conn)
@@ -67,8 +83,8 @@ class Checkpointer:
             _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if frames <= RESTART_FRAMES:
                 return "passive"
-            conn.execute("PRAGMA wal_checkpoint(RESTART)")
-            return "restart"
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            return "busy" if busy else "restart"
         except sqlite3.Error as exc:  # the next pass tries again; SQLite loses nothing meanwhile
             log.warning("checkpoint of %s failed: %s", self.path, exc)
             return None

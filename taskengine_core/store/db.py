@@ -87,14 +87,14 @@ class Store:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
-            if checkpointed_here(self.path):
-                conn.execute("PRAGMA wal_autocheckpoint = 0")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open database {self.path}: {exc}") from None
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._file_lock = _write_lock(self.path)
+        self._real_path = os.path.realpath(self.path)
+        self._commits_checkpoint = True  # SQLite's default: a commit past 1,000 WAL pages checkpoints
         if migrate:
             self.migrate()
 
@@ -117,6 +117,7 @@ class Store:
         if self.read_only:
             raise StoreError(self._read_only_message())
         with self._lock, self._file_lock:
+            self._follow_checkpointer()
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -134,10 +135,13 @@ class Store:
                     self.conn.execute("ROLLBACK")
                 raise self._translate(exc) from None
 
-    def checkpoint_in_commits(self, on: bool) -> None:
-        """Whether this connection's commits checkpoint the WAL (SQLite's default) or leave it
-        to a :class:`~taskengine_core.store.checkpoint.Checkpointer`."""
-        self.conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES if on else 0}")
+    def _follow_checkpointer(self) -> None:
+        """Leave checkpoints to a running :class:`~taskengine_core.store.checkpoint.Checkpointer`
+        for this file, and take them back once it stops (checked at every write: a set lookup)."""
+        wanted = not checkpointed_here(self._real_path)
+        if wanted != self._commits_checkpoint:
+            self.conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES if wanted else 0}")
+            self._commits_checkpoint = wanted
 
     def query(self, sql: str, params=()) -> list[dict]:
         return list(self.db.query(sql, params))
