@@ -84,11 +84,10 @@ class Engine:
         from taskengine_core.clock import to_iso
         from taskengine_core.errors import NotFoundError, SecretError
         from taskengine_core.evaluator import NewRun, insert_runs
-        from taskengine_core.secrets import literal_secrets
+        from taskengine_core.secrets import LITERAL_SECRET, literal_secrets
 
-        for path in literal_secrets(params or {}):  # the run's parameters are stored as given
-            raise SecretError(f"parameter {path}: a secret must be a reference such as ${{env:NAME}} "
-                              "or ${file:PATH}, not a literal value: a literal would be stored in the database")
+        if literal := literal_secrets(params or {}):  # the run's parameters are stored as given
+            raise SecretError(f"parameter {literal[0]}: {LITERAL_SECRET}")
         self._refresh_config()
         config = self.runtime.tasks.get(task)
         if config is None:
@@ -239,11 +238,13 @@ class Engine:
         """Seconds until something is due. ``evaluation_owed``: the loop skipped an evaluation
         pass within the gap (and emitting did not wake it), so the end of the gap is due, even
         if it has passed meanwhile."""
-        evaluation = self._next_evaluation - time.monotonic()
+        evaluation: float | None = self._next_evaluation - time.monotonic()
         if evaluation_owed:
             evaluation = max(0.0, evaluation)
-        dues = [d for d in (self.executor.next_due_in(), self.scheduler.next_due_in(),
-                            evaluation if evaluation_owed or evaluation > 0 else None) if d is not None]
+        elif evaluation <= 0:
+            evaluation = None  # no gap running: nothing to come back for
+        dues = [d for d in (self.executor.next_due_in(), self.scheduler.next_due_in(), evaluation)
+                if d is not None]
         return min(dues) if dues else None
 
     def _engine_info(self, listen: str | None) -> EngineInfo:

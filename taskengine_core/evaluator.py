@@ -60,14 +60,12 @@ class Evaluator:
             return 0  # nothing waits: no write transaction
         with store.write() as db:
             conn = db.conn
-            waiting = _within_bytes(_waiting_events(conn, limit), runtime)
+            waiting, listened = _take(_waiting_events(conn, limit), runtime)
             if not waiting:
                 return 0
             now_dt = self.clock.now()
             now = to_iso(now_dt)
             batch = _Batch(conn, now_dt)
-            # only events some rule listens for are read whole: nothing to parse or match in the rest
-            listened = [seq for seq, event_type, _ in waiting if runtime.listens(event_type)]
             for row in _read_events(conn, listened):
                 self._evaluate(row_to_event(row), runtime, batch)
             insert_runs(conn, batch.runs, now)
@@ -127,17 +125,19 @@ def _waiting_events(conn: sqlite3.Connection, limit: int) -> list[list]:
         "FROM events WHERE processed_at IS NULL ORDER BY seq LIMIT ?)", (limit,)).fetchone()[0]))
 
 
-def _within_bytes(waiting: list[list], runtime: Runtime) -> list[list]:
-    """The oldest events whose data, where a rule listens, adds up to at most MAX_BATCH_BYTES
-    (always at least one): a backlog of large events is read a slice at a time, never as one
-    value larger than SQLite or memory allows."""
-    total = 0
-    for n, (_, event_type, size) in enumerate(waiting):
+def _take(waiting: list[list], runtime: Runtime) -> tuple[list[list], list[int]]:
+    """This pass's events, and the seqs of those some rule listens for (only they are read
+    whole: nothing to parse or match in the rest). The pass stops before the listened data adds
+    up to more than MAX_BATCH_BYTES (it takes one event at least): a backlog of large events is
+    read a slice at a time, never as one value larger than SQLite or memory allows."""
+    listened, total = [], 0
+    for n, (seq, event_type, size) in enumerate(waiting):
         if runtime.listens(event_type):
             total += size
             if total > MAX_BATCH_BYTES and n:
-                return waiting[:n]
-    return waiting
+                return waiting[:n], listened
+            listened.append(seq)
+    return waiting, listened
 
 
 def _read_events(conn: sqlite3.Connection, seqs: list[int]) -> list[dict]:

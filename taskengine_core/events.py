@@ -105,19 +105,15 @@ def check_unicode(body: dict) -> None:
     while stack:
         value, path = stack.pop()
         if isinstance(value, dict):
-            for key, child in reversed(value.items()):  # reversed: popped in document order
-                where = f"{path}.{key}" if path else str(key)
-                stack.append((child, where))
-            for key in value:
+            children = [(child, f"{path}.{key}" if path else str(key)) for key, child in value.items()]
+            for key, (_, where) in zip(value, children):
                 if not _valid_unicode(str(key)):
-                    where = _printable(f"{path}.{key}" if path else str(key))
-                    raise EventError(f"invalid event: {where}: a key is not valid Unicode (a lone surrogate)",
-                                     field=where)
+                    raise _not_unicode(where, "a key is not valid Unicode")
+            stack.extend(reversed(children))  # reversed: popped in document order
         elif isinstance(value, list):
-            stack.extend((child, f"{path}.{i}") for i, child in reversed(list(enumerate(value))))
+            stack.extend(reversed([(child, f"{path}.{i}") for i, child in enumerate(value)]))
         elif isinstance(value, str) and not _valid_unicode(value):
-            raise EventError(f"invalid event: {_printable(path)}: not valid Unicode (a lone surrogate)",
-                             field=_printable(path))
+            raise _not_unicode(path, "not valid Unicode")
 
 
 def _valid_unicode(text: str) -> bool:
@@ -128,8 +124,9 @@ def _valid_unicode(text: str) -> bool:
         return False
 
 
-def _printable(text: str) -> str:
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+def _not_unicode(path: str, what: str) -> EventError:
+    where = path.encode("utf-8", "backslashreplace").decode("utf-8")  # printable, lone surrogates too
+    return EventError(f"invalid event: {where}: {what} (a lone surrogate)", field=where)
 
 
 def insert_events(store: Store, events: Iterable[Event], *, clock: Clock | None = None,

@@ -16,6 +16,8 @@ from taskengine_core.errors import SecretError
 _CANDIDATE = re.compile(r"\$\{([^}]*)\}")
 _SCHEMES = {"env": re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z"), "file": re.compile(r"\S.*\Z")}
 REDACTED = "********"
+LITERAL_SECRET = ("a secret must be a reference such as ${env:NAME} or ${file:PATH}, not a literal "
+                  "value: a literal would be stored in the database")
 # Keys whose literal values are secrets even when the user did not write a reference.
 SECRET_KEYS = frozenset(
     {"password", "token", "secret", "api_key", "apikey", "key", "authorization", "passphrase"}

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from tests.test_webhook_delivery import rules, send
+from tests.test_webhook_delivery import send
+from tests.test_webhook_support import webhook_rules
 from tests.test_webhook_support import engine, queue_run, receiver  # noqa: F401 (fixtures)
 
 
 def test_default_envelope_for_an_event(applied, engine, receiver):
     server = receiver()
-    applied(rules(server.url) + """
+    applied(webhook_rules(server.url) + """
 events:
   on-sync: {on: "sync.*", tasks: [notify]}
 """)
@@ -29,7 +30,7 @@ events:
 
 def test_default_envelope_without_event(applied, engine, receiver):
     server = receiver()
-    applied(rules(server.url))
+    applied(webhook_rules(server.url))
     e = engine()
     run_id = queue_run(e, "notify")
     body = json.loads(server.wait_for(1)[0].body)
@@ -38,7 +39,7 @@ def test_default_envelope_without_event(applied, engine, receiver):
 
 def test_payload_templated_from_event_data_full_path(applied, engine, receiver):
     server = receiver()
-    applied(rules(server.url, task_with="""
+    applied(webhook_rules(server.url, task_with="""
       webhook: hook
       payload:
         text: 'Sync {{ event.data.sync }} failed: {{ event.data.error }}'
@@ -59,7 +60,7 @@ events:
 
 def test_raw_body_with_content_type_and_extra_headers(applied, engine, receiver):
     server = receiver()
-    applied(rules(server.url, task_with="""
+    applied(webhook_rules(server.url, task_with="""
       webhook: hook
       body: 'user={{ event.data.user }}'
       content_type: application/x-www-form-urlencoded
@@ -78,19 +79,19 @@ events:
 
 def test_put_method(applied, engine, receiver):
     server = receiver()
-    applied(rules(server.url, extra="    method: PUT"))
+    applied(webhook_rules(server.url, extra="    method: PUT"))
     send(engine())
     assert server.wait_for(1)[0].method == "PUT"
 
 
 def test_payload_and_body_together_rejected_by_validate(write_rules, run_cli):
-    path = write_rules(rules("http://127.0.0.1:9/x", task_with="{webhook: hook, payload: {a: 1}, body: x}"))
+    path = write_rules(webhook_rules("http://127.0.0.1:9/x", task_with="{webhook: hook, payload: {a: 1}, body: x}"))
     result = run_cli("validate", path)
     assert result.exit_code == 1
     assert "either a payload" in result.output + result.stderr
 
 
 def test_dangling_webhook_reference_rejected(write_rules, run_cli):
-    path = write_rules(rules("http://127.0.0.1:9/x", task_with="{webhook: hoook}"))
+    path = write_rules(webhook_rules("http://127.0.0.1:9/x", task_with="{webhook: hoook}"))
     result = run_cli("validate", path)
     assert result.exit_code == 1 and "did you mean 'hook'" in result.output + result.stderr

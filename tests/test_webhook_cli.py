@@ -6,26 +6,14 @@ import json
 
 from tests.test_webhook_support import (  # noqa: F401 (fixtures)
     FAST, attempts, deliveries, engine, new_secret, query, queue_run, receiver, Reply, verify,
-    wait_status)
-
-
-def rules(url: str, extra: str = "") -> str:
-    return f"""
-{FAST}
-webhooks:
-  hook:
-    url: {url}
-{extra}
-tasks:
-  notify: {{action: webhook.send, with: {{webhook: hook}}}}
-"""
+    wait_status, webhook_rules)
 
 
 def test_test_command_sends_now_and_prints_outcome(applied, receiver, run_cli, db_path, monkeypatch):
     secret = new_secret()
     monkeypatch.setenv("WH_SECRET", secret)
     server = receiver()
-    applied(rules(server.url, '    secret: "${env:WH_SECRET}"'))
+    applied(webhook_rules(server.url, extra='    secret: "${env:WH_SECRET}"'))
     result = run_cli("webhooks", "test", "hook")
     assert result.exit_code == 0, result.output + result.stderr
     assert result.stdout.startswith("delivered: HTTP 200 in ")
@@ -38,7 +26,7 @@ def test_test_command_sends_now_and_prints_outcome(applied, receiver, run_cli, d
 
 def test_test_command_failure_exits_1(applied, receiver, run_cli, db_path):
     server = receiver([Reply(500, b"nope")])
-    applied(rules(server.url))
+    applied(webhook_rules(server.url))
     result = run_cli("webhooks", "test", "hook", "--json")
     assert result.exit_code == 1
     out = json.loads(result.stdout)
@@ -47,13 +35,13 @@ def test_test_command_failure_exits_1(applied, receiver, run_cli, db_path):
 
 
 def test_test_command_unknown_webhook(applied, run_cli):
-    applied(rules("http://127.0.0.1:9/x"))
+    applied(webhook_rules("http://127.0.0.1:9/x"))
     result = run_cli("webhooks", "test", "nope")
     assert result.exit_code == 1 and "no webhook named 'nope'" in result.stderr
 
 
 def test_test_command_when_plugin_blocked(applied, run_cli, monkeypatch):
-    applied(rules("http://127.0.0.1:9/x"))
+    applied(webhook_rules("http://127.0.0.1:9/x"))
     monkeypatch.setenv("TASKENGINE_DISABLE_PLUGINS", "webhook")
     result = run_cli("webhooks", "test", "hook")
     assert result.exit_code == 1 and "webhook plugin is not loaded" in result.stderr
@@ -98,7 +86,7 @@ def test_redeliver_keeps_webhook_id(applied, engine, receiver, run_cli, db_path,
     secret = new_secret()
     monkeypatch.setenv("WH_SECRET", secret)
     server = receiver([Reply(500), Reply(200)])
-    applied(rules(server.url, '    secret: "${env:WH_SECRET}"\n    retries: 0'))
+    applied(webhook_rules(server.url, extra='    secret: "${env:WH_SECRET}"\n    retries: 0'))
     e = engine()
     delivery_id = f"msg_{queue_run(e, 'notify')}"
     wait_status(db_path, delivery_id, "exhausted")
@@ -118,7 +106,7 @@ def test_redeliver_keeps_webhook_id(applied, engine, receiver, run_cli, db_path,
 
 def test_redeliver_refuses_disabled_destination(applied, receiver, run_cli, db_path):
     server = receiver([Reply(410)])
-    applied(rules(server.url))
+    applied(webhook_rules(server.url))
     result = run_cli("webhooks", "test", "hook")
     assert result.exit_code == 1 and "disabled" in result.stdout
     delivery_id = deliveries(db_path)[0]["id"]
@@ -132,6 +120,6 @@ def test_redeliver_refuses_disabled_destination(applied, receiver, run_cli, db_p
 
 
 def test_enable_unknown_webhook(applied, run_cli):
-    applied(rules("http://127.0.0.1:9/x"))
+    applied(webhook_rules("http://127.0.0.1:9/x"))
     result = run_cli("webhooks", "enable", "nope")
     assert result.exit_code == 1 and "no webhook named 'nope'" in result.stderr

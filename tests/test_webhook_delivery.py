@@ -11,21 +11,7 @@ import pytest
 
 from tests.test_webhook_support import (  # noqa: F401 (fixtures)
     FAST, attempts, deliveries, engine, new_secret, query, queue_run, receiver, Reply, verify,
-    wait_status, wait_until)
-
-
-def rules(url: str, *, extra: str = "", task_with: str = "{webhook: hook}", settings: str = FAST) -> str:
-    return f"""
-{settings}
-webhooks:
-  hook:
-    url: {url}
-{extra}
-tasks:
-  notify:
-    action: webhook.send
-    with: {task_with}
-"""
+    wait_status, wait_until, webhook_rules)
 
 
 def send(engine_, task: str = "notify") -> str:
@@ -51,7 +37,7 @@ def test_auth_headers_and_signature(auth, check, applied, engine, receiver, monk
     secret = new_secret()
     monkeypatch.setenv("WH_SECRET", secret)
     server = receiver()
-    applied(rules(server.url, extra=f"""    auth: {auth}
+    applied(webhook_rules(server.url, extra=f"""    auth: {auth}
     secret: "${{env:WH_SECRET}}"
     headers: {{X-Team: ops}}"""))
     e = engine()
@@ -74,7 +60,7 @@ def test_rotation_sends_two_signatures_each_verifies(applied, engine, receiver, 
     new, old = new_secret(), new_secret()
     monkeypatch.setenv("WH_SECRETS", f"{new} {old}")  # during a rotation: the new one, then the old
     server = receiver()
-    applied(rules(server.url, extra='    secret: "${env:WH_SECRETS}"'))
+    applied(webhook_rules(server.url, extra='    secret: "${env:WH_SECRETS}"'))
     send(engine())
     req = server.wait_for(1)[0]
     assert len(req.headers["webhook-signature"].split()) == 2
@@ -89,7 +75,7 @@ def test_retry_500_500_200_one_id_three_valid_signatures(applied, engine, receiv
     secret = new_secret()
     monkeypatch.setenv("WH_SECRET", secret)
     server = receiver([Reply(500, b"boom"), Reply(500, b"boom"), Reply(200)])
-    applied(rules(server.url, extra='    secret: "${env:WH_SECRET}"'))
+    applied(webhook_rules(server.url, extra='    secret: "${env:WH_SECRET}"'))
     e = engine()
     delivery_id = send(e)
     reqs = server.wait_for(3)
@@ -110,7 +96,7 @@ def test_retry_500_500_200_one_id_three_valid_signatures(applied, engine, receiv
 
 def test_exhausted_emits_event(applied, engine, receiver):
     server = receiver([Reply(500)])
-    applied(rules(server.url, extra="    retries: 2"))
+    applied(webhook_rules(server.url, extra="    retries: 2"))
     e = engine()
     delivery_id = send(e)
     row = wait_status(e.db_path, delivery_id, "exhausted")
@@ -124,7 +110,7 @@ def test_exhausted_emits_event(applied, engine, receiver):
 def test_redirect_is_not_followed(applied, engine, receiver):
     target = receiver()
     server = receiver([Reply(302, headers={"Location": target.url}), Reply(200)])
-    applied(rules(server.url, extra="    retries: 1"))
+    applied(webhook_rules(server.url, extra="    retries: 1"))
     e = engine()
     delivery_id = send(e)
     wait_status(e.db_path, delivery_id, "delivered")
@@ -136,7 +122,7 @@ def test_redirect_is_not_followed(applied, engine, receiver):
 
 def test_410_disables_destination_and_enable_resumes(applied, engine, receiver, run_cli):
     server = receiver([Reply(410, b"gone"), Reply(200)])
-    applied(rules(server.url))
+    applied(webhook_rules(server.url))
     e = engine()
     first = send(e)
     row = wait_status(e.db_path, first, "failed")
@@ -158,7 +144,7 @@ def test_410_disables_destination_and_enable_resumes(applied, engine, receiver, 
 
 def test_retry_after_honoured(applied, engine, receiver):
     server = receiver([Reply(503, headers={"Retry-After": "1"}), Reply(200)])
-    applied(rules(server.url))
+    applied(webhook_rules(server.url))
     e = engine()
     delivery_id = send(e)
     reqs = server.wait_for(2)
@@ -168,7 +154,7 @@ def test_retry_after_honoured(applied, engine, receiver):
 
 def test_retry_after_clamped_to_an_hour(applied, engine, receiver):
     server = receiver([Reply(429, headers={"Retry-After": "999999"})])
-    applied(rules(server.url))
+    applied(webhook_rules(server.url))
     e = engine()
     delivery_id = send(e)
     server.wait_for(1)
@@ -181,7 +167,7 @@ def test_retry_after_clamped_to_an_hour(applied, engine, receiver):
 
 def test_retry_survives_restart(applied, engine, receiver, db_path):
     server = receiver([Reply(500), Reply(200)])
-    applied(rules(server.url, settings="settings:\n  webhook: {backoff: 1}"))
+    applied(webhook_rules(server.url, settings="settings:\n  webhook: {backoff: 1}"))
     first = engine()
     delivery_id = send(first)
     server.wait_for(1)
@@ -221,7 +207,7 @@ tasks:
 
 
 def test_egress_denies_metadata_address_without_connecting(applied, engine):
-    applied(rules("http://169.254.169.254/latest/meta-data"))
+    applied(webhook_rules("http://169.254.169.254/latest/meta-data"))
     e = engine()
     delivery_id = send(e)
     row = wait_status(e.db_path, delivery_id, "failed")
@@ -234,7 +220,7 @@ def test_egress_denies_metadata_address_without_connecting(applied, engine):
 
 def test_egress_deny_applies_to_the_resolved_address(applied, engine, receiver):
     server = receiver()
-    applied(rules(f"http://localhost:{server.port}/hook",
+    applied(webhook_rules(f"http://localhost:{server.port}/hook",
                   settings="settings:\n  webhook: {deny: [127.0.0.0/8, '::1/128']}"))
     e = engine()
     delivery_id = send(e)
@@ -246,6 +232,6 @@ def test_egress_deny_applies_to_the_resolved_address(applied, engine, receiver):
 
 def test_egress_allow_punches_a_hole(applied, engine, receiver):
     server = receiver()
-    applied(rules(server.url, settings="settings:\n  webhook: {deny: [0.0.0.0/0], allow: [127.0.0.1/32]}"))
+    applied(webhook_rules(server.url, settings="settings:\n  webhook: {deny: [0.0.0.0/0], allow: [127.0.0.1/32]}"))
     e = engine()
     wait_status(e.db_path, send(e), "delivered")

@@ -14,24 +14,12 @@ from taskengine_webhook import store as wstore
 from taskengine_webhook.dispatcher import Dispatcher
 from tests.test_webhook_support import (  # noqa: F401 (fixtures)
     FAST, attempts, deliveries, engine, receiver, Reply, tls_server_context, wait_status,
-    wait_until)
-
-
-def rules(url: str, extra: str = "", settings: str = FAST) -> str:
-    return f"""
-{settings}
-webhooks:
-  hook:
-    url: {url}
-{extra}
-tasks:
-  notify: {{action: webhook.send, with: {{webhook: hook}}}}
-"""
+    wait_until, webhook_rules)
 
 
 def test_delivery_left_sending_by_a_dead_process_is_sent(applied, engine, receiver, db_path):
     server = receiver()
-    applied(rules(server.url))
+    applied(webhook_rules(server.url))
     [delivery_id] = enqueue(str(db_path), "hook", [{"n": 1}])
     conn = sqlite3.connect(db_path)
     with conn:
@@ -47,7 +35,7 @@ def test_delivery_left_sending_by_a_dead_process_is_sent(applied, engine, receiv
 
 def test_stop_gives_back_claimed_deliveries_without_counting_an_attempt(applied, receiver, db_path):
     server = receiver([Reply(200, delay=30)])
-    applied(rules(server.url))
+    applied(webhook_rules(server.url))
     ids = enqueue(str(db_path), "hook", [{"n": i} for i in range(3)])
     host = Engine(db_path)
     dispatcher = Dispatcher(host.info, grace=0.2)
@@ -61,10 +49,10 @@ def test_stop_gives_back_claimed_deliveries_without_counting_an_attempt(applied,
 
 def test_settings_change_applies_without_restart(applied, engine, receiver, db_path):
     server = receiver()
-    applied(rules(server.url))
+    applied(webhook_rules(server.url))
     e = engine()
     wait_status(db_path, enqueue(str(db_path), "hook", [{"n": 1}])[0], "delivered")
-    applied(rules(server.url, settings="settings:\n  webhook: {deny: [127.0.0.0/8]}"))
+    applied(webhook_rules(server.url, settings="settings:\n  webhook: {deny: [127.0.0.0/8]}"))
     wait_until(lambda: e.runtime.generation >= 2)
     refused = enqueue(str(db_path), "hook", [{"n": 2}])[0]
     row = wait_status(db_path, refused, "failed")
@@ -73,17 +61,17 @@ def test_settings_change_applies_without_restart(applied, engine, receiver, db_p
 
 def test_destination_url_change_applies_without_restart(applied, engine, receiver, db_path):
     old, new = receiver(), receiver()
-    applied(rules(old.url))
+    applied(webhook_rules(old.url))
     engine()
     wait_status(db_path, enqueue(str(db_path), "hook", [{"n": 1}])[0], "delivered")
-    applied(rules(new.url))
+    applied(webhook_rules(new.url))
     wait_status(db_path, enqueue(str(db_path), "hook", [{"n": 2}])[0], "delivered", timeout=5)
     assert len(old.requests) == 1 and len(new.requests) == 1
 
 
 def test_removed_destination_fails_its_pending_deliveries(applied, db_path, engine, receiver):
     server = receiver()
-    applied(rules(server.url))
+    applied(webhook_rules(server.url))
     [delivery_id] = enqueue(str(db_path), "hook", [{"n": 1}])
     applied(f"{FAST}\nwebhooks:\n  spare: {{url: '{server.url}'}}\n")
     engine()
@@ -113,7 +101,7 @@ webhooks:
 
 
 def test_prune_keeps_unfinished_deliveries(applied, db_path):
-    applied(rules("http://127.0.0.1:9/x"))
+    applied(webhook_rules("http://127.0.0.1:9/x"))
     old, pending = enqueue(str(db_path), "hook", [{"n": 1}, {"n": 2}])
     long_ago = to_iso(datetime.now(timezone.utc) - timedelta(days=100))
     conn = sqlite3.connect(db_path)

@@ -258,3 +258,18 @@ settings:
 __all__ = ["FAST", "Receiver", "Reply", "Request", "attempts", "deliveries", "engine", "env_secret",
            "free_port", "new_secret", "os", "query", "queue_run", "receiver", "tls_server_context", "verify",
            "wait_status", "wait_until"]
+
+
+def webhook_rules(url: str, *, extra: str = "", task_with: str = "{webhook: hook}", settings: str = FAST) -> str:
+    """A rule file with one webhook ``hook`` at ``url`` and a task ``notify`` that sends to it."""
+    return f"""
+{settings}
+webhooks:
+  hook:
+    url: {url}
+{extra}
+tasks:
+  notify:
+    action: webhook.send
+    with: {task_with}
+"""

@@ -15,7 +15,7 @@ from taskengine_core.rules import messages
 from taskengine_core.rules.loader import Document, expand_paths, load_document
 from taskengine_core.rules.schema_check import SchemaCheck
 from taskengine_core.rules.schema import NAME_PATTERN, REF_KEYWORD, SECTIONS, section_schemas
-from taskengine_core.secrets import is_reference, iter_references, reference_problem
+from taskengine_core.secrets import LITERAL_SECRET, is_reference, iter_references, reference_problem
 
 KIND = {"schedules": "schedule", "webhooks": "webhook", "tasks": "task", "events": "event rule"}
 _NAME_CHECK = re.compile(NAME_PATTERN)
@@ -231,9 +231,7 @@ class _Checker:
     def _secret_problems(self, doc: Document, path: tuple, value: Any) -> None:
         for sub, text in _strings(value):
             if _is_secret_field(path + sub) and not is_reference(text):
-                self.problems.append(doc.problem(path + sub, (
-                    "a secret must be a reference such as ${env:NAME} or ${file:PATH}, not a "
-                    "literal value: a literal would be stored in the database")))
+                self.problems.append(doc.problem(path + sub, LITERAL_SECRET))
                 continue
             if "${" not in text:
                 continue

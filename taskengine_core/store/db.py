@@ -42,14 +42,13 @@ _WRITE_LOCKS: dict[str, threading.RLock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
 
 
-def _write_lock(path: Path) -> threading.RLock:
+def _write_lock(real_path: str) -> threading.RLock:
     """One lock per database file in this process. Threads that write the same file (engine
     loop, ingress, webhook dispatcher) queue here and hand over at once, instead of meeting in
     SQLite's busy handler, which sleeps whole milliseconds between tries. Other processes are
     still kept apart by SQLite's own locking (and busy_timeout)."""
-    key = os.path.realpath(path)
     with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(key, threading.RLock())
+        return _WRITE_LOCKS.setdefault(real_path, threading.RLock())
 
 
 def where(**equal) -> tuple[str, list]:
@@ -92,8 +91,8 @@ class Store:
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
-        self._file_lock = _write_lock(self.path)
         self._real_path = os.path.realpath(self.path)
+        self._file_lock = _write_lock(self._real_path)
         self._commits_checkpoint = True  # SQLite's default: a commit past 1,000 WAL pages checkpoints
         if migrate:
             self.migrate()
