@@ -7,6 +7,7 @@ import logging
 import queue
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -22,6 +23,7 @@ log = logging.getLogger("taskengine.executor")
 DEFAULT_WORKERS = 16
 DEFAULT_LEASE = 60.0
 TIMEOUT_GRACE = 2.0  # an action gets this long past its timeout to stop by itself
+CANCEL_WAIT = 3.0  # at stop, how long cancelled actions get to clean up (command.run: TERM, then KILL at 2 s)
 
 
 @dataclass
@@ -29,8 +31,9 @@ class _InFlight:
     run: Claimed
     cancelled: threading.Event = field(default_factory=threading.Event)
     deadline: float | None = None
-    abandoned: bool = False
+    abandoned: str | None = None  # why its result no longer counts: "timeout" or "stop"
     replaced: bool = False  # a new worker took the place of this entry's stuck thread
+    returned: threading.Event = field(default_factory=threading.Event)  # the action has returned
 
 
 class Executor:
@@ -100,18 +103,28 @@ class Executor:
         with self._lock:  # workers report under this lock, so nothing slips in between
             finished = self._drain()
             reported = {o.run.id for o in finished}
+            cut_off = [e for e in self._inflight.values() if not e.abandoned and e.run.id not in reported]
             leftover = []
-            for entry in self._inflight.values():
-                if entry.abandoned or entry.run.id in reported:
-                    continue
+            for entry in cut_off:
                 entry.cancelled.set()
-                entry.abandoned = True
+                entry.abandoned = "stop"
                 leftover.append(self._interrupted(entry.run, now, "interrupted: the engine stopped before the "
                                                   "run finished; ", "retried (idempotent action)",
                                                   "not re-run (not idempotent)"))
         self._write(finished + leftover)
         for _ in self._threads:
             self._work.put(None)
+        self._wait_for_cancelled(cut_off)
+
+    @staticmethod
+    def _wait_for_cancelled(entries: list[_InFlight]) -> None:
+        """Give actions told to stop a moment to do so, so that a command's children are not left
+        running after the engine exits. An action that ignores the flag is left behind."""
+        deadline = time.monotonic() + CANCEL_WAIT
+        for entry in entries:
+            if not entry.returned.wait(max(0.0, deadline - time.monotonic())):
+                log.warning("run %s: the action did not stop within %gs of being cancelled; leaving it",
+                            entry.run.id, CANCEL_WAIT)
 
     def _interrupted(self, run: Claimed, now, why: str, if_idempotent: str, otherwise: str) -> Outcome:
         item = self.runner.registry.actions.get(run.task.action)
@@ -172,7 +185,7 @@ class Executor:
                 if entry.abandoned or entry.deadline is None or now_mono < entry.deadline:
                     continue
                 entry.cancelled.set()
-                entry.abandoned = True
+                entry.abandoned = "timeout"
                 # until its thread returns, the action still runs: its task counts as busy
                 self._stuck[entry.run.task.name] = self._stuck.get(entry.run.task.name, 0) + 1
                 entry.replaced = sum(self._stuck.values()) <= self.workers
@@ -270,11 +283,14 @@ class Executor:
                     self._done.put(outcome)
                     self.wake.set()
                     continue
-                task = entry.run.task.name
-                self._stuck[task] -= 1
-                if not self._stuck[task]:
-                    del self._stuck[task]
-            log.warning("run %s finished after it timed out (%s); the result is discarded",
-                        entry.run.id, outcome.status)
+                if entry.abandoned == "timeout":
+                    task = entry.run.task.name
+                    self._stuck[task] -= 1
+                    if not self._stuck[task]:
+                        del self._stuck[task]
+            log.warning("run %s finished after it %s (%s); the result is discarded", entry.run.id,
+                        "timed out" if entry.abandoned == "timeout" else "was marked interrupted at stop",
+                        outcome.status)
+            entry.returned.set()
             if entry.replaced:
                 return  # a replacement worker already took this thread's place

@@ -187,12 +187,14 @@ def _wait_for(predicate, timeout=20.0):
 
 
 @pytest.mark.parametrize("grace, expected", [("10", "succeeded"), ("0.2", "interrupted")])
-def test_sigterm_lets_in_flight_runs_finish_within_the_grace(run_cli, write_rules, db_path, grace, expected):
-    run_cli("apply", write_rules("""
+def test_sigterm_lets_in_flight_runs_finish_within_the_grace(run_cli, write_rules, db_path, grace, expected,
+                                                            tmp_path):
+    pidfile = tmp_path / "pid"
+    run_cli("apply", write_rules(f"""
         tasks:
-          slow: {action: command.run, with: {argv: [sleep, "1.5"]}}
+          slow: {{action: command.run, with: {{shell: "echo $$ > {pidfile}; exec sleep 1.5"}}}}
         events:
-          go: {on: go, tasks: [slow]}
+          go: {{on: go, tasks: [slow]}}
     """))
     proc = _engine_process(db_path, "--grace", grace)
     run_cli("emit", "go")
@@ -206,6 +208,9 @@ def test_sigterm_lets_in_flight_runs_finish_within_the_grace(run_cli, write_rule
     assert status == expected
     if expected == "interrupted":
         assert error == "interrupted: the engine stopped before the run finished; not re-run (not idempotent)"
+        assert "finished after it was marked interrupted at stop (cancelled)" in err
+    with pytest.raises(ProcessLookupError):  # a cut-off command does not outlive the engine
+        os.kill(int(pidfile.read_text()), 0)
 
 
 def test_graph_in_mermaid_and_dot(loaded):

@@ -595,3 +595,33 @@ def test_a_backlog_of_large_events_is_evaluated_a_slice_at_a_time(applied, db_pa
         passes.append(evaluated)
     assert passes == [2, 2, 2]
     assert len(runs(db_path)) == 5
+
+
+def test_a_run_cut_off_by_stop_ends_its_worker_quietly(applied, engine_factory, db_path):
+    """A worker whose run the stop marked interrupted finishes later without an error (it used to
+    look the task up among timed-out runs and die with a KeyError, printed at shutdown)."""
+    import threading
+
+    manager = plugins_for_tests.manager()
+    applied("""
+        tasks:
+          nap: {action: test.hang, with: {seconds: 0.5}}
+        events:
+          go: {on: go, tasks: [nap]}
+    """, manager=manager)
+    engine = engine_factory(manager=manager, workers=1)
+    engine.emit("go")
+    engine.step()
+    engine.step()
+    assert [r["status"] for r in runs(db_path)] == ["running"]
+    failures = []
+    previous, threading.excepthook = threading.excepthook, failures.append
+    try:
+        engine.executor.stop(0)
+        (worker,) = engine.executor._threads
+        worker.join(timeout=10)
+    finally:
+        threading.excepthook = previous
+    assert not worker.is_alive() and failures == []
+    (run,) = runs(db_path)
+    assert run["status"] == "interrupted"
