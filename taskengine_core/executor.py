@@ -47,6 +47,7 @@ class Executor:
         self.rng = rng or random.Random()
         self._work: queue.SimpleQueue = queue.SimpleQueue()
         self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._unwritten: list[Outcome] = []  # outcomes whose write failed: written with the next
         self._inflight: dict[str, _InFlight] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -98,7 +99,7 @@ class Executor:
         while self._active() and self.clock.monotonic() < deadline:
             self.wake.wait(0.05)
             self.wake.clear()
-            self._write(self._drain())
+            self._write_at_stop(self._drain())
         now = self.clock.now()
         with self._lock:  # workers report under this lock, so nothing slips in between
             finished = self._drain()
@@ -111,10 +112,20 @@ class Executor:
                 leftover.append(self._interrupted(entry.run, now, "interrupted: the engine stopped before the "
                                                   "run finished; ", "retried (idempotent action)",
                                                   "not re-run (not idempotent)"))
-        self._write(finished + leftover)
+        if not self._write_at_stop(finished + leftover):
+            log.error("could not record %d runs before stopping; the next start finds them by their "
+                      "lease and marks them interrupted", len(self._unwritten))
         for _ in self._threads:
             self._work.put(None)
         self._wait_for_cancelled(cut_off)
+
+    def _write_at_stop(self, outcomes: list[Outcome]) -> bool:
+        try:
+            self._write(outcomes)
+            return True
+        except Exception:  # noqa: BLE001 - kept in _unwritten; stopping goes on
+            log.exception("recording finished runs failed while stopping")
+            return False
 
     @staticmethod
     def _wait_for_cancelled(entries: list[_InFlight]) -> None:
@@ -171,7 +182,8 @@ class Executor:
             return sum(1 for e in self._inflight.values() if not e.abandoned)
 
     def _drain(self) -> list[Outcome]:
-        out = []
+        """Outcomes to write: those a failed write left over, then what the workers reported."""
+        out, self._unwritten = self._unwritten, []
         while True:
             try:
                 out.append(self._done.get_nowait())
@@ -212,14 +224,18 @@ class Executor:
         ended: list[Outcome] = []
         with self._lock:
             stuck = dict(self._stuck)
-        with self.store.write() as db:
-            if outcomes:
-                listens = self._runtime.listens if self._runtime else (lambda _type: True)
-                ended = record_outcomes(db.conn, outcomes, now, self.rng,
-                                        self.runner.secrets.redactor.scrub, listens)
-            if claiming:
-                claimed, to_cancel = claim_due(db.conn, runtime, now, self.owner, self.lease, free,
-                                               only=only, extra_busy=stuck)
+        try:
+            with self.store.write() as db:
+                if outcomes:
+                    listens = self._runtime.listens if self._runtime else (lambda _type: True)
+                    ended = record_outcomes(db.conn, outcomes, now, self.rng,
+                                            self.runner.secrets.redactor.scrub, listens)
+                if claiming:
+                    claimed, to_cancel = claim_due(db.conn, runtime, now, self.owner, self.lease, free,
+                                                   only=only, extra_busy=stuck)
+        except BaseException:
+            self._unwritten = outcomes + self._unwritten  # kept (their runs stay leased) and tried again
+            raise
         with self._lock:
             for o in outcomes:
                 self._inflight.pop(o.run.id, None)

@@ -625,3 +625,34 @@ def test_a_run_cut_off_by_stop_ends_its_worker_quietly(applied, engine_factory, 
     assert not worker.is_alive() and failures == []
     (run,) = runs(db_path)
     assert run["status"] == "interrupted"
+
+
+def test_a_finished_run_is_recorded_after_a_failed_write(applied, engine_factory, db_path):
+    """Another process holds the write lock past the busy timeout just as a run finishes: the
+    outcome is kept and written by the next step, not lost (the run would stay 'running')."""
+    from taskengine_core.errors import StoreError
+
+    manager = plugins_for_tests.manager()
+    applied("""
+        tasks:
+          t: {action: test.record, with: {x: 1}}
+        events:
+          go: {on: go, tasks: [t]}
+    """, manager=manager)
+    engine = engine_factory(manager=manager, workers=1)
+    engine.emit("go")
+    engine.step()  # evaluates the event and claims the run; the worker runs it
+    deadline = time.monotonic() + 10
+    while engine.executor._done.empty() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    engine.store.conn.execute("PRAGMA busy_timeout = 50")
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a backup, say, or a sqlite3 shell
+    with pytest.raises(StoreError, match="database is locked"):
+        engine.executor.step(engine.runtime)
+    other.execute("ROLLBACK")
+    assert [r["status"] for r in runs(db_path)] == ["running"]
+    engine.executor.step(engine.runtime)
+    (run,) = runs(db_path)
+    assert run["status"] == "succeeded" and json.loads(run["output"]) == {"ok": True, "params": {"x": 1}}
+    assert [a["outcome"] for a in attempts(db_path, run["id"])] == ["succeeded"]
