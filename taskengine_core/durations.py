@@ -7,12 +7,14 @@ import re
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 PATTERN = r"^\s*(\d+(\.\d+)?(ms|s|m|h|d|w)\s*)+$"
+MAX_DAYS = 36500  # 100 years: longer than any useful delay or window, and far from datetime's limits
+MAX_SECONDS = MAX_DAYS * 86400
 SCHEMA = {
     "oneOf": [
-        {"type": "number", "minimum": 0},
-        {"type": "string", "pattern": PATTERN},
+        {"type": "number", "minimum": 0, "maximum": MAX_SECONDS},
+        {"type": "string", "pattern": PATTERN, "format": "duration"},
     ],
-    "description": "a duration: seconds, or a string such as 90s, 15m, 2h, 30d, 1w, 1h30m",
+    "description": "a duration of at most 100 years: seconds, or a string such as 90s, 15m, 2h, 30d, 1w, 1h30m",
 }
 
 
@@ -23,7 +25,7 @@ def parse_duration(value: str | int | float) -> float:
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"a duration cannot be negative: {value!r}")
-        return float(value)
+        return _at_most_max(float(value), value)
     text = str(value).replace(" ", "").lower()
     pos, total = 0, 0.0
     for match in _PART.finditer(text):
@@ -35,7 +37,22 @@ def parse_duration(value: str | int | float) -> float:
         raise ValueError(
             f"not a duration: {value!r}; expected seconds or a string such as 90s, 15m, 2h, 30d"
         )
-    return total
+    return _at_most_max(total, value)
+
+
+def _at_most_max(seconds: float, value) -> float:
+    if not seconds <= MAX_SECONDS:  # also catches inf and nan
+        raise ValueError(f"duration too long: {value!r}; at most {MAX_DAYS}d (100 years)")
+    return seconds
+
+
+def is_duration(value) -> bool:
+    """Whether ``value`` parses within the limit (the rule schema's ``duration`` format)."""
+    try:
+        parse_duration(value)
+    except ValueError:
+        return False
+    return True
 
 
 def format_duration(seconds: float) -> str:

@@ -145,6 +145,9 @@ def test_logs_commands(loaded, db_path):
     assert explained["rules_now"] == [{"rule": "login", "matched": True, "reason": "matched (tasks greet: enabled)"}]
     bad_since = loaded("logs", "list", "--since", "soon")
     assert bad_since.exit_code == 2 and "--since: not a duration: 'soon'" in bad_since.stderr
+    too_long = loaded("logs", "prune", "--older-than", "99999999999999d")
+    assert too_long.exit_code == 2
+    assert "--older-than: duration too long: '99999999999999d'; at most 36500d (100 years)" in too_long.stderr
     assert loaded("logs", "show", "nope").stderr == "Error: no run with id 'nope'; see 'taskengine logs list'\n"
 
 

@@ -72,7 +72,7 @@ def test_every_schema_error_is_reported_with_its_position(run_cli, write_rules):
         f"{path}:2:3  tasks.no-action  missing required key 'action'",
         f"{path}:6:5  tasks.typo.enabeld  unknown key 'enabeld'; expected one of: action, concurrency, "
         "delete_after_run, description, enabled, events, retry, schedules, timeout, with",
-        f"{path}:10:5  tasks.bad-timeout.timeout  expected a duration: seconds, or a string such as "
+        f"{path}:10:5  tasks.bad-timeout.timeout  expected a duration of at most 100 years: seconds, or a string such as "
         "90s, 15m, 2h, 30d, 1w, 1h30m; got a string 'soon'",
         f"{path}:14:5  tasks.bad-policy.concurrency  expected one of: parallel, queue, skip, replace; "
         "got a string 'sometimes'",
@@ -204,3 +204,26 @@ def test_quoted_and_unquoted_dates_and_times_stay_text(write_rules):
     """)
     config = load_config([path], get_plugin_manager().registry())
     assert config.tasks["t"].spec["with"]["argv"] == ["echo", "2026-01-01 10:00", "02:46:13", "2026-01-01"]
+
+
+def test_a_duration_past_100_years_is_an_error_not_a_crash_later(run_cli, write_rules, db_path):
+    """It used to pass validation and then overflow at run time, halting the evaluator."""
+    path = write_rules("""
+        tasks:
+          t: {action: command.run, with: {argv: [echo]}, retry: {attempts: 2, max_backoff: 99999999999d}}
+        events:
+          big: {on: a, throttle: {window: 99999999999999d}, tasks: [t]}
+          late: {on: a, delay: 1e20, tasks: [t]}
+          fine: {on: a, delay: 36500d, tasks: [t]}
+    """)
+    result = run_cli("apply", path)
+    assert result.exit_code == 1
+    expected = "expected a duration of at most 100 years: seconds, or a string such as 90s, 15m, 2h, 30d, 1w, 1h30m; got "
+    lines = result.stderr.splitlines()
+    assert [line.split("  ", 2)[1:] for line in lines[:3]] == [
+        ["tasks.t.retry.max_backoff", expected + "a string '99999999999d'"],
+        ["events.big.throttle.window", expected + "a string '99999999999999d'"],
+        ["events.late.delay", expected + "a number 1e+20"],
+    ]
+    assert lines[3:] == ["Error: 3 errors found"]
+    assert run_cli("tasks", "list", "--json").stdout == "[]\n"
