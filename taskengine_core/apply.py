@@ -70,6 +70,12 @@ class ApplyResult:
         return f"{prefix}{c['created']} created, {c['updated']} updated, {c['deleted']} deleted"
 
 
+# `enabled` on update: a toggle from the CLI (`tasks disable`, say) outlives an apply that
+# changes other fields; the file wins when its own `enabled` changes.
+_KEEP_TOGGLE = ("CASE WHEN coalesce(json_extract(spec, '$.enabled'), 1) = "
+                "coalesce(json_extract(excluded.spec, '$.enabled'), 1) THEN enabled ELSE excluded.enabled END")
+
+
 def canonical(spec) -> str:
     return json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -153,7 +159,7 @@ def apply_config(
             conn.executemany(
                 f"INSERT INTO {table} (name, spec, enabled, description, file, created_at, updated_at{extra_cols}) "
                 f"VALUES (?, ?, ?, ?, ?, ?, ?{extra_vals}) ON CONFLICT(name) DO UPDATE SET "
-                f"spec = excluded.spec, enabled = excluded.enabled, description = excluded.description, "
+                f"spec = excluded.spec, enabled = {_KEEP_TOGGLE}, description = excluded.description, "
                 f"file = excluded.file, updated_at = excluded.updated_at{extra_set}",
                 (
                     (d.name, text, int(d.spec.get("enabled", True)), d.spec.get("description", ""),

@@ -135,3 +135,31 @@ def test_missing_database_directory(run_cli, write_rules, tmp_path):
     assert result.stderr == (f"Error: database directory {target.parent} does not exist: create it, or "
                              "pass another path with --db or TASKENGINE_DB\n")
     assert not target.parent.exists()
+
+
+def test_a_cli_toggle_outlives_an_apply_until_the_file_changes_enabled(run_cli, write_rules):
+    """`tasks disable` is not undone by an apply that changes other fields (it used to be); an
+    apply that changes the file's own `enabled` wins."""
+    def state():
+        return {t["name"]: t["state"] for t in json.loads(run_cli("tasks", "list", "--json").stdout)}
+
+    rules = "tasks:\n  t: {{action: command.run, with: {{argv: [echo]}}, timeout: {timeout}{extra}}}\n"
+    run_cli("apply", write_rules(rules.format(timeout=5, extra="")))
+    run_cli("tasks", "disable", "t")
+    assert run_cli("apply", write_rules(rules.format(timeout=6, extra=""))).stdout == "updated task t (timeout)\n"
+    assert state() == {"t": "disabled"}
+    run_cli("apply", write_rules(rules.format(timeout=6, extra=", enabled: false")))
+    run_cli("tasks", "enable", "t")
+    run_cli("apply", write_rules(rules.format(timeout=7, extra=", enabled: false")))
+    assert state() == {"t": "enabled"}  # the file still says false, as before: the toggle stands
+    run_cli("apply", write_rules(rules.format(timeout=7, extra="")))
+    assert state() == {"t": "enabled"}
+    run_cli("tasks", "disable", "t")
+    run_cli("apply", write_rules(rules.format(timeout=7, extra=", enabled: true")))
+    assert state() == {"t": "disabled"}  # `enabled: true` is what an absent key meant
+    run_cli("apply", write_rules(rules.format(timeout=7, extra=", enabled: false")))
+    run_cli("tasks", "enable", "t")
+    run_cli("apply", write_rules(rules.format(timeout=7, extra=", enabled: true")))
+    assert state() == {"t": "enabled"}
+    run_cli("apply", write_rules(rules.format(timeout=7, extra=", enabled: false")))
+    assert state() == {"t": "disabled"}  # the file's `enabled` changed: the file wins
