@@ -52,9 +52,7 @@ class AttemptRunner:
             "task": {"name": task.name, "action": task.action},
             "now": to_iso(self.clock.now()),
         }
-        params = dict(task.params)
-        if run.params:
-            params.update(run.params)
+        params = merged(task.params, run.params or {})
         try:
             bound, secret_values = self.secrets.bind(params)
             plugin_settings = self.secrets.resolve(settings.get(task.action.split(".", 1)[0]) or {})
@@ -165,3 +163,15 @@ def _dig(value: Any, path: list) -> Any:
     from taskengine_core.rules.validate import dig
 
     return dig(value, tuple(path))
+
+
+def merged(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` laid over it, mapping by mapping: ``--param env.B=x`` adds
+    ``B`` to the task's ``env`` and keeps the rest. Any other value replaces what was there."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -267,6 +267,19 @@ def test_manual_run_with_params_and_failure_exit_code(applied, run_cli, db_path)
     assert missing.stderr == "Error: no task named 'nope'; see 'taskengine tasks list'\n"
 
 
+def test_a_dotted_param_adds_to_a_mapping_and_keeps_the_rest(applied, run_cli):
+    """``--param env.B=x`` used to replace the task's whole ``env``."""
+    applied("""
+        tasks:
+          t: {action: command.run, with: {argv: [sh, -c, 'echo "A=$A B=$B"'], env: {A: keep-me, B: old}}}
+    """)
+    result = run_cli("tasks", "run", "t", "--param", "env.B=added", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["output"]["stdout"] == "A=keep-me B=added\n"
+    replaced = run_cli("tasks", "run", "t", "--param", 'env={"B": "only"}', "--json")
+    assert json.loads(replaced.stdout)["output"]["stdout"] == "A=keep-me B=only\n"
+
+
 def test_a_literal_secret_parameter_is_refused_and_nothing_stored(applied, run_cli, db_path, monkeypatch):
     from tests.conftest import dump_db
 
