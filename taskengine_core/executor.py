@@ -72,7 +72,7 @@ class Executor:
         now = self.clock.now()
         with self.store.write() as db:
             outcomes = []
-            for run_id, task_name, attempt, max_attempts, owner, _, _, depth, trigger in find_orphans(
+            for run_id, task_name, attempt, max_attempts, owner, _, started, depth, trigger in find_orphans(
                     db.conn, now, self.owner, self.lease):
                 task = runtime.tasks.get(task_name)
                 if task is None:
@@ -80,7 +80,8 @@ class Executor:
                                     "error = 'interrupted; the task no longer exists' WHERE id = ?",
                                     (to_iso(now), run_id))
                     continue
-                run = Claimed(run_id, task, trigger, None, None, None, None, None, attempt, max_attempts, depth)
+                run = Claimed(run_id, task, trigger, None, None, None, None, None, attempt, max_attempts, depth,
+                              started_at=from_iso(started) if started else None)
                 outcome = self._interrupted(run, now, f"interrupted: the engine running it ({owner}) stopped; ",
                                             "the action is idempotent, so it is retried",
                                             "the action is not idempotent, so it is not re-run: check it and "
@@ -143,7 +144,9 @@ class Executor:
         if idempotent:  # one more attempt, even with the default retry of one attempt
             run.max_attempts = max(run.max_attempts, run.attempt + 1)
         return Outcome(run, "interrupted", run.started_at or now, now,
-                       error=why + (if_idempotent if idempotent else otherwise), retryable=idempotent)
+                       error=why + (if_idempotent if idempotent else otherwise), retryable=idempotent,
+                       plugin=item.plugin.distribution if item else None,
+                       plugin_version=item.plugin.version if item else None)
 
     # -- one step of the engine loop -----------------------------------------------------------
 

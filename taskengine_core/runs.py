@@ -25,16 +25,20 @@ _CLAIM_FROM = "runs r LEFT JOIN events e ON e.id = r.event_id"
 
 
 def lease_owner() -> str:
-    """``host:pid:start`` — enough to tell, after a crash, that the owner is gone."""
-    return f"{socket.gethostname()}:{os.getpid()}:{int(datetime.now().timestamp())}"
+    """``host:pid:start`` — enough to tell, after a crash, that the owner is gone. ``start`` says
+    when the process started (``boot.ticks`` on Linux), so a new process that got the same pid
+    (pid 1 after a container restart, say) is not taken for the old one."""
+    started = process_start(os.getpid()) or str(int(datetime.now().timestamp()))
+    return f"{socket.gethostname()}:{os.getpid()}:{started}"
 
 
 def owner_state(owner: str | None) -> str:
-    """``dead``, ``alive`` (a live process on this host has its pid) or ``unknown`` (another host)."""
+    """``dead``, ``alive`` (a live process on this host has its pid and start) or ``unknown``
+    (another host)."""
     if not owner:
         return "dead"
     host, _, rest = owner.partition(":")
-    pid_text = rest.split(":", 1)[0]
+    pid_text, _, started = rest.partition(":")
     if host != socket.gethostname() or not pid_text.isdigit():
         return "unknown"
     try:
@@ -42,8 +46,25 @@ def owner_state(owner: str | None) -> str:
     except ProcessLookupError:
         return "dead"
     except PermissionError:
-        return "alive"
+        pass
+    if "." in started:  # recorded with a process start: the pid must still be that process
+        now_started = process_start(int(pid_text))
+        if now_started is not None and now_started != started:
+            return "dead"
     return "alive"
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as ``BOOT.TICKS`` (the boot's id and the start time in
+    clock ticks since boot, from /proc); None where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            boot_id = boot.read().strip().replace("-", "")[:12]
+        return f"{boot_id}.{int(fields[19])}"  # field 22 of stat; fields[0] here is field 3
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 @dataclass

@@ -371,7 +371,21 @@ def test_concurrency_policies(applied, engine_factory, db_path, policy):
         assert reasons[0].startswith("command cancelled") or reasons[1].startswith("replaced by run")
 
 
-def test_runs_left_running_by_a_dead_process_are_recovered(applied, engine_factory, db_path):
+def _same_pid_restarted():
+    """An owner with this process's pid but another start: pid 1 after a container restart."""
+    import os
+    import socket
+
+    from taskengine_core.runs import process_start
+
+    started = process_start(os.getpid())
+    if started is None:
+        pytest.skip("no /proc here to tell a process's start time")
+    return f"{socket.gethostname()}:{os.getpid()}:{started.split('.')[0]}.1"
+
+
+@pytest.mark.parametrize("owner", ["gone", "same pid, restarted"])
+def test_runs_left_running_by_a_dead_process_are_recovered(applied, engine_factory, db_path, owner):
     manager = plugins_for_tests.manager()
     applied("""
         tasks:
@@ -381,16 +395,20 @@ def test_runs_left_running_by_a_dead_process_are_recovered(applied, engine_facto
     conn = sqlite3.connect(db_path)
     import socket
 
-    dead = f"{socket.gethostname()}:999999:0"
+    dead = f"{socket.gethostname()}:999999:0" if owner == "gone" else _same_pid_restarted()
     for run_id, task in (("r-safe", "safe"), ("r-unsafe", "unsafe")):
-        conn.execute("INSERT INTO runs (id, task, status, trigger, not_before, created_at, attempt, "
+        conn.execute("INSERT INTO runs (id, task, status, trigger, not_before, created_at, started_at, attempt, "
                      "max_attempts, lease_owner, lease_expires) VALUES (?, ?, 'running', 'manual', "
-                     "'2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', 1, ?, ?, '2999-01-01T00:00:00.000000Z')",
+                     "'2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:01.000000Z', "
+                     "1, ?, ?, '2999-01-01T00:00:00.000000Z')",
                      (run_id, task, 1 if task == "safe" else 3, dead))  # safe: the default, one attempt
     conn.commit()
     engine = engine_factory(manager=manager)
     recovered = engine.executor.recover(engine.runtime)
     assert sorted(recovered) == ["r-safe", "r-unsafe"]
+    (interrupted,) = attempts(db_path, "r-unsafe")
+    assert interrupted["started_at"] == "2026-01-01T00:00:01.000000Z"  # when it really started
+    assert interrupted["plugin"] == "(not installed)"  # the in-process test plugin's distribution
     engine.run_until_idle(max_wait=30)
     by_id = {r["id"]: r for r in runs(db_path)}
     assert by_id["r-safe"]["status"] == "succeeded" and by_id["r-safe"]["attempt"] == 2
