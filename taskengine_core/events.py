@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
@@ -65,8 +66,12 @@ def event_from_json(body: Any, *, default_source: str) -> Event:
         extra, message = explain(error)
         where = ".".join(str(p) for p in (*error.absolute_path, *extra)) or "(event)"
         raise EventError(f"invalid event: {where}: {message}", field=where)
+    source = body.get("source", default_source)
+    if source == INTERNAL_SOURCE:  # its events carry a chain depth the engine trusts
+        raise EventError(f"invalid event: source: {INTERNAL_SOURCE!r} is reserved for the engine's own events",
+                         field="source")
     time = from_iso(body["time"]) if "time" in body else None
-    return Event(type=body["type"], data=body.get("data") or {}, source=body.get("source", default_source),
+    return Event(type=body["type"], data=body.get("data") or {}, source=source,
                  source_id=body.get("id"), time=time)
 
 
@@ -90,17 +95,17 @@ def check_event(event: Event) -> None:
         body["id"] = event.source_id
     event_from_json(body, default_source=event.source)
     try:
-        json.dumps(body, ensure_ascii=False).encode("utf-8")
+        json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
-        if not isinstance(exc, UnicodeEncodeError):
-            raise EventError(f"invalid event: data: not JSON-serialisable ({exc})", field="data") from None
-        check_unicode(body)
+        check_values(body)  # a lone surrogate or NaN: names the field
+        raise EventError(f"invalid event: data: not JSON-serialisable ({exc})", field="data") from None
 
 
-def check_unicode(body: dict) -> None:
-    """Raise :class:`EventError` naming the first string or key that is not valid Unicode. JSON
-    can spell half of a surrogate pair (``"\\ud800"``) and Python decodes it, but no database
-    or UTF-8 output can hold it."""
+def check_values(body: dict) -> None:
+    """Raise :class:`EventError` naming the first string or key that is not valid Unicode, or
+    the first number that is not finite. JSON can spell half of a surrogate pair (``"\\ud800"``)
+    and Python decodes it, but no database or UTF-8 output can hold it; NaN and Infinity are
+    not JSON at all (Python's json writes them anyway)."""
     stack: list[tuple[object, str]] = [(body, "")]
     while stack:
         value, path = stack.pop()
@@ -114,6 +119,10 @@ def check_unicode(body: dict) -> None:
             stack.extend(reversed([(child, f"{path}.{i}") for i, child in enumerate(value)]))
         elif isinstance(value, str) and not _valid_unicode(value):
             raise _not_unicode(path, "not valid Unicode")
+        elif isinstance(value, float) and not math.isfinite(value):
+            where = _printable(path)
+            raise EventError(f"invalid event: {where}: {value} is not a JSON number; send a finite "
+                             "number, or the text in quotes", field=where)
 
 
 def _valid_unicode(text: str) -> bool:
@@ -124,8 +133,12 @@ def _valid_unicode(text: str) -> bool:
         return False
 
 
+def _printable(path: str) -> str:
+    return path.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates too
+
+
 def _not_unicode(path: str, what: str) -> EventError:
-    where = path.encode("utf-8", "backslashreplace").decode("utf-8")  # printable, lone surrogates too
+    where = _printable(path)
     return EventError(f"invalid event: {where}: {what} (a lone surrogate)", field=where)
 
 

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from taskengine_core import __version__
 from taskengine_core.errors import EventError, TaskEngineError
-from taskengine_core.events import INTERNAL_SOURCE, Event, check_unicode, event_from_json
+from taskengine_core.events import Event, check_values, event_from_json
 from taskengine_core.group_commit import GroupCommit
 
 log = logging.getLogger("taskengine.ingress")
@@ -215,7 +215,7 @@ def _check_event(body, *, deep: bool = True, escapes: bool = True) -> tuple[Even
     try:
         event = event_from_json(body, default_source="http")
         if escapes:
-            check_unicode(body)
+            check_values(body)
     except EventError as exc:
         return None, _error(422, str(exc), field=exc.field)
     except (ValueError, OverflowError):  # valid RFC 3339 that Python's datetime cannot hold
@@ -224,9 +224,6 @@ def _check_event(body, *, deep: bool = True, escapes: bool = True) -> tuple[Even
     if deep and _nested_deeper(event.data, MAX_DEPTH):  # would break whoever recurses through it later
         return None, _error(422, f"invalid event: data: nested more than {MAX_DEPTH} levels deep",
                             field="data")
-    if event.source == INTERNAL_SOURCE:
-        return None, _error(422, f"invalid event: source: {INTERNAL_SOURCE!r} is reserved for the "
-                            "engine's own events", field="source")
     return event, None
 
 

@@ -472,7 +472,31 @@ def test_an_invalid_event_is_refused_and_nothing_written(run_cli, db_path):
     lone_surrogate = run_cli("emit", "x", "--data", '{"user": "\\ud800"}')
     assert lone_surrogate.exit_code == 1
     assert lone_surrogate.stderr == "Error: invalid event: data.user: not valid Unicode (a lone surrogate)\n"
+    forged = run_cli("emit", "task.failed", "--source", "taskengine", "depth=99")
+    assert forged.exit_code == 1
+    assert forged.stderr == "Error: invalid event: source: 'taskengine' is reserved for the engine's own events\n"
+    nan = run_cli("emit", "x", "--data", '{"v": NaN}')  # Python's json reads it; JSON has no NaN
+    assert nan.exit_code == 2 and "--data is not valid JSON: NaN is not JSON" in nan.stderr
+    huge = run_cli("emit", "x", "w=1e999")
+    assert huge.exit_code == 1
+    assert huge.stderr == ("Error: invalid event: data.w: inf is not a JSON number; send a finite number, "
+                           "or the text in quotes\n")
     assert dump_db(db_path) == before
+
+
+def test_nan_typed_as_a_field_value_is_text_and_the_api_refuses_a_float_nan(run_cli, db_path):
+    from taskengine_core.engine import Engine
+    from taskengine_core.errors import EventError
+
+    event_id = run_cli("emit", "x", "v=NaN", "w=-Infinity").stdout.strip()
+    stored = sqlite3.connect(db_path).execute("SELECT data, json_valid(data) FROM events WHERE id = ?",
+                                              (event_id,)).fetchone()
+    assert stored == ('{"v":"NaN","w":"-Infinity"}', 1)
+    with pytest.raises(EventError, match=r"^invalid event: data\.a\.1: nan is not a JSON number"):
+        Engine(db_path).emit("x", {"a": [1, float("nan")]})
+    with pytest.raises(EventError, match="^invalid event: source: 'taskengine' is reserved"):
+        Engine(db_path).emit("task.failed", {"depth": 99}, source="taskengine")
+    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM events").fetchone() == (1,)
 
 
 def test_retention_setting_prunes_old_runs_automatically(applied, engine_factory, db_path):

@@ -9,14 +9,15 @@ import click
 
 def parse_pairs(pairs: tuple[str, ...], *, what: str) -> dict:
     """``user=alice count=3 vm.name=x`` -> ``{"user": "alice", "count": 3, "vm": {"name": "x"}}``.
-    Values that parse as JSON (numbers, true, null, [..], {..}) keep their type."""
+    Values that parse as JSON (numbers, true, null, [..], {..}) keep their type; anything else,
+    ``NaN`` and ``Infinity`` included (they are not JSON), is a string."""
     out: dict = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise click.UsageError(f"bad {what} {pair!r}: expected KEY=VALUE")
         try:
-            value = json.loads(raw)
+            value = loads_strict(raw)
         except ValueError:
             value = raw
         node = out
@@ -27,6 +28,16 @@ def parse_pairs(pairs: tuple[str, ...], *, what: str) -> dict:
                 raise click.UsageError(f"bad {what} {pair!r}: {part!r} is already a value")
         node[parts[-1]] = value
     return out
+
+
+def loads_strict(text: str):
+    """``json.loads`` without Python's extensions: ``NaN``, ``Infinity`` and ``-Infinity`` are
+    errors, as in JSON itself."""
+    return json.loads(text, parse_constant=_not_json)
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not JSON")
 
 
 def parse_duration_option(value: str | None, option: str) -> float | None:

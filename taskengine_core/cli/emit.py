@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from taskengine_core.cli._app import App, pass_app
-from taskengine_core.cli._parse import parse_pairs
+from taskengine_core.cli._parse import loads_strict, parse_pairs
 
 
 @click.command()
@@ -26,7 +24,7 @@ def emit(app: App, type_: str, pairs: tuple[str, ...], data_json: str | None, so
     data: dict = {}
     if data_json is not None:
         try:
-            data = json.loads(data_json)
+            data = loads_strict(data_json)
         except ValueError as exc:
             raise click.UsageError(f"--data is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
