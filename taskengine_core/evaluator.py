@@ -90,7 +90,8 @@ class Evaluator:
             if not payload.enabled:
                 batch.decide("skipped", "event rule is disabled", event, payload.name)
                 continue
-            if payload.throttle_window and batch.throttled(payload, event):
+            throttle = batch.throttle_slot(payload, event) if payload.throttle_window else None
+            if throttle and batch.throttled(throttle):
                 batch.decide("throttled", f"already fired within {payload.throttle_window:g}s "
                              f"for this key", event, payload.name)
                 continue
@@ -98,20 +99,30 @@ class Evaluator:
                 batch.decide("skipped", f"chain of task events deeper than {MAX_CHAIN_DEPTH}: "
                              "stopped to prevent a loop", event, payload.name)
                 continue
-            not_before = _due(event["time"], payload.delay)
-            for task_name in payload.tasks:
-                task = runtime.tasks.get(task_name)
-                if task is None:
-                    batch.decide("skipped", "task no longer exists", event, payload.name, task_name)
-                elif not task.fires:
-                    why = "task is retired (delete_after_run)" if task.retired else "task is disabled"
-                    batch.decide("skipped", why, event, payload.name, task_name)
-                else:
-                    run = NewRun(task, "event", not_before, event_id=event["id"],
-                                 rule=payload.name, depth=depth)
-                    batch.runs.append(run)
-                    reason = "matched" if not payload.delay else f"matched; due {not_before}"
-                    batch.decide("matched", reason, event, payload.name, task_name, run)
+            fired = self._fire(event, payload, runtime, batch, depth)
+            if throttle and fired:  # the window starts when the rule fires, not when nothing ran
+                batch.start_throttle(throttle, payload.throttle_window)
+
+    @staticmethod
+    def _fire(event: dict, payload: RulePayload, runtime: Runtime, batch: "_Batch", depth: int) -> bool:
+        """Queue the rule's runs (or say why a task is skipped); whether any run was queued."""
+        fired = False
+        not_before = _due(event["time"], payload.delay)
+        for task_name in payload.tasks:
+            task = runtime.tasks.get(task_name)
+            if task is None:
+                batch.decide("skipped", "task no longer exists", event, payload.name, task_name)
+            elif not task.fires:
+                why = "task is retired (delete_after_run)" if task.retired else "task is disabled"
+                batch.decide("skipped", why, event, payload.name, task_name)
+            else:
+                run = NewRun(task, "event", not_before, event_id=event["id"],
+                             rule=payload.name, depth=depth)
+                batch.runs.append(run)
+                reason = "matched" if not payload.delay else f"matched; due {not_before}"
+                batch.decide("matched", reason, event, payload.name, task_name, run)
+                fired = True
+        return fired
 
 
 # The inbox is read with one statement that returns one JSON value, not a row per event: SQLite
@@ -171,19 +182,20 @@ class _Batch:
     def decide(self, decision, reason, event, rule=None, task=None, run=None) -> None:
         self.decisions.append((decision, reason, event["id"], rule, task, run))
 
-    def throttled(self, payload: RulePayload, event: dict) -> bool:
+    def throttle_slot(self, payload: RulePayload, event: dict) -> tuple[str, str]:
+        """The rule's throttle window for this event's key (the values of its ``per`` fields)."""
         values = [get_path(event, path) for path in payload.throttle_key]
-        key = json.dumps([v if found else None for found, v in values], default=str)
-        slot = (payload.name, key)
+        return payload.name, json.dumps([v if found else None for found, v in values], default=str)
+
+    def throttled(self, slot: tuple[str, str]) -> bool:
         if slot not in self._throttles:
             row = self.conn.execute("SELECT until FROM throttles WHERE rule = ? AND key = ?", slot).fetchone()
             self._throttles[slot] = row[0] if row else ""
-        now = to_iso(self.now)
-        if self._throttles[slot] > now:
-            return True
-        self._throttles[slot] = to_iso(self.now + timedelta(seconds=payload.throttle_window))
+        return self._throttles[slot] > to_iso(self.now)
+
+    def start_throttle(self, slot: tuple[str, str], window: float) -> None:
+        self._throttles[slot] = to_iso(self.now + timedelta(seconds=window))
         self._changed.add(slot)
-        return False
 
     def save_throttles(self) -> None:
         self.conn.executemany(

@@ -336,6 +336,28 @@ def test_throttle_once_per_key_within_window(applied, engine_factory, db_path):
     assert len(runs(db_path)) == 3
 
 
+def test_a_throttle_window_starts_only_when_the_rule_fires(applied, engine_factory, db_path, run_cli):
+    """An event whose task was disabled ran nothing, so it must not use up the window."""
+    applied("""
+        tasks:
+          t: {action: command.run, with: {argv: [echo]}}
+        events:
+          e: {on: alarm, throttle: {window: 1h}, tasks: [t]}
+    """)
+    run_cli("tasks", "disable", "t")
+    engine = engine_factory(clock=FakeClock())
+    first = engine.emit("alarm")
+    engine.run_until_idle()
+    assert [d["reason"] for d in decisions(db_path, event_id=first)] == ["task is disabled"]
+    run_cli("tasks", "enable", "t")
+    second = engine.emit("alarm")
+    third = engine.emit("alarm")
+    engine.run_until_idle()
+    assert [(d["decision"], d["event_id"]) for d in decisions(db_path)][1:] == [
+        ("matched", second), ("throttled", third)]
+    assert [r["event_id"] for r in runs(db_path)] == [second]
+
+
 def _overlaps(rows):
     spans = sorted((r["started_at"], r["finished_at"]) for r in rows if r["started_at"])
     return any(spans[i + 1][0] < spans[i][1] for i in range(len(spans) - 1))
