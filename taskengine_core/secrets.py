@@ -22,6 +22,17 @@ LITERAL_SECRET = ("a secret must be a reference such as ${env:NAME} or ${file:PA
 SECRET_KEYS = frozenset(
     {"password", "token", "secret", "api_key", "apikey", "key", "authorization", "passphrase"}
 )
+# ... and names that end in one of these after a separator: GITHUB_TOKEN, db-password, X-Api-Key
+_SECRET_ENDINGS = re.compile(
+    r"[_.-](password|passwd|token|secret|api[_-]?key|private[_-]key|access[_-]key|passphrase|credentials)$")
+
+
+def is_secret_key(key: Any) -> bool:
+    """Whether a mapping key names a secret: ``password``, ``token``, ``DB_PASSWORD``..."""
+    if not isinstance(key, str):
+        return False
+    lowered = key.lower()
+    return lowered in SECRET_KEYS or _SECRET_ENDINGS.search(lowered) is not None
 
 
 def iter_references(text: str) -> Iterator[tuple[str, str]]:
@@ -158,11 +169,11 @@ class SecretResolver:
         return data
 
 
-def _is_literal_secret(key: Any, value: Any) -> bool:
+def is_literal_secret(key: Any, value: Any) -> bool:
     """A literal value under a secret-looking key: a string that is not a reference, or a number
     (``--param password=123456`` reads as one). Lists and mappings under such a key (a
     throttle's ``key: [user]``) are looked into, not masked whole."""
-    if not isinstance(key, str) or key.lower() not in SECRET_KEYS or isinstance(value, bool):
+    if not is_secret_key(key) or isinstance(value, bool):
         return False
     return isinstance(value, (int, float)) or (isinstance(value, str) and not is_reference(value))
 
@@ -173,7 +184,7 @@ def literal_secrets(data: Any, path: str = "") -> list[str]:
     if isinstance(data, dict):
         for key, value in data.items():
             where = f"{path}.{key}" if path else str(key)
-            if _is_literal_secret(key, value):
+            if is_literal_secret(key, value):
                 found.append(where)
             else:
                 found.extend(literal_secrets(value, where))
@@ -186,7 +197,7 @@ def literal_secrets(data: Any, path: str = "") -> list[str]:
 def redact_by_key(data: Any) -> Any:
     """Mask literal values under secret-looking keys; references stay visible as written."""
     if isinstance(data, dict):
-        return {key: REDACTED if _is_literal_secret(key, value) else redact_by_key(value)
+        return {key: REDACTED if is_literal_secret(key, value) else redact_by_key(value)
                 for key, value in data.items()}
     if isinstance(data, list):
         return [redact_by_key(v) for v in data]

@@ -114,6 +114,19 @@ def test_a_literal_secret_is_refused_and_nothing_is_stored(run_cli, write_rules,
     assert not db_path.exists() or b"literal-canary-77" not in db_path.read_bytes()
 
 
+def test_a_literal_under_a_secret_looking_env_name_is_refused(run_cli, write_rules, db_path):
+    path = write_rules("""
+        tasks:
+          t: {action: command.run, with: {argv: [env], env: {DB_PASSWORD: hunter2-canary, DB_USER: ops}}}
+    """)
+    result = run_cli("apply", path)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        f"{path}:2:54  tasks.t.with.env.DB_PASSWORD  a secret must be a reference such as ${{env:NAME}} or "
+        "${file:PATH}, not a literal value: a literal would be stored in the database")
+    assert not db_path.exists() or b"hunter2-canary" not in db_path.read_bytes()
+
+
 def test_apply_to_a_read_only_database(run_cli, write_rules, db_path):
     run_cli("apply", write_rules(RULES))
     before = dump_db(db_path)

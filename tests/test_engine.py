@@ -294,6 +294,8 @@ def test_a_literal_secret_parameter_is_refused_and_nothing_stored(applied, run_c
                               "or ${file:PATH}, not a literal value: a literal would be stored in the database\n")
     numeric = run_cli("tasks", "run", "t", "--param", "env.password=123456")  # JSON: reads as a number
     assert numeric.exit_code == 1 and "parameter env.password: a secret must be a reference" in numeric.stderr
+    suffixed = run_cli("tasks", "run", "t", "--param", "env.GITHUB_TOKEN=ghp_canary")  # not just exact names
+    assert suffixed.exit_code == 1 and "parameter env.GITHUB_TOKEN: a secret must be a reference" in suffixed.stderr
     assert dump_db(db_path) == before
     monkeypatch.setenv("MY_TOKEN", "hunter2-canary")
     referenced = run_cli("tasks", "run", "t", "--param", "env.token=${env:MY_TOKEN}", "--json")

@@ -15,7 +15,8 @@ from taskengine_core.rules import messages
 from taskengine_core.rules.loader import Document, expand_paths, load_document
 from taskengine_core.rules.schema_check import SchemaCheck
 from taskengine_core.rules.schema import NAME_PATTERN, REF_KEYWORD, SECTIONS, section_schemas
-from taskengine_core.secrets import LITERAL_SECRET, is_reference, iter_references, reference_problem
+from taskengine_core.secrets import (LITERAL_SECRET, is_literal_secret, is_reference, iter_references,
+                                     reference_problem)
 
 KIND = {"schedules": "schedule", "webhooks": "webhook", "tasks": "task", "events": "event rule"}
 _NAME_CHECK = re.compile(NAME_PATTERN)
@@ -229,13 +230,13 @@ class _Checker:
         return found
 
     def _secret_problems(self, doc: Document, path: tuple, value: Any) -> None:
-        for sub, text in _strings(value):
-            if _is_secret_field(path + sub) and not is_reference(text):
+        for sub, leaf in _leaves(value):
+            if _literal_secret(path + sub, leaf):
                 self.problems.append(doc.problem(path + sub, LITERAL_SECRET))
                 continue
-            if "${" not in text:
+            if not isinstance(leaf, str) or "${" not in leaf:
                 continue
-            for scheme, ref in iter_references(text):
+            for scheme, ref in iter_references(leaf):
                 problem = reference_problem(scheme, ref, plugin_schemes=self.registry.plugin_secret_schemes)
                 if problem:
                     self.problems.append(doc.problem(path + sub, problem))
@@ -254,15 +255,26 @@ def _is_secret_field(path: tuple) -> bool:
                for f in _SECRET_FIELDS)
 
 
-def _strings(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
+def _literal_secret(path: tuple, leaf: Any) -> bool:
+    """A literal where a secret belongs: in a secret field, or under a secret-looking key
+    (``DB_PASSWORD``) among settings, webhooks or a task's parameters. Templates are not
+    literals: what they render is not stored."""
+    if _is_secret_field(path):
+        return isinstance(leaf, str) and not is_reference(leaf)
+    holds_parameters = path[0] in ("settings", "webhooks") or (path[0] == "tasks" and path[2:3] == ("with",))
+    return holds_parameters and is_literal_secret(path[-1], leaf) and not _is_template(leaf)
+
+
+def _leaves(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
+    """``(path, value)`` of each string and number in ``value``."""
+    if isinstance(value, dict):
         for k, v in value.items():
-            yield from _strings(v, path + (k,))
+            yield from _leaves(v, path + (k,))
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            yield from _strings(v, path + (i,))
+            yield from _leaves(v, path + (i,))
+    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        yield path, value
 
 
 def _is_template(value: Any) -> bool:
