@@ -132,6 +132,36 @@ def test_retries_survive_a_restart(applied, engine_factory, db_path):
     assert [a["outcome"] for a in attempts(db_path, run["id"])] == ["failed", "failed", "succeeded"]
 
 
+def test_retry_backoff_doubles_up_to_its_cap_with_jitter(applied, engine_factory, db_path):
+    """Jitter is on by default: each wait lies between half and all of ``backoff * 2**(n-1)``,
+    which stops at ``max_backoff``."""
+    from taskengine_core.clock import from_iso
+
+    manager = plugins_for_tests.manager()
+    applied("""
+        tasks:
+          flaky: {action: test.flaky, with: {succeed_on: 6}, retry: {attempts: 6, backoff: 10s, max_backoff: 25s}}
+        events:
+          go: {on: go, tasks: [flaky]}
+    """, manager=manager)
+    clock = FakeClock()
+    engine = engine_factory(clock=clock, manager=manager)
+    engine.emit("go")
+    waits = []
+    for _ in range(5):
+        engine.run_until_idle(max_wait=0)
+        (run,) = runs(db_path)
+        assert run["status"] == "pending"
+        waits.append((from_iso(run["not_before"]) - clock.now()).total_seconds())
+        clock.advance(waits[-1])
+    engine.run_until_idle(max_wait=0)
+    (run,) = runs(db_path)
+    assert run["status"] == "succeeded" and run["attempt"] == 6
+    for wait, base in zip(waits, (10, 20, 25, 25, 25)):
+        assert base / 2 <= wait <= base, waits
+    assert len(set(waits)) == 5, waits  # jittered: no two waits alike
+
+
 def test_timeout_kills_a_hanging_command(applied, engine_factory, db_path, tmp_path):
     pidfile = tmp_path / "pid"
     applied(f"""
@@ -392,7 +422,7 @@ def test_concurrency_policies(applied, engine_factory, db_path, policy):
     else:
         assert statuses == ["cancelled", "cancelled", "succeeded"]
         reasons = sorted(r["error"] for r in rows if r["status"] == "cancelled")
-        assert reasons[0].startswith("command cancelled") or reasons[1].startswith("replaced by run")
+        assert reasons[0].startswith("command cancelled") and reasons[1].startswith("replaced by run")
 
 
 def _same_pid_restarted():
