@@ -18,14 +18,16 @@ SCHEMA = {
 }
 
 
-def parse_duration(value: str | int | float) -> float:
-    """Seconds in ``value``; raises ``ValueError`` with the accepted forms on bad input."""
+def parse_duration(value: str | int | float, *, clamp: bool = False) -> float:
+    """Seconds in ``value``; raises ``ValueError`` with the accepted forms on bad input.
+    ``clamp``: a duration past the limit is the limit (for rules stored before there was one),
+    not an error."""
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"a duration cannot be negative: {value!r}")
-        return _at_most_max(float(value), value)
+        return _at_most_max(float(value), value, clamp)
     text = str(value).replace(" ", "").lower()
     pos, total = 0, 0.0
     for match in _PART.finditer(text):
@@ -37,10 +39,12 @@ def parse_duration(value: str | int | float) -> float:
         raise ValueError(
             f"not a duration: {value!r}; expected seconds or a string such as 90s, 15m, 2h, 30d"
         )
-    return _at_most_max(total, value)
+    return _at_most_max(total, value, clamp)
 
 
-def _at_most_max(seconds: float, value) -> float:
+def _at_most_max(seconds: float, value, clamp: bool) -> float:
+    if clamp and seconds > MAX_SECONDS:
+        return MAX_SECONDS
     if not seconds <= MAX_SECONDS:  # also catches inf and nan
         raise ValueError(f"duration too long: {value!r}; at most {MAX_DAYS}d (100 years)")
     return seconds

@@ -275,7 +275,7 @@ class Engine:
         self._next_prune = now + PRUNE_EVERY
         from taskengine_core.task_logs import prune
 
-        keep = parse_duration(self.runtime.settings.get("retention", DEFAULT_RETENTION))
+        keep = parse_duration(self.runtime.settings.get("retention", DEFAULT_RETENTION), clamp=True)
         removed = prune(self.store, keep, clock=self.clock)
         if removed["runs"] or removed["events"]:
             log.info("retention: pruned %(runs)s runs and %(events)s events", removed)

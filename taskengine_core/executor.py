@@ -3,6 +3,7 @@ outcomes in batches, renews leases, and on start recovers runs a dead process le
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import random
@@ -17,12 +18,14 @@ from taskengine_core.model import Runtime
 from taskengine_core.runs import (Claimed, Outcome, claim_due, find_orphans, lease_owner,
                                   record_outcomes, renew_leases)
 from taskengine_core.store import Store
+from taskengine_core.store.db import BUSY_TIMEOUT_MS
 from taskengine_core.worker import AttemptRunner
 
 log = logging.getLogger("taskengine.executor")
 DEFAULT_WORKERS = 16
 DEFAULT_LEASE = 60.0
 TIMEOUT_GRACE = 2.0  # an action gets this long past its timeout to stop by itself
+FINAL_WRITE_WAIT = 5.0  # at stop, how long the last write waits on another process's lock
 CANCEL_WAIT = 3.0  # at stop, how long cancelled actions get to clean up (command.run: TERM, then KILL at 2 s)
 
 
@@ -100,7 +103,7 @@ class Executor:
         while self._active() and self.clock.monotonic() < deadline:
             self.wake.wait(0.05)
             self.wake.clear()
-            self._write_at_stop(self._drain())
+            self._write_at_stop(self._drain(), within=deadline - self.clock.monotonic())
         now = self.clock.now()
         with self._lock:  # workers report under this lock, so nothing slips in between
             finished = self._drain()
@@ -113,20 +116,28 @@ class Executor:
                 leftover.append(self._interrupted(entry.run, now, "interrupted: the engine stopped before the "
                                                   "run finished; ", "retried (idempotent action)",
                                                   "not re-run (not idempotent)"))
-        if not self._write_at_stop(finished + leftover):
+        if not self._write_at_stop(finished + leftover, within=FINAL_WRITE_WAIT):
             log.error("could not record %d runs before stopping; the next start finds them by their "
                       "lease and marks them interrupted", len(self._unwritten))
         for _ in self._threads:
             self._work.put(None)
         self._wait_for_cancelled(cut_off)
 
-    def _write_at_stop(self, outcomes: list[Outcome]) -> bool:
+    def _write_at_stop(self, outcomes: list[Outcome], within: float) -> bool:
+        """Write without waiting on another process's lock for longer than ``within`` seconds
+        (not the usual busy timeout of 30): stopping must not outlast its grace by much."""
+        if not outcomes:
+            return True
+        conn = self.store.conn
+        conn.execute(f"PRAGMA busy_timeout = {max(100, int(within * 1000))}")
         try:
             self._write(outcomes)
             return True
         except Exception:  # noqa: BLE001 - kept in _unwritten; stopping goes on
             log.exception("recording finished runs failed while stopping")
             return False
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     @staticmethod
     def _wait_for_cancelled(entries: list[_InFlight]) -> None:
@@ -236,8 +247,8 @@ class Executor:
                 if claiming:
                     claimed, to_cancel = claim_due(db.conn, runtime, now, self.owner, self.lease, free,
                                                    only=only, extra_busy=stuck)
-        except BaseException:
-            self._unwritten = outcomes + self._unwritten  # kept (their runs stay leased) and tried again
+        except BaseException as exc:
+            self._unwritten = _kept_after_failure(outcomes, exc) + self._unwritten  # written next time
             raise
         with self._lock:
             for o in outcomes:
@@ -313,3 +324,27 @@ class Executor:
             entry.returned.set()
             if entry.replaced:
                 return  # a replacement worker already took this thread's place
+
+
+def _kept_after_failure(outcomes: list[Outcome], exc: BaseException) -> list[Outcome]:
+    """What to try again after a failed write. Another process holding the lock passes: keep
+    the outcomes as they are. Anything else may be the outcomes themselves, and retrying them
+    as they are would block every later write: keep each once more without its output, error
+    and traceback, saying why; drop (and log) one that fails even so."""
+    if not isinstance(exc, Exception) or _transient(exc):
+        return outcomes
+    kept = []
+    for o in outcomes:
+        if o.stripped:
+            log.error("run %s: its outcome (%s) cannot be recorded (%s); the run stays 'running' "
+                      "until the next start recovers it", o.run.id, o.status, exc)
+            continue
+        kept.append(dataclasses.replace(o, output=None, traceback=None, stripped=True,
+                                        error=f"the outcome could not be recorded ({type(exc).__name__}: "
+                                              f"{str(exc)[:200]}); was: {o.status}"))
+    return kept
+
+
+def _transient(exc: Exception) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text

@@ -36,8 +36,8 @@ class RetryPolicy:
         spec = spec or {}
         return cls(
             attempts=int(spec.get("attempts", 1)),
-            backoff=parse_duration(spec.get("backoff", DEFAULT_BACKOFF)),
-            max_backoff=parse_duration(spec.get("max_backoff", DEFAULT_MAX_BACKOFF)),
+            backoff=parse_duration(spec.get("backoff", DEFAULT_BACKOFF), clamp=True),
+            max_backoff=parse_duration(spec.get("max_backoff", DEFAULT_MAX_BACKOFF), clamp=True),
             jitter=bool(spec.get("jitter", True)),
         )
 
@@ -66,7 +66,7 @@ class TaskConfig:
         return cls(
             name=row["name"], action=spec["action"], params=spec.get("with") or {},
             enabled=bool(row["enabled"]), retired=bool(row.get("retired_at")),
-            timeout=parse_duration(timeout) if timeout is not None else None,
+            timeout=parse_duration(timeout, clamp=True) if timeout is not None else None,
             retry=RetryPolicy.from_spec(spec.get("retry")),
             concurrency=spec.get("concurrency", DEFAULT_CONCURRENCY),
             delete_after_run=bool(spec.get("delete_after_run", False)),
@@ -139,8 +139,8 @@ def _load_runtime(store: Store) -> Runtime:
             throttle = spec.get("throttle") or {}
             payload = RulePayload(
                 name=row["name"], enabled=bool(row["enabled"]), tasks=tuple(links.get(row["name"], ())),
-                delay=parse_duration(spec.get("delay", 0)),
-                throttle_window=parse_duration(throttle["window"]) if throttle else None,
+                delay=parse_duration(spec.get("delay", 0), clamp=True),
+                throttle_window=parse_duration(throttle["window"], clamp=True) if throttle else None,
                 throttle_key=tuple(throttle.get("key", ())),
             )
             rules.append(Rule(row["name"], [on] if isinstance(on, str) else list(on),

@@ -5,6 +5,7 @@ Every function here runs inside the caller's write transaction and takes its con
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -24,12 +25,16 @@ _CLAIM_COLUMNS = ("r.id, r.task, r.trigger, r.event_id, r.rule, r.schedule, r.sl
 _CLAIM_FROM = "runs r LEFT JOIN events e ON e.id = r.event_id"
 
 
+_OWNERS = itertools.count(1)
+
+
 def lease_owner() -> str:
-    """``host:pid:start`` — enough to tell, after a crash, that the owner is gone. ``start`` says
-    when the process started (``boot.ticks`` on Linux), so a new process that got the same pid
-    (pid 1 after a container restart, say) is not taken for the old one."""
+    """``host:pid:start:n`` — enough to tell, after a crash, that the owner is gone. ``start``
+    says when the process started (``boot.ticks`` on Linux), so a new process that got the same
+    pid (pid 1 after a container restart, say) is not taken for the old one; ``n`` tells apart
+    the executors of one process (an engine stopped and started again in it)."""
     started = process_start(os.getpid()) or str(int(datetime.now().timestamp()))
-    return f"{socket.gethostname()}:{os.getpid()}:{started}"
+    return f"{socket.gethostname()}:{os.getpid()}:{started}:{next(_OWNERS)}"
 
 
 def owner_state(owner: str | None) -> str:
@@ -39,6 +44,7 @@ def owner_state(owner: str | None) -> str:
         return "dead"
     host, _, rest = owner.partition(":")
     pid_text, _, started = rest.partition(":")
+    started = started.partition(":")[0]  # after it: which executor of that process
     if host != socket.gethostname() or not pid_text.isdigit():
         return "unknown"
     try:
@@ -101,6 +107,7 @@ class Outcome:
     plugin: str | None = None
     plugin_version: str | None = None
     final_status: str | None = None  # set when this attempt ended the run
+    stripped: bool = False  # recording it failed once: output, error and traceback were dropped
 
     @property
     def duration(self) -> float:
@@ -217,7 +224,7 @@ def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
     """
     now_text = to_iso(now)
     for o in outcomes:
-        o.output, o.error, o.traceback = redact(o.output), redact(o.error), redact(o.traceback)
+        o.output, o.error, o.traceback = redact(o.output), _storable(redact(o.error)), _storable(redact(o.traceback))
     conn.executemany(
         "INSERT INTO attempts (run_id, number, started_at, finished_at, outcome, error, traceback, output, "
         "duration, plugin, plugin_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -263,6 +270,18 @@ def retire(conn, names: list[str], now_text: str) -> None:
     audit_rows(conn, [("retired", "task", name, {"retired_at": {"to": now_text}}) for name in names],
                now_text, source="engine")
     bump_generation(conn)
+
+
+def _storable(text: str | None) -> str | None:
+    """``text`` with lone surrogates (a file name read with ``surrogateescape``, say) spelled
+    as escapes: SQLite cannot bind them, and one such error would keep its run unrecorded."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _json(value: Any) -> str | None:

@@ -84,7 +84,7 @@ class Scheduler:
                 spec = json.loads(spec_text)
                 try:
                     compiled[spec_text] = (compile_schedule(spec, zone), spec.get("catch_up", DEFAULT_CATCH_UP),
-                                           parse_duration(spec.get("max_lateness", DEFAULT_MAX_LATENESS)),
+                                           parse_duration(spec.get("max_lateness", DEFAULT_MAX_LATENESS), clamp=True),
                                            spec_hash(spec, zone))
                 except ValueError as exc:  # validate refuses these; a database edited by hand may not
                     log.error("schedule %s cannot be compiled: %s", name, exc)

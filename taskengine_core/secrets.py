@@ -19,12 +19,14 @@ REDACTED = "********"
 LITERAL_SECRET = ("a secret must be a reference such as ${env:NAME} or ${file:PATH}, not a literal "
                   "value: a literal would be stored in the database")
 # Keys whose literal values are secrets even when the user did not write a reference.
+# Not "key" alone (an object store's key, a throttle's key) nor "credentials" and "private_key"
+# (most often a file's path, GOOGLE_APPLICATION_CREDENTIALS): fields that hold a secret under
+# such a name (a webhook's auth key) are listed by the rule-file validator instead.
 SECRET_KEYS = frozenset(
-    {"password", "token", "secret", "api_key", "apikey", "key", "authorization", "passphrase"}
+    {"password", "passwd", "token", "secret", "api_key", "apikey", "authorization", "passphrase"}
 )
 # ... and names that end in one of these after a separator: GITHUB_TOKEN, db-password, X-Api-Key
-_SECRET_ENDINGS = re.compile(
-    r"[_.-](password|passwd|token|secret|api[_-]?key|private[_-]key|access[_-]key|passphrase|credentials)$")
+_SECRET_ENDINGS = re.compile(r"[_.-](password|passwd|token|secret|api[_-]?key|access[_-]key|passphrase)$")
 
 
 def is_secret_key(key: Any) -> bool:
@@ -170,12 +172,12 @@ class SecretResolver:
 
 
 def is_literal_secret(key: Any, value: Any) -> bool:
-    """A literal value under a secret-looking key: a string that is not a reference, or a number
-    (``--param password=123456`` reads as one). Lists and mappings under such a key (a
-    throttle's ``key: [user]``) are looked into, not masked whole."""
+    """A literal value under a secret-looking key: a string with no reference in it (``Bearer
+    ${env:API_TOKEN}`` has one), or a number (``--param password=123456`` reads as one). Lists
+    and mappings under such a key are looked into, not masked whole."""
     if not is_secret_key(key) or isinstance(value, bool):
         return False
-    return isinstance(value, (int, float)) or (isinstance(value, str) and not is_reference(value))
+    return isinstance(value, (int, float)) or (isinstance(value, str) and not _CANDIDATE.search(value))
 
 
 def literal_secrets(data: Any, path: str = "") -> list[str]:

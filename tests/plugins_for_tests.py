@@ -38,6 +38,11 @@ def flaky(params, ctx):
     return {"attempt": ctx.attempt}
 
 
+def undecodable(params, ctx):
+    """Fails naming a file whose name is not UTF-8 (read with surrogateescape, as os does)."""
+    raise RuntimeError("cannot open " + b"caf\xe9.txt".decode("utf-8", "surrogateescape"))
+
+
 def fatal(params, ctx):
     raise ActionError("permanent failure", retryable=False)
 
@@ -56,6 +61,7 @@ class TestActions:
         register("test.hang", hang, schema=open_schema)
         register("test.flaky", flaky, schema=open_schema, idempotent=True)
         register("test.fatal", fatal, schema=open_schema)
+        register("test.undecodable", undecodable, schema=open_schema)
         register("test.sticky", record, schema=open_schema, idempotent=False)
 
 

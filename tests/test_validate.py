@@ -227,3 +227,23 @@ def test_a_duration_past_100_years_is_an_error_not_a_crash_later(run_cli, write_
     ]
     assert lines[3:] == ["Error: 3 errors found"]
     assert run_cli("tasks", "list", "--json").stdout == "[]\n"
+
+
+def test_secret_looking_names_that_are_not_literal_secrets_validate(run_cli, write_rules):
+    """Paths under *_CREDENTIALS or *_PRIVATE_KEY, a value that holds a reference among other
+    text, and a plain `key` (an object store's) are not literal secrets."""
+    path = write_rules("""
+        tasks:
+          gcloud-sync:
+            action: command.run
+            with:
+              argv: [gcloud, storage, rsync, /data, gs://bucket, "{{ event.data.key }}"]
+              env:
+                GOOGLE_APPLICATION_CREDENTIALS: /etc/gcp/service-account.json
+                TLS_PRIVATE_KEY: /etc/ssl/private/client.pem
+                Authorization: "Bearer ${env:API_TOKEN}"
+                API_TOKEN: "{{ event.data.token }}"
+                key: reports/x.csv
+    """)
+    result = run_cli("validate", path)
+    assert result.exit_code == 0, result.stderr

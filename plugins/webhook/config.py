@@ -59,8 +59,8 @@ class WebhookSettings:
         spec = spec or {}
         return cls(deny=tuple(spec.get("deny") or ()), allow=tuple(spec.get("allow") or ()),
                    concurrency=int(spec.get("concurrency", DEFAULT_CONCURRENCY)),
-                   backoff=parse_duration(spec.get("backoff", DEFAULT_BACKOFF)),
-                   max_backoff=parse_duration(spec.get("max_backoff", DEFAULT_MAX_BACKOFF)))
+                   backoff=parse_duration(spec.get("backoff", DEFAULT_BACKOFF), clamp=True),
+                   max_backoff=parse_duration(spec.get("max_backoff", DEFAULT_MAX_BACKOFF), clamp=True))
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class Destination:
     @property
     def timeout(self) -> float:
         value = self.spec.get("timeout")
-        return parse_duration(value) if value is not None else DEFAULT_TIMEOUT
+        return parse_duration(value, clamp=True) if value is not None else DEFAULT_TIMEOUT
 
     @property
     def retries(self) -> int:

@@ -230,7 +230,7 @@ def prune(conn, now: datetime) -> int:
     from taskengine_core.durations import parse_duration
 
     row = conn.execute("SELECT spec FROM settings WHERE name = 'retention'").fetchone()
-    before = now - timedelta(seconds=parse_duration(json.loads(row[0]) if row else "90d"))
+    before = now - timedelta(seconds=parse_duration(json.loads(row[0]) if row else "90d", clamp=True))
     return conn.execute("DELETE FROM webhook_deliveries WHERE status IN ('delivered', 'failed', "
                         "'exhausted') AND coalesce(finished_at, created_at) < ?",
                         (to_iso(before),)).rowcount

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import click
 
@@ -10,7 +11,7 @@ import click
 def parse_pairs(pairs: tuple[str, ...], *, what: str) -> dict:
     """``user=alice count=3 vm.name=x`` -> ``{"user": "alice", "count": 3, "vm": {"name": "x"}}``.
     Values that parse as JSON (numbers, true, null, [..], {..}) keep their type; anything else,
-    ``NaN`` and ``Infinity`` included (they are not JSON), is a string."""
+    ``NaN``, ``Infinity`` and ``1e999`` included (not JSON, or not a float), is a string."""
     out: dict = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -32,12 +33,19 @@ def parse_pairs(pairs: tuple[str, ...], *, what: str) -> dict:
 
 def loads_strict(text: str):
     """``json.loads`` without Python's extensions: ``NaN``, ``Infinity`` and ``-Infinity`` are
-    errors, as in JSON itself."""
-    return json.loads(text, parse_constant=_not_json)
+    errors, as in JSON itself, and so is a number too large for a float (``1e999``)."""
+    return json.loads(text, parse_constant=_not_json, parse_float=_finite)
 
 
 def _not_json(name: str):
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large for a number")
+    return value
 
 
 def parse_duration_option(value: str | None, option: str) -> float | None:

@@ -207,7 +207,7 @@ def parse_spec(spec: object, default_timezone: str = "UTC") -> tuple[Spec | None
     values["catch_up"] = catch_up
     if spec.get("max_lateness") is not None:
         try:
-            values["max_lateness"] = parse_duration(spec["max_lateness"])
+            values["max_lateness"] = parse_duration(spec["max_lateness"], clamp=True)
         except ValueError as exc:
             problems.append(("max_lateness", str(exc)))
     values["enabled"] = bool(spec.get("enabled", True))

@@ -17,6 +17,7 @@ from taskengine_core.store.checkpoint import AUTOCHECKPOINT_PAGES, checkpointed_
 DB_ENV = "TASKENGINE_DB"
 HOME_ENV = "TASKENGINE_HOME"
 DB_FILENAME = "taskengine.db"
+BUSY_TIMEOUT_MS = 30000  # how long a write waits for another process's lock
 
 
 def default_db_path() -> Path:
@@ -81,7 +82,7 @@ class Store:
             conn = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30
             )
-            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if not self.read_only:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
