@@ -183,7 +183,7 @@ class _Batch:
         self.decisions.append((decision, reason, event["id"], rule, task, run))
 
     def throttle_slot(self, payload: RulePayload, event: dict) -> tuple[str, str]:
-        """The rule's throttle window for this event's key (the values of its ``per`` fields)."""
+        """The rule's throttle window for this event (the values at the rule's ``key`` paths)."""
         values = [get_path(event, path) for path in payload.throttle_key]
         return payload.name, json.dumps([v if found else None for found, v in values], default=str)
 

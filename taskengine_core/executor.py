@@ -50,7 +50,7 @@ class Executor:
         self.rng = rng or random.Random()
         self._work: queue.SimpleQueue = queue.SimpleQueue()
         self._done: queue.SimpleQueue = queue.SimpleQueue()
-        self._unwritten: list[Outcome] = []  # outcomes whose write failed: written with the next
+        self._unwritten: list[Outcome] = []  # outcomes whose write failed: tried again with the next write
         self._inflight: dict[str, _InFlight] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
