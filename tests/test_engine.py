@@ -34,6 +34,18 @@ def decisions(db_path, **where):
 
 
 @pytest.fixture
+def plugin_engine(applied, engine_factory):
+    """Apply ``rules`` with the misbehaving test plugins installed; an engine that has them."""
+
+    def make(rules: str, **engine_kwargs) -> Engine:
+        manager = plugins_for_tests.manager()
+        applied(rules, manager=manager)
+        return engine_factory(manager=manager, **engine_kwargs)
+
+    return make
+
+
+@pytest.fixture
 def engine_factory(db_path):
     made = []
 
@@ -132,20 +144,18 @@ def test_retries_survive_a_restart(applied, engine_factory, db_path):
     assert [a["outcome"] for a in attempts(db_path, run["id"])] == ["failed", "failed", "succeeded"]
 
 
-def test_retry_backoff_doubles_up_to_its_cap_with_jitter(applied, engine_factory, db_path):
+def test_retry_backoff_doubles_up_to_its_cap_with_jitter(plugin_engine, db_path):
     """Jitter is on by default: each wait lies between half and all of ``backoff * 2**(n-1)``,
     which stops at ``max_backoff``."""
     from taskengine_core.clock import from_iso
 
-    manager = plugins_for_tests.manager()
-    applied("""
+    clock = FakeClock()
+    engine = plugin_engine("""
         tasks:
           flaky: {action: test.flaky, with: {succeed_on: 6}, retry: {attempts: 6, backoff: 10s, max_backoff: 25s}}
         events:
           go: {on: go, tasks: [flaky]}
-    """, manager=manager)
-    clock = FakeClock()
-    engine = engine_factory(clock=clock, manager=manager)
+    """, clock=clock)
     engine.emit("go")
     waits = []
     for _ in range(5):
@@ -184,16 +194,14 @@ def test_timeout_kills_a_hanging_command(applied, engine_factory, db_path, tmp_p
         os.kill(pid, 0)
 
 
-def test_a_plugin_that_hangs_past_its_timeout_does_not_stop_other_runs(applied, engine_factory, db_path):
-    manager = plugins_for_tests.manager()
-    applied("""
+def test_a_plugin_that_hangs_past_its_timeout_does_not_stop_other_runs(plugin_engine, db_path):
+    engine = plugin_engine("""
         tasks:
           stuck: {action: test.hang, with: {seconds: 30}, timeout: 0.5}
           fine: {action: test.record, with: {x: 1}}
         events:
           go: {on: go, tasks: [stuck, fine]}
-    """, manager=manager)
-    engine = engine_factory(manager=manager, workers=1)
+    """, workers=1)
     engine.emit("go")
     engine.run_until_idle(timeout=15)
     by_task = {r["task"]: r for r in runs(db_path)}
@@ -207,16 +215,14 @@ def test_a_plugin_that_hangs_past_its_timeout_does_not_stop_other_runs(applied, 
     ("test.garbage", "the action returned output that is not JSON-serialisable"),
     ("test.fatal", "permanent failure"),
 ])
-def test_a_misbehaving_plugin_fails_only_its_own_run(applied, engine_factory, db_path, action, expected):
-    manager = plugins_for_tests.manager()
-    applied(f"""
+def test_a_misbehaving_plugin_fails_only_its_own_run(plugin_engine, db_path, action, expected):
+    engine = plugin_engine(f"""
         tasks:
           bad: {{action: {action}, retry: {{attempts: 1}}}}
           good: {{action: test.record}}
         events:
           go: {{on: go, tasks: [bad, good]}}
-    """, manager=manager)
-    engine = engine_factory(manager=manager)
+    """)
     engine.emit("go")
     engine.run_until_idle()
     by_task = {r["task"]: r for r in runs(db_path)}
@@ -704,23 +710,26 @@ def test_a_backlog_of_large_events_is_evaluated_a_slice_at_a_time(applied, db_pa
     assert len(runs(db_path)) == 5
 
 
-def test_a_run_cut_off_by_stop_ends_its_worker_quietly(applied, engine_factory, db_path):
+def _one_run_in_flight(plugin_engine, db_path, seconds: float, **engine_kwargs) -> Engine:
+    """An engine whose one run (an action that sleeps ``seconds``) is running."""
+    engine = plugin_engine("""
+        tasks:
+          nap: {action: test.hang, with: {seconds: %s}}
+        events:
+          go: {on: go, tasks: [nap]}
+    """ % seconds, **engine_kwargs)
+    engine.emit("go")
+    engine.step()
+    assert [r["status"] for r in runs(db_path)] == ["running"]
+    return engine
+
+
+def test_a_run_cut_off_by_stop_ends_its_worker_quietly(plugin_engine, db_path):
     """A worker whose run the stop marked interrupted finishes later without an error (it used to
     look the task up among timed-out runs and die with a KeyError, printed at shutdown)."""
     import threading
 
-    manager = plugins_for_tests.manager()
-    applied("""
-        tasks:
-          nap: {action: test.hang, with: {seconds: 0.5}}
-        events:
-          go: {on: go, tasks: [nap]}
-    """, manager=manager)
-    engine = engine_factory(manager=manager, workers=1)
-    engine.emit("go")
-    engine.step()
-    engine.step()
-    assert [r["status"] for r in runs(db_path)] == ["running"]
+    engine = _one_run_in_flight(plugin_engine, db_path, seconds=0.5, workers=1)
     failures = []
     previous, threading.excepthook = threading.excepthook, failures.append
     try:
@@ -734,19 +743,17 @@ def test_a_run_cut_off_by_stop_ends_its_worker_quietly(applied, engine_factory, 
     assert run["status"] == "interrupted"
 
 
-def test_a_finished_run_is_recorded_after_a_failed_write(applied, engine_factory, db_path):
+def test_a_finished_run_is_recorded_after_a_failed_write(plugin_engine, db_path):
     """Another process holds the write lock past the busy timeout just as a run finishes: the
     outcome is kept and written by the next step, not lost (the run would stay 'running')."""
     from taskengine_core.errors import StoreError
 
-    manager = plugins_for_tests.manager()
-    applied("""
+    engine = plugin_engine("""
         tasks:
           t: {action: test.record, with: {x: 1}}
         events:
           go: {on: go, tasks: [t]}
-    """, manager=manager)
-    engine = engine_factory(manager=manager, workers=1)
+    """, workers=1)
     engine.emit("go")
     engine.step()  # evaluates the event and claims the run; the worker runs it
     deadline = time.monotonic() + 10
@@ -765,18 +772,16 @@ def test_a_finished_run_is_recorded_after_a_failed_write(applied, engine_factory
     assert [a["outcome"] for a in attempts(db_path, run["id"])] == ["succeeded"]
 
 
-def test_an_error_with_a_lone_surrogate_is_recorded_and_other_runs_go_on(applied, engine_factory, db_path):
+def test_an_error_with_a_lone_surrogate_is_recorded_and_other_runs_go_on(plugin_engine, db_path):
     """SQLite cannot bind a lone surrogate; such an error used to leave its run unrecorded and,
     retried with every later write, block all other runs too."""
-    manager = plugins_for_tests.manager()
-    applied("""
+    engine = plugin_engine("""
         tasks:
           bad: {action: test.undecodable}
           good: {action: test.record}
         events:
           go: {on: go, tasks: [bad, good]}
-    """, manager=manager)
-    engine = engine_factory(manager=manager)
+    """)
     engine.emit("go")
     engine.emit("go")
     engine.run_until_idle()
@@ -823,23 +828,13 @@ def test_a_second_engine_in_the_same_process_recovers_the_first_ones_runs(applie
     assert second.executor.recover(second.runtime) == ["r1"]
 
 
-def test_stop_does_not_wait_the_busy_timeout_on_a_locked_database(applied, engine_factory, db_path, monkeypatch,
-                                                                  caplog):
+def test_stop_does_not_wait_the_busy_timeout_on_a_locked_database(plugin_engine, db_path, monkeypatch, caplog):
     """Another process holds the write lock while the engine stops: each write waits no longer
     than what is left of the grace (then FINAL_WRITE_WAIT), not SQLite's 30 s busy timeout."""
     from taskengine_core import executor as executor_module
 
     monkeypatch.setattr(executor_module, "FINAL_WRITE_WAIT", 0.3)
-    manager = plugins_for_tests.manager()
-    applied("""
-        tasks:
-          nap: {action: test.hang, with: {seconds: 0.3}}
-        events:
-          go: {on: go, tasks: [nap]}
-    """, manager=manager)
-    engine = engine_factory(manager=manager)
-    engine.emit("go")
-    engine.step()
+    engine = _one_run_in_flight(plugin_engine, db_path, seconds=0.3)
     other = sqlite3.connect(db_path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     started = time.monotonic()
