@@ -224,3 +224,19 @@ def m004_schedules(db: Database) -> None:
         CREATE INDEX decisions_by_schedule ON decisions(schedule, slot) WHERE schedule IS NOT NULL;
         """
     )
+
+
+@MIGRATIONS()
+def m005_source_state(db: Database) -> None:
+    """Durable key/value state of plugins: a source's file offsets and cursors, an action's last
+    seen set. Scoped by name; values are JSON."""
+    db.executescript(
+        """
+        CREATE TABLE plugin_state (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (scope, key)) WITHOUT ROWID;
+        """
+    )
