@@ -138,13 +138,13 @@ class Dashboard:
         response = web.HTTPSeeOther(target)
         response.set_cookie(access.COOKIE, session.id, httponly=True, samesite="Strict", path="/ui",
                             max_age=int(self.sessions.lifetime), secure=self.secure)
-        return response
+        raise response
 
     async def _logout(self, request: web.Request) -> web.Response:
         self.sessions.close(request.cookies.get(access.COOKIE))
         response = web.HTTPSeeOther("/ui/login")
         response.del_cookie(access.COOKIE, path="/ui")
-        return response
+        raise response
 
     # -- what pages use ----------------------------------------------------------------------
 
