@@ -341,3 +341,44 @@ def test_vendored_htmx_is_the_pinned_2x_file(dashboard):
     body = requests.get(dashboard.base + "/ui/static/htmx.min.js").content
     assert hashlib.sha256(body).hexdigest() == "d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717"
     assert b'version:"2.0.11"' in body or b"2.0.11" in body
+
+
+def test_the_run_trace_says_why_the_other_rules_did_not_fire(dashboard):
+    dashboard.engine.emit("demo.hello", {"name": "others"})
+    run_id = finished_run(dashboard, "greet")
+    page = html.unescape(dashboard.sign_in("viewer").get(f"{dashboard.base}/ui/runs/{run_id}").text)
+    assert "broken" in page and "demo.fail" in page  # the rule that did not match, and why
+
+
+def test_taskengine_run_prints_the_dashboard_and_a_token_to_sign_in_with(tmp_path):
+    """What a new user does: run the engine, open the printed address, sign in with the printed
+    token, see the runs."""
+    import os
+    import subprocess
+    import sys
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("tasks:\n  say: {action: command.run, with: {argv: [echo, hi]}}\n"
+                     "events:\n  hi: {on: demo.hello, tasks: [say]}\n")
+    env = {**os.environ, "TASKENGINE_HOME": str(tmp_path), "TASKENGINE_DB": str(tmp_path / "te.db")}
+    engine = subprocess.Popen([sys.executable, "-m", "taskengine_core", "run", "--rules", str(rules),
+                               "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = token = None
+        for line in engine.stderr:
+            if line.startswith("dashboard: "):
+                url = line.split()[1]
+            if line.startswith("sign in with the token "):
+                token = line.split()[5]
+                break
+        assert url and url.endswith("/ui") and token
+        base = url[: -len("/ui")]
+        posted = requests.post(base + "/events", json={"type": "demo.hello"})
+        assert posted.status_code == 202
+        session = requests.Session()
+        session.post(url + "/login", data={"token": token}, headers={"Origin": base})
+        assert wait_for(lambda: "succeeded" in session.get(url + "/runs").text)
+        assert "say" in session.get(url + "/runs").text
+    finally:
+        engine.terminate()
+        engine.wait(30)

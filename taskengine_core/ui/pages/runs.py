@@ -28,7 +28,12 @@ def routes(dash):
         run = await dash.query(lambda store: q.run_trace(store.conn, run_id))
         if run is None:
             raise web.HTTPNotFound(text=f"no run with id {run_id!r}")
-        return await dash.render_page(request, "run.html", {"run": run})
+        verdicts = []
+        if run["event"] is not None:  # why every other rule did or did not fire, as logs explain says
+            from taskengine_core.task_logs import explain_event
+
+            verdicts = (await dash.query(explain_event, run["event"]["id"]))["rules_now"]
+        return await dash.render_page(request, "run.html", {"run": run, "verdicts": verdicts})
 
     async def rerun(request):
         grant = dash.require(request, "operator")
