@@ -130,7 +130,9 @@ class Engine:
 
     # -- running ---------------------------------------------------------------------------------
 
-    def start(self, *, listen: str | None = None, token: str | None = None) -> None:
+    def start(self, *, listen: str | None = None, token: str | None = None, ui: bool = False) -> None:
+        """Start everything; with ``listen``, the HTTP ingress, and with ``ui`` the dashboard
+        and /metrics on the same listener."""
         self._checkpointer = Checkpointer(self.db_path)
         self._checkpointer.start()  # from now on this process's commits leave checkpoints to it
         try:
@@ -139,7 +141,7 @@ class Engine:
             if listen:
                 from taskengine_core.ingress import Ingress
 
-                self.ingress = Ingress(self, listen, token=token)
+                self.ingress = Ingress(self, listen, token=token, ui=ui)
                 self.ingress.start()
                 self.info = self._engine_info(self.ingress.address)
             self._start_sources()
