@@ -60,6 +60,8 @@ def check_updates(params: dict, ctx: ActionContext) -> dict:
 def download_updates(params: dict, ctx: ActionContext) -> dict:
     """Download (not install) the pending updates; emit update.downloaded."""
     source = source_for(params, ctx)
+    if source.options.get("refresh", False):
+        source.refresh()  # off by default: it follows a check, which refreshed
     pending = source.pending()
     if not pending:
         return {"source": source.name, "packages": [], "count": 0, "event": None}
@@ -73,6 +75,8 @@ def install_updates(params: dict, ctx: ActionContext) -> dict:
     """Install the pending updates; emit update.completed with the result, failed ones too."""
     source = source_for(params, ctx)
     clock = Clock()
+    if source.options.get("refresh", True):
+        source.refresh()  # install what the repository has now, not what a stale list says
     pending = source.pending()
     if not pending:
         return {"source": source.name, "packages": [], "count": 0, "result": "nothing to install",

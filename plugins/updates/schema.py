@@ -19,9 +19,10 @@ APT_OPTIONS: dict = {
     "upgrade": {"enum": ["upgrade", "dist-upgrade"], "default": "upgrade",
                 "description": "upgrade keeps back upgrades that need new or removed "
                                "packages; dist-upgrade does not"},
-    "refresh": {"type": "boolean", "default": True,
-                "description": "updates.check first refreshes the package lists "
-                               "(apt-get update --error-on=any)"},
+    "refresh": {"type": "boolean",
+                "description": "refresh the package lists first (apt-get update "
+                               "--error-on=any); default: true for check and install, false "
+                               "for download (which follows a check)"},
 }
 
 PYPI_OPTIONS: dict = {
