@@ -1,0 +1,41 @@
+"""The examples folder as shipped: it validates, every file is listed in its README, and no
+example installs updates or changes a machine without someone asking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def test_validate_examples_passes_as_shipped(run_cli):
+    result = run_cli("validate", str(EXAMPLES))
+    assert result.exit_code == 0, result.output + result.stderr
+    assert result.stderr.startswith("ok: ")
+
+
+def test_every_example_file_is_described_in_the_readme():
+    readme = (EXAMPLES / "README.md").read_text(encoding="utf-8")
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        assert f"`{path.name}`" in readme, f"examples/README.md does not describe {path.name}"
+
+
+def test_only_settings_yaml_holds_settings():
+    """Settings may be defined once across the files of one rules directory: the scenario
+    files leave theirs to settings.yaml, so any of them can be copied next to it."""
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        if path.name != "settings.yaml":
+            assert "settings" not in (yaml.safe_load(path.read_text()) or {}), path.name
+
+
+def test_no_example_installs_updates_on_its_own():
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text()) or {}
+        triggered = {t for rule in (doc.get("events") or {}).values() for t in rule.get("tasks", [])}
+        for name, task in (doc.get("tasks") or {}).items():
+            if task["action"] == "updates.install":
+                assert task.get("enabled") is False and not task.get("schedules"), name
+                assert name not in triggered, name
