@@ -107,6 +107,40 @@ def test_the_quickstart_shows_a_run_an_explanation_and_a_delivery(tmp_path):
     assert system_apt_snapshot() == apt_before
 
 
+def test_readme_walkthrough_runs_as_written(tmp_path):
+    """Every line of the README's walkthrough, in bash with `set -e`, against the quickstart."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## A five-minute walkthrough"):]
+    block = re.search(r"```sh\n(.*?)\n```", section, re.S).group(1)
+    port = free_port()
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules)
+    for path in rules.glob("*.yaml"):
+        path.write_text(path.read_text().replace("127.0.0.1:8080", f"127.0.0.1:{port}"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKENGINE_")}
+    env.update(TASKENGINE_HOME=str(tmp_path / "home"))
+    cli = [sys.executable, "-m", "taskengine_core"]
+    engine = subprocess.Popen([*cli, "run", "--rules", str(rules), "--listen", f"127.0.0.1:{port}"],
+                              env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        wait_healthy(port, engine)
+        script = block.replace("127.0.0.1:8080", f"127.0.0.1:{port}").replace(
+            "logs show RUN_ID", "logs show \"$(taskengine logs list --json | "
+            f"{sys.executable} -c 'import json,sys; print(json.load(sys.stdin)[0][\"id\"])')\"")
+        if shutil.which("curl") is None:
+            script = re.sub(r"^curl .*?(?<!\\)$", "true", script, flags=re.M | re.S)
+        prelude = f"set -euo pipefail\ntaskengine() {{ {' '.join(cli)} \"$@\"; }}\n"
+        done = subprocess.run(["bash", "-c", prelude + script], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "alice-hello: data.name is 'bob', expected 'alice'" in done.stdout
+        assert "local-inbox" in done.stdout and "say-hello" in done.stdout
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        engine.communicate(timeout=60)
+
+
 def wait_healthy(port: int, engine: subprocess.Popen) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
