@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.test_email_support import smtp_server  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
@@ -39,3 +41,38 @@ def test_no_example_installs_updates_on_its_own():
             if task["action"] == "updates.install":
                 assert task.get("enabled") is False and not task.get("schedules"), name
                 assert name not in triggered, name
+
+
+def test_mail_on_task_failure_end_to_end(tmp_path, db_path, smtp_server):
+    """The shipped file, settings pointing at a local SMTP server, and a task that fails."""
+    import shutil
+
+    from taskengine_core.apply import apply_config
+    from taskengine_core.engine import Engine
+    from taskengine_core.plugins import get_plugin_manager
+    from taskengine_core.rules.validate import load_config
+    from taskengine_core.store import Store
+    from tests.test_email_support import SENDER
+
+    server = smtp_server()
+    rules = tmp_path / "example-rules"
+    rules.mkdir()
+    shutil.copy(EXAMPLES / "mail-on-task-failure.yaml", rules)
+    (rules / "settings.yaml").write_text(yaml.safe_dump({"settings": {"email": {
+        "host": "127.0.0.1", "port": server.port, "security": "none", "sender": SENDER}}}))
+    (rules / "failing.yaml").write_text(
+        "tasks:\n  nightly-backup: {action: command.run, with: {argv: [\"false\"]}}\n")
+    store = Store(db_path)
+    apply_config(store, load_config(sorted(rules.iterdir()), get_plugin_manager().registry()))
+    store.close()
+    engine = Engine(db_path)
+    engine.executor.start()
+    try:
+        engine.queue_run("nightly-backup")
+        engine.run_until_idle(timeout=60)
+    finally:
+        engine.executor.stop(0)
+    [mail] = server.mailbox.delivered
+    assert mail.rcpt_tos == ["srvadmins@example.com"]
+    assert mail.message["Subject"] == "taskengine: nightly-backup failed"
+    assert "command exited with code 1" in mail.message.get_content()

@@ -131,7 +131,7 @@ def failure(command: str, code: int, text: str) -> ActionError:
         return ActionError(f"apt: repository unreachable: {m['url']}: {m['why'].strip()}; "
                            "the package lists were not refreshed", retryable=True, output=output)
     errors = _ERROR.findall(text)
-    last = errors[-1] if errors else text.strip().splitlines()[-1:] or [""]
-    last = last if isinstance(last, str) else last[0]
+    lines = [line for line in text.splitlines() if line.strip()]
+    last = errors[-1] if errors else (lines[-1] if lines else "no message")
     return ActionError(f"apt: {command} exited with code {code}: {last}", retryable=False,
                        output=output)
