@@ -217,3 +217,30 @@ def test_a_missing_config_file_is_named(context, tmp_path):
 def test_options_of_another_source_are_refused(context):
     with pytest.raises(ActionError, match="index is not an option of source 'apt'"):
         check_updates({"source": "apt", "index": "https://pypi.org/simple/"}, context())
+
+
+@pytest.mark.parametrize("text, expected, retryable", [
+    ("E: Could not open lock file /var/lib/apt/lists/lock - open (13: Permission denied)\n"
+     "E: Unable to lock directory /var/lib/apt/lists/\n",
+     "apt: permission denied running apt-get -q update: apt needs root", False),
+    ("E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 "
+     "(unattended-upgr)\nE: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), "
+     "is another process using it?\n",
+     "apt: the lock /var/lib/dpkg/lock-frontend is held by process 4242 (unattended-upgr)", True),
+    ("E: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), is another "
+     "process using it?\n", "apt: cannot take the lock /var/lib/dpkg/lock-frontend", True),
+    ("E: You don't have enough free space in /var/cache/apt/archives/.\n",
+     "apt: no space left in /var/cache/apt/archives/: free space there", False),
+    ("E: Write error - write (28: No space left on device)\n", "apt: no space left: free", False),
+    ("E: Failed to fetch http://deb.example.com/dists/x/InRelease  Temporary failure resolving "
+     "'deb.example.com'\nE: Some index files failed to download.\n",
+     "apt: repository unreachable: http://deb.example.com/dists/x/InRelease: Temporary failure "
+     "resolving 'deb.example.com'", True),
+    ("E: Unable to locate package nope\n",
+     "apt: apt-get -q update exited with code 100: Unable to locate package nope", False),
+])
+def test_apt_messages_are_told_apart(text, expected, retryable):
+    from taskengine_updates.apt import failure
+
+    error = failure("apt-get -q update", 100, text)
+    assert str(error).startswith(expected) and error.retryable is retryable

@@ -110,6 +110,10 @@ def failure(command: str, code: int, text: str) -> ActionError:
     """The most specific cause apt's messages name: a held lock, no space, an unreachable
     repository, missing privileges; else apt's own last error line."""
     output = {"exit_code": code, "messages": _ERROR.findall(text)[-20:]}
+    if _DENIED.search(text):  # before the lock patterns: a lock it may not open is not "held"
+        return ActionError(f"apt: permission denied running {command}: apt needs root "
+                           "(docs/operations.md, 'What the examples need')", retryable=False,
+                           output=output)
     if m := _LOCK.search(text):
         holder = f"process {m['pid']}" + (f" ({m['name']})" if m["name"] else "")
         return ActionError(f"apt: the lock {m['path']} is held by {holder}: another apt or dpkg "
@@ -119,10 +123,6 @@ def failure(command: str, code: int, text: str) -> ActionError:
         return ActionError(f"apt: cannot take the lock {m['path']}: another apt or dpkg is "
                            "running; the task's retry policy tries again", retryable=True,
                            output=output)
-    if _DENIED.search(text):
-        return ActionError(f"apt: permission denied running {command}: run the engine as "
-                           "root or allow it through sudo or a polkit rule "
-                           "(docs/operations.md)", retryable=False, output=output)
     if m := _SPACE.search(text):
         where = f" in {m['path']}" if m["path"] else ""
         return ActionError(f"apt: no space left{where}: free space there, then run the task "
