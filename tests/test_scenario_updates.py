@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import yaml
@@ -18,6 +17,7 @@ from taskengine_core.rules.validate import load_config
 from taskengine_core.store import Store
 from tests.conftest import FakeClock
 from tests.test_email_support import SENDER, smtp_server  # noqa: F401
+from tests.test_webhook_support import query
 from tests.test_updates_support import apt_repo, needs_apt, system_apt_snapshot  # noqa: F401
 
 pytestmark = needs_apt
@@ -39,12 +39,7 @@ def load_example(tmp_path, db_path, name: str, settings: dict) -> None:
 
 
 def rows(db_path, sql, *params):
-    conn = sqlite3.connect(db_path)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql, params)]
-    finally:
-        conn.close()
+    return query(db_path, sql, params)
 
 
 def test_scenario_1_email_when_a_system_update_completes(tmp_path, db_path, apt_repo, smtp_server):

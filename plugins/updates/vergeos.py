@@ -14,12 +14,11 @@ API allows about 1000 requests an hour per key, so status polls are ``poll_inter
 
 from __future__ import annotations
 
-import ipaddress
-import time
 from urllib.parse import urlsplit
 
 from taskengine_core.context import ActionContext
 from taskengine_core.errors import ActionError
+from taskengine_core.ingress import is_loopback
 
 from .pending import Pending
 
@@ -35,7 +34,7 @@ class VergeosSource:
         self.ctx = ctx
         url = options["url"].rstrip("/")
         parts = urlsplit(url)
-        if parts.scheme == "http" and not _loopback(parts.hostname or ""):
+        if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
             raise ActionError(f"vergeos: {url} is plain http; use https (credentials would "
                               "cross the network in clear)", retryable=False)
         self.api = url + "/api/v4/"
@@ -164,15 +163,6 @@ class VergeosSource:
         session.verify = self.options.get("ca_file") or self.options.get("verify_tls", True)
         self._session = session
         return session
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _excerpt(text: str) -> str:
