@@ -93,6 +93,11 @@ def test_scenario_4_check_and_download_every_saturday_at_17(tmp_path, db_path, a
     runs = rows(db_path, "SELECT task, status, trigger FROM runs ORDER BY task")
     assert [(r["task"], r["status"]) for r in runs] == [
         ("check-updates", "succeeded"), ("download-updates", "succeeded")]
+    [check] = rows(db_path, "SELECT output FROM runs WHERE task = 'check-updates'")
+    output = json.loads(check["output"])  # the run's output lists what is pending
+    assert [(p["name"], p["installed"], p["candidate"]) for p in output["packages"]] == [
+        ("te-demo", "1.0", "1.1")]
+    assert output["packages"][0]["size"] == (repo.pool / "te-demo_1.1_all.deb").stat().st_size
     [available] = rows(db_path, "SELECT data FROM events WHERE type = 'update.available'")
     data = json.loads(available["data"])
     assert data["source"] == "apt" and data["count"] == 1
