@@ -15,7 +15,7 @@ from taskengine_core.registry import Registry
 from taskengine_core.rules.schema_check import SchemaCheck
 from taskengine_core.runs import Claimed, Outcome
 from taskengine_core.secrets import SecretResolver
-from taskengine_core.templating import TemplateRenderer
+from taskengine_core.templating import AbsentEvent, TemplateRenderer
 
 
 class _ConfigProblem(Exception):
@@ -46,7 +46,7 @@ class AttemptRunner:
             raise _ConfigProblem(f"action {task.action!r} is not installed; see 'taskengine plugins'")
         event = run.event if run.event is not None or not run.event_id else self.load_event(run.event_id)
         context = {
-            "event": event,
+            "event": event if event is not None else AbsentEvent(_no_event_reason(run)),
             "run": {"id": run.id, "attempt": run.attempt, "trigger": run.trigger,
                     "schedule": run.schedule, "slot": run.slot, "task": task.name},
             "task": {"name": task.name, "action": task.action},
@@ -81,6 +81,7 @@ class AttemptRunner:
     def run(self, run: Claimed, settings: dict, cancelled: threading.Event) -> Outcome:
         started = self.clock.now()
         plugin = version = None
+        attention = False
         try:
             (item, params), ctx = self.prepare(run, settings, cancelled)
             plugin, version = item.plugin.distribution, item.plugin.version
@@ -88,8 +89,8 @@ class AttemptRunner:
             output = _checked_output(output)
             # an action that returned normally did its work, even if a cancel came meanwhile
             status, error, tb, retryable = "succeeded", None, None, True
-        except _ConfigProblem as exc:
-            output, status, error, tb, retryable = None, "failed", str(exc), None, False
+        except _ConfigProblem as exc:  # retrying cannot help: an operator must fix it
+            output, status, error, tb, retryable, attention = None, "failed", str(exc), None, False, True
         except ActionError as exc:
             output, status, error, tb, retryable = exc.output, "failed", str(exc), None, exc.retryable
             if cancelled.is_set():
@@ -100,13 +101,24 @@ class AttemptRunner:
             if cancelled.is_set():  # whatever a cancelled action raises, it was cancelled
                 status = "cancelled"
         return Outcome(run, status, started, self.clock.now(), output=output, error=error,
-                       traceback=tb, retryable=retryable, plugin=plugin, plugin_version=version)
+                       traceback=tb, retryable=retryable, plugin=plugin, plugin_version=version,
+                       attention=attention)
 
     def _validator(self, action: str, schema: dict) -> SchemaCheck:
         with self._lock:
             if action not in self._validators:
                 self._validators[action] = SchemaCheck(schema)
             return self._validators[action]
+
+
+def _no_event_reason(run: Claimed) -> str:
+    if run.event_id:
+        return f"its event {run.event_id} is no longer stored"
+    if run.trigger == "schedule":
+        return f"it was fired by schedule {run.schedule!r}"
+    if run.trigger == "manual":
+        return "it was run by hand"
+    return f"it was started by {run.trigger!r}"
 
 
 def _checked_output(output: Any) -> Any:
