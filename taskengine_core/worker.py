@@ -91,6 +91,9 @@ class AttemptRunner:
             status, error, tb, retryable = "succeeded", None, None, True
         except _ConfigProblem as exc:  # retrying cannot help: an operator must fix it
             output, status, error, tb, retryable, attention = None, "failed", str(exc), None, False, True
+        except (SecretError, TemplateError) as exc:  # raised by the action itself: configuration too
+            output, status, tb, retryable, attention = None, "failed", None, False, True
+            error = f"task {run.task.name!r}: {self.secrets.redactor(str(exc))}"
         except ActionError as exc:
             output, status, error, tb, retryable = exc.output, "failed", str(exc), None, exc.retryable
             if cancelled.is_set():
