@@ -92,6 +92,7 @@ class Engine:
         config = self.runtime.tasks.get(task)
         if config is None:
             raise NotFoundError(f"no task named {task!r}; see 'taskengine tasks list'")
+        self.executor.runner.check_params(config, params or {})  # a bad --param queues nothing
         now = to_iso(self.clock.now())
         run = NewRun(config, "manual", now, params=params or None)
         with self._thread_store().write() as db:  # callable from any thread

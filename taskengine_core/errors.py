@@ -75,3 +75,7 @@ class EventError(TaskEngineError):
     def __init__(self, message: str, *, field: str = ""):
         super().__init__(message)
         self.field = field
+
+
+class ParameterError(TaskEngineError):
+    """Parameters given for a run (``tasks run --param``) do not fit the action's schema."""

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from taskengine_core.clock import Clock, to_iso
 from taskengine_core.context import ActionContext
-from taskengine_core.errors import ActionError, SecretError, TemplateError
+from taskengine_core.errors import ActionError, ParameterError, SecretError, TemplateError
 from taskengine_core.registry import Registry
 from taskengine_core.rules.schema_check import SchemaCheck
 from taskengine_core.runs import Claimed, Outcome
@@ -77,6 +77,31 @@ class AttemptRunner:
                             settings=plugin_settings, timeout=task.timeout, cancelled=cancelled,
                             emit=self.emit, db_path=self.db_path)
         return (item, resolved), ctx
+
+    def check_params(self, task, overrides: dict) -> None:
+        """Check a manual run's parameters before it is queued: the task's own with
+        ``overrides`` laid over them, against the action's schema (a templated value is checked
+        when an attempt renders it), and the overrides' template syntax.
+
+        :raises ParameterError: naming the parameter and what was expected.
+        """
+        from taskengine_core.rules.messages import explain
+
+        item = self.registry.actions.get(task.action)
+        if item is None:
+            raise ParameterError(f"task {task.name!r}: action {task.action!r} is not installed; "
+                                 "see 'taskengine plugins'")
+        for where, problem in self.renderer.check(overrides):
+            raise ParameterError(f"task {task.name!r}: parameter {where}: {problem}; nothing was queued")
+        params = merged(task.params, overrides)
+        for error in self._validator(task.action, item.schema).errors(params):
+            if isinstance(error.instance, str) and ("{{" in error.instance or "{%" in error.instance):
+                continue
+            extra, message = explain(error)
+            where = ".".join(str(p) for p in (*error.absolute_path, *extra))
+            named = f"parameter {where}" if where else "parameters"
+            raise ParameterError(f"task {task.name!r}: {named}: {self.secrets.redactor(message)}; "
+                                 "nothing was queued")
 
     def run(self, run: Claimed, settings: dict, cancelled: threading.Event) -> Outcome:
         started = self.clock.now()
