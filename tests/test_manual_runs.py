@@ -183,6 +183,14 @@ def test_every_shipped_task_runs_by_hand_past_rendering(shipped, run_cli, db_pat
         else:
             assert status == "succeeded", (name, error)
     assert outcome["say-hello"][2]["stdout"] == "hello world (event none: run by hand)\n"
+    for name, expression in NEEDS_AN_EVENT.items():  # by hand for a stored event: past rendering
+        path = expression.split(".")[2:]
+        data = {path[0]: "temp-bob"} if len(path) == 1 else {}
+        event_id = run_cli("emit", "user.created", "--data", json.dumps(data)).stdout.strip()
+        run = json.loads(run_cli("tasks", "run", name, "--event", event_id, "--json").stdout)
+        argv = tasks[name]["spec"]["with"]["argv"]
+        assert (run["status"], run["error"]) == ("failed", f"command not found: {argv[0]!r}"), run["error"]
+        assert run["event_id"] == event_id and run["trigger"] == "manual"
     assert outcome["monthly-disk-report"][2]["exit_code"] == 0
     mails = {m.message["Subject"]: m for m in shipped.mailbox.delivered}
     mailers = [n for n in tasks if tasks[n]["action"] == "email.send"]
@@ -191,3 +199,22 @@ def test_every_shipped_task_runs_by_hand_past_rendering(shipped, run_cli, db_pat
     conn = sqlite3.connect(db_path)
     (body,), = conn.execute("SELECT body FROM webhook_deliveries WHERE task = 'alert-sync-error'")
     assert json.loads(body) == {"text": "Sync (test) failed: none: run by hand", "severity": "error", "event": {}}
+
+
+def test_a_manual_run_for_a_stored_event(applied, run_cli, db_path):
+    applied("""
+        tasks:
+          greet: {action: command.run, with: {argv: [echo, "hello {{ event.data.user }}"]}, enabled: false}
+    """)
+    event_id = run_cli("emit", "user.login", "user=alice").stdout.strip()
+    result = run_cli("tasks", "run", "greet", "--event", event_id, "--json")
+    assert result.exit_code == 0, result.stderr
+    run = json.loads(result.stdout)
+    assert run["output"]["stdout"] == "hello alice\n" and run["event"]["id"] == event_id
+    explained = json.loads(run_cli("logs", "explain", event_id, "--json").stdout)
+    assert [(d["decision"], d["run_id"]) for d in explained["decisions"]] == [("manual", run["id"])]
+    before = sqlite3.connect(db_path).execute("SELECT count(*) FROM runs").fetchone()
+    missing = run_cli("tasks", "run", "greet", "--event", "nope")
+    assert missing.exit_code == 1
+    assert missing.stderr == "Error: no event with id 'nope'; see 'taskengine logs list' or 'taskengine emit'\n"
+    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM runs").fetchone() == before
