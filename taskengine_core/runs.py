@@ -263,7 +263,8 @@ def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
     kept = [o for o in ended if _kept_for_attention(o, o.final_status)]
     conn.executemany(
         "INSERT INTO decisions (time, decision, reason, task, run_id) VALUES (?, 'attention', ?, ?, ?)",
-        [(now_text, f"delete_after_run: the task is not retired because this run {o.final_status}; fix "
+        [(now_text, "delete_after_run: the task is not retired because this run "
+          f"{'failed' if o.final_status == 'failed' else 'was interrupted'}; fix "
           f"the cause and run it by hand ('taskengine tasks run {o.run.task.name}'): it is retired "
           "after its first successful run", o.run.task.name, o.run.id) for o in kept])
     return ended
