@@ -94,7 +94,10 @@ class Engine:
         config = self.runtime.tasks.get(task)
         if config is None:
             raise NotFoundError(f"no task named {task!r}; see 'taskengine tasks list'")
-        self.executor.runner.check_params(config, params or {})  # a bad --param queues nothing
+        from taskengine_core.catalog import object_exists
+
+        self.executor.runner.check_params(  # a bad --param queues nothing
+            config, params or {}, exists=lambda section, name: object_exists(self._thread_store(), section, name))
         now = to_iso(self.clock.now())
         run = NewRun(config, "manual", now, params=params or None, event_id=event_id)
         with self._thread_store().write() as db:  # callable from any thread

@@ -78,14 +78,17 @@ class AttemptRunner:
                             emit=self.emit, db_path=self.db_path)
         return (item, resolved), ctx
 
-    def check_params(self, task, overrides: dict) -> None:
+    def check_params(self, task, overrides: dict,
+                     exists: Callable[[str, str], bool] | None = None) -> None:
         """Check a manual run's parameters before it is queued: the task's own with
         ``overrides`` laid over them, against the action's schema (a templated value is checked
-        when an attempt renders it), and the overrides' template syntax.
+        when an attempt renders it), the overrides' template syntax, and with ``exists(section,
+        name)`` that an overridden reference (``webhook: NAME``) names a defined object.
 
         :raises ParameterError: naming the parameter and what was expected.
         """
         from taskengine_core.rules.messages import explain
+        from taskengine_core.rules.validate import _ref_params, dig
 
         item = self.registry.actions.get(task.action)
         if item is None:
@@ -102,6 +105,12 @@ class AttemptRunner:
             named = f"parameter {where}" if where else "parameters"
             raise ParameterError(f"task {task.name!r}: {named}: {self.secrets.redactor(message)}; "
                                  "nothing was queued")
+        for path, section in (_ref_params(item.schema) if exists else ()):
+            value = dig(overrides, path)
+            if isinstance(value, str) and "{{" not in value and not exists(section, value):
+                where = ".".join(map(str, path))
+                raise ParameterError(f"task {task.name!r}: parameter {where}: no {section.rstrip('s')} named "
+                                     f"{value!r}; see 'taskengine {section} list'; nothing was queued")
 
     def run(self, run: Claimed, settings: dict, cancelled: threading.Event) -> Outcome:
         started = self.clock.now()

@@ -115,6 +115,22 @@ def test_tasks_run_checks_params_before_queuing(configured, db_path, param, show
         assert dump_db(db_path) == configured  # no run, no decision
 
 
+def test_tasks_run_checks_a_referenced_webhook_before_queuing(applied, db_path):
+    applied("""
+        webhooks:
+          hook: {url: "http://127.0.0.1:9/hook"}
+        tasks:
+          notify: {action: webhook.send, with: {webhook: hook}}
+    """)
+    before = dump_db(db_path)
+    result = invoke("tasks", "run", "notify", "--param", "webhook=nope")
+    assert_refused(result, 1, "Error: task 'notify': parameter webhook: no webhook named 'nope'; "
+                              "see 'taskengine webhooks list'; nothing was queued")
+    assert dump_db(db_path) == before
+    queued = invoke("tasks", "run", "notify", "--param", "webhook=hook", "--no-wait")
+    assert queued.exit_code == 0, queued.output
+
+
 def test_tasks_run_with_good_params_still_runs(configured, db_path):
     result = invoke("tasks", "run", "t", "--param", "argv=[echo, ok]", "--param", "timeout=3", "--json")
     assert result.exit_code == 1  # [echo, ok] is not JSON: a string, refused
