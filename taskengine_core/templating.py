@@ -45,6 +45,7 @@ from taskengine_core.errors import TemplateError
 from taskengine_core.template_sandbox import _Sandbox, _TooLarge, _UndefinedName
 
 DEFAULT_MAX_OUTPUT = 64 * 1024
+_TOO_DEEP = "expressions nested too deeply (brackets or parentheses hundreds deep); simplify the template"
 
 
 def _plain(value: Any, env: _Sandbox) -> Any:
@@ -144,6 +145,8 @@ class TemplateRenderer:
                     self._check_names(self._env.parse(item))
                 except TemplateSyntaxError as exc:
                     problems.append((where or "(value)", _syntax_message(exc)))
+                except RecursionError:
+                    problems.append((where or "(value)", _TOO_DEEP))
             elif isinstance(item, dict):
                 for key, sub in item.items():
                     walk(sub, _child(where, key))
@@ -208,6 +211,8 @@ class TemplateRenderer:
             compiled = self._compiled(source)
         except TemplateSyntaxError as exc:
             raise TemplateError(f"{where}: {_syntax_message(exc)}") from exc
+        except RecursionError:
+            raise TemplateError(f"{where}: {_TOO_DEEP}") from None
         try:
             if compiled.expression is not None:
                 result = _plain(compiled.expression(context), self._env)
