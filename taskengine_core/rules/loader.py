@@ -366,8 +366,9 @@ def describe_number_problem(value: Any) -> str | None:
         return (f"expected a finite number, got {value!r}: NaN and infinity (.nan, .inf, NaN, "
                 "Infinity) are not allowed; write a number, or a duration such as 30s")
     if isinstance(value, int) and not -MAX_INTEGER <= value <= MAX_INTEGER:
-        digits = int(abs(value).bit_length() * 0.30103) + 1  # str() refuses past 4300 digits
-        return f"number too large (about {digits} digits); numbers must lie within ±{MAX_INTEGER}"
+        digits = int(math.log10(abs(value))) + 1  # str() refuses past 4300 digits
+        digits -= 10 ** (digits - 1) > abs(value)  # log10 rounds 99...9 up
+        return f"number too large ({digits} digits); numbers must lie within ±{MAX_INTEGER}"
     return None
 
 
