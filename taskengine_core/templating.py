@@ -17,8 +17,11 @@ Rules a user will notice:
   build a larger string, list or number (``'x' * 10**9``, ``~`` doubling in a loop, wide
   format widths, ``center``/``join``/``replace`` blow-ups) are refused before they allocate
   (the limits live in :mod:`taskengine_core.template_sandbox`).
-  CPU time is not bounded: templates come from rule files written by operators, and event data
-  is only ever *data* in the context, never rendered as a template itself.
+  Event data is only ever *data* in the context, never rendered as a template itself.
+* Rendering is bounded in time: every loop iteration, call and filter counts against a
+  deadline, the task's ``timeout`` when it has one (at most ``max_seconds``, 30 s by default),
+  so a template that loops over ``range(99999)`` twice nested stops with a clear error
+  instead of holding a worker.
 * ``tojson`` produces plain JSON (not HTML-escaped), keeping key order.
 
 Secrets: this module never puts secret values into the template context. Secret references
@@ -42,9 +45,10 @@ from jinja2.runtime import Undefined, missing
 from markupsafe import Markup
 
 from taskengine_core.errors import TemplateError
-from taskengine_core.template_sandbox import _Sandbox, _TooLarge, _UndefinedName
+from taskengine_core.template_sandbox import _Sandbox, _TimeUp, _TooLarge, _UndefinedName
 
 DEFAULT_MAX_OUTPUT = 64 * 1024
+DEFAULT_MAX_SECONDS = 30.0  # the most one render_value call may take, whatever the task allows
 _TOO_DEEP = "expressions nested too deeply (brackets or parentheses hundreds deep); simplify the template"
 
 
@@ -108,31 +112,43 @@ class TemplateRenderer:
     renderer is safe to share between threads.
     """
 
-    def __init__(self, *, max_output: int = DEFAULT_MAX_OUTPUT, cache_size: int = 512) -> None:
+    def __init__(self, *, max_output: int = DEFAULT_MAX_OUTPUT, cache_size: int = 512,
+                 max_seconds: float = DEFAULT_MAX_SECONDS) -> None:
         self.max_output = max_output
+        self.max_seconds = max_seconds
         self._env = _Sandbox(max_output)
         self._cache: OrderedDict[str, _Compiled] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._hits = self._misses = 0
 
-    def render_value(self, value: Any, context: dict, *, path: str = "") -> Any:
+    def render_value(self, value: Any, context: dict, *, path: str = "",
+                     time_limit: float | None = None) -> Any:
         """Render every templated string in ``value`` (dicts and lists are walked).
 
         A string that is exactly one ``{{ expression }}`` returns the expression's native value;
         other templated strings return ``str``; non-template values are returned as they are.
         ``path`` prefixes the location named in errors (for example ``"with"``).
+        ``time_limit``: seconds the whole rendering may take (the task's timeout); never more
+        than ``max_seconds``.
 
         :raises TemplateError: naming the path and the problem.
         """
+        if time_limit is not None and 0 < time_limit < self.max_seconds:
+            seconds, why = time_limit, "the task's timeout"
+        else:
+            seconds, why = self.max_seconds, "the limit on template rendering"
+        with self._env.rendering(seconds, why):
+            return self._render_value(value, context, path)
+
+    def _render_value(self, value: Any, context: dict, path: str) -> Any:
+        render_value = self._render_value
         if isinstance(value, str):
             return self._render(value, context, path) if _is_template(value) else value
         if isinstance(value, dict):
-            return {k: self.render_value(v, context, path=_child(path, k))
-                    for k, v in value.items()}
+            return {k: render_value(v, context, _child(path, k)) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
-            return [self.render_value(v, context, path=f"{path}[{i}]")
-                    for i, v in enumerate(value)]
+            return [render_value(v, context, f"{path}[{i}]") for i, v in enumerate(value)]
         return value
 
     def check(self, value: Any, *, path: str = "") -> list[tuple[str, str]]:
@@ -222,8 +238,10 @@ class TemplateRenderer:
             return self._stream(compiled.template, context)
         except _UndefinedName as exc:
             raise TemplateError(f"{where}: {self._explain(exc, source, context)}") from exc
-        except _TooLarge as exc:
+        except (_TooLarge, _TimeUp) as exc:
             raise TemplateError(f"{where}: {exc}") from exc
+        except MemoryError:
+            raise TemplateError(f"{where}: out of memory while rendering") from None
         except SecurityError as exc:
             raise TemplateError(f"{where}: not allowed in a template: {exc}") from exc
         except JinjaError as exc:
