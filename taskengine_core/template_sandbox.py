@@ -34,6 +34,8 @@ from jinja2.runtime import Undefined, missing
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, soft_str
 
+from taskengine_core.template_shell import shell_quote
+
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _BRACE_FIELD = re.compile(r"\{[^{}]*\}")
 
@@ -166,6 +168,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         for name in ("lipsum", "cycler", "joiner"):  # lipsum(n=10**9) allocates freely
             self.globals.pop(name, None)
         self.filters["tojson"] = _tojson
+        self.filters["shell_quote"] = shell_quote
         self.filters["_te_loop"] = lambda items: _Ticking(items, self)
         self._guard_filters()
 
@@ -205,7 +208,20 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     def _finalize(self, value: Any) -> Any:  # every {{ value }} passes here before str()
         if isinstance(value, (list, tuple, dict, set, frozenset)):
             self.refuse_over(_weight(value, self.max_output), "the value")
+        placeholders = getattr(self._state, "shell", None)
+        if placeholders is not None:  # a shell command line: the value waits to be quoted
+            return placeholders.mark(value)
         return value
+
+    @contextlib.contextmanager
+    def shell_values(self, placeholders):
+        """Inside the block, every ``{{ value }}`` rendered on this thread becomes a placeholder
+        in ``placeholders`` (see :mod:`taskengine_core.template_shell`)."""
+        self._state.shell = placeholders
+        try:
+            yield
+        finally:
+            self._state.shell = None
 
     def weight(self, value: Any) -> int:
         return _weight(value, self.max_output)

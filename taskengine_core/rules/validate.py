@@ -156,7 +156,7 @@ class _Checker:
                 continue  # checked again after rendering, when the value is known
             extra, message = messages.explain(error)
             self.problems.append(doc.problem(("tasks", name, "with", *error.absolute_path, *extra), message))
-        for where, problem in self.renderer.check(params):
+        for where, problem in self.renderer.check(params, schema=validator.schema):
             self.problems.append(doc.problem(("tasks", name, "with", *_split_path(where)), problem))
 
     def _check_schedules(self, doc: Document, name: str, spec: dict) -> None:
