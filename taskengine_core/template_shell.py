@@ -99,13 +99,16 @@ class Placeholders:
         return "".join(out)
 
 
-def static_problem(pieces: list[str | None]) -> str | None:
-    """Check a template's literal text (``None`` where a value goes) without rendering it."""
+def static_problem(pieces: list[str | bool | None]) -> str | None:
+    """Check a template's literal text without rendering it: ``None`` where a value goes,
+    ``True`` where a ``shell_quote``'d value goes."""
     scanner = _Scanner()
     try:
         for piece in pieces:
             if piece is None:
                 scanner.value("x", None)
+            elif piece is True:
+                scanner.value("'x'", "x")
             else:
                 scanner.feed(piece)
     except ShellUnsafe as exc:

@@ -83,7 +83,8 @@ def _shell_script_index(argv: list) -> int | None:
 
 
 def _literal_pieces(node: nodes.Node, out: list) -> list:
-    """A template's output in source order: literal text, and None where a value goes."""
+    """A template's output in source order: literal text, None where a value goes (True
+    where that value is ``shell_quote``'d)."""
     for child in node.iter_child_nodes():
         if isinstance(child, nodes.Output):
             for part in child.nodes:
@@ -92,7 +93,7 @@ def _literal_pieces(node: nodes.Node, out: list) -> list:
                 elif isinstance(part, nodes.Const):
                     out.append(str(part.value))
                 else:
-                    out.append(None)
+                    out.append(isinstance(part, nodes.Filter) and part.name == "shell_quote" or None)
         elif isinstance(child, (nodes.Macro, nodes.CallBlock, nodes.FilterBlock, nodes.AssignBlock)):
             continue  # their text reaches the output as one value, or through a filter
         elif isinstance(child, nodes.Stmt):
