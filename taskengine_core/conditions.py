@@ -74,6 +74,7 @@ CONDITION_SCHEMA: dict = {
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # problems come back as messages, not lines on stderr
+_RE2_OPTIONS.never_capture = True  # conditions only ask whether it matches: no groups to track
 
 
 @functools.lru_cache(maxsize=1024)
@@ -97,16 +98,26 @@ def regex_problem(pattern: str) -> str | None:
 
 
 def _regex_search(pattern: str) -> Callable[[Any], bool]:
-    search = _compiled_regex(pattern).search
+    compiled = _compiled_regex(pattern)
+    engine, anchor = getattr(compiled, "_regexp", None), getattr(getattr(re2, "_Anchor", None),
+                                                                 "UNANCHORED", None)
+    if engine is not None and anchor is not None:
+        # the C++ matcher itself: a yes/no needs none of the wrapper's offset bookkeeping,
+        # which costs several times the match
+        def search(text: str) -> bool:
+            data = text.encode("utf-8")
+            return engine.Match(anchor, data, 0, len(data))[0][0] != -1
+    else:  # pragma: no cover - another google-re2 layout
+        def search(text: str) -> bool:
+            return compiled.search(text) is not None
 
     def matches(value: Any) -> bool:
         if not isinstance(value, str):
             return False
         try:
-            return search(value) is not None
+            return search(value)
         except UnicodeEncodeError:  # a lone surrogate in event data: match what can be encoded
-            text = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-            return search(text) is not None
+            return search(value.encode("utf-8", "surrogatepass").decode("utf-8", "replace"))
 
     return matches
 

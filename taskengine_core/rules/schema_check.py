@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from taskengine_core.durations import is_duration
-from taskengine_core.rules.loader import MAX_DEPTH, describe_number_problem
+from taskengine_core.rules.loader import MAX_DEPTH, MAX_INTEGER, describe_number_problem
 
 # "regex" is checked when conditions compile, with a message naming RE2's complaint; the
 # checkers here must not apply Python's own (different) regex syntax to it.
@@ -42,9 +42,8 @@ class SchemaCheck:
             self._fast = None
 
     def errors(self, value: Any) -> Iterator[ValidationError]:
-        unsound = list(_unsound_numbers(value))
-        if unsound:
-            return iter(unsound)
+        if _has_unsound_number(value):
+            return _unsound_numbers(value)
         if self._fast is not None:
             try:
                 self._fast(value)
@@ -52,6 +51,22 @@ class SchemaCheck:
             except Exception:  # noqa: BLE001 - JsonSchemaValueException or a compile quirk
                 pass
         return self._thorough.iter_errors(value)
+
+
+def _has_unsound_number(value: Any, depth: int = 0) -> bool:
+    """The quick test (no paths) behind :func:`_unsound_numbers`; most values have none."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, int):
+        return not -MAX_INTEGER <= value <= MAX_INTEGER
+    if depth >= MAX_DEPTH:
+        return False
+    if isinstance(value, dict):
+        return any(_has_unsound_number(v, depth + 1) for v in value.values()
+                   if not isinstance(v, str))
+    if isinstance(value, list):
+        return any(_has_unsound_number(v, depth + 1) for v in value if not isinstance(v, str))
+    return False
 
 
 def _unsound_numbers(value: Any) -> Iterator[ValidationError]:
