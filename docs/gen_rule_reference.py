@@ -274,7 +274,7 @@ def render_conditions(defs: dict) -> Iterator[str]:
 
 def render(registry) -> str:
     from taskengine_core import durations
-    from taskengine_core.rules.loader import MAX_ALIAS_NODES, MAX_DEPTH, MAX_INTEGER
+    from taskengine_core.rules.limits import MAX_ALIAS_NODES, MAX_DEPTH, MAX_INTEGER
     from taskengine_core.rules.schema import NAME_PATTERN, rule_file_schema
 
     schema = rule_file_schema(registry)

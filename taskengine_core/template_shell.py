@@ -23,8 +23,10 @@ from __future__ import annotations
 import re
 import secrets
 import shlex
+from collections.abc import Mapping
 from typing import Any
 
+from jinja2 import nodes
 from markupsafe import soft_str
 
 OPEN, CLOSE = "\ue000", "\ue001"  # private-use characters: never in a rule file's text
@@ -233,3 +235,48 @@ class _Scanner:
         self._begin()
         self.word += "x"
         return shlex.quote(raw)
+
+
+# -- which parameters a shell runs -----------------------------------------------------------
+
+TEMPLATE_KEYWORD = "x-taskengine-template"  # a parameter schema's "shell" or "argv"
+_SHELL_FLAG = re.compile(r"-[A-Za-z]*c[A-Za-z]*")
+
+
+def template_modes(schema: Mapping | None) -> dict[str, str]:
+    """``{parameter: "shell" | "argv"}`` for the top-level parameters ``schema`` marks."""
+    properties = (schema or {}).get("properties") or {}
+    return {name: sub[TEMPLATE_KEYWORD] for name, sub in properties.items()
+            if isinstance(sub, Mapping) and sub.get(TEMPLATE_KEYWORD) in ("shell", "argv")}
+
+
+def shell_script_index(argv: list) -> int | None:
+    """In ``[sh, -c, SCRIPT, ...]`` (any shell, ``-ec`` and the like too), SCRIPT's index."""
+    if not argv or not isinstance(argv[0], str) or argv[0].rsplit("/", 1)[-1] not in SHELLS:
+        return None
+    for j in range(1, len(argv) - 1):
+        item = argv[j]
+        if not isinstance(item, str) or not item.startswith("-"):
+            return None
+        if _SHELL_FLAG.fullmatch(item):
+            return j + 1
+    return None
+
+
+def literal_pieces(node: nodes.Node, out: list) -> list:
+    """A template's output in source order: literal text, None where a value goes (True
+    where that value is ``shell_quote``'d)."""
+    for child in node.iter_child_nodes():
+        if isinstance(child, nodes.Output):
+            for part in child.nodes:
+                if isinstance(part, nodes.TemplateData):
+                    out.append(part.data)
+                elif isinstance(part, nodes.Const):
+                    out.append(str(part.value))
+                else:
+                    out.append(isinstance(part, nodes.Filter) and part.name == "shell_quote" or None)
+        elif isinstance(child, (nodes.Macro, nodes.CallBlock, nodes.FilterBlock, nodes.AssignBlock)):
+            continue  # their text reaches the output as one value, or through a filter
+        elif isinstance(child, nodes.Stmt):
+            literal_pieces(child, out)
+    return out

@@ -38,7 +38,6 @@ Secrets: this module never puts secret values into the template context. Secret 
 
 from __future__ import annotations
 
-import re
 import threading
 import types
 from collections import OrderedDict
@@ -54,51 +53,11 @@ from markupsafe import Markup
 
 from taskengine_core.errors import TemplateError
 from taskengine_core.template_sandbox import _Sandbox, _TimeUp, _TooLarge, _UndefinedName
-from taskengine_core.template_shell import SHELLS, Placeholders, ShellUnsafe, static_problem
+from taskengine_core.template_shell import (Placeholders, ShellUnsafe, literal_pieces,
+                                            shell_script_index, static_problem, template_modes)
 
 DEFAULT_MAX_OUTPUT = 64 * 1024
 DEFAULT_MAX_SECONDS = 30.0  # the most one render_value call may take, whatever the task allows
-TEMPLATE_KEYWORD = "x-taskengine-template"  # a parameter schema's "shell" or "argv"
-_SHELL_FLAG = re.compile(r"-[A-Za-z]*c[A-Za-z]*")
-
-
-def template_modes(schema: Mapping | None) -> dict[str, str]:
-    """``{parameter: "shell" | "argv"}`` for the top-level parameters ``schema`` marks."""
-    properties = (schema or {}).get("properties") or {}
-    return {name: sub[TEMPLATE_KEYWORD] for name, sub in properties.items()
-            if isinstance(sub, Mapping) and sub.get(TEMPLATE_KEYWORD) in ("shell", "argv")}
-
-
-def _shell_script_index(argv: list) -> int | None:
-    """In ``[sh, -c, SCRIPT, ...]`` (any shell, ``-ec`` and the like too), SCRIPT's index."""
-    if not argv or not isinstance(argv[0], str) or argv[0].rsplit("/", 1)[-1] not in SHELLS:
-        return None
-    for j in range(1, len(argv) - 1):
-        item = argv[j]
-        if not isinstance(item, str) or not item.startswith("-"):
-            return None
-        if _SHELL_FLAG.fullmatch(item):
-            return j + 1
-    return None
-
-
-def _literal_pieces(node: nodes.Node, out: list) -> list:
-    """A template's output in source order: literal text, None where a value goes (True
-    where that value is ``shell_quote``'d)."""
-    for child in node.iter_child_nodes():
-        if isinstance(child, nodes.Output):
-            for part in child.nodes:
-                if isinstance(part, nodes.TemplateData):
-                    out.append(part.data)
-                elif isinstance(part, nodes.Const):
-                    out.append(str(part.value))
-                else:
-                    out.append(isinstance(part, nodes.Filter) and part.name == "shell_quote" or None)
-        elif isinstance(child, (nodes.Macro, nodes.CallBlock, nodes.FilterBlock, nodes.AssignBlock)):
-            continue  # their text reaches the output as one value, or through a filter
-        elif isinstance(child, nodes.Stmt):
-            _literal_pieces(child, out)
-    return out
 _TOO_DEEP = "expressions nested too deeply (brackets or parentheses hundreds deep); simplify the template"
 
 
@@ -204,7 +163,7 @@ class TemplateRenderer:
         return self._render_value(value, context, path)
 
     def _render_argv(self, argv: list, context: dict, path: str) -> list:
-        script = _shell_script_index(argv)
+        script = shell_script_index(argv)
         out = []
         for i, item in enumerate(argv):
             where = f"{path}[{i}]"
@@ -244,7 +203,7 @@ class TemplateRenderer:
             for key, mode in template_modes(schema).items():
                 item, where = value.get(key), _child(path, key)
                 if mode == "argv" and isinstance(item, list):
-                    index = _shell_script_index(item)
+                    index = shell_script_index(item)
                     item, where = (item[index], f"{where}[{index}]") if index is not None else (None, "")
                 if isinstance(item, str) and _is_template(item):
                     problems.extend(self._shell_problems(item, where))
@@ -272,7 +231,7 @@ class TemplateRenderer:
             ast = self._env.parse(source)
         except (TemplateSyntaxError, RecursionError):
             return []  # reported by the syntax check
-        problem = static_problem(_literal_pieces(ast, []))
+        problem = static_problem(literal_pieces(ast, []))
         return [(where, problem)] if problem else []
 
     def _check_names(self, ast: nodes.Template) -> None:

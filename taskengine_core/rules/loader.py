@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import math
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -13,6 +11,9 @@ from typing import Any, Iterable
 import yaml
 
 from taskengine_core.errors import Problem
+from taskengine_core.rules.limits import (MAX_ALIAS_NODES, MAX_DEPTH, MAX_INT_DIGITS, AliasError, Flags,
+                                          TooLong, check_aliases, compacted, data_problems,
+                                          int_or_too_long)
 
 try:  # a Rust YAML 1.2 parser: over 20x faster than PyYAML on large rule files
     import yaml_rs as _fast_yaml
@@ -26,29 +27,6 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
 
 RULE_SUFFIXES = (".yaml", ".yml", ".json")
 Position = tuple[int, int]
-
-# Bounds on what a rule file may hold; past them it is refused with a message, never a hang,
-# a crash deep inside a library, or a value the engine cannot store.
-MAX_DEPTH = 64  # nesting of mappings and lists
-MAX_INTEGER = 2**63 - 1  # SQLite's integer range; a longer number is a typo or an attack
-MAX_ALIAS_NODES = 200_000  # nodes that YAML aliases may add to a file ("billion laughs")
-_MAX_INT_DIGITS = 40  # longer digit strings are not converted at all (Python refuses > 4300)
-_FINE_TYPES = (str, int, float, bool, type(None))
-
-
-class _TooLong:
-    """A number written with too many digits, kept unconverted so it can be reported."""
-
-    __slots__ = ("digits",)
-
-    def __init__(self, digits: int) -> None:
-        self.digits = digits
-
-
-def _int_or_too_long(text: str):
-    digits = len(text.lstrip("+-").replace("_", ""))
-    return int(text) if digits <= _MAX_INT_DIGITS else _TooLong(digits)
-
 
 class _MarkingLoader(_BaseLoader):
     """A safe loader that records each mapping key's and sequence item's line and column, and
@@ -85,8 +63,8 @@ class _MarkingLoader(_BaseLoader):
 
     def construct_yaml_int(self, node):
         text = str(self.construct_scalar(node))
-        if len(text) > _MAX_INT_DIGITS + 3 and text.lstrip("+-").isdigit():
-            return _TooLong(len(text.lstrip("+-")))
+        if len(text) > MAX_INT_DIGITS + 3 and text.lstrip("+-").isdigit():
+            return TooLong(len(text.lstrip("+-")))
         return super().construct_yaml_int(node)
 
     def checked_data(self) -> Any:
@@ -94,53 +72,8 @@ class _MarkingLoader(_BaseLoader):
         node = self.get_single_node()
         if node is None:
             return None
-        _check_aliases(node)
+        check_aliases(node)
         return self.construct_document(node)
-
-
-class AliasError(yaml.MarkedYAMLError):
-    """YAML aliases that would expand without bound (or into themselves)."""
-
-
-def _children(node) -> list:
-    if isinstance(node, yaml.MappingNode):
-        return [part for pair in node.value for part in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return node.value
-    return []
-
-
-def _check_aliases(root) -> None:
-    """Count the nodes of the document as if every alias were written out, sharing the work
-    of repeated aliases (so a bomb is counted, not expanded); raise :class:`AliasError` when
-    aliases add more than ``MAX_ALIAS_NODES`` or an alias sits inside its own anchor."""
-    sizes: dict[int, int] = {}
-    order: list = []
-    visiting: set[int] = set()
-    stack: list = [(root, False)]
-    while stack:
-        node, finished = stack.pop()
-        key = id(node)
-        if finished:
-            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
-            visiting.discard(key)
-            order.append(node)
-            continue
-        if key in sizes:
-            continue
-        visiting.add(key)
-        stack.append((node, True))
-        for child in _children(node):
-            if id(child) in visiting:
-                raise AliasError(None, None, "an alias refers to the mapping or list that contains it",
-                                 node.start_mark)
-            if id(child) not in sizes:
-                stack.append((child, False))
-    if sizes[id(root)] - len(sizes) > MAX_ALIAS_NODES:
-        worst = next(n for n in order if sizes[id(n)] > MAX_ALIAS_NODES)
-        raise AliasError(None, None, f"YAML aliases here expand to more than {MAX_ALIAS_NODES:,} nodes "
-                         "(an alias bomb?); write the data out or use fewer nested aliases",
-                         worst.start_mark)
 
 
 def _yaml12_resolvers(base: dict) -> dict:
@@ -263,8 +196,8 @@ def load_document(path: Path) -> tuple[Document | None, list[Problem]]:
         except Exception:  # noqa: BLE001 - let PyYAML find and describe every problem
             pass
         else:
-            flags = _Flags()
-            data = {} if data is None else _compacted(data, flags)
+            flags = Flags()
+            data = {} if data is None else compacted(data, flags)
             return _checked(Document(name, data), flags)
     return _load_with_marks(name, text)
 
@@ -281,12 +214,12 @@ def _load_json(name: str, text: str) -> tuple[Document | None, list[Problem]]:
         return out
 
     try:
-        data = json.loads(text, object_pairs_hook=pairs, parse_int=_int_or_too_long)
+        data = json.loads(text, object_pairs_hook=pairs, parse_int=int_or_too_long)
     except json.JSONDecodeError as exc:
         return None, [Problem(name, exc.lineno, exc.colno, "", f"JSON syntax error: {exc.msg}")]
     except RecursionError:
         return None, [Problem(name, None, None, "", f"nested more than {MAX_DEPTH} levels deep")]
-    flags = _Flags()
+    flags = Flags()
     if duplicates:  # report them with positions from the marking parser (JSON is YAML)
         _, problems = _load_with_marks(name, text)
         problems = [p for p in problems if p.message.startswith("duplicate key")]
@@ -296,7 +229,7 @@ def _load_json(name: str, text: str) -> tuple[Document | None, list[Problem]]:
                                 f"duplicate key {key!r}: each key may appear once in a mapping")
                         for owner, key in duplicates]
         return None, problems
-    return _checked(Document(name, _compacted(data, flags)), flags)
+    return _checked(Document(name, compacted(data, flags)), flags)
 
 
 def _read(path: Path) -> str | None:
@@ -306,111 +239,11 @@ def _read(path: Path) -> str | None:
         return None
 
 
-class _Flags:
-    """Set by :func:`_compacted` when the data holds something :func:`data_problems` reports."""
-
-    __slots__ = ("suspect",)
-
-    def __init__(self) -> None:
-        self.suspect = False
-
-
-def _compacted(value: Any, flags: _Flags, depth: int = 0) -> Any:
-    """Share repeated keys and short strings (100,000 schedules repeat ``every``, ``at``,
-    ``day``...): in place where possible, so the file is never held twice. On the way it
-    notes (cheaply) whether anything needs :func:`data_problems`."""
-    if isinstance(value, str):
-        if not value.isascii():
-            flags.suspect = True  # perhaps a lone surrogate from a JSON escape
-        return sys.intern(value) if len(value) < 64 else value
-    if depth >= MAX_DEPTH and isinstance(value, (list, dict)):
-        flags.suspect = True
-        return value
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            value[i] = _compacted(item, flags, depth + 1)
-        return value
-    if isinstance(value, dict):
-        for key in value:  # replacing values of existing keys while iterating is allowed
-            value[key] = _compacted(value[key], flags, depth + 1)
-            if not isinstance(key, str):
-                flags.suspect = True
-        if len(value) < 64:  # a small mapping is rebuilt to share its keys
-            return {sys.intern(k) if isinstance(k, str) else k: v for k, v in value.items()}
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            flags.suspect = True
-    elif isinstance(value, int):
-        if not -MAX_INTEGER <= value <= MAX_INTEGER:
-            flags.suspect = True
-    elif not isinstance(value, _FINE_TYPES):
-        flags.suspect = True
-    return value
-
-
-def _checked(doc: Document, flags: _Flags) -> tuple[Document | None, list[Problem]]:
+def _checked(doc: Document, flags: Flags) -> tuple[Document | None, list[Problem]]:
     if not flags.suspect:
         return doc, []
     problems = [doc.problem(path, message) for path, message in data_problems(doc.data)]
     return (None, problems) if problems else (doc, [])
-
-
-def describe_number_problem(value: Any) -> str | None:
-    """Why a number cannot be used in a rule, or None when it can."""
-    if isinstance(value, _TooLong):
-        return f"number too large ({value.digits} digits); numbers must lie within ±{MAX_INTEGER}"
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return (f"expected a finite number, got {value!r}: NaN and infinity (.nan, .inf, NaN, "
-                "Infinity) are not allowed; write a number, or a duration such as 30s")
-    if isinstance(value, int) and not -MAX_INTEGER <= value <= MAX_INTEGER:
-        digits = int(math.log10(abs(value))) + 1  # str() refuses past 4300 digits
-        digits -= 10 ** (digits - 1) > abs(value)  # log10 rounds 99...9 up
-        return f"number too large ({digits} digits); numbers must lie within ±{MAX_INTEGER}"
-    return None
-
-
-def data_problems(data: Any) -> list[tuple[tuple, str]]:
-    """``(path, message)`` for what no rule file may hold: NaN and infinity, integers past
-    SQLite's range, text that is not valid Unicode, values that are not JSON (sets, binary,
-    timestamps), keys that are not text, and nesting deeper than ``MAX_DEPTH``."""
-    found: list[tuple[tuple, str]] = []
-    stack: list[tuple[tuple, Any]] = [((), data)]
-    while stack:
-        path, value = stack.pop()
-        if isinstance(value, (dict, list)) and len(path) >= MAX_DEPTH:
-            found.append((path, f"nested more than {MAX_DEPTH} levels deep; rule files are not that deep"))
-            continue
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if not isinstance(key, (str, int, float, bool, type(None))):
-                    found.append((path, f"a key must be text, got {type(key).__name__} {_short(key)}"))
-                    continue
-                stack.append((path + (key,), item))
-        elif isinstance(value, list):
-            stack.extend((path + (i,), item) for i, item in enumerate(value))
-        elif isinstance(value, str):
-            if not value.isascii():
-                try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError as exc:
-                    found.append((path, f"text holds {value[exc.start]!r}, a lone surrogate, which is not "
-                                        "valid Unicode; write the character itself or a valid \\u escape pair"))
-        elif (message := describe_number_problem(value)) is not None:
-            found.append((path, message))
-        elif not isinstance(value, _FINE_TYPES):
-            kind = {"set": "a set (!!set)", "bytes": "binary data (!!binary)"}.get(type(value).__name__, type(value).__name__)
-            found.append((path, f"unsupported value: {kind}; rule files hold mappings, lists, text, "
-                                "numbers, true/false and null"))
-    found.reverse()
-    return found
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _load_with_marks(name: str, text: str) -> tuple[Document | None, list[Problem]]:

@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from taskengine_core.durations import is_duration
-from taskengine_core.rules.loader import MAX_DEPTH, MAX_INTEGER, describe_number_problem
+from taskengine_core.rules.limits import MAX_DEPTH, MAX_INTEGER, describe_number_problem
 
 # "regex" is checked when conditions compile, with a message naming RE2's complaint; the
 # checkers here must not apply Python's own (different) regex syntax to it.
