@@ -299,3 +299,56 @@ def test_duplicate_keys_in_yaml_are_refused_with_their_line(run_cli, write_rules
     """)
     _refused(run_cli, path, db_path,
              f"{path}:2:14  events.e.on  duplicate key 'on': each key may appear once in a mapping")
+
+
+# -- end to end: the evaluator and `logs explain` on a hostile event -----------------------
+
+@pytest.fixture
+def engine_factory(db_path):
+    from taskengine_core.engine import Engine
+
+    made = []
+
+    def make(**kwargs):
+        engine = Engine(db_path, **kwargs)
+        engine.executor.start()
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.executor.stop(0)
+
+
+def test_a_hostile_event_neither_stalls_the_evaluator_nor_logs_explain(applied, run_cli,
+                                                                      engine_factory, db_path):
+    applied("""
+        tasks:
+          t: {action: command.run, with: {argv: [echo, matched]}}
+        events:
+          aaa: {on: name.seen, when: {data.name: {regex: "^(a+)+$"}}, tasks: [t]}
+    """)
+    hostile = run_cli("emit", "name.seen", "name=" + "a" * 40 + "!").stdout.strip()
+    fitting = run_cli("emit", "name.seen", "name=" + "a" * 40).stdout.strip()
+    _in_thread(engine_factory().run_until_idle)
+    import sqlite3
+
+    rows = sqlite3.connect(db_path).execute("SELECT event_id, status FROM runs").fetchall()
+    assert rows == [(fitting, "succeeded")]
+    explained = _in_thread(run_cli, "logs", "explain", hostile)
+    assert explained.exit_code == 0
+    assert (f"no     aaa: data.name is {'a' * 40 + '!'!r}, expected to match regex '^(a+)+$'"
+            in explained.stdout)
+
+
+def test_a_parameter_rendered_to_nan_fails_the_run_with_the_reason(applied, run_cli):
+    applied("""
+        tasks:
+          t: {action: command.run, with: {argv: [echo], timeout: "{{ (task.name ~ 'nan')[1:] | float }}"}}
+    """)
+    result = run_cli("tasks", "run", "t")
+    assert result.exit_code == 1
+    assert result.stderr.rstrip().endswith(
+        "task 't': parameters invalid after rendering: with.timeout: expected a finite number, got "
+        "nan: NaN and infinity (.nan, .inf, NaN, Infinity) are not allowed; write a number, or a "
+        "duration such as 30s")
