@@ -371,7 +371,9 @@ def render_actions(registry) -> Iterator[str]:
            "as an option) unless a literal `--` comes before it, and the program (`argv[0]`) "
            "may not come from a template: `argv: [usermod, --lock, --, \"{{ event.data.user "
            "}}\"]`. Check such values with a condition too (`when: {data.user: {regex: "
-           "\"^[a-z_][a-z0-9_-]*$\"}}`).")
+           "\"^[a-z_][a-z0-9_-]*$\"}}`). When the program runs its arguments as shell code "
+           "again (`ssh`, `su`, `watch`, `xargs`...), every value in them must go through "
+           "`shell_quote`: `argv: [ssh, host, \"ls -- {{ event.data.dir | shell_quote }}\"]`.")
     yield ("- The `shell_quote` filter quotes a value as one POSIX shell word (`'it'\\''s'`), "
            "for command lines taskengine cannot see into: an argument handed to `ssh`, or a "
            "command string inside an `argv` element.")

@@ -250,17 +250,43 @@ def template_modes(schema: Mapping | None) -> dict[str, str]:
             if isinstance(sub, Mapping) and sub.get(TEMPLATE_KEYWORD) in ("shell", "argv")}
 
 
-def shell_script_index(argv: list) -> int | None:
-    """In ``[sh, -c, SCRIPT, ...]`` (any shell, ``-ec`` and the like too), SCRIPT's index."""
-    if not argv or not isinstance(argv[0], str) or argv[0].rsplit("/", 1)[-1] not in SHELLS:
+def _program(item: Any) -> str | None:
+    if not isinstance(item, str) or "{{" in item or "{%" in item:
         return None
-    for j in range(1, len(argv) - 1):
+    return item.rsplit("/", 1)[-1]
+
+
+def shell_script_index(argv: list) -> int | None:
+    """In ``[sh, -c, SCRIPT, ...]`` (any shell, ``-ec`` and the like too, also after a literal
+    wrapper such as ``[sudo, -u, app, bash, -c, SCRIPT]``), SCRIPT's index."""
+    for k, item in enumerate(argv):
+        program = _program(item)
+        if program is None:
+            return None
+        if program in SHELLS:
+            break
+    else:
+        return None
+    for j in range(k + 1, len(argv) - 1):
         item = argv[j]
         if not isinstance(item, str) or not item.startswith("-"):
             return None
         if _SHELL_FLAG.fullmatch(item):
             return j + 1
     return None
+
+
+def runs_arguments_as_code(argv: list) -> str | None:
+    """The program, when ``argv`` starts with one that hands its arguments to a shell again
+    (``ssh host CMD...``, ``su -c CMD``, ``watch CMD``): its templated arguments must be
+    ``shell_quote``'d."""
+    program = _program(argv[0]) if argv else None
+    return program if program in CODE_RUNNERS - SHELLS else None
+
+
+def unquoted_value_problem(program: str) -> str:
+    return (f"{program!r} runs its arguments as shell code again; write "
+            "{{ value | shell_quote }} for each value in them")
 
 
 def literal_pieces(node: nodes.Node, out: list) -> list:

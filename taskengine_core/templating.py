@@ -54,7 +54,8 @@ from markupsafe import Markup
 from taskengine_core.errors import TemplateError
 from taskengine_core.template_sandbox import _Sandbox, _TimeUp, _TooLarge, _UndefinedName
 from taskengine_core.template_shell import (Placeholders, ShellUnsafe, literal_pieces,
-                                            shell_script_index, static_problem, template_modes)
+                                            runs_arguments_as_code, shell_script_index,
+                                            static_problem, template_modes, unquoted_value_problem)
 
 DEFAULT_MAX_OUTPUT = 64 * 1024
 DEFAULT_MAX_SECONDS = 30.0  # the most one render_value call may take, whatever the task allows
@@ -163,13 +164,15 @@ class TemplateRenderer:
         return self._render_value(value, context, path)
 
     def _render_argv(self, argv: list, context: dict, path: str) -> list:
-        script = shell_script_index(argv)
+        script, runner = shell_script_index(argv), runs_arguments_as_code(argv)
         out = []
         for i, item in enumerate(argv):
             where = f"{path}[{i}]"
             if i == script:
                 out.append(self._render_as("shell", item, context, where))
                 continue
+            if runner and self._unquoted_values(item):
+                raise TemplateError(f"{_where(where)}: {unquoted_value_problem(runner)}")
             rendered = self._render_value(item, context, where)
             if isinstance(item, str) and item.startswith(("{{", "{%")):
                 if i == 0:
@@ -203,6 +206,9 @@ class TemplateRenderer:
             for key, mode in template_modes(schema).items():
                 item, where = value.get(key), _child(path, key)
                 if mode == "argv" and isinstance(item, list):
+                    runner = runs_arguments_as_code(item)
+                    problems.extend((f"{where}[{i}]", unquoted_value_problem(runner))
+                                    for i, arg in enumerate(item) if runner and self._unquoted_values(arg))
                     index = shell_script_index(item)
                     item, where = (item[index], f"{where}[{index}]") if index is not None else (None, "")
                 if isinstance(item, str) and _is_template(item):
@@ -225,6 +231,15 @@ class TemplateRenderer:
 
         walk(value, path)
         return problems
+
+    def _unquoted_values(self, item: Any) -> bool:
+        """Whether the template ``item`` outputs a value not passed through ``shell_quote``."""
+        if not isinstance(item, str) or not _is_template(item):
+            return False
+        try:
+            return None in literal_pieces(self._env.parse(item), [])
+        except (TemplateSyntaxError, RecursionError):
+            return False  # reported by the syntax check, or when rendering
 
     def _shell_problems(self, source: str, where: str) -> list[tuple[str, str]]:
         try:

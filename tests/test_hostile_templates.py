@@ -290,3 +290,24 @@ def test_the_users_rule_locks_only_ordinary_temporary_accounts(applied, run_cli,
         {"argv": ["usermod", "--lock", "--", "{{ event.data.user }}"]},
         {"event": {"data": event}})
     assert rendered == {"argv": ["usermod", "--lock", "--", "temp-alice"]}
+
+
+def test_argv_for_programs_that_run_their_arguments_as_shell_code():
+    from plugins.command.action import SCHEMA
+
+    renderer = TemplateRenderer()
+    hostile = {"event": {"data": {"dir": "x; touch /nonexistent/y"}}}
+    with pytest.raises(TemplateError) as info:
+        renderer.render_value({"argv": ["ssh", "host", "ls", "--", "{{ event.data.dir }}"]}, hostile,
+                              path="with", schema=SCHEMA)
+    assert str(info.value) == ("template at with.argv[4]: 'ssh' runs its arguments as shell code "
+                               "again; write {{ value | shell_quote }} for each value in them")
+    assert renderer.check({"argv": ["ssh", "host", "ls {{ event.data.dir }}"]}, path="with",
+                          schema=SCHEMA) == [("with.argv[2]", str(info.value).split(": ", 1)[1])]
+    quoted = renderer.render_value({"argv": ["ssh", "host", "ls -- {{ event.data.dir | shell_quote }}"]},
+                                   hostile, schema=SCHEMA)
+    assert quoted == {"argv": ["ssh", "host", "ls -- 'x; touch /nonexistent/y'"]}
+    # a shell behind a literal wrapper still gets its script rendered for the shell
+    wrapped = renderer.render_value({"argv": ["sudo", "-u", "app", "bash", "-ec", "ls -- {{ event.data.dir }}"]},
+                                    hostile, schema=SCHEMA)
+    assert wrapped["argv"][5] == "ls -- 'x; touch /nonexistent/y'"
