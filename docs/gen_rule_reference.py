@@ -263,10 +263,18 @@ def render_conditions(defs: dict) -> Iterator[str]:
         extra = constraints(sub) if sub else []
         yield f"| `{_cell(name)}` | {_cell(operand + (' (' + ', '.join(extra) + ')' if extra else ''))} |"
     yield ""
+    yield ("`regex` searches the text with [RE2 syntax](https://github.com/google/re2/wiki/Syntax), "
+           "which matches in time linear in the text: no event, however long, can stall the "
+           "evaluator with a pattern such as `^(a+)+$`. RE2 has no backreferences (`\\1`) or "
+           "lookaround (`(?=...)`, `(?<=...)`); `validate` refuses them with the pattern's "
+           "position. Unlike Python's `re`, `\\d` and `\\w` match ASCII only, `$` matches only "
+           "at the very end (not before a final newline) and `\\Z` is written `\\z`.")
+    yield ""
 
 
 def render(registry) -> str:
     from taskengine_core import durations
+    from taskengine_core.rules.limits import MAX_ALIAS_NODES, MAX_DEPTH, MAX_INTEGER
     from taskengine_core.rules.schema import NAME_PATTERN, rule_file_schema
 
     schema = rule_file_schema(registry)
@@ -290,6 +298,18 @@ def render(registry) -> str:
         '<a id="durations"></a>',
         "",
         "**Durations** are " + durations.SCHEMA["description"] + ".",
+        "",
+        '<a id="limits"></a>',
+        "",
+        "**What no rule file may hold.** Numbers are finite: NaN and infinity (`.nan`, `.inf` in "
+        "YAML; `NaN`, `Infinity` in JSON) are refused wherever a number may stand, and so are "
+        f"integers beyond ±{MAX_INTEGER} (SQLite's range). Each key appears once in a mapping, in "
+        f"YAML and JSON alike. Mappings and lists nest at most {MAX_DEPTH} levels; YAML aliases "
+        f"may add at most {MAX_ALIAS_NODES:,} nodes (a few lines of nested aliases, the \"billion "
+        "laughs\", would otherwise expand to billions), and an alias may not sit inside its own "
+        "anchor. Text is valid UTF-8 (no lone surrogates such as `\\ud800`), and values are "
+        "plain YAML: no `!!set`, `!!binary` or other tags. Each of these is reported as "
+        "`FILE:LINE:COLUMN  PATH  MESSAGE`, and nothing is applied.",
         "",
     ]
     settings = top["settings"]
@@ -325,7 +345,38 @@ def render_actions(registry) -> Iterator[str]:
     yield "### Actions and their parameters (`with`)"
     yield ""
     yield ("String parameters may be templates (`{{ event.data.x }}`); they are checked again "
-           "against the schema after rendering, when the run starts.")
+           "against the schema after rendering, when the run starts. A template's output is "
+           "capped at 64 KiB and the data it builds at 1 MiB (operations that would build more are "
+           "refused before they allocate), and rendering stops at the task's `timeout` (at most "
+           "30 s) with an error naming the parameter.")
+    yield ""
+    yield '<a id="event-data-in-commands"></a>'
+    yield ""
+    yield ("**Event data in commands.** Event data is hostile: it never becomes shell code or a "
+           "command-line option.")
+    yield ""
+    yield ("- In `shell:` (and the script after `sh -c`, `bash -ec`... in `argv`), each "
+           "`{{ value }}` is quoted for where it stands: outside quotes as one single-quoted "
+           "word, inside `'...'` or `\"...\"` escaped for those quotes, so "
+           "`shell: \"grep -- {{ event.data.word }} /var/log/app.log\"` is safe as written "
+           "(and stays safe if you add quotes of your own). A value is refused, at `validate` where the template shows "
+           "it and at run time always, where no quoting keeps it data: as the command name, as "
+           "a redirection target (`> {{ x }}`), inside `$(...)` or backquotes, in a `#` comment, "
+           "after a here-document `<<`, right after a backslash, and as an argument of a program "
+           "that runs its arguments as shell code again (`ssh`, `sh -c`, `eval`, `su`, `xargs`, "
+           "`watch`) unless you quote it for that second shell with `shell_quote`: "
+           "`shell: \"ssh backup@host ls -- {{ event.data.dir | shell_quote }}\"`. Prefer "
+           "`argv`: it runs no shell at all.")
+    yield ("- In `argv`, a templated argument that starts with `-` is refused (it would be read "
+           "as an option) unless a literal `--` comes before it, and the program (`argv[0]`) "
+           "may not come from a template: `argv: [usermod, --lock, --, \"{{ event.data.user "
+           "}}\"]`. Check such values with a condition too (`when: {data.user: {regex: "
+           "\"^[a-z_][a-z0-9_-]*$\"}}`). When the program runs its arguments as shell code "
+           "again (`ssh`, `su`, `watch`, `xargs`...), every value in them must go through "
+           "`shell_quote`: `argv: [ssh, host, \"ls -- {{ event.data.dir | shell_quote }}\"]`.")
+    yield ("- The `shell_quote` filter quotes a value as one POSIX shell word (`'it'\\''s'`), "
+           "for command lines taskengine cannot see into: an argument handed to `ssh`, or a "
+           "command string inside an `argv` element.")
     yield ""
     for name, item in sorted(registry.actions.items()):
         intro = (f"{item.description} Plugin `{item.plugin.name}`; "

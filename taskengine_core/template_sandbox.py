@@ -7,24 +7,34 @@ than the renderer's ``max_output``: ``'x' * 10**9``, ``~`` doubling in a loop, w
 the limit. Undefined names raise :class:`_UndefinedName`, which remembers what was looked up
 where so the renderer can explain it.
 
+Work is bounded too: a filter or call handed a lazy sequence (``range(99999)|map(...)``)
+materialises it only within the data limit, and every loop iteration, call and filter counts
+against the render's deadline (:meth:`_Sandbox.rendering`), so neither memory nor CPU time can
+run away however the template is written.
+
 Private to the templating package: use :class:`taskengine_core.templating.TemplateRenderer`.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
+import contextlib
 import functools
-import json
 import re
-from collections.abc import KeysView, Mapping, ValuesView
+import threading
+import time
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from jinja2 import StrictUndefined, nodes
 from jinja2.compiler import CodeGenerator, optimizeconst
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.runtime import Undefined, missing
+from jinja2.runtime import missing
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, soft_str
+
+from taskengine_core.template_shell import shell_quote
+from taskengine_core.template_sizes import (_is_lazy, _json_size, _replaced_size, _Ticking, _tojson,
+                                            _weight)
 
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _BRACE_FIELD = re.compile(r"\{[^{}]*\}")
@@ -32,6 +42,19 @@ _BRACE_FIELD = re.compile(r"\{[^{}]*\}")
 
 class _TooLarge(SecurityError):
     """An operation would exceed the renderer's size limit; refused before allocating."""
+
+
+class _TimeUp(SecurityError):
+    """Rendering went past its deadline (the task's timeout, or the renderer's own limit)."""
+
+
+# Filters that consume a lazy sequence one item at a time (or are bounded themselves), so they
+# may receive a generator; every other filter gets a list, built within the data limit.
+_LAZY_FILTERS = frozenset({"map", "select", "reject", "selectattr", "rejectattr", "first", "min",
+                           "max", "join", "list", "sum", "batch", "default", "d", "string",
+                           "_te_loop"})
+_TEXT_TYPES = (str, bytes)
+_SEQUENCES = (str, bytes, list, tuple)
 
 
 class _UndefinedName(UndefinedError):
@@ -49,28 +72,6 @@ class _Undefined(StrictUndefined):
         if exc is UndefinedError:  # keep SecurityError (unsafe attribute) as it is
             exc = functools.partial(_UndefinedName, name=name, obj=obj, hint=hint)
         super().__init__(hint, obj, name, exc)
-
-
-def _weight(value: Any, budget: int) -> int:
-    """Roughly how many characters ``str(value)`` has, counted only until ``budget`` is passed.
-
-    Lists repeat references cheaply (``[big] * n``); their text does not come cheap.
-    """
-    total, stack = 0, [value]
-    while stack and total <= budget:
-        item = stack.pop()
-        if isinstance(item, str):
-            total += len(item)
-        elif isinstance(item, (list, tuple, set, frozenset)):
-            total += 2 + 2 * len(item)
-            stack.extend(item)
-        elif isinstance(item, dict):
-            total += 2 + 4 * len(item)
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        else:
-            total += 1
-    return total
 
 
 class _Buffer(list):
@@ -118,10 +119,41 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                          finalize=self._finalize)
         self.max_output = max_output
         self.max_int_bits = max(64, max_output * 4)
+        self._state = threading.local()  # the deadline of the render on this thread
         for name in ("lipsum", "cycler", "joiner"):  # lipsum(n=10**9) allocates freely
             self.globals.pop(name, None)
         self.filters["tojson"] = _tojson
+        self.filters["shell_quote"] = shell_quote
+        self.filters["_te_loop"] = lambda items: _Ticking(items, self)
         self._guard_filters()
+
+    # -- time --------------------------------------------------------------------------------
+
+    def _parse(self, source, name, filename):
+        ast = super()._parse(source, name, filename)
+        for loop in ast.find_all(nodes.For):  # every iteration of every loop meets the deadline
+            loop.iter = nodes.Filter(loop.iter, "_te_loop", [], [], None, None, lineno=loop.lineno)
+        return ast
+
+    @contextlib.contextmanager
+    def rendering(self, seconds: float, why: str):
+        """Bound the renders made inside the block (on this thread) to ``seconds`` of work."""
+        state = self._state
+        if getattr(state, "deadline", None) is not None:  # nested: the outer deadline holds
+            yield
+            return
+        state.deadline, state.seconds, state.why = time.monotonic() + seconds, seconds, why
+        try:
+            yield
+        finally:
+            state.deadline = None
+
+    def tick(self) -> None:
+        deadline = getattr(self._state, "deadline", None)
+        if deadline is not None and time.monotonic() > deadline:
+            state = self._state
+            raise _TimeUp(f"rendering stopped after {state.seconds:g}s ({state.why}); "
+                          "a loop or call in the template does too much work")
 
     # -- size checks ---------------------------------------------------------------------
 
@@ -131,7 +163,20 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     def _finalize(self, value: Any) -> Any:  # every {{ value }} passes here before str()
         if isinstance(value, (list, tuple, dict, set, frozenset)):
             self.refuse_over(_weight(value, self.max_output), "the value")
+        placeholders = getattr(self._state, "shell", None)
+        if placeholders is not None:  # a shell command line: the value waits to be quoted
+            return placeholders.mark(value)
         return value
+
+    @contextlib.contextmanager
+    def shell_values(self, placeholders):
+        """Inside the block, every ``{{ value }}`` rendered on this thread becomes a placeholder
+        in ``placeholders`` (see :mod:`taskengine_core.template_shell`)."""
+        self._state.shell = placeholders
+        try:
+            yield
+        finally:
+            self._state.shell = None
 
     def weight(self, value: Any) -> int:
         return _weight(value, self.max_output)
@@ -172,7 +217,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         self.refuse_over(len(fmt) + len(specs) * (widest + width), "formatting")
 
     def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
-        seq = (str, list, tuple)
+        seq = _SEQUENCES
         if operator == "*":
             if isinstance(left, seq) and isinstance(right, int):
                 self.refuse_over(self.weight(left) * right, "'*'")
@@ -185,10 +230,11 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         elif operator == "**" and isinstance(left, int) and isinstance(right, int):
             if abs(left) > 1 and right > 0:
                 self._check_bits(right * left.bit_length(), "'**'")
-        elif operator == "%" and isinstance(left, str):
+        elif operator == "%" and isinstance(left, _TEXT_TYPES):
             values = list(right.values()) if isinstance(right, Mapping) else (
                 list(right) if isinstance(right, tuple) else [right])
-            self._check_format(left, values, "%")
+            fmt = left.decode("latin-1") if isinstance(left, bytes) else left
+            self._check_format(fmt, values, "%")
         return super().call_binop(context, operator, left, right)
 
     def _check_bits(self, bits: int, what: str) -> None:
@@ -196,12 +242,26 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             raise _TooLarge(f"number too large: {what} would produce a {bits}-bit number")
 
     def call(self, context, obj, /, *args, **kwargs):  # noqa: D102
+        self.tick()
         owner = getattr(obj, "__self__", None)
-        if isinstance(owner, str):
+        if isinstance(owner, _TEXT_TYPES):
             args = self._check_str_method(owner, getattr(obj, "__name__", ""), list(args), kwargs)
+        # dict(...), dict.fromkeys(...), namespace(...) would hold a lazy sequence whole
+        if any(_is_lazy(a) for a in args) or any(_is_lazy(v) for v in kwargs.values()):
+            args = [self.bounded_list(a, "a call", held=True)[0] if _is_lazy(a) else a for a in args]
+            kwargs = {k: self.bounded_list(v, "a call", held=True)[0] if _is_lazy(v) else v
+                      for k, v in kwargs.items()}
         return super().call(context, obj, *args, **kwargs)
 
-    def _check_str_method(self, s: str, name: str, args: list, kwargs: dict) -> list:
+    def call_filter(self, name, value, args=None, kwargs=None, context=None, eval_ctx=None):
+        self.tick()  # map('...') and friends call a filter per item through here
+        return super().call_filter(name, value, args, kwargs, context, eval_ctx)
+
+    def call_test(self, name, value, args=None, kwargs=None, context=None, eval_ctx=None):
+        self.tick()
+        return super().call_test(name, value, args, kwargs, context, eval_ctx)
+
+    def _check_str_method(self, s: str | bytes, name: str, args: list, kwargs: dict) -> list:
         def arg(i, key, default):
             return args[i] if len(args) > i else kwargs.get(key, default)
 
@@ -297,43 +357,47 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         def text(value, *args, **kwargs):
             return value, self.weight(value)
 
-        for name, estimate in (("center", center), ("indent", indent), ("format", format_),
-                               ("join", join), ("replace", replace), ("sum", sum_),
-                               ("batch", batch), ("slice", slice_), ("list", list_),
-                               ("string", text), ("tojson", text), ("pprint", text)):
-            self.filters[name] = self._guarded_filter(name, self.filters[name], estimate)
+        def wordwrap(s, width=79, break_long_words=True, wrapstring=None, break_on_hyphens=True):
+            text, wrap = soft_str(s), soft_str(wrapstring) if wrapstring is not None else "\n"
+            breaks = min(len(text), len(text) // max(1, width if isinstance(width, int) else 1)
+                         + text.count(" ") + text.count("\n") + 1)
+            return s, len(text) + breaks * len(wrap)
 
-    def _guarded_filter(self, name: str, original: Callable, estimate: Callable) -> Callable:
+        def tojson(value, indent=None):
+            if not isinstance(indent, int) or isinstance(indent, bool) or indent < 0:
+                return value, _json_size(value, 0, self.max_output)  # json.dumps judges the rest
+            return value, _json_size(value, indent or 0, self.max_output)
+
+        def urlize(value, trim_url_limit=None, nofollow=False, target=None, rel=None,
+                   extra_schemes=None):
+            text = soft_str(value)
+            words = len(text.split()) or 1
+            extra = len(soft_str(target or "")) + len(soft_str(rel or "")) + 64
+            return value, 3 * len(text) + words * extra
+
+        estimates = {"center": center, "indent": indent, "format": format_, "join": join,
+                     "replace": replace, "sum": sum_, "batch": batch, "slice": slice_,
+                     "list": list_, "string": text, "tojson": tojson, "pprint": text,
+                     "wordwrap": wordwrap, "urlize": urlize}
+        for name in list(self.filters):
+            if name != "_te_loop":
+                self.filters[name] = self._guarded_filter(name, self.filters[name], estimates.get(name))
+
+    def _guarded_filter(self, name: str, original: Callable, estimate: Callable | None) -> Callable:
         skip = 1 if getattr(original, "jinja_pass_arg", None) is not None else 0
+        materialise = name not in _LAZY_FILTERS
 
         @functools.wraps(original)  # keeps jinja_pass_arg
         def guarded(*args, **kwargs):
+            self.tick()
+            value = args[skip] if len(args) > skip else None
+            if materialise and _is_lazy(value):
+                value = self.bounded_list(value, f"the {name} filter", held=True)[0]
+                args = (*args[:skip], value, *args[skip + 1:])
+            if estimate is None:
+                return original(*args, **kwargs)
             value, size = estimate(*args[skip:], **kwargs)
             self.refuse_over(size, f"the {name} filter")
             return original(*args[:skip], value, *args[skip + 1:], **kwargs)
 
         return guarded
-
-
-def _replaced_size(s: str, old: Any, new: Any, count: Any) -> int:
-    if not (isinstance(s, str) and isinstance(old, str) and isinstance(new, str)):
-        return 0
-    hits = s.count(old) if old else len(s) + 1
-    if isinstance(count, int) and count >= 0:
-        hits = min(hits, count)
-    return len(s) + hits * max(0, len(new) - len(old))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Undefined):
-        value._fail_with_undefined_error()
-    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset, range, KeysView, ValuesView)):
-        return list(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _tojson(value: Any, indent: int | None = None) -> str:
-    """Serialise to JSON text (not HTML-escaped: the output goes to machines, not browsers)."""
-    return json.dumps(value, ensure_ascii=False, indent=indent, default=_json_default)

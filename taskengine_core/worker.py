@@ -60,7 +60,8 @@ class AttemptRunner:
         except SecretError as exc:
             raise _ConfigProblem(f"task {task.name!r}: {exc}") from None
         try:
-            resolved = self.renderer.render_value(bound, {**context, **secret_values})
+            resolved = self.renderer.render_value(bound, {**context, **secret_values},
+                                                  time_limit=task.timeout, schema=item.schema)
         except TemplateError as exc:
             raise _ConfigProblem(f"task {task.name!r}: {self.secrets.redactor(str(exc))}") from None
         validator = self._validator(task.action, item.schema)

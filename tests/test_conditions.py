@@ -178,9 +178,14 @@ def test_explain_names_the_first_failing_condition(when, event_data, reason):
 
 
 def test_regex_is_compiled_once(monkeypatch):
+    import re2
+
+    from taskengine_core import conditions
+
+    conditions._compiled_regex.cache_clear()
     compiled = []
-    real = re.compile
-    monkeypatch.setattr(re, "compile", lambda p, *a: compiled.append(p) or real(p, *a))
+    real = re2.compile
+    monkeypatch.setattr(re2, "compile", lambda p, *a, **k: compiled.append(p) or real(p, *a, **k))
     condition = compile_conditions({"data.host": {"regex": "^db-[0-9]+$"}})
     assert compiled == ["^db-[0-9]+$"]
     results = [condition.matches({"data": {"host": f"db-{n}"}}) for n in range(100)]
@@ -208,7 +213,7 @@ def test_without_drops_only_that_equality():
 
 @pytest.mark.parametrize("when, message", [
     ({"data.x": {"regex": "("}},
-     "path 'data.x': bad regex '(': missing ), unterminated subpattern at position 0"),
+     "path 'data.x': bad regex '(': missing ): (; conditions use RE2 syntax"),
     ({"data.x": {"like": 1}}, "path 'data.x': unknown operator 'like'; expected one of "),
     ({"data.x": {"in": "abc"}}, "path 'data.x': 'in' expects a list, got 'abc'"),
     ({"data.x": {"not_in": 3}}, "path 'data.x': 'not_in' expects a list, got 3"),

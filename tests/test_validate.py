@@ -167,8 +167,9 @@ def test_bad_regex_and_bad_template_and_unknown_zone(run_cli, write_rules):
     )
     assert lines[1] == (f"{path}:3:42  tasks.t.with.argv[0]  syntax error on line 1: unexpected end "
                         "of template, expected 'end of print statement'.")
-    assert lines[2] == (f"{path}:5:14  events.e.when  path 'data.host': bad regex '(': missing ), "
-                        "unterminated subpattern at position 0")
+    assert lines[2] == (f"{path}:5:14  events.e.when  path 'data.host': bad regex '(': missing ): (; "
+                        "conditions use RE2 syntax, which matches in linear time and has no "
+                        "backreferences (\\1) or lookaround ((?=...), (?<=...))")
     assert lines[-1] == "Error: 3 errors found"
 
 

@@ -23,13 +23,18 @@ SCHEMA: dict = {
     "properties": {
         "argv": {
             "description": "Program and arguments, run directly "
-                           "(no shell: ';', '|', '$' are literal).",
+                           "(no shell: ';', '|', '$' are literal). A templated argument may not "
+                           "start with '-' unless a literal '--' comes before it.",
+            "x-taskengine-template": "argv",
             "type": "array",
             "items": {"type": "string"},
             "minItems": 1,
         },
         "shell": {
-            "description": "A command line run by /bin/sh -c. Only used when given explicitly.",
+            "description": "A command line run by /bin/sh -c. Only used when given explicitly. "
+                           "Template values are quoted for where they stand, or refused where "
+                           "no quoting keeps them data (the command name, $(...), ...).",
+            "x-taskengine-template": "shell",
             "type": "string",
             "minLength": 1,
         },

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -12,6 +11,9 @@ from typing import Any, Iterable
 import yaml
 
 from taskengine_core.errors import Problem
+from taskengine_core.rules.limits import (MAX_ALIAS_NODES, MAX_DEPTH, MAX_INT_DIGITS, AliasError, Flags,
+                                          TooLong, check_aliases, compacted, data_problems,
+                                          int_or_too_long)
 
 try:  # a Rust YAML 1.2 parser: over 20x faster than PyYAML on large rule files
     import yaml_rs as _fast_yaml
@@ -25,7 +27,6 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
 
 RULE_SUFFIXES = (".yaml", ".yml", ".json")
 Position = tuple[int, int]
-
 
 class _MarkingLoader(_BaseLoader):
     """A safe loader that records each mapping key's and sequence item's line and column, and
@@ -60,6 +61,20 @@ class _MarkingLoader(_BaseLoader):
         data.extend(self.construct_sequence(node))
         self.marks[id(data)] = [(n.start_mark.line + 1, n.start_mark.column + 1) for n in node.value]
 
+    def construct_yaml_int(self, node):
+        text = str(self.construct_scalar(node))
+        if len(text) > MAX_INT_DIGITS + 3 and text.lstrip("+-").isdigit():
+            return TooLong(len(text.lstrip("+-")))
+        return super().construct_yaml_int(node)
+
+    def checked_data(self) -> Any:
+        """The document, after refusing aliases that expand too far or refer to themselves."""
+        node = self.get_single_node()
+        if node is None:
+            return None
+        check_aliases(node)
+        return self.construct_document(node)
+
 
 def _yaml12_resolvers(base: dict) -> dict:
     """YAML 1.1's implicit types without its surprises: ``on``/``off``/``yes``/``no`` stay strings
@@ -84,6 +99,7 @@ def _yaml12_resolvers(base: dict) -> dict:
 _MarkingLoader.yaml_implicit_resolvers = _yaml12_resolvers(_BaseLoader.yaml_implicit_resolvers)
 _MarkingLoader.add_constructor("tag:yaml.org,2002:map", _MarkingLoader.construct_yaml_map)
 _MarkingLoader.add_constructor("tag:yaml.org,2002:seq", _MarkingLoader.construct_yaml_seq)
+_MarkingLoader.add_constructor("tag:yaml.org,2002:int", _MarkingLoader.construct_yaml_int)
 
 
 @dataclass
@@ -125,8 +141,8 @@ class Document:
 def _marked_parse(text: str) -> tuple[Any, dict]:
     loader = _MarkingLoader(text)
     try:
-        return loader.get_single_data(), loader.marks
-    except yaml.YAMLError:
+        return loader.checked_data(), loader.marks
+    except (yaml.YAMLError, ValueError, RecursionError):
         return None, {}
     finally:
         loader.dispose()
@@ -166,20 +182,54 @@ def load_document(path: Path) -> tuple[Document | None, list[Problem]]:
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(name, None, None, "", f"cannot read file: {exc}")]
+    except UnicodeDecodeError as exc:
+        return None, [Problem(name, None, None, "", f"cannot read file: not UTF-8 text (byte {exc.start}: "
+                              f"{exc.reason}); rule files are UTF-8 YAML or JSON")]
+    except OSError as exc:
+        return None, [Problem(name, None, None, "", f"cannot read file: {exc.strerror or exc}")]
     if path.suffix == ".json":
-        try:
-            return Document(name, _compacted(json.loads(text))), []
-        except json.JSONDecodeError as exc:
-            return None, [Problem(name, exc.lineno, exc.colno, "", f"JSON syntax error: {exc.msg}")]
+        return _load_json(name, text)
     if _fast_yaml is not None:
-        try:
-            data = _fast_yaml.loads(text, parse_datetime=False)  # dates stay text, as written
-            return Document(name, {} if data is None else _compacted(data)), []
+        try:  # dates stay text, as written; aliases are bounded, and counted again below
+            limits = _fast_yaml.AliasLimits(max_total_replayed_events=4 * MAX_ALIAS_NODES)
+            data = _fast_yaml.loads(text, parse_datetime=False, alias_limits=limits)
         except Exception:  # noqa: BLE001 - let PyYAML find and describe every problem
             pass
+        else:
+            flags = Flags()
+            data = {} if data is None else compacted(data, flags)
+            return _checked(Document(name, data), flags)
     return _load_with_marks(name, text)
+
+
+def _load_json(name: str, text: str) -> tuple[Document | None, list[Problem]]:
+    duplicates: list[tuple[int, str]] = []
+
+    def pairs(items: list) -> dict:
+        out: dict = {}
+        for key, value in items:
+            if key in out:
+                duplicates.append((id(out), key))
+            out[key] = value
+        return out
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs, parse_int=int_or_too_long)
+    except json.JSONDecodeError as exc:
+        return None, [Problem(name, exc.lineno, exc.colno, "", f"JSON syntax error: {exc.msg}")]
+    except RecursionError:
+        return None, [Problem(name, None, None, "", f"nested more than {MAX_DEPTH} levels deep")]
+    flags = Flags()
+    if duplicates:  # report them with positions from the marking parser (JSON is YAML)
+        _, problems = _load_with_marks(name, text)
+        problems = [p for p in problems if p.message.startswith("duplicate key")]
+        if not problems:
+            paths = _paths_by_id(data)
+            problems = [Problem(name, None, None, format_path(paths.get(owner, ()) + (key,)),
+                                f"duplicate key {key!r}: each key may appear once in a mapping")
+                        for owner, key in duplicates]
+        return None, problems
+    return _checked(Document(name, compacted(data, flags)), flags)
 
 
 def _read(path: Path) -> str | None:
@@ -189,28 +239,20 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _compacted(value: Any) -> Any:
-    """Share repeated keys and short strings (100,000 schedules repeat ``every``, ``at``,
-    ``day``...): in place where possible, so the file is never held twice."""
-    if isinstance(value, str):
-        return sys.intern(value) if len(value) < 64 else value
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            value[i] = _compacted(item)
-        return value
-    if isinstance(value, dict):
-        for key in value:  # replacing values of existing keys while iterating is allowed
-            value[key] = _compacted(value[key])
-        if len(value) < 64:  # a small mapping is rebuilt to share its keys
-            return {sys.intern(k) if isinstance(k, str) else k: v for k, v in value.items()}
-        return value
-    return value
+def _checked(doc: Document, flags: Flags) -> tuple[Document | None, list[Problem]]:
+    if not flags.suspect:
+        return doc, []
+    problems = [doc.problem(path, message) for path, message in data_problems(doc.data)]
+    return (None, problems) if problems else (doc, [])
 
 
 def _load_with_marks(name: str, text: str) -> tuple[Document | None, list[Problem]]:
     loader = _MarkingLoader(text)
     try:
-        data = loader.get_single_data()
+        data = loader.checked_data()
+    except AliasError as exc:
+        mark = exc.problem_mark
+        return None, [Problem(name, mark.line + 1, mark.column + 1, "", exc.problem)]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
@@ -218,10 +260,17 @@ def _load_with_marks(name: str, text: str) -> tuple[Document | None, list[Proble
         return None, [Problem(name, line, col, "", f"YAML syntax error: {what}")]
     except yaml.YAMLError as exc:
         return None, [Problem(name, None, None, "", f"YAML error: {exc}")]
+    except RecursionError:
+        return None, [Problem(name, None, None, "", f"nested more than {MAX_DEPTH} levels deep")]
+    except ValueError as exc:  # a constructor refused a value (a !!binary that is not base64...)
+        return None, [Problem(name, None, None, "", f"YAML error: {exc}")]
     finally:
         loader.dispose()
     data = {} if data is None else data
     doc = Document(name, data, text, (data, loader.marks))
+    unusable = data_problems(data)
+    if unusable:
+        return None, [doc.problem(path, message) for path, message in unusable]
     problems = []
     if loader.duplicates:
         paths = _paths_by_id(doc.data)

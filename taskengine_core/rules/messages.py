@@ -24,6 +24,8 @@ def describe_value(value: Any) -> str:
 def explain(error: ValidationError) -> tuple[tuple, str]:
     """``(extra path, message)`` for one schema error; the path is relative to the error's."""
     v, schema, value = error.validator, error.schema, error.instance
+    if v == "finite":  # SchemaCheck's own check: NaN, infinity, huge integers
+        return (), error.message
     if v == "required":
         missing = [k for k in error.validator_value if isinstance(value, dict) and k not in value]
         return (), f"missing required key {missing[0]!r}" if missing else error.message

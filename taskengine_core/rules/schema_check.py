@@ -4,18 +4,27 @@ fastjsonschema compiles a schema to Python code (over ten times faster than json
 rule files), so valid objects are checked quickly; only an object it rejects goes through
 jsonschema, which lists every error with the details the messages need. Both check the
 formats below (``"format": "duration"``: a duration within its limit).
+
+Neither checker refuses NaN or infinity (``minimum: 0`` holds for NaN, as every comparison with
+it is false), nor integers too large to print, so :meth:`SchemaCheck.errors` refuses those
+first, whatever the schema says: no parameter, setting or duration may be non-finite.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from typing import Any, Iterator
 
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from taskengine_core.durations import is_duration
+from taskengine_core.rules.limits import MAX_DEPTH, MAX_INTEGER, describe_number_problem
 
-FORMATS = {"duration": is_duration}
+# "regex" is checked when conditions compile, with a message naming RE2's complaint; the
+# checkers here must not apply Python's own (different) regex syntax to it.
+FORMATS = {"duration": is_duration, "regex": lambda value: True}
 _FORMAT_CHECKER = FormatChecker(formats=())
 for _name, _check in FORMATS.items():
     _FORMAT_CHECKER.checks(_name)(_check)
@@ -33,6 +42,8 @@ class SchemaCheck:
             self._fast = None
 
     def errors(self, value: Any) -> Iterator[ValidationError]:
+        if _has_unsound_number(value):
+            return _unsound_numbers(value)
         if self._fast is not None:
             try:
                 self._fast(value)
@@ -40,3 +51,40 @@ class SchemaCheck:
             except Exception:  # noqa: BLE001 - JsonSchemaValueException or a compile quirk
                 pass
         return self._thorough.iter_errors(value)
+
+
+def _has_unsound_number(value: Any, depth: int = 0) -> bool:
+    """The quick test (no paths) behind :func:`_unsound_numbers`; most values have none."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, int):
+        return not -MAX_INTEGER <= value <= MAX_INTEGER
+    if depth >= MAX_DEPTH:
+        return False
+    if isinstance(value, dict):
+        return any(_has_unsound_number(v, depth + 1) for v in value.values()
+                   if not isinstance(v, str))
+    if isinstance(value, list):
+        return any(_has_unsound_number(v, depth + 1) for v in value if not isinstance(v, str))
+    return False
+
+
+def _unsound_numbers(value: Any) -> Iterator[ValidationError]:
+    """An error for each NaN, infinity or out-of-range integer in ``value``."""
+    stack: list[tuple[tuple, Any, int]] = [((), value, 0)]
+    while stack:
+        path, item, depth = stack.pop()
+        if isinstance(item, dict) and depth < MAX_DEPTH:
+            stack.extend((path + (k,), v, depth + 1) for k, v in item.items())
+        elif isinstance(item, list) and depth < MAX_DEPTH:
+            stack.extend((path + (i,), v, depth + 1) for i, v in enumerate(item))
+        elif isinstance(item, (int, float)) and not _fine_number(item):
+            message = describe_number_problem(item) or "not a usable number"
+            yield ValidationError(message, validator="finite", path=deque(path), instance=None,
+                                  schema={})
+
+
+def _fine_number(value: int | float) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return describe_number_problem(value) is None

@@ -156,7 +156,7 @@ class _Checker:
                 continue  # checked again after rendering, when the value is known
             extra, message = messages.explain(error)
             self.problems.append(doc.problem(("tasks", name, "with", *error.absolute_path, *extra), message))
-        for where, problem in self.renderer.check(params):
+        for where, problem in self.renderer.check(params, schema=validator.schema):
             self.problems.append(doc.problem(("tasks", name, "with", *_split_path(where)), problem))
 
     def _check_schedules(self, doc: Document, name: str, spec: dict) -> None:
@@ -183,6 +183,8 @@ class _Checker:
     def check_references(self) -> None:
         objects, config = self.config.objects, self.config
         for name, task in objects["tasks"].items():
+            if not isinstance(task.spec, dict):  # already reported: expected a mapping
+                continue
             for section, link_set in (("schedules", config.task_schedules), ("events", config.task_events)):
                 for i, ref in enumerate(task.spec.get(section) or ()):
                     if ref in objects[section]:
@@ -198,6 +200,8 @@ class _Checker:
                 elif section == "webhooks":
                     config.task_webhooks.add((name, value))
         for name, rule in objects["events"].items():
+            if not isinstance(rule.spec, dict):
+                continue
             for i, ref in enumerate(rule.spec.get("tasks") or ()):
                 if ref in objects["tasks"]:
                     config.task_events.add((ref, name))
