@@ -8,6 +8,7 @@ the source and each action.
 
 from __future__ import annotations
 
+import atexit
 import threading
 from typing import Any
 
@@ -48,6 +49,25 @@ def ensure_event_loop() -> None:
         _loop_thread = threading.Thread(target=_run_loop, args=(libvirt,),
                                         name="taskengine-libvirt-events", daemon=True)
         _loop_thread.start()
+
+
+def close_all() -> None:
+    """Stop the event loop and close every connection (at exit: libvirt's own finalisers
+    would otherwise run after the module is torn down and print tracebacks)."""
+    _loop_stop.set()
+    if _loop_thread is not None:
+        _loop_thread.join(timeout=1)
+    with _lock:
+        connections = list(_connections.values())
+        _connections.clear()
+    for conn in connections:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - closing at exit: nothing left to tell
+            pass
+
+
+atexit.register(close_all)
 
 
 def _run_loop(libvirt) -> None:

@@ -168,6 +168,7 @@ class _Run:
         waited = format_duration(self.timeout)
         if not self.force:
             for t in late:
+                t.note = f"shutdown sent; still {t.after} after {waited}"
                 t.error = VmError(
                     f"VM {t.vm.name!r} on host {t.vm.host!r} did not shut down within {waited} "
                     f"(it is still {t.after}; the guest may ignore ACPI: check acpid or the guest "

@@ -75,6 +75,12 @@ class VergeOSBackend:
     def refresh(self, vms: list[VmInfo]) -> dict[str, str | None]:
         if not vms:
             return {}
+        if len(vms) == 1 and vms[0].kind == "vm" and vms[0].ref.get("machine") is not None:
+            vm = vms[0]  # one VM: its machine's status, a small answer
+            row = self.api.request("GET", f"/api/v4/machine_status/{vm.ref['machine']}", ok=(200, 404),
+                                   params={"fields": "powerstate,running,status"},
+                                   what=f"reading the state of VM {vm.name!r}")
+            return {vm.key: None if isinstance(row, int) else _state(row)}
         current = {v.key: v.state for v in (self.list_tenants() if vms[0].kind == "tenant"
                                             else self.list_vms())}
         return {vm.key: current.get(vm.key) for vm in vms}
