@@ -66,6 +66,10 @@ def power(params: dict, ctx: ActionContext) -> dict:
         host = pick_host(ctx.settings, params.get("host"))
         be = backend(host, ctx.settings["hosts"][host])
         vms = select(be, host, params)
+        if getattr(be, "coarse_listing", False):  # the listing cannot tell paused from running
+            exact = be.refresh(vms)
+            for vm in vms:
+                vm.state = exact.get(vm.key) or vm.state
     except VmError as exc:
         raise ActionError(f"vm.power {describe(params)}: {exc}", retryable=exc.retryable) from None
     timeout = parse_duration(params.get("timeout", DEFAULT_TIMEOUT))

@@ -29,6 +29,8 @@ def _state(status: str | None, qmpstatus: str | None = None) -> str:
 
 class ProxmoxBackend:
     type = "proxmox"
+    coarse_listing = True  # cluster/resources says "running" for a paused VM: ask each target
+    poll_first, poll_max = 0.2, 2.0
 
     def __init__(self, name: str, config: dict) -> None:
         self.name = name

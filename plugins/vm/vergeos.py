@@ -32,6 +32,7 @@ def _state(row: dict) -> str:
 
 class VergeOSBackend:
     type = "vergeos"
+    poll_first, poll_max = 1.0, 5.0  # waits re-list every VM: mind the 1,000 requests/hour
 
     def __init__(self, name: str, config: dict) -> None:
         self.name = name
