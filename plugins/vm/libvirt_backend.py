@@ -62,11 +62,13 @@ class LibvirtBackend:
 
     def info(self, dom) -> VmInfo:
         libvirt = libvirt_conn.libvirt_module()
+        name = "?"
         try:
-            name, uuid, state = dom.name(), dom.UUIDString(), dom.state()[0]
+            name = dom.name()
+            uuid, state, tags = dom.UUIDString(), dom.state()[0], self.tags(dom)
         except libvirt.libvirtError as exc:
-            raise action_error(exc, host=self.name, vm="?", what="reading the state") from None
-        return VmInfo(self.name, name, uuid, _STATES.get(state, "unknown"), self.tags(dom), ref=dom)
+            raise action_error(exc, host=self.name, vm=name, what="reading its state") from None
+        return VmInfo(self.name, name, uuid, _STATES.get(state, "unknown"), tags, ref=dom)
 
     def tags(self, dom) -> list[str]:
         libvirt = libvirt_conn.libvirt_module()

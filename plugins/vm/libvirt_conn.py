@@ -112,7 +112,7 @@ def connect_error(host: str, uri: str, exc) -> VmError:
 
     code = exc.get_error_code()
     text = exc.get_error_message() or str(exc)
-    if code in AUTH_CODES:
+    if code in AUTH_CODES or "Permission denied" in text:
         from .model import AuthFailed
 
         return AuthFailed(f"host {host!r}: libvirt refused the connection to {uri} (error {code}: "
