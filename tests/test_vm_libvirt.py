@@ -138,11 +138,18 @@ def test_unreachable_hypervisor_is_a_retryable_failure_naming_host_and_uri(power
 def test_a_vm_vanishing_mid_run_fails_naming_it(power, tmp_path):
     uri = node_file(tmp_path, [domain_xml("ghost", state="on", ignores_acpi=True, transient=True),
                                domain_xml("lab-1", state="on")])
-    dom = domain(uri, "ghost")
-    timer = threading.Timer(0.5, dom.destroy)  # a transient domain is gone once destroyed
-    timer.start()
-    status, out, error = power(uri, {"vm": ["ghost", "lab-1"], "state": "off", "timeout": "20s"})
-    timer.join()
+    dom, other = domain(uri, "ghost"), domain(uri, "lab-1")
+
+    def vanish():
+        # lab-1 off means both shutdowns were sent (ghost first) and the run waits for ghost
+        while other.state()[0] != SHUTOFF:
+            threading.Event().wait(0.01)
+        dom.destroy()  # a transient domain is gone once destroyed
+
+    thread = threading.Thread(target=vanish)
+    thread.start()
+    status, out, error = power(uri, {"vm": ["ghost", "lab-1"], "state": "off", "timeout": "60s"})
+    thread.join()
     assert status == "failed"
     assert "VM 'ghost' vanished from host 'lab' during the run" in error
     assert targets(out)["lab-1"]["after"] == "off"
