@@ -156,3 +156,38 @@ def test_a_crash_between_emitting_and_recording_repeats_nothing(db_path, applied
     Tracker(ctx, "lab").reconcile([VmInfo("lab", "a", "u-1", "off")], reconciled=True)
     assert len(vm_events(db_path, "vm.stopped")) == 2  # recorded now: nothing more
     engine.store.close()
+
+
+def test_libvirt_lifecycle_callbacks_and_snapshot_changes_map_to_event_types():
+    from taskengine_vm.events import from_libvirt, transition
+
+    assert from_libvirt(2, 0) == ("vm.started", "on", "booted")
+    assert from_libvirt(5, 1) == ("vm.stopped", "off", "destroyed")
+    assert from_libvirt(5, 2) == ("vm.crashed", "crashed", "crashed")  # STOPPED/CRASHED
+    assert from_libvirt(8, 0) == ("vm.crashed", "crashed", "panicked")
+    assert from_libvirt(3, 0) == ("vm.suspended", "paused", "paused")
+    assert from_libvirt(0, 0) == ("vm.defined", None, "added")
+    assert from_libvirt(6, 0) is None  # SHUTDOWN: the guest began; STOPPED follows
+    assert from_libvirt(2, 99) == ("vm.started", "on", "detail-99")
+    assert [transition(a, b) for a, b in [("off", "on"), ("paused", "on"), ("on", "off"),
+                                          ("on", "paused"), (None, "off"), ("on", None),
+                                          ("on", "on"), ("on", "migrating")]] == [
+        "vm.started", "vm.resumed", "vm.stopped", "vm.suspended", "vm.defined", "vm.undefined",
+        None, None]
+
+
+def test_defining_and_undefining_a_vm_are_events(engine_for, db_path, tmp_path):
+    from taskengine_vm import libvirt_conn
+    from tests.test_vm_fixtures import domain_xml
+
+    uri = lab_node(tmp_path)
+    engine_for(uri)
+    conn = libvirt_conn.connection(uri, "lab")
+    dom = conn.defineXML(domain_xml("fresh", tags=["new"]))
+    defined = wait_for(lambda: vm_events(db_path, "vm.defined"))
+    assert defined[0]["data"] | {"uuid": None} == {"vm": "fresh", "uuid": None, "host": "lab",
+                                                  "reason": "added", "tags": ["new"], "state": "off"}
+    dom.undefine()
+    gone = wait_for(lambda: vm_events(db_path, "vm.undefined"))
+    assert gone[0]["data"]["vm"] == "fresh" and gone[0]["data"]["reason"] == "removed"
+    assert gone[0]["data"]["tags"] == ["new"]  # from the record: the domain is gone
