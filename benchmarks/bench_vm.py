@@ -111,7 +111,7 @@ def bench_latency(samples: int) -> None:
 settings:
   vm: {{hosts: {{lab: {{type: libvirt, uri: "{uri}"}}}}}}
 tasks:
-  noticed: {{action: vm.power, with: {{vm: "{{{{ event.data.vm }}}}", state: "on"}}}}
+  noticed: {{action: vm.power, with: {{vm: "{{{{ event.data.vm }}}}", exact: true, state: "on"}}}}
 events:
   vm-up: {{on: vm.started, tasks: [noticed]}}
 """, tmp)

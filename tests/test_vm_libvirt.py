@@ -207,3 +207,25 @@ def test_the_action_declares_itself_idempotent():
 
     item = get_plugin_manager().registry().actions["vm.power"]
     assert item.idempotent is True and item.plugin.name == "vm"
+
+
+def test_exact_names_from_event_data_are_never_globs(applied, db_path, lab):
+    rules = f"""
+        settings:
+          vm: {{hosts: {{lab: {{type: libvirt, uri: "{lab}"}}}}}}
+        tasks:
+          off: {{action: vm.power, with: {{vm: "{{{{ event.data.vm }}}}", exact: true, state: kill}}}}
+        events:
+          stop-it: {{on: vm.stop-requested, tasks: [off]}}
+    """
+    applied(rules)
+    engine = Engine(db_path, workers=1)
+    engine.executor.start()
+    try:
+        engine.emit("vm.stop-requested", {"vm": "*"})
+        engine.run_until_idle()
+    finally:
+        engine.executor.stop(0)
+    status, error = engine.store.conn.execute("SELECT status, error FROM runs").fetchone()
+    assert status == "failed" and "no VM on host 'lab' matches '*'" in error
+    assert state_of(lab, "lab-1") == RUNNING and state_of(lab, "lab-2") == RUNNING

@@ -132,6 +132,10 @@ PARAMS_SCHEMA: dict = {
         "tag": {"type": "string", "minLength": 1,
                 "description": "every VM carrying this tag (libvirt: our domain metadata)"},
         "tenant": {**_TARGET_NAMES, "description": "VergeOS tenant name(s) or glob(s)"},
+        "exact": {"type": "boolean", "default": False,
+                  "description": "names are literal, never globs: use it when a name comes from "
+                                 "event data ({{ event.data.vm }}), so a '*' there cannot select "
+                                 "every VM"},
         "host": {"type": "string", "minLength": 1, "x-taskengine-ref": "settings.vm.hosts",
                  "description": "a host of settings.vm.hosts; default: settings.vm.default"},
         "state": {"enum": list(STATES),

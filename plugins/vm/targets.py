@@ -38,15 +38,17 @@ def select(backend, host: str, params: dict) -> list[VmInfo]:
     tenants = params.get("tenant") is not None
     patterns = as_list(params.get("tenant") if tenants else params.get("vm"))
     kind = "tenant" if tenants else "VM"
+    exact = bool(params.get("exact"))
     lookup = getattr(backend, "lookup", None)
-    if not tenants and lookup is not None and not any(_GLOB & set(p) for p in patterns):
+    if not tenants and lookup is not None and (exact or not any(_GLOB & set(p) for p in patterns)):
         inventory = [vm for vm in (lookup(p) for p in patterns) if vm is not None]
     else:
         inventory = backend.list_tenants() if tenants else backend.list_vms()
     chosen: dict[str, VmInfo] = {}
     missing = []
     for pattern in patterns:
-        matches = [vm for vm in inventory if fnmatchcase(vm.name, pattern)]
+        matches = [vm for vm in inventory
+                   if (vm.name == pattern if exact else fnmatchcase(vm.name, pattern))]
         if not matches:
             missing.append(pattern)
         for vm in matches:
