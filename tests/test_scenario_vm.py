@@ -15,12 +15,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.test_vm_fixtures import VergeOS, lab_node, make_tls
+from tests.test_vm_fixtures import VergeOS, lab_node, make_tls, wait_for
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ROOT = EXAMPLES.parent
@@ -51,19 +50,6 @@ def query(db: str, sql: str, *params):
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
-
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except sqlite3.OperationalError:  # the engine is still creating the database
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def test_done_when_login_powers_gpu_alice_on_and_lab_off_forces_the_stubborn_guest(tmp_path, db_path):

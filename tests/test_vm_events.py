@@ -12,7 +12,7 @@ import pytest
 from taskengine_core.context import SourceContext
 from taskengine_core.engine import Engine
 from taskengine_core.events import Event
-from tests.test_vm_fixtures import domain, lab_node
+from tests.test_vm_fixtures import domain, lab_node, wait_for
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -27,16 +27,6 @@ def vm_events(db_path, *types) -> list[dict]:
     out = [{"type": t, "source": s, "id": i, "data": json.loads(d), "duplicate_of": dup}
            for t, s, i, d, dup in rows]
     return [e for e in out if not types or e["type"] in types]
-
-
-def wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting")
 
 
 @pytest.fixture

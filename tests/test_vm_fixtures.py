@@ -72,6 +72,48 @@ def state_of(uri: str, name: str) -> int:
     return domain(uri, name).state()[0]
 
 
+def run_power_task(applied, db_path, hosts: str, with_: dict) -> tuple[str, dict | None, str | None]:
+    """Apply one vm.power task ``t`` (``hosts``: the YAML flow mapping of settings.vm.hosts),
+    run it by hand through the engine and return the run's (status, output, error)."""
+    from taskengine_core.engine import Engine
+
+    applied(f"""
+        settings:
+          vm: {{hosts: {hosts}}}
+        tasks:
+          t: {{action: vm.power, with: {json.dumps(with_)}}}
+    """)
+    engine = Engine(db_path, workers=1)
+    run_id = engine.queue_run("t")
+    engine.executor.start()
+    try:
+        status = engine.execute(run_id, timeout=60)
+    finally:
+        engine.executor.stop(0)
+    output, error = engine.store.conn.execute("SELECT output, error FROM runs WHERE id = ?",
+                                              (run_id,)).fetchone()
+    engine.store.close()
+    return status, json.loads(output) if output else None, error
+
+
+def wait_for(predicate, timeout: float = 30.0):
+    """``predicate()``'s first true value, polled; fails the test after ``timeout`` seconds.
+    A database still being created (no such table yet) counts as not yet."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except sqlite3.OperationalError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+
+
 # -- TLS ---------------------------------------------------------------------------------------
 
 def make_tls(directory: Path) -> tuple[str, str, str]:

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from taskengine_core.engine import Engine
-from tests.test_vm_fixtures import domain, domain_xml, lab_node, node_file, state_of
+from tests.test_vm_fixtures import domain, domain_xml, lab_node, node_file, run_power_task, state_of
 
 libvirt = pytest.importorskip("libvirt")
 RUNNING, PAUSED, SHUTOFF = 1, 3, 5
@@ -22,33 +22,8 @@ def lab(tmp_path):
 
 @pytest.fixture
 def power(applied, db_path):
-    """Apply one vm.power task against ``uri`` and run it by hand through the engine; returns
-    (status, output, error) of the run."""
-
-    def run(uri, with_: dict, *, task_timeout: str | None = None, extra_hosts: str = ""):
-        import json
-
-        rules = f"""
-            settings:
-              vm:
-                hosts:
-                  lab: {{type: libvirt, uri: "{uri}"}}{extra_hosts}
-            tasks:
-              t: {{action: vm.power, with: {json.dumps(with_)}{', timeout: ' + task_timeout if task_timeout else ''}}}
-        """
-        applied(rules)
-        engine = Engine(db_path, workers=1)
-        run_id = engine.queue_run("t")
-        engine.executor.start()
-        try:
-            status = engine.execute(run_id, timeout=60)
-        finally:
-            engine.executor.stop(0)
-        row = engine.store.conn.execute("SELECT output, error FROM runs WHERE id = ?", (run_id,)).fetchone()
-        engine.store.close()
-        return status, json.loads(row[0]) if row[0] else None, row[1]
-
-    return run
+    """Run one vm.power task on a libvirt host ``lab`` at ``uri``: (status, output, error)."""
+    return lambda uri, with_: run_power_task(applied, db_path, f'{{lab: {{type: libvirt, uri: "{uri}"}}}}', with_)
 
 
 def targets(output) -> dict:

@@ -3,12 +3,9 @@ CA, PVEAPIToken auth, UPID tasks; see tests/test_vm_fixtures.py)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from taskengine_core.engine import Engine
-from tests.test_vm_fixtures import Proxmox, make_tls
+from tests.test_vm_fixtures import Proxmox, make_tls, run_power_task
 
 
 @pytest.fixture
@@ -29,25 +26,9 @@ def run_task(applied, db_path, monkeypatch):
     monkeypatch.setenv("PVE_TOKEN", "pve-secret")
 
     def run(server, with_: dict):
-        applied(f"""
-            settings:
-              vm:
-                hosts:
-                  pve: {{type: proxmox, url: "{server.url}", token_id: "taskengine@pve!ops", token: "${{env:PVE_TOKEN}}", ca_file: "{server.ca}"}}
-            tasks:
-              t: {{action: vm.power, with: {json.dumps(with_)}}}
-        """)
-        engine = Engine(db_path, workers=1)
-        run_id = engine.queue_run("t")
-        engine.executor.start()
-        try:
-            status = engine.execute(run_id, timeout=60)
-        finally:
-            engine.executor.stop(0)
-        output, error = engine.store.conn.execute("SELECT output, error FROM runs WHERE id = ?",
-                                                  (run_id,)).fetchone()
-        engine.store.close()
-        return status, json.loads(output) if output else None, error
+        host = (f'{{type: proxmox, url: "{server.url}", token_id: "taskengine@pve!ops", '
+                f'token: "${{env:PVE_TOKEN}}", ca_file: "{server.ca}"}}')
+        return run_power_task(applied, db_path, f"{{pve: {host}}}", with_)
 
     return run
 

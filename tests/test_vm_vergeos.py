@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
 from taskengine_core.engine import Engine
-from tests.test_vm_fixtures import VergeOS, make_tls
+from tests.test_vm_fixtures import VergeOS, make_tls, run_power_task
 
 
 @pytest.fixture
@@ -33,23 +32,7 @@ def run_task(applied, db_path, monkeypatch):
 
     def run(server, with_: dict, *, host: str | None = None):
         host = host or f'{{type: vergeos, url: "{server.url}", auth: {{type: bearer, token: "${{env:VERGE_API_KEY}}"}}, ca_file: "{server.ca}"}}'
-        applied(f"""
-            settings:
-              vm: {{hosts: {{verge: {host}}}}}
-            tasks:
-              t: {{action: vm.power, with: {json.dumps(with_)}}}
-        """)
-        engine = Engine(db_path, workers=1)
-        run_id = engine.queue_run("t")
-        engine.executor.start()
-        try:
-            status = engine.execute(run_id, timeout=60)
-        finally:
-            engine.executor.stop(0)
-        output, error = engine.store.conn.execute("SELECT output, error FROM runs WHERE id = ?",
-                                                  (run_id,)).fetchone()
-        engine.store.close()
-        return status, json.loads(output) if output else None, error
+        return run_power_task(applied, db_path, f"{{verge: {host}}}", with_)
 
     return run
 
@@ -133,7 +116,8 @@ def test_suspend_is_refused_as_unsupported(run_task, verge):
 
 
 def test_polled_events_and_reconciliation(applied, db_path, verge, monkeypatch):
-    from tests.test_vm_events import vm_events, wait_for
+    from tests.test_vm_events import vm_events
+    from tests.test_vm_fixtures import wait_for
 
     monkeypatch.setenv("VERGE_API_KEY", "verge-key-1")
     monkeypatch.setattr("taskengine_vm.schema.MIN_VERGEOS_POLL", 0.1)
