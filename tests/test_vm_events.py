@@ -181,3 +181,19 @@ def test_defining_and_undefining_a_vm_are_events(engine_for, db_path, tmp_path):
     gone = wait_for(lambda: vm_events(db_path, "vm.undefined"))
     assert gone[0]["data"]["vm"] == "fresh" and gone[0]["data"]["reason"] == "removed"
     assert gone[0]["data"]["tags"] == ["new"]  # from the record: the domain is gone
+
+
+def test_a_rule_on_vm_started_with_a_tag_condition_runs_its_task(engine_for, db_path, tmp_path):
+    uri = lab_node(tmp_path)
+    engine = engine_for(uri, "\n".join([  # under the fixture's tasks:, at its indentation
+        '  gpu-up: {action: vm.power, with: {vm: "{{ event.data.vm }}", exact: true, state: on}}',
+        "            events:",
+        "              gpu-started: {on: vm.started, when: {data.tags: {contains: gpu}}, tasks: [gpu-up]}"]))
+    domain(uri, "lab-1").suspend()
+    domain(uri, "lab-1").resume()        # not tagged gpu: no run
+    domain(uri, "lab-2").destroy()
+    domain(uri, "lab-2").create()        # tagged lab and gpu: a run
+    wait_for(lambda: engine.store.conn.execute(
+        "SELECT count(*) FROM runs WHERE task = 'gpu-up' AND status = 'succeeded'").fetchone()[0])
+    runs = engine.store.conn.execute("SELECT task, output FROM runs").fetchall()
+    assert [(task, json.loads(out)["targets"][0]["vm"]) for task, out in runs] == [("gpu-up", "lab-2")]

@@ -54,7 +54,7 @@ class Watcher:
                 self.watch()  # returns when stopping; raises when the host is lost
                 return
             except VmError as exc:
-                log.warning("VM host %s: %s; retrying in %.0fs", self.name, exc, backoff)
+                log.warning("%s; retrying in %.0fs", exc, backoff)  # the message names the host
                 self._report_lost(str(exc))
             except Exception:  # noqa: BLE001 - a bug must not end the watcher for good
                 log.exception("VM host %s: watcher failed; retrying in %.0fs", self.name, backoff)
