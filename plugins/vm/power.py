@@ -8,7 +8,7 @@ Targets are acted on together: every shutdown is sent, then all are waited for a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from taskengine_core.context import ActionContext
 from taskengine_core.durations import format_duration, parse_duration
@@ -44,7 +44,6 @@ class Target:
     note: str = ""
     error: VmError | None = None
     forced: bool = False
-    extra: dict = field(default_factory=dict)
 
     def report(self) -> dict:
         out = {"host": self.vm.host, "vm": self.vm.name, "before": self.before,
