@@ -132,7 +132,7 @@ def test_a_vm_vanishing_mid_run_fails_naming_it(power, tmp_path):
 
 def test_libvirt_error_codes_become_messages_that_say_what_to_do(lab):
     from taskengine_vm.libvirt_errors import action_error
-    from taskengine_vm.model import VmVanished
+    from taskengine_vm.model import AuthFailed, VmVanished
 
     conn = libvirt.open(lab)  # a private connection: errors straight from the library
     with pytest.raises(libvirt.libvirtError) as missing:
@@ -145,6 +145,14 @@ def test_libvirt_error_codes_become_messages_that_say_what_to_do(lab):
     assert "VM 'lab-1' on host 'lab': start failed (libvirt error 1:" in str(error)
     assert "journalctl -u libvirtd" in str(error)
     conn.close()
+    readonly = libvirt.openReadOnly(lab)
+    with pytest.raises(libvirt.libvirtError) as denied:
+        readonly.lookupByName("lab-1").destroy()
+    error = action_error(denied.value, host="lab", vm="lab-1", what="destroy")
+    assert isinstance(error, AuthFailed) and not error.retryable
+    assert "libvirt denied destroy (error 29" in str(error)
+    assert "run taskengine as a member of the 'libvirt' group" in str(error)
+    readonly.close()
 
 
 def test_without_the_libvirt_binding_a_libvirt_host_says_what_to_install(power, lab, monkeypatch):
