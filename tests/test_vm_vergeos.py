@@ -155,3 +155,16 @@ def test_verge_poll_interval_keeps_inside_the_rate_limit():
     assert watcher.interval() == 30.0  # 1000 requests/hour per key: never faster than 30 s
     watcher.config = {"type": "vergeos"}
     assert watcher.interval() == 60.0
+
+
+def test_waiting_for_many_vms_lists_them_once_per_step(run_task, verge):
+    """Inside the rate limit: three requests to find the targets (VMs, tags, members), one
+    action per VM, then one listing per wait step, not one request per VM."""
+    status, out, _ = run_task(verge, {"tag": "lab", "state": "off", "timeout": "3s", "force": True})
+    assert status == "succeeded"
+    assert verge.count("GET", "/api/v4/tags") == verge.count("GET", "/api/v4/tag_members") == 1
+    assert verge.count("POST", "/api/v4/vm_actions") == 3  # two poweroffs, one kill
+    # waits: a listing while both are waited for, one machine's status once only lab-2 is left;
+    # 3 s at steps of 1 s then 2 s, and one read after the kill
+    polls = verge.count("GET", "/api/v4/vms") - 1 + verge.count("GET", "/api/v4/machine_status")
+    assert 2 <= polls <= 5

@@ -44,19 +44,19 @@ class VergeOSBackend:
             basic = (auth["username"], auth["password"])
         self.api = Api(name, "VergeOS", config, headers, basic)
 
-    def list_vms(self) -> list[VmInfo]:
+    def list_vms(self, *, with_tags: bool = True) -> list[VmInfo]:
         rows = self.api.request("GET", "/api/v4/vms", what="listing VMs",
                                 params={"fields": VM_FIELDS, "filter": "is_snapshot eq false"})
-        tags = self._tags("vms")
+        tags = self._tags("vms") if with_tags else {}
         return [VmInfo(self.name, r["name"], str(r.get("uuid") or f"vergeos-vm-{r['$key']}"),
                        _state(r), tags.get(str(r["$key"]), []), "vm",
                        {"key": r["$key"], "machine": r.get("machine")})
                 for r in _rows(rows, "vms")]
 
-    def list_tenants(self) -> list[VmInfo]:
+    def list_tenants(self, *, with_tags: bool = True) -> list[VmInfo]:
         rows = self.api.request("GET", "/api/v4/tenants", what="listing tenants",
                                 params={"fields": TENANT_FIELDS})
-        tags = self._tags("tenants")
+        tags = self._tags("tenants") if with_tags else {}
         return [VmInfo(self.name, r["name"], str(r.get("uuid") or f"vergeos-tenant-{r['$key']}"),
                        _state(r), tags.get(str(r["$key"]), []), "tenant", {"key": r["$key"]})
                 for r in _rows(rows, "tenants")]
@@ -82,8 +82,8 @@ class VergeOSBackend:
                                    params={"fields": "powerstate,running,status"},
                                    what=f"reading the state of VM {vm.name!r}")
             return {vm.key: None if isinstance(row, int) else _state(row)}
-        current = {v.key: v.state for v in (self.list_tenants() if vms[0].kind == "tenant"
-                                            else self.list_vms())}
+        listing = self.list_tenants if vms[0].kind == "tenant" else self.list_vms
+        current = {v.key: v.state for v in listing(with_tags=False)}  # one request per wait step
         return {vm.key: current.get(vm.key) for vm in vms}
 
     def act(self, vm: VmInfo, op: str, *, timeout: float) -> None:
