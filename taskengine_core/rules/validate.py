@@ -195,7 +195,9 @@ class _Checker:
                 value = dig(task.spec.get("with", {}), param_path)
                 if not isinstance(value, str) or _is_template(value):
                     continue
-                if value not in objects[section]:
+                if section.startswith("settings."):
+                    self._check_settings_ref(task, ("with", *param_path), value, section)
+                elif value not in objects[section]:
                     self._dangling(task, ("with", *param_path), KIND[section], value, section)
                 elif section == "webhooks":
                     config.task_webhooks.add((name, value))
@@ -207,6 +209,23 @@ class _Checker:
                     config.task_events.add((ref, name))
                 else:
                     self._dangling(rule, ("tasks", i), "task", ref, "tasks")
+
+    def _check_settings_ref(self, owner: Definition, sub: tuple, ref: str, where: str) -> None:
+        """A parameter marked ``x-taskengine-ref: settings.vm.hosts`` names a key of that
+        mapping in the settings (which any rule file may hold)."""
+        mapping = dig(self.config.settings, tuple(where.split(".")[1:]))
+        known = sorted(mapping) if isinstance(mapping, dict) else []
+        if ref in known:
+            return
+        kind, hint = where.rsplit(".", 1)[-1].rstrip("s") or where, _closest(ref, known)
+        message = f"task {owner.name!r} refers to {kind} {ref!r}, which is not defined under {where}"
+        if hint:
+            message += f"; did you mean {hint!r}?"
+        elif known:
+            message += f"; defined: {', '.join(known)}"
+        else:
+            message += f"; add it under '{where}:'"
+        self.problems.append(owner.doc.problem(owner.path + sub, message))
 
     def _dangling(self, owner: Definition, sub: tuple, kind: str, ref: str, section: str) -> None:
         known = sorted(self.config.objects[section])
@@ -286,7 +305,9 @@ def _is_template(value: Any) -> bool:
 
 
 def _ref_params(schema: dict, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
-    """Parameters marked ``x-taskengine-ref: webhooks`` (at any depth of plain objects)."""
+    """Parameters marked ``x-taskengine-ref: webhooks`` (a section) or
+    ``x-taskengine-ref: settings.vm.hosts`` (a mapping in the settings), at any depth of plain
+    objects."""
     if REF_KEYWORD in schema:
         yield path, schema[REF_KEYWORD]
     for key, sub in (schema.get("properties") or {}).items():
