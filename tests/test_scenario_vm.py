@@ -26,14 +26,13 @@ ROOT = EXAMPLES.parent
 
 
 def example_with_settings(name: str, settings: dict, directory: Path) -> Path:
-    """The shipped example, with its ``settings`` replaced and nothing else changed."""
-    lines = (EXAMPLES / name).read_text().splitlines(keepends=True)
-    start = lines.index("settings:\n")
-    end = next(i for i in range(start + 1, len(lines)) if lines[i][:1] not in (" ", "#", "\n"))
-    replaced = lines[:start] + [f"settings: {json.dumps(settings)}\n"] + lines[end:]
-    path = directory / name
-    path.write_text("".join(replaced))
-    return path
+    """A rules directory: the shipped example unchanged, beside a settings file of the test's
+    own in place of examples/settings.yaml (where the examples keep their settings)."""
+    rules = directory / "rules"
+    rules.mkdir(exist_ok=True)
+    (rules / name).write_text((EXAMPLES / name).read_text())
+    (rules / "settings.yaml").write_text(f"settings: {json.dumps(settings)}\n")
+    return rules
 
 
 def cli(*args, check=True) -> subprocess.CompletedProcess:

@@ -58,5 +58,5 @@ def test_the_shipped_examples_validate(run_cli):
 
     root = Path(__file__).resolve().parent.parent / "examples"
     for name in ("power-on-vm-at-login.yaml", "power-off-tenant-on-date.yaml"):
-        result = run_cli("validate", root / name)
+        result = run_cli("validate", root / "settings.yaml", root / name)  # their settings live there
         assert result.exit_code == 0, result.stderr
