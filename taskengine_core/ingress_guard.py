@@ -167,8 +167,9 @@ class GuardedHandler(RequestHandler):
                 guard_log.note("malformed", f"{text} (from {request.remote})")
         if request.writer.output_size > 0:
             raise ConnectionError("response already started")
-        self.force_close()
-        return web.json_response({"error": text}, status=status)
+        response = web.json_response({"error": text}, status=status)
+        response.force_close()
+        return response
 
 
 def _reason(exc: BaseException | None, message: str | None) -> str:
