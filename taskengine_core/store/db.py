@@ -103,6 +103,8 @@ class Store:
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30
             )
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if migrate:
+                self._refuse_foreign(conn)
             if not self.read_only:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -132,19 +134,21 @@ class Store:
                 raise StoreError(self._read_only_message())
             return
         try:
-            if not MIGRATIONS.applied(self.db):
-                self._refuse_foreign()
             MIGRATIONS.apply(self.db)
         except sqlite3.OperationalError as exc:
             raise self._translate(exc) from None
 
-    def _refuse_foreign(self) -> None:
-        """A database without taskengine's schema must be empty: never migrate (write tables
-        into) another application's file."""
-        tables = [row[0] for row in self.conn.execute(
-            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' "
-            "AND name != '_sqlite_migrations' ORDER BY name")]
+    def _refuse_foreign(self, conn: sqlite3.Connection) -> None:
+        """A database without taskengine's schema must be empty: never migrate (or switch to
+        WAL) another application's file. Checked before anything is written to it."""
+        names = {row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'")}
+        if "_sqlite_migrations" in names and conn.execute(
+                "SELECT 1 FROM _sqlite_migrations WHERE migration_set = 'taskengine' LIMIT 1").fetchone():
+            return
+        tables = sorted(names - {"_sqlite_migrations"})
         if tables:
+            conn.close()
             shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
             raise StoreError(
                 f"{self.path} is an SQLite database but not taskengine's (no taskengine schema; it has "
