@@ -166,3 +166,17 @@ def test_loop_guard_logs_once_per_interval_and_backs_off_to_a_cap(caplog):
     guard.succeeded()
     assert caplog.records[-1].getMessage() == "the loop recovered after 101 failed step(s)"
     assert guard.failed(OSError("again")) == 0.2  # a new run of failures starts from the first wait
+
+
+# -- durability ------------------------------------------------------------------------------------
+
+def test_every_connection_syncs_each_commit(server):
+    """synchronous=FULL (2): an acknowledged event survives a power loss, not only a crash."""
+    import threading
+
+    assert server.post({"type": "durable"}).status_code == 202
+    stores = [server.engine.store]
+    thread = threading.Thread(target=lambda: stores.append(server.engine._thread_store()))
+    thread.start()
+    thread.join()  # a store opened like the ingress's and the dispatcher's
+    assert [s.conn.execute("PRAGMA synchronous").fetchone()[0] for s in stores] == [2, 2]

@@ -519,7 +519,9 @@ def test_secrets_resolved_at_use_and_redacted_from_output(applied, engine_factor
 def test_an_invalid_event_is_refused_and_nothing_written(run_cli, db_path):
     from tests.conftest import dump_db
 
-    run_cli("tasks", "list")  # creates the database
+    from taskengine_core.store import Store
+
+    Store(db_path).close()  # creates the database (a read or emit never does: test_db_safety.py)
     before = dump_db(db_path)
     bad_type = run_cli("emit", "not a type")
     assert bad_type.exit_code == 1

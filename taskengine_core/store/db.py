@@ -18,6 +18,10 @@ DB_ENV = "TASKENGINE_DB"
 HOME_ENV = "TASKENGINE_HOME"
 DB_FILENAME = "taskengine.db"
 BUSY_TIMEOUT_MS = 30000  # how long a write waits for another process's lock
+# FULL: every commit syncs the WAL, so what was acknowledged (a 202, the id ``emit`` prints, a
+# claimed slot) survives a power loss or an OS crash too, not only a killed process. Group
+# commit spreads that sync over a batch; benchmarks/README.md has the cost against NORMAL.
+SYNCHRONOUS = "FULL"
 LOCAL_WAIT = 0.05  # seconds a store that does not wait queues behind this process's writers
 
 
@@ -107,7 +111,7 @@ class Store:
                 self._refuse_foreign(conn)
             if not self.read_only:
                 conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open database {self.path}: {exc}") from None
