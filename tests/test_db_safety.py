@@ -180,3 +180,18 @@ def test_every_connection_syncs_each_commit(server):
     thread.start()
     thread.join()  # a store opened like the ingress's and the dispatcher's
     assert [s.conn.execute("PRAGMA synchronous").fetchone()[0] for s in stores] == [2, 2]
+
+
+def test_synchronous_can_be_traded_for_throughput_and_a_bad_value_is_refused(db_path, monkeypatch):
+    from taskengine_core.errors import StoreError
+    from taskengine_core.store import Store
+
+    monkeypatch.setenv("TASKENGINE_SYNCHRONOUS", "normal")
+    store = Store(db_path)
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+    store.close()
+    monkeypatch.setenv("TASKENGINE_SYNCHRONOUS", "off")
+    with pytest.raises(StoreError) as caught:
+        Store(db_path)
+    assert str(caught.value) == ("TASKENGINE_SYNCHRONOUS='OFF': expected FULL (the default: every commit "
+                                 "survives a power loss) or NORMAL (faster; a power loss may lose the last commits)")

@@ -21,7 +21,9 @@ BUSY_TIMEOUT_MS = 30000  # how long a write waits for another process's lock
 # FULL: every commit syncs the WAL, so what was acknowledged (a 202, the id ``emit`` prints, a
 # claimed slot) survives a power loss or an OS crash too, not only a killed process. Group
 # commit spreads that sync over a batch; benchmarks/README.md has the cost against NORMAL.
+# TASKENGINE_SYNCHRONOUS=NORMAL trades that for throughput (a killed process still loses nothing).
 SYNCHRONOUS = "FULL"
+SYNCHRONOUS_ENV = "TASKENGINE_SYNCHRONOUS"
 LOCAL_WAIT = 0.05  # seconds a store that does not wait queues behind this process's writers
 
 
@@ -55,6 +57,14 @@ def _write_lock(real_path: str) -> threading.RLock:
     still kept apart by SQLite's own locking (and busy_timeout)."""
     with _WRITE_LOCKS_GUARD:
         return _WRITE_LOCKS.setdefault(real_path, threading.RLock())
+
+
+def _synchronous() -> str:
+    value = os.environ.get(SYNCHRONOUS_ENV, "").strip().upper() or SYNCHRONOUS
+    if value not in ("FULL", "NORMAL", "EXTRA"):
+        raise StoreError(f"{SYNCHRONOUS_ENV}={value[:20]!r}: expected FULL (the default: every commit "
+                         "survives a power loss) or NORMAL (faster; a power loss may lose the last commits)")
+    return value
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -102,6 +112,7 @@ class Store:
         self.read_only = self.path.exists() and (
             not os.access(self.path, os.W_OK) or not self.path.stat().st_mode & 0o222
         )
+        synchronous = _synchronous()
         try:
             conn = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30
@@ -111,7 +122,7 @@ class Store:
                 self._refuse_foreign(conn)
             if not self.read_only:
                 conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open database {self.path}: {exc}") from None
