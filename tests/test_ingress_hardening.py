@@ -124,6 +124,9 @@ def test_malformed_requests_are_one_line_each_burst_and_never_show_the_token(sta
         status, _, body = read_response_of(server, b"GARBAGE\r\n\r\n")
         assert status == 400 and json.loads(body)["error"].startswith("malformed HTTP request: ")
     assert server.post({"type": "still.fine"}).status_code == 202
+    # Registered like every resolved secret: `taskengine run` scrubs it from every log line.
+    redact = server.engine.secrets.redactor
+    assert TOKEN not in redact(f"header b'Bearer {TOKEN}\\x01' and {TOKEN!r}")
     server.engine.stop(1)
     text = caplog.text
     assert TOKEN not in text and "Traceback" not in text
@@ -251,3 +254,36 @@ def test_healthz_counts_come_from_indexes():
         assert counts["runs_pending"] == COUNT_CAP and counts["run_due"] is True
         assert counts["inbox"] == 0 and counts["oldest_waiting_event"] is None
         store.close()
+
+
+def test_taskengine_run_never_logs_the_environment_token(tmp_path):
+    """The reported case, end to end: `taskengine run` with TASKENGINE_INGRESS_TOKEN, a request
+    whose Authorization header carries a control byte, then whatever the process wrote."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TASKENGINE_INGRESS_TOKEN": TOKEN, "TASKENGINE_DB": str(tmp_path / "run.db")}
+    proc = subprocess.Popen([sys.executable, "-m", "taskengine_core", "run", "--listen", "127.0.0.1:0"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not (found := re.search(r"ingress on http://127\.0\.0\.1:(\d+)", lines[-1] if lines else "")):
+            line = proc.stderr.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        port = int(found.group(1))
+        for raw in (b"POST /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\x01\r\n\r\n",
+                    b"POST /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nX-Bad: \x7f\r\n\r\n",
+                    b"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\x00\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(raw % TOKEN.encode())
+                assert TOKEN.encode() not in sock.recv(65536)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    text = "".join(lines) + err + out
+    assert "malformed HTTP request" in text
+    assert TOKEN not in text and "Traceback" not in text
