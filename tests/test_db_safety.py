@@ -136,7 +136,9 @@ def test_full_disk_backs_off_logs_once_and_recovers(applied, db_path, caplog):
         assert engine.loop_guard.failures <= 6
         assert engine.loop_guard.last_error == "OperationalError: database or disk is full"
         failed = [r for r in caplog.records if "engine loop" in r.getMessage()]
-        assert len(failed) == 1 and failed[0].exc_info  # one line, with the traceback, until the interval ends
+        assert len(failed) == 1  # one line, with the traceback, until the interval ends
+        # (a RedactingFilter left on the handlers by an in-process `taskengine run` turns exc_info into exc_text)
+        assert failed[0].exc_info is not None or "sqlite3.OperationalError" in (failed[0].exc_text or "")
         assert failed[0].getMessage().startswith("engine loop failed: OperationalError: database or disk is full; retrying in 0.2s")
         engine.store.conn.execute("PRAGMA max_page_count = 1073741823")  # room again
         wait_for(lambda: engine.loop_guard.failures == 0, timeout=40)
