@@ -287,3 +287,54 @@ def test_taskengine_run_never_logs_the_environment_token(tmp_path):
     text = "".join(lines) + err + out
     assert "malformed HTTP request" in text
     assert TOKEN not in text and "Traceback" not in text
+
+
+def test_1100_idle_connections_under_a_1024_file_limit(tmp_path):
+    """The reported case, end to end: `taskengine run` with systemd's default open-file limit
+    (1,024) and 1,100 connections that never send a head. /healthz and POST /events answer, the
+    engine never runs out of files, and the log holds a few lines, not one per connection."""
+    import os
+    import re
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit_files():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    env = {**os.environ, "TASKENGINE_DB": str(tmp_path / "run.db")}
+    env.pop("TASKENGINE_INGRESS_TOKEN", None)
+    proc = subprocess.Popen([sys.executable, "-m", "taskengine_core", "run", "--listen", "127.0.0.1:0"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=limit_files)
+    flood = []
+    try:
+        lines = []
+        while not (found := re.search(r"ingress on http://127\.0\.0\.1:(\d+)", lines[-1] if lines else "")):
+            line = proc.stderr.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        port = int(found.group(1))
+        for i in range(1100):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            if i % 2:
+                sock.sendall(b"POST /events HTTP/1.1\r\nHost: x\r\n")
+            flood.append(sock)
+        base = f"http://127.0.0.1:{port}"
+        health = requests.get(f"{base}/healthz", timeout=10)
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        posted = requests.post(f"{base}/events", json={"type": "during.flood"}, timeout=10)
+        assert posted.status_code == 202
+        open_files = len(os.listdir(f"/proc/{proc.pid}/fd"))
+        assert open_files < 1024 - 256  # room left for the database, tasks and plugins
+    finally:
+        for sock in flood:
+            sock.close()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    log = "".join(lines) + err
+    assert "Too many open files" not in log and "Traceback" not in log
+    flood_lines = [line for line in log.splitlines() if "closed while idle to make room" in line]
+    assert 1 <= len(flood_lines) <= 2, log[-2000:]
+    assert len(log.splitlines()) < 20, log[-2000:]
