@@ -8,6 +8,13 @@ per-client rate limit (all clients are 127.0.0.1) does not cap the figure. Every
 event was committed (group commit); the inbox row count is checked after each run.
 
     python benchmarks/bench_ingress.py [--events 10000] [--connections 16] [--clients 1] [--runs 5]
+                                      [--compare-synchronous] [--dir PATH]
+
+``--compare-synchronous`` also measures, in the same runs, the ingress with SQLite's
+``synchronous=NORMAL`` (the WAL is synced only at checkpoints: a power loss can lose the last
+acknowledged events) against the default ``FULL`` (every commit synced). Each run starts a fresh
+engine per setting, in alternating order. ``--dir`` puts the databases on that file system
+(the default temporary directory may be a RAM disk, where a sync costs nothing).
 """
 
 from __future__ import annotations
@@ -107,13 +114,106 @@ def constant_server(engine):
     return Constant(engine, "127.0.0.1:0")
 
 
+def durable_run(db_path: Path, synchronous: str, run: int, args) -> float:
+    """Events/s of a fresh engine whose every connection uses ``synchronous``."""
+    from taskengine_core.engine import Engine
+    from taskengine_core.store import db as store_db
+
+    default, store_db.SYNCHRONOUS = store_db.SYNCHRONOUS, synchronous
+    try:
+        engine = Engine(db_path)
+        engine.start(listen="127.0.0.1:0", token=TOKEN)
+        try:
+            mode = engine.store.conn.execute("PRAGMA synchronous").fetchone()[0]
+            assert mode == {"NORMAL": 1, "FULL": 2}[synchronous], mode
+            seconds, n = drive(engine.ingress.address, run, args.events, args.connections, args.clients)
+        finally:
+            engine.stop(1)
+    finally:
+        store_db.SYNCHRONOUS = default
+    stored = sqlite3.connect(db_path).execute(
+        "SELECT count(*) FROM events WHERE source = 'bench' AND source_id LIKE ?", (f"{run}-%",)).fetchone()[0]
+    assert stored == args.events, f"run {run}: {stored} events stored, expected {args.events}"
+    return n / seconds
+
+
+def commit_latency(db_path: Path, synchronous: str, batches: int = 200, size: int = 16) -> float:
+    """Median seconds to commit one batch of ``size`` events (as the group commit does), on a
+    store opened with ``synchronous``: the part of the cost that the disk's sync sets."""
+    from taskengine_core.events import Event, insert_events
+    from taskengine_core.store import Store
+    from taskengine_core.store import db as store_db
+
+    default, store_db.SYNCHRONOUS = store_db.SYNCHRONOUS, synchronous
+    try:
+        store = Store(db_path, migrate=False)
+    finally:
+        store_db.SYNCHRONOUS = default
+    times = []
+    for b in range(batches):
+        events = [Event("user.login", {"user": f"u{i}"}, source="latency", source_id=f"{synchronous}-{b}-{i}")
+                  for i in range(size)]
+        start = time.perf_counter()
+        insert_events(store, events)
+        times.append(time.perf_counter() - start)
+    store.close()
+    return statistics.median(times)
+
+
+def compare_synchronous(args, tmp: str) -> None:
+    from taskengine_core.apply import apply_config
+    from taskengine_core.engine import Engine
+    from taskengine_core.plugins import get_plugin_manager
+    from taskengine_core.rules.validate import load_config
+    from taskengine_core.store import Store
+
+    settings = Path(tmp) / "settings.yaml"
+    settings.write_text("settings:\n  ingress:\n    rate: 1000000\n")
+    paths = {mode: Path(tmp) / f"bench-{mode.lower()}.db" for mode in ("NORMAL", "FULL")}
+    for path in paths.values():
+        apply_config(Store(path), load_config([settings], get_plugin_manager().registry()))
+    host = Engine(Path(tmp) / "host.db")
+    ceiling = constant_server(host)
+    ceiling.start()
+    rates: dict[str, list[float]] = {"constant": [], "NORMAL": [], "FULL": []}
+    try:
+        for run in range(args.runs):
+            seconds, n = drive(ceiling.address, run, args.events, args.connections, args.clients)
+            rates["constant"].append(n / seconds)
+            for mode in (("FULL", "NORMAL") if run % 2 else ("NORMAL", "FULL")):
+                rates[mode].append(durable_run(paths[mode], mode, run, args))
+            print(f"run {run + 1}: constant {rates['constant'][-1]:8.0f}/s   NORMAL "
+                  f"{rates['NORMAL'][-1]:8.0f}/s   FULL {rates['FULL'][-1]:8.0f}/s", file=sys.stderr)
+    finally:
+        ceiling.stop()
+        host.store.close()
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print(f"python {platform.python_version()}, os.cpu_count() = {os.cpu_count()}, "
+          f"{args.events} events x {args.runs} runs, {args.connections} connections, databases in {tmp}")
+    print(f"constant 202 (aiohttp ceiling):   {med['constant']:8.0f} events/s (median)")
+    print(f"ingress, synchronous=NORMAL:      {med['NORMAL']:8.0f} events/s (median)")
+    print(f"ingress, synchronous=FULL:        {med['FULL']:8.0f} events/s (median)")
+    paired = statistics.median(f / n for f, n in zip(rates["FULL"], rates["NORMAL"]))
+    print(f"FULL / NORMAL:                    {med['FULL'] / med['NORMAL']:8.1%} (median of per-run ratios {paired:.1%})")
+    latency = {mode: commit_latency(paths[mode], mode) for mode in ("NORMAL", "FULL")}
+    print(f"commit of a 16-event batch (median of 200): NORMAL {latency['NORMAL'] * 1000:.2f} ms, "
+          f"FULL {latency['FULL'] * 1000:.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--clients", type=int, default=1, help="client processes")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--compare-synchronous", action="store_true",
+                        help="measure synchronous=NORMAL against FULL in the same runs")
+    parser.add_argument("--dir", help="directory for the databases (default: a temporary one)")
     args = parser.parse_args()
+    if args.compare_synchronous:
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            compare_synchronous(args, tmp)
+        return
 
     from taskengine_core.apply import apply_config
     from taskengine_core.engine import Engine
@@ -121,7 +221,7 @@ def main() -> None:
     from taskengine_core.rules.validate import load_config
     from taskengine_core.store import Store
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         db_path = Path(tmp) / "bench.db"
         settings = Path(tmp) / "settings.yaml"
         settings.write_text("settings:\n  ingress:\n    rate: 1000000\n")

@@ -14,6 +14,7 @@ from taskengine_core.durations import parse_duration
 from taskengine_core.evaluator import Evaluator
 from taskengine_core.events import Event, inbox_waiting, insert_events, row_to_event
 from taskengine_core.executor import DEFAULT_WORKERS, Executor
+from taskengine_core.loop_guard import LoopGuard
 from taskengine_core.scheduler import Scheduler
 from taskengine_core.model import Runtime, config_generation, load_runtime
 from taskengine_core.secrets import SecretResolver
@@ -64,6 +65,7 @@ class Engine:
         self._next_evaluation = 0.0  # time.monotonic(): the loop's next evaluation pass, at the earliest
         self.ingress = None
         self._checkpointer: Checkpointer | None = None
+        self.loop_guard = LoopGuard("engine loop", log)  # backoff on failures; /healthz's heartbeat
 
     # -- the Python API --------------------------------------------------------------------------
 
@@ -241,10 +243,12 @@ class Engine:
         while not self.stopping.is_set():
             evaluate = time.monotonic() >= self._next_evaluation
             try:
+                self.store.check_file()  # a deleted or replaced database: fail loudly, store nothing
                 worked = self.step(evaluate=evaluate)
-            except Exception:  # noqa: BLE001 - keep the engine alive; the error is logged
-                log.exception("engine loop step failed; retrying")
-                worked = 0
+            except Exception as exc:  # noqa: BLE001 - keep the engine alive; logged once per interval
+                self.stopping.wait(self.loop_guard.failed(exc))  # back off: a full disk stays full
+                continue
+            self.loop_guard.succeeded()
             if worked:
                 continue
             due = self._next_due_in(evaluation_owed=not evaluate)
@@ -280,7 +284,8 @@ class Engine:
     def _thread_store(self) -> Store:
         store = getattr(self._local, "store", None)
         if store is None:
-            store = self._local.store = Store(self.db_path, migrate=False)
+            store = self._local.store = Store(self.db_path, migrate=False, create=False,
+                                              identity=self.store.identity)
         return store
 
     def _load_event(self, event_id: str) -> dict | None:

@@ -79,3 +79,11 @@ class EventError(TaskEngineError):
     def __init__(self, message: str, *, field: str = ""):
         super().__init__(message)
         self.field = field
+
+
+class DatabaseFileError(StoreError):
+    """The database file was deleted or replaced while it was in use: writes would be lost."""
+
+
+class StoreBusy(StoreError):
+    """A write would have to wait for a lock held elsewhere, and this store does not wait."""

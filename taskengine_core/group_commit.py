@@ -8,7 +8,10 @@ already on their sockets are read and join it. When the ingress is quiet an even
 on the next pass, alone.
 
 The commit itself runs on the loop's thread too: it takes well under a millisecond, and handing
-it to another thread costs more, in waits for the GIL, than it saves.
+it to another thread costs more, in waits for the GIL, than it saves. But it never waits for a
+lock there: when another thread or process holds the database's write lock (a prune, ``apply``,
+a ``sqlite3`` shell), the store raises :class:`StoreBusy` at once and the batch is committed
+from a worker thread, which waits; the loop keeps reading requests and answering ``/healthz``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import asyncio
 import logging
 from typing import Callable
 
-from taskengine_core.errors import StoreError, TaskEngineError
+from taskengine_core.errors import StoreBusy, StoreError, TaskEngineError
 from taskengine_core.events import Event
 
 log = logging.getLogger("taskengine.ingress")
@@ -58,19 +61,40 @@ class GroupCommit:
             return
         batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
         self._crowded = len(batch) > 1
-        _settle([future for _, future in batch], self._commit([event for event, _ in batch]))
+        results = self._commit([event for event, _ in batch])
+        if isinstance(results, StoreBusy):
+            self._loop.create_task(self._commit_in_thread(batch))
+            return  # still scheduled: the next pass follows once the thread is done
+        _settle([future for _, future in batch], results)
+        self._next()
+
+    async def _commit_in_thread(self, batch: list[tuple[Event, asyncio.Future]]) -> None:
+        events = [event for event, _ in batch]
+        try:
+            results = await asyncio.to_thread(self._commit, events)
+        except BaseException as exc:  # noqa: BLE001 - every waiting request gets an answer
+            results = [TaskEngineError(f"{type(exc).__name__}: {exc}")] * len(events)
+        if isinstance(results, StoreBusy):  # cannot happen with a waiting store; answer anyway
+            results = [results] * len(events)
+        _settle([future for _, future in batch], results)
+        self._next()
+
+    def _next(self) -> None:
         if self._waiting:
             self._loop.call_soon(self._pass, 0)
         else:
             self._scheduled = False
             self._idle.set()
 
-    def _commit(self, events: list[Event]) -> list:
+    def _commit(self, events: list[Event]) -> list | StoreBusy:
         """One result per event: its id, or the error that kept it out. If an event (not the
-        database) fails the batch, the others are committed one by one."""
+        database) fails the batch, the others are committed one by one. :class:`StoreBusy`
+        when the store would have had to wait."""
         results = self._try(events)
         if not isinstance(results, TaskEngineError):
             return results
+        if isinstance(results, StoreBusy):
+            return results  # the caller commits the batch where waiting is allowed
         if len(events) > 1 and not isinstance(results, StoreError):
             singles = [self._try([event]) for event in events]
             return [r if isinstance(r, TaskEngineError) else r[0] for r in singles]

@@ -3,7 +3,8 @@
 An event is acknowledged (202) only after it is committed. Concurrent requests are committed
 together (:mod:`taskengine_core.group_commit`), so durability costs one transaction per batch,
 not per request.
-Rejected requests (401, 413, 415, 400, 422, 429) write nothing.
+Rejected requests (401, 413, 415, 400, 422, 429) write nothing. Floods of connections are
+held off by :mod:`taskengine_core.ingress_guard`; ``/healthz`` is :mod:`taskengine_core.health`.
 """
 
 from __future__ import annotations
@@ -20,16 +21,19 @@ import threading
 import time
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
-from taskengine_core import __version__
 from taskengine_core.errors import EventError, TaskEngineError
 from taskengine_core.events import Event, check_values, event_from_json
 from taskengine_core.group_commit import GroupCommit
+from taskengine_core.health import DEFAULT_STALL_AFTER, HealthCheck
+from taskengine_core.ingress_guard import (DEFAULT_HEADER_TIMEOUT, ConnectionGuard, GuardedServer,
+                                           IntervalLog, default_max_connections)
 
 log = logging.getLogger("taskengine.ingress")
 DEFAULT_MAX_BODY = 1024 * 1024
 DEFAULT_RATE = 1000.0  # events per second per client address, burst of twice that
-BODY_TIMEOUT = 30.0  # seconds a client gets to send its body
+BODY_TIMEOUT = 30.0  # seconds a client gets to send its body (settings.ingress.body_timeout)
 MAX_DEPTH = 64  # nesting levels of an event's data
 TOKEN_ENV = "TASKENGINE_INGRESS_TOKEN"
 
@@ -88,8 +92,16 @@ class Ingress:
                 f"refusing to listen on {self.host} without a token: set {TOKEN_ENV} or "
                 "settings.ingress.token, or listen on 127.0.0.1")
         self._token = token.encode() if token else None
+        if token:  # however it was given, it is a secret: never in a log line
+            engine.secrets.redactor.add(token)
+            engine.secrets.redactor.add(repr(token.encode("utf-8", "surrogateescape"))[2:-1])
         self.max_body = int(settings.get("max_body", DEFAULT_MAX_BODY))
         self.limiter = _RateLimiter(float(settings.get("rate", DEFAULT_RATE)))
+        self._body_timeout = settings.get("body_timeout")  # else BODY_TIMEOUT, read when used
+        self.header_timeout = float(settings.get("header_timeout", DEFAULT_HEADER_TIMEOUT))
+        self.max_connections = int(settings.get("max_connections") or default_max_connections())
+        self.health = HealthCheck(engine, stall_after=float(settings.get("stall_after", DEFAULT_STALL_AFTER)))
+        self.guard: ConnectionGuard | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -98,6 +110,7 @@ class Ingress:
         self.address = f"{self.host}:{self.port}"
         self.ui = ui  # serve the dashboard (/ui) and /metrics on this listener
         self.attached = None  # what taskengine_core.ui.attach gave, once serving
+        self._ui_app: web.Application | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -127,26 +140,41 @@ class Ingress:
 
     async def _main(self) -> None:
         self._stop_event = asyncio.Event()
+        # This thread's commits never wait for a lock held elsewhere: a busy batch is handed to
+        # a worker thread, so that the loop (and /healthz) keeps answering meanwhile.
+        self.engine._thread_store().waits = False
         self._commits = GroupCommit(asyncio.get_running_loop(),
                                     lambda events: self.engine.emit_many(events, checked=True))
+        events = IntervalLog(self.max_connections, self.header_timeout)
+        self.guard = ConnectionGuard(max_connections=self.max_connections,
+                                     header_timeout=self.header_timeout, events=events)
         runner = await self._start_site()
+        events.start()
         self._ready.set()
         await self._stop_event.wait()
         await runner.cleanup()  # waits for in-flight handlers, whose events are committed first
         await self._commits.flush()
+        events.stop()
+        self.health.close()
         if self.attached is not None:
             self.attached.close()
 
-    async def _start_site(self) -> web.AppRunner:
-        app = web.Application(client_max_size=self.max_body)
-        app.router.add_post("/events", self._post_event)
-        app.router.add_get("/healthz", self._healthz)
-        if self.ui:
-            from taskengine_core.ui import attach
+    async def _start_site(self) -> web.BaseRunner:
+        loop = asyncio.get_running_loop()
 
-            self.attached = attach(self.engine, app, loopback=is_loopback(self.host), ingress_token=self._token)
+        def make_request(message, payload, protocol, writer, task):
+            # web.Request (not BaseRequest): the dashboard's application routes it
+            return web.Request(message, payload, protocol, writer, task, loop,
+                               client_max_size=self.max_body)
+
+        if self.ui:
+            self._ui_app = await self._dashboard_app()
         # lingering_time=0: a body we refused unread is not drained; the connection is closed.
-        runner = web.AppRunner(app, access_log=None, lingering_time=0, shutdown_timeout=5)
+        # keepalive_timeout: aiohttp's own idle limit, the same as the guard's.
+        server = GuardedServer(self._dispatch, guard=self.guard, request_factory=make_request,
+                               access_log=None, lingering_time=0,
+                               keepalive_timeout=self.header_timeout)
+        runner = web.ServerRunner(server, shutdown_timeout=5)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
         await site.start()
@@ -157,13 +185,34 @@ class Ingress:
 
     # -- handlers ------------------------------------------------------------------------------
 
-    async def _post_event(self, request: web.Request) -> web.Response:
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        handler = request.protocol
+        self.guard.busy(handler)
+        try:
+            if request.path == "/events":
+                if request.method != "POST":
+                    return _error(405, "use POST /events", {"Allow": "POST"})
+                response = await self._post_event(request)
+                if self.attached is not None:
+                    self.attached.count_event(response.status)
+                return response
+            if request.path == "/healthz":
+                if request.method not in ("GET", "HEAD"):
+                    return _error(405, "use GET /healthz", {"Allow": "GET, HEAD"})
+                return await self._healthz(request)
+            if self._ui_app is not None and _dashboard_path(request.path):
+                return await self._ui_app._handle(request)  # aiohttp's own dispatch of an app
+            return _error(404, "not found: the ingress serves POST /events and GET /healthz")
+        finally:
+            self.guard.done(handler)
+
+    async def _post_event(self, request: web.BaseRequest) -> web.Response:
         response = await self._accept(request)
         if not request.content.at_eof():
             response.force_close()  # say so: the rest of the body will not be read
         return response
 
-    async def _accept(self, request: web.Request) -> web.Response:
+    async def _accept(self, request: web.BaseRequest) -> web.Response:
         if self._token is not None:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             given_bytes = given.strip().encode("utf-8", "surrogateescape")
@@ -176,16 +225,25 @@ class Ingress:
             return _error(413, f"body larger than {self.max_body} bytes")
         if request.content_type != "application/json":
             return _error(415, "expected Content-Type: application/json")
+        body_timeout = float(self._body_timeout or BODY_TIMEOUT)
         try:
             if request.content.is_eof():  # the usual small event: all here, no timer needed
                 raw = await request.read()
             else:
-                async with asyncio.timeout(BODY_TIMEOUT):
+                async with asyncio.timeout(body_timeout):
                     raw = await request.read()  # raises once more than client_max_size has arrived
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"body larger than {self.max_body} bytes")
         except TimeoutError:
-            return _error(408, f"body not received within {BODY_TIMEOUT:g}s")
+            return _error(408, f"body not received within {body_timeout:g}s")
+        except RequestPayloadError as exc:
+            encoding = request.headers.get("Content-Encoding")
+            if encoding:
+                return _error(400, f"body cannot be decoded as Content-Encoding: {encoding[:40]}; "
+                                   "send it so encoded, or plain without that header")
+            return _error(400, f"body could not be read: {str(exc).splitlines()[-1].strip()[:200]}")
+        except ConnectionError:  # the client went away: nobody to answer
+            return _error(400, "connection lost while reading the body")
         try:
             body = _JSON.decode(raw.decode("utf-8"))  # UTF-8 only, as RFC 8259 asks
         except ValueError as exc:
@@ -210,16 +268,25 @@ class Ingress:
         grant = self.attached.emit_grant(given)
         return grant is not None and grant.role in ("emit", "operator", "admin")
 
-    async def _healthz(self, request: web.Request) -> web.Response:
-        counts = await asyncio.to_thread(self._counts)
-        return web.json_response({"status": "ok", "version": __version__, **counts})
+    async def _healthz(self, request: web.BaseRequest) -> web.Response:
+        status, body = await asyncio.to_thread(self.health.report)
+        return web.json_response(body, status=status)
 
-    def _counts(self) -> dict:
-        store = self.engine._thread_store()
-        inbox = store.conn.execute("SELECT count(*) FROM events WHERE processed_at IS NULL").fetchone()[0]
-        pending, running = store.conn.execute(
-            "SELECT sum(status = 'pending'), sum(status = 'running') FROM runs").fetchone()
-        return {"inbox": inbox, "runs_pending": pending or 0, "runs_running": running or 0}
+    async def _dashboard_app(self) -> web.Application:
+        """The dashboard (/ui) and /metrics: an aiohttp application of their own, which
+        :meth:`_dispatch` hands those paths to; the ingress' own paths stay on the guarded,
+        low-level server."""
+        from taskengine_core.ui import attach
+
+        app = web.Application(client_max_size=self.max_body)
+        self.attached = attach(self.engine, app, loopback=is_loopback(self.host), ingress_token=self._token)
+        app.freeze()
+        await app.startup()
+        return app
+
+
+def _dashboard_path(path: str) -> bool:
+    return path == "/ui" or path.startswith("/ui/") or path == "/metrics"
 
 
 def _check_event(body, *, deep: bool = True, escapes: bool = True) -> tuple[Event | None, web.Response | None]:
@@ -264,7 +331,19 @@ def _finite_float(text: str) -> float:
     raise ValueError(f"number {text[:20]} is out of range")
 
 
-_JSON = json.JSONDecoder(parse_constant=_not_a_number, parse_float=_finite_float)
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key[:100]!r} in one object; send each key once")
+            seen.add(key)
+    return result
+
+
+_JSON = json.JSONDecoder(parse_constant=_not_a_number, parse_float=_finite_float,
+                         object_pairs_hook=_unique_keys)
 
 
 def _error(status: int, message: str, headers: dict | None = None, field: str | None = None) -> web.Response:

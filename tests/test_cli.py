@@ -97,7 +97,9 @@ def test_listings_in_tables_and_json(loaded):
     assert {a["action"] for a in audit} == {"created"}
 
 
-def test_empty_listings_say_so_on_stderr(run_cli):
+def test_empty_listings_say_so_on_stderr(run_cli, write_rules):
+    # A read never creates the database (see tests/test_db_safety.py): apply one without tasks.
+    assert run_cli("apply", write_rules("schedules:\n  nightly: {cron: '0 2 * * *'}\n")).exit_code == 0
     result = run_cli("tasks", "list")
     assert result.stdout == ""
     assert result.stderr == "no tasks: define some in a rule file and run 'taskengine apply'\n"

@@ -517,7 +517,9 @@ def test_secrets_resolved_at_use_and_redacted_from_output(applied, engine_factor
 def test_an_invalid_event_is_refused_and_nothing_written(run_cli, db_path):
     from tests.conftest import dump_db
 
-    run_cli("tasks", "list")  # creates the database
+    from taskengine_core.store import Store
+
+    Store(db_path).close()  # creates the database (a read or emit never does: test_db_safety.py)
     before = dump_db(db_path)
     bad_type = run_cli("emit", "not a type")
     assert bad_type.exit_code == 1
@@ -543,7 +545,9 @@ def test_an_invalid_event_is_refused_and_nothing_written(run_cli, db_path):
 def test_nan_typed_as_a_field_value_is_text_and_the_api_refuses_a_float_nan(run_cli, db_path):
     from taskengine_core.engine import Engine
     from taskengine_core.errors import EventError
+    from taskengine_core.store import Store
 
+    Store(db_path).close()  # emit needs a database (only apply and run create one)
     event_id = run_cli("emit", "x", "v=NaN", "w=-Infinity", "z=1e999").stdout.strip()
     stored = sqlite3.connect(db_path).execute("SELECT data, json_valid(data) FROM events WHERE id = ?",
                                               (event_id,)).fetchone()

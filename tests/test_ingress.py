@@ -459,7 +459,8 @@ def test_healthz(server):
     server.bodies.append(response.content)
     assert response.status_code == 200
     body = response.json()
-    assert body.keys() == {"status", "version", "inbox", "runs_pending", "runs_running"}
+    assert body.keys() == {"status", "version", "inbox", "runs_pending", "runs_running", "loop"}
+    assert body["loop"]["failures_in_a_row"] == 0 and body["loop"]["last_step_seconds_ago"] >= 0
     assert (body["status"], body["version"], body["runs_pending"], body["runs_running"]) == ("ok", __version__, 0, 0)
     assert body["inbox"] in (0, 1)  # the engine may already have evaluated the event
 

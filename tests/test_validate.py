@@ -209,6 +209,9 @@ def test_quoted_and_unquoted_dates_and_times_stay_text(write_rules):
 
 def test_a_duration_past_100_years_is_an_error_not_a_crash_later(run_cli, write_rules, db_path):
     """It used to pass validation and then overflow at run time, halting the evaluator."""
+    from taskengine_core.store import Store
+
+    Store(db_path).close()  # an existing database that the failed apply must leave unchanged
     path = write_rules("""
         tasks:
           t: {action: command.run, with: {argv: [echo]}, retry: {attempts: 2, max_backoff: 99999999999d}}

@@ -24,6 +24,7 @@ from .retry import RETRY_AFTER_STATUSES, backoff, parse_retry_after
 from .signing import SigningError, signature_headers
 
 EXCERPT_BYTES = 2048
+EXCERPT_WAIT = 2.0  # seconds the excerpt of a response body may take once the status is in
 REDACTED = "********"
 _ids = random.Random()  # request ids need to be unique, not secret (os.urandom costs a syscall)
 
@@ -149,12 +150,19 @@ def _status_error(resp: aiohttp.ClientResponse, name: str, scrub) -> str | None:
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
+    """At most :data:`EXCERPT_BYTES` of the body, as much as arrives within
+    :data:`EXCERPT_WAIT`. The status decides the attempt: a 2xx followed by a slow, endless or
+    broken body is still a delivery, so the excerpt read never turns it into a failure."""
     data = b""
-    while len(data) < EXCERPT_BYTES:
-        chunk = await resp.content.read(EXCERPT_BYTES - len(data))
-        if not chunk:
-            break
-        data += chunk
+    try:
+        async with asyncio.timeout(EXCERPT_WAIT):
+            while len(data) < EXCERPT_BYTES:
+                chunk = await resp.content.read(EXCERPT_BYTES - len(data))
+                if not chunk:
+                    break
+                data += chunk
+    except (asyncio.TimeoutError, aiohttp.ClientError):
+        pass  # keep what arrived; the connection is closed, not reused
     return data
 
 

@@ -6,6 +6,10 @@ IPv6 metadata address fd00:ec2::254); ``settings.webhook.deny`` adds networks an
 and private networks are allowed unless denied: to allow only some networks, deny ``0.0.0.0/0``
 and ``::/0`` and allow those.
 
+An unspecified address is checked as what connecting to it reaches: ``0.0.0.0`` (and the rest
+of 0.0.0.0/8) is this host, checked as ``127.0.0.1``; ``::`` is checked as ``::1``. Otherwise a
+deny list covering loopback would let ``http://0.0.0.0:PORT/`` through to local services.
+
 The check is made on the address that is connected to, not on the name in the URL:
 :class:`GuardedResolver` is the aiohttp client's resolver, so aiohttp connects only to addresses
 that passed the check (no DNS rebinding between check and connect), and a literal IP in the URL
@@ -26,6 +30,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 ALWAYS_DENIED = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128")
+# "This host" addresses: connecting to them reaches the local host, over loopback.
+_THIS_HOST_V4 = ipaddress.ip_network("0.0.0.0/8")
+_LOOPBACK = {4: ipaddress.ip_address("127.0.0.1"), 6: ipaddress.ip_address("::1")}
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -65,13 +72,15 @@ class EgressPolicy:
             return f"{address!r} is not an IP address"
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
+        given, ip = ip, _reached(ip)
         if any(ip in net for net in self.allow if net.version == ip.version):
             return None
         for net in self.deny:
             if net.version == ip.version and ip in net:
                 why = "link-local / cloud metadata, always denied" if str(net) in ALWAYS_DENIED \
                     else "denied by settings.webhook.deny"
-                return f"egress to {ip} refused: it is in {net} ({why})"
+                what = f"{ip}" if given == ip else f"{given}, which connects to this host ({ip}),"
+                return f"egress to {what} refused: it is in {net} ({why})"
         return None
 
     def check_host(self, host: str) -> None:
@@ -85,6 +94,15 @@ class EgressPolicy:
                 self._seen[key] = None
         if self._seen[key]:
             raise EgressRefused(self._seen[key])
+
+
+def _reached(ip: ipaddress.IPv4Address | ipaddress.IPv6Address):
+    """The address a connection to ``ip`` really goes to: loopback for the unspecified ones."""
+    if ip.version == 4 and ip in _THIS_HOST_V4:
+        return _LOOPBACK[4]
+    if ip.version == 6 and ip.is_unspecified:
+        return _LOOPBACK[6]
+    return ip
 
 
 class GuardedResolver(AbstractResolver):

@@ -25,7 +25,7 @@ _guard = threading.Lock()
 
 
 def open_store(path: str) -> Store:
-    store = Store(path, migrate=False)
+    store = Store(path, migrate=False, create=False)  # never a new empty file where the engine's was
     store.conn.execute("PRAGMA busy_timeout = 0")
     return store
 
@@ -40,6 +40,7 @@ def transaction(store: Store) -> Iterator[sqlite3.Connection]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` on ``store``'s connection (rolled back on error)."""
     conn = store.conn
     with _lock_for(store.path):
+        store.check_file()  # deleted or replaced under the engine: refuse, do not write into the void
         _begin(conn, store.path)
         try:
             yield conn

@@ -42,13 +42,15 @@ class App:
         manager = self.manager
         return _warning_to_stderr(manager.registry)
 
-    def store(self, *, create: bool = True):
-        """Open (and migrate) the database; the default location's directory is created."""
+    def store(self, *, create: bool = False):
+        """Open (and migrate) the database. Only ``create`` (``apply``, ``run``) makes a new one
+        (and the default location's directory); every other command needs it to exist, so a
+        mistyped ``--db`` is an error, not a new empty database."""
         if self._store is None:
             from taskengine_core.store import Store, resolve_db_path
 
             path, explicit = resolve_db_path(self.db_option)
-            self._store = Store(path, create_dir=not explicit)
+            self._store = Store(path, create_dir=create and not explicit, create=create)
         return self._store
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ def apply_(app: App, paths: tuple[str, ...], dry_run: bool) -> None:
     from taskengine_core.rules.validate import load_config
 
     config = load_config(paths, app.registry)
-    result = apply_config(app.store(), config, dry_run=dry_run, source=" ".join(paths))
+    result = apply_config(app.store(create=True), config, dry_run=dry_run, source=" ".join(paths))
     for change in result.changes:
         click.echo(change.describe(dry_run))
     click.echo(result.summary(), err=True)

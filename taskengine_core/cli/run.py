@@ -30,7 +30,7 @@ def run(app: App, rules: tuple[str, ...], listen: str | None, workers: int | Non
     from taskengine_core.rules.validate import load_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    store = app.store()
+    store = app.store(create=True)
     if rules:
         result = apply_config(store, load_config(rules, app.registry), source=" ".join(rules))
         for change in result.changes:

@@ -133,6 +133,16 @@ def core_settings_properties() -> dict:
                 "max_body": {"type": "integer", "minimum": 1},
                 "rate": {"type": "number", "exclusiveMinimum": 0,
                          "description": "events per second accepted before 429"},
+                "max_connections": {"type": "integer", "minimum": 1, "maximum": 100000,
+                                    "description": "open connections at most (default: a quarter "
+                                                   "of the open-file limit, at most 256)"},
+                "header_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600,
+                                   "description": "seconds a connection may take to send a request head"},
+                "body_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600,
+                                 "description": "seconds a request may take to send its body"},
+                "stall_after": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400,
+                                "description": "seconds without a completed engine loop step, while "
+                                               "work waits, before /healthz reports a stall"},
             },
         },
         "access": {

@@ -11,13 +11,20 @@ from typing import Iterator
 
 import sqlite_utils
 
-from taskengine_core.errors import StoreError
+from taskengine_core.errors import DatabaseFileError, StoreBusy, StoreError
 from taskengine_core.store.checkpoint import AUTOCHECKPOINT_PAGES, checkpointed_here
 
 DB_ENV = "TASKENGINE_DB"
 HOME_ENV = "TASKENGINE_HOME"
 DB_FILENAME = "taskengine.db"
 BUSY_TIMEOUT_MS = 30000  # how long a write waits for another process's lock
+# FULL: every commit syncs the WAL, so what was acknowledged (a 202, the id ``emit`` prints, a
+# claimed slot) survives a power loss or an OS crash too, not only a killed process. Group
+# commit spreads that sync over a batch; benchmarks/README.md has the cost against NORMAL.
+# TASKENGINE_SYNCHRONOUS=NORMAL trades that for throughput (a killed process still loses nothing).
+SYNCHRONOUS = "FULL"
+SYNCHRONOUS_ENV = "TASKENGINE_SYNCHRONOUS"
+LOCAL_WAIT = 0.05  # seconds a store that does not wait queues behind this process's writers
 
 
 def default_db_path() -> Path:
@@ -52,6 +59,23 @@ def _write_lock(real_path: str) -> threading.RLock:
         return _WRITE_LOCKS.setdefault(real_path, threading.RLock())
 
 
+def _synchronous() -> str:
+    value = os.environ.get(SYNCHRONOUS_ENV, "").strip().upper() or SYNCHRONOUS
+    if value not in ("FULL", "NORMAL", "EXTRA"):
+        raise StoreError(f"{SYNCHRONOUS_ENV}={value[:20]!r}: expected FULL (the default: every commit "
+                         "survives a power loss) or NORMAL (faster; a power loss may lose the last commits)")
+    return value
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``, None when there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def where(**equal) -> tuple[str, list]:
     """`` WHERE a = ? AND b = ?`` for the filters that are set (not None or empty), and their
     values; the empty string and no values when none is."""
@@ -63,8 +87,18 @@ def where(**equal) -> tuple[str, list]:
 class Store:
     """One connection to the database. Use one ``Store`` per thread."""
 
-    def __init__(self, path: str | os.PathLike, *, create_dir: bool = False, migrate: bool = True):
+    def __init__(self, path: str | os.PathLike, *, create_dir: bool = False, migrate: bool = True,
+                 create: bool = True, identity: tuple[int, int] | None = None):
+        """``create``: make a new database when there is none at ``path`` (else
+        :class:`StoreError`). ``identity``: the (device, inode) the file must still have, as
+        another ``Store`` of the same process saw it; a file deleted or replaced since is refused."""
         self.path = Path(path)
+        if not create and not self.path.exists():
+            if identity is not None:
+                raise DatabaseFileError(self._file_message("deleted"))
+            raise StoreError(
+                f"no database at {self.path}: run 'taskengine apply RULES' (or 'taskengine run') "
+                f"first to create it, or pass the right path with --db or {DB_ENV}")
         parent = self.path.parent
         if not parent.exists():
             if create_dir:
@@ -78,23 +112,31 @@ class Store:
         self.read_only = self.path.exists() and (
             not os.access(self.path, os.W_OK) or not self.path.stat().st_mode & 0o222
         )
+        synchronous = _synchronous()
         try:
             conn = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30
             )
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if migrate:
+                self._refuse_foreign(conn)
             if not self.read_only:
                 conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open database {self.path}: {exc}") from None
         self.conn = conn
+        self.identity = _identity(self.path)
+        if identity is not None and self.identity != identity:
+            conn.close()
+            raise DatabaseFileError(self._file_message("replaced" if self.identity else "deleted"))
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._real_path = os.path.realpath(self.path)
         self._file_lock = _write_lock(self._real_path)
         self._commits_checkpoint = True  # SQLite's default: a commit past 1,000 WAL pages checkpoints
+        self._waits = True
         if migrate:
             self.migrate()
 
@@ -111,12 +153,54 @@ class Store:
         except sqlite3.OperationalError as exc:
             raise self._translate(exc) from None
 
+    def _refuse_foreign(self, conn: sqlite3.Connection) -> None:
+        """A database without taskengine's schema must be empty: never migrate (or switch to
+        WAL) another application's file. Checked before anything is written to it."""
+        names = {row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'")}
+        if "_sqlite_migrations" in names and conn.execute(
+                "SELECT 1 FROM _sqlite_migrations WHERE migration_set = 'taskengine' LIMIT 1").fetchone():
+            return
+        tables = sorted(names - {"_sqlite_migrations"})
+        if tables:
+            conn.close()
+            shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+            raise StoreError(
+                f"{self.path} is an SQLite database but not taskengine's (no taskengine schema; it has "
+                f"the tables {shown}): nothing was changed. Pass taskengine's database, or a new path, "
+                f"with --db or {DB_ENV}")
+
+    def check_file(self) -> None:
+        """Raise :class:`DatabaseFileError` when the file at ``path`` is no longer the one this
+        connection writes to: deleted (the connection would write to an unlinked inode, lost at
+        close) or replaced (a new file moved over it). One ``stat``."""
+        now = _identity(self.path)
+        if now != self.identity:
+            raise DatabaseFileError(self._file_message("replaced" if now else "deleted"))
+
+    def _file_message(self, what: str) -> str:
+        return (f"database file {self.path} was {what} while taskengine was using it: events and "
+                f"runs can no longer be stored safely, so nothing is accepted. Restore the file "
+                f"(from a backup) and restart the engine, or restart it to start with a new database")
+
+    @property
+    def waits(self) -> bool:
+        """Whether a write waits for a lock held by another thread or process (up to
+        :data:`BUSY_TIMEOUT_MS`); when not, it raises :class:`StoreBusy` at once."""
+        return self._waits
+
+    @waits.setter
+    def waits(self, value: bool) -> None:
+        self._waits = value
+        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS if value else 0}")
+
     @contextmanager
     def write(self) -> Iterator[sqlite_utils.Database]:
         """One explicit write transaction (``BEGIN IMMEDIATE``): all or nothing."""
         if self.read_only:
             raise StoreError(self._read_only_message())
-        with self._lock, self._file_lock:
+        with self._lock, self._locked_file():
+            self.check_file()
             self._follow_checkpointer()
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
@@ -134,6 +218,17 @@ class Store:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
                 raise self._translate(exc) from None
+
+    @contextmanager
+    def _locked_file(self) -> Iterator[None]:
+        # A store that does not wait still queues briefly behind this process's other writers:
+        # their transactions are short, and handing a commit to another thread costs more.
+        if not self._file_lock.acquire(timeout=-1 if self._waits else LOCAL_WAIT):
+            raise StoreBusy(f"database {self.path} is being written by another thread")
+        try:
+            yield
+        finally:
+            self._file_lock.release()
 
     def _follow_checkpointer(self) -> None:
         """Leave checkpoints to a running :class:`~taskengine_core.store.checkpoint.Checkpointer`
@@ -159,4 +254,6 @@ class Store:
         text = str(exc)
         if "readonly" in text or "read-only" in text:
             return StoreError(self._read_only_message())
+        if not self._waits and "locked" in text:
+            return StoreBusy(f"database {self.path}: {text}")
         return StoreError(f"database {self.path}: {text}")

@@ -20,6 +20,11 @@ class Attached:
     metrics: object | None
     emit_grant: object  # given -> Grant | None, for tokens allowed to POST /events
 
+    def count_event(self, status: int) -> None:
+        """A POST /events answer, for /metrics."""
+        if self.metrics is not None:
+            self.metrics.count_event(status)
+
     def close(self) -> None:
         if self.metrics is not None:
             self.metrics.uninstall()

@@ -47,9 +47,8 @@ class Metrics:
     # -- wiring --------------------------------------------------------------------------------
 
     def install(self, app: web.Application, tokens) -> None:
-        """Count POST /events outcomes and serve /metrics (behind a token off loopback)."""
+        """Serve /metrics (behind a token off loopback) and count run outcomes."""
         self._tokens = tokens
-        app.middlewares.append(self._count_events)
         app.router.add_get("/metrics", self._serve)
         self.engine.manager.pm.register(self.hooks, name=f"taskengine-metrics-{id(self)}")
 
@@ -57,15 +56,12 @@ class Metrics:
         if self.engine.manager.pm.is_registered(self.hooks):
             self.engine.manager.pm.unregister(self.hooks)
 
-    @web.middleware
-    async def _count_events(self, request: web.Request, handler):
-        response = await handler(request)
-        if request.path == "/events" and request.method == "POST":
-            if response.status == 202:
-                self.events.labels("accepted", "").inc()
-            else:
-                self.events.labels("rejected", REJECTED_BY_STATUS.get(response.status, str(response.status))).inc()
-        return response
+    def count_event(self, status: int) -> None:
+        """The ingress' answer to one POST /events."""
+        if status == 202:
+            self.events.labels("accepted", "").inc()
+        else:
+            self.events.labels("rejected", REJECTED_BY_STATUS.get(status, str(status))).inc()
 
     async def _serve(self, request: web.Request) -> web.Response:
         if self._tokens is not None:

@@ -1,0 +1,91 @@
+"""``GET /healthz``: whether the engine can take events and is making progress.
+
+Answers 200 with ``"status": "ok"``, or 503 with ``"status": "failing"`` and ``reasons`` when
+- the database file was deleted or replaced while the engine runs (nothing can be stored);
+- the database cannot be read within :data:`READ_TIMEOUT` seconds;
+- the engine loop thread has ended, or has not completed a step for ``stall_after`` seconds
+  while it keeps failing or while work waits (an event in the inbox, a run that is due).
+
+It reads through a read-only connection of its own with a short busy timeout, never the write
+path, and only index-served, bounded queries (:mod:`taskengine_core.store.health_queries`).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from urllib.parse import quote
+
+from taskengine_core import __version__
+from taskengine_core.clock import to_iso
+from taskengine_core.errors import DatabaseFileError
+from taskengine_core.store.health_queries import health_counts
+
+DEFAULT_STALL_AFTER = 30.0  # seconds without a completed loop step before work waiting is a stall
+READ_TIMEOUT = 1.0
+
+
+class HealthCheck:
+    def __init__(self, engine, *, stall_after: float = DEFAULT_STALL_AFTER) -> None:
+        self.engine, self.stall_after = engine, stall_after
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def report(self) -> tuple[int, dict]:
+        """(HTTP status, body)."""
+        reasons: list[str] = []
+        counts = None
+        try:
+            self.engine.store.check_file()
+        except DatabaseFileError as exc:
+            reasons.append(str(exc))
+        if not reasons:
+            try:
+                counts = self._read()
+            except sqlite3.Error as exc:
+                reasons.append(f"database {self.engine.db_path} cannot be read within {READ_TIMEOUT:g}s: {exc}")
+        body = {"status": "ok", "version": __version__}
+        for key in ("inbox", "runs_pending", "runs_running"):
+            body[key] = counts[key] if counts else None
+        body["loop"] = self._loop(counts, reasons)
+        if reasons:
+            body["status"], body["reasons"] = "failing", reasons
+            return 503, body
+        return 200, body
+
+    def _loop(self, counts: dict | None, reasons: list[str]) -> dict:
+        engine, guard = self.engine, self.engine.loop_guard
+        stalled = guard.stalled_for()
+        state = {"last_step_seconds_ago": round(stalled, 3), "failures_in_a_row": guard.failures}
+        if guard.last_error:
+            state["last_error"] = guard.last_error
+        thread = engine._loop_thread
+        if thread is not None and not thread.is_alive() and not engine.stopping.is_set():
+            reasons.append("the engine loop has ended: nothing is evaluated or run; see the "
+                           "engine's log and restart it")
+        elif stalled > self.stall_after:
+            if guard.failures:
+                reasons.append(f"the engine loop has failed {guard.failures} step(s) in a row and "
+                               f"completed none for {stalled:.0f}s: {guard.last_error}")
+            elif counts and (counts["inbox"] or counts["run_due"]):
+                waiting = [f"{counts['inbox']} event(s) wait" if counts["inbox"] else "",
+                           "runs are due" if counts["run_due"] else ""]
+                reasons.append(f"the engine loop has not completed a step for {stalled:.0f}s while "
+                               f"{' and '.join(w for w in waiting if w)}: it is stuck (see the "
+                               "engine's log); restart it")
+        return state
+
+    def _read(self) -> dict:
+        with self._lock:
+            if self._conn is None:
+                path = quote(os.path.abspath(self.engine.db_path))
+                self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=READ_TIMEOUT,
+                                             check_same_thread=False, isolation_level=None)
+            return health_counts(self._conn, to_iso(self.engine.clock.now()))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
