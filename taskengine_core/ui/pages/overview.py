@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from taskengine_core.clock import to_iso
@@ -13,7 +14,8 @@ def routes(dash):
         now = dash.engine.clock.now()
         data = await dash.query(_overview, to_iso(now - timedelta(hours=24)))
         template = "_overview.html" if request.headers.get("HX-Request") else "overview.html"
-        return await dash.render_page(request, template, {**data, "health": _health(dash.engine, data)})
+        health = await asyncio.to_thread(_health, dash.engine, data)
+        return await dash.render_page(request, template, {**data, "health": health})
 
     return [("GET", "/ui", overview)]
 
@@ -25,7 +27,10 @@ def _overview(store, since: str) -> dict:
 
 
 def _health(engine, data: dict) -> dict:
-    loop = engine._loop_thread
-    running = loop is not None and loop.is_alive() and not engine.stopping.is_set()
-    return {"ok": running, "text": "running" if running else "the engine loop is not running",
-            "ingress": engine.ingress.address if engine.ingress else None}
+    """What /healthz says (the ingress' health check), in a sentence."""
+    ingress = engine.ingress
+    if ingress is None:
+        return {"ok": True, "text": "running", "reasons": []}
+    status, body = ingress.health.report()
+    reasons = body.get("reasons", [])
+    return {"ok": status == 200, "text": "running" if status == 200 else "failing", "reasons": reasons}
