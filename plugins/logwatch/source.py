@@ -19,6 +19,7 @@ from .schema import DEFAULT_MAX_LINE, DEFAULT_POLL
 
 log = logging.getLogger("taskengine.logwatch")
 RETRY_LOG_EVERY = 60.0  # seconds between repeats of the same failure in the log
+RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # a failing file is looked at again after this, doubling
 
 
 class FileWatch:
@@ -85,16 +86,22 @@ def run_source(ctx) -> None:
         watches.append(JournalWatch(settings["journal"], group_names))
     poll = float(settings.get("poll") or DEFAULT_POLL)
     failures: dict[str, tuple[str, float]] = {}
+    backoff: dict[str, tuple[float, float]] = {}  # path: (next try, current delay)
     try:
         while not ctx.stopping.is_set():
             busy = False
             for watch in watches:
+                if watch.path in backoff and time.monotonic() < backoff[watch.path][0]:
+                    continue
                 try:
                     busy |= watch.step(ctx)
                     failures.pop(watch.path, None)
+                    backoff.pop(watch.path, None)
                 except Exception as exc:  # noqa: BLE001 - one file's trouble must not stop the others
                     _log_failure(failures, watch.path, exc)
                     watch.reset()
+                    delay = min(RETRY_MAX, backoff.get(watch.path, (0, RETRY_FIRST / 2))[1] * 2)
+                    backoff[watch.path] = (time.monotonic() + delay, delay)
             if not busy:
                 ctx.stopping.wait(poll)
     finally:
