@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 HEAD_BYTES = 64
 READ_BYTES = 1 << 20  # per read: bounds memory; a batch is at most this much text
@@ -56,10 +57,10 @@ class Position:
         return asdict(self)
 
 
-@dataclass
-class Line:
+class Line(NamedTuple):
     text: str
-    id: str
+    epoch: int
+    offset: int
     cut: bool = False
 
 
@@ -196,42 +197,47 @@ class Follower:
         """Complete lines in ``data`` (read at ``pos.offset``); ``final``: the file will not
         grow, so an unterminated last line counts as a line."""
         lines: list[Line] = []
-        offset, skip, cut_count = pos.offset, pos.skip, pos.cut
+        offset, skip, cut_count, epoch = pos.offset, pos.skip, pos.cut, pos.epoch
         start, end = 0, len(data)
-        while start < end:
-            newline = data.find(b"\n", start)
+        if skip:  # the rest of an over-long line whose head was already read
+            newline = data.find(b"\n")
             if newline < 0:
-                rest = end - start
-                if skip:
-                    start, offset = end, offset + rest
-                    break
-                if rest > self.max_line:  # too long to wait for its end: cut it now
-                    lines.append(self._line(data[start:start + self.max_line], pos, offset, True))
+                return [], _replace(pos, offset=offset + end)
+            start, skip = newline + 1, False
+            offset += start
+        last = data.rfind(b"\n", start)
+        if last >= 0:
+            body = data[start:last]
+            # the common case in one pass: ASCII text, where characters are bytes
+            parts = body.decode("ascii").split("\n") if body.isascii() else body.split(b"\n")
+            limit = self.max_line
+            for part in parts:
+                length = len(part) if isinstance(part, str) else len(part)
+                cut = length > limit
+                if cut:
+                    part = part[:limit]
                     cut_count += 1
-                    skip, start, offset = True, end, offset + rest
-                    break
-                if final:
-                    lines.append(self._line(data[start:end], pos, offset, False))
-                    start, offset = end, offset + rest
-                break
-            length = newline - start
-            if skip:
-                skip = False
-            else:
-                cut = length > self.max_line
-                cut_count += cut
-                lines.append(self._line(data[start:start + min(length, self.max_line)], pos, offset, cut))
-            offset += length + 1
-            start = newline + 1
-        if pos.head_len < HEAD_BYTES:
+                text = part if isinstance(part, str) else part.decode("utf-8", "replace")
+                if text.endswith("\r"):
+                    text = text[:-1]
+                lines.append(Line(text, epoch, offset, cut))
+                offset += length + 1
+            start = last + 1
+        rest = end - start
+        if rest > self.max_line:  # too long to wait for its end: cut it now, drop the rest later
+            lines.append(Line(_text(data[start:start + self.max_line]), epoch, offset, True))
+            cut_count += 1
+            skip, offset = True, offset + rest
+        elif rest and final:
+            lines.append(Line(_text(data[start:end]), epoch, offset, False))
+            offset += rest
+        if pos.head_len < HEAD_BYTES and self._current is not None:
             pos = self._grow_head(pos)
         return lines, _replace(pos, offset=offset, skip=skip, lines=pos.lines + len(lines), cut=cut_count)
 
-    def _line(self, raw: bytes, pos: Position, offset: int, cut: bool) -> Line:
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        text = raw.decode("utf-8", "replace")
-        return Line(text, f"{self.key}:{pos.epoch}:{offset}", cut)
+    def line_id(self, line: "Line") -> str:
+        """The event id of a line: where it is, in which file seen at the path."""
+        return f"{self.key}:{line.epoch}:{line.offset}"
 
     # -- changes of file -------------------------------------------------------------------------
 
@@ -287,6 +293,10 @@ class Follower:
         if len(head) > pos.head_len and _digest(head[:pos.head_len]) == pos.head:
             return _replace(pos, head_len=len(head), head=_digest(head))
         return pos
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace").removesuffix("\r")
 
 
 def _digest(data: bytes) -> str:

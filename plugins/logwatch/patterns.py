@@ -145,35 +145,42 @@ EVENT_FIELDS = {
 
 
 class CompiledBundle:
-    """A bundle ready to match: ``match(line)`` returns ``(event type, data)`` or ``None``."""
+    """A bundle ready to match: ``match(line)`` returns ``(event type, data)`` or ``None``.
+
+    The envelope (time, host, program and pid at the start of the line) is matched with
+    Python's ``re``: it is fixed, written here, and every part of it ends at a delimiter its
+    character class excludes, so it cannot backtrack more than linearly. Message patterns,
+    which take attacker-chosen text (``(?P<user>.*)``), are matched with RE2. Most lines of a
+    busy log are settled by the envelope and a ``startswith``, without calling RE2 at all.
+    """
 
     def __init__(self, bundle: Bundle, group_names: "GroupNames | None" = None) -> None:
+        import re
+
         self.bundle = bundle
         # without the program part (sshd -E FILE) only the message can tell
         extra = tuple(m.starts for m in bundle.messages) if bundle.program_optional else ()
         self.hints = tuple(dict.fromkeys(bundle.hints + extra))
-        envelope = "(?:" + SYSLOG_PREFIX + bundle.program + ")"
-        if bundle.program_optional:
-            envelope += "?"
-        self.envelope = compile_regex(envelope + "(?P<message>.*)")
+        self.hint_search = re.compile("|".join(re.escape(h) for h in self.hints)).search
+        self.envelope = re.compile(SYSLOG_PREFIX + bundle.program)
         self.messages = [(m, compile_regex(m.regex)) for m in bundle.messages]
         self.group_names = group_names
 
     def match(self, line: str) -> tuple[str, dict] | None:
-        if not any(h in line for h in self.hints):
+        if self.hint_search(line) is None:
             return None
-        outer = self.envelope.fullmatch(line)
-        if outer is None:
+        outer = self.envelope.match(line)
+        if outer is None and not self.bundle.program_optional:
             return None
-        message = outer.group("message")
+        message = line[outer.end():] if outer is not None else line
         for pattern, regex in self.messages:
             if not message.startswith(pattern.starts):
                 continue
             found = regex.fullmatch(message)
             if found is None:
                 continue
-            data = {k: v for k, v in outer.groupdict().items() if v is not None and k != "message"}
-            data.update((k, v) for k, v in found.groupdict().items() if v is not None)
+            data = {k: v for k, v in outer.groupdict().items() if v is not None} if outer else {}
+            data.update(found)
             for key in pattern.ints + ("pid",):
                 if key in data:
                     data[key] = int(data[key])

@@ -39,10 +39,10 @@ class LineMatcher:
             if found is not None:
                 return found
         for rule in self.rules:
-            m = rule.regex.fullmatch(line)
-            if m is not None:
+            found = rule.regex.fullmatch(line)
+            if found is not None:
                 data = dict(rule.data)
-                data.update((k, v) for k, v in m.groupdict().items() if v is not None)
+                data.update(found)
                 return rule.event, data
         return None
 

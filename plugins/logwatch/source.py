@@ -52,7 +52,7 @@ class FileWatch:
                 data["line"] = line.text
                 if line.cut:
                     data["line_cut"] = True
-                events.append({"type": type_, "data": data, "id": line.id})
+                events.append({"type": type_, "data": data, "id": self.follower.line_id(line)})
             if events:
                 ctx.emit_many(events)
             if any(line.cut for line in lines):
