@@ -13,7 +13,7 @@ import re
 from taskengine_core.errors import ActionError
 
 _PATTERNS = {
-    "linux": re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,30}\$?|[A-Za-z_]"),
+    "linux": re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,30}\$?"),
     "vergeos": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}"),
 }
 
