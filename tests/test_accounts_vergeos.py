@@ -25,9 +25,8 @@ class VergeOS:
         self.fail_with: int | None = None
 
 
-@pytest.fixture
-def verge():
-    state = VergeOS()
+def serve(state: VergeOS, tls=None):
+    """Start the contract server for ``state`` (HTTPS with the ``tls`` server context)."""
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -74,9 +73,18 @@ def verge():
             self._handle("PUT")
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    state.url = f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
+    return server
+
+
+@pytest.fixture
+def verge():
+    state = VergeOS()
+    server = serve(state)
     yield state
     server.shutdown()
     server.server_close()
@@ -159,3 +167,52 @@ def test_plain_http_is_refused_without_allow_insecure(verge, run):
     code, result = run("disable")
     assert code == 1 and "is not https" in result["error"] and "allow_insecure" in result["error"]
     assert verge.requests == []
+
+
+def test_https_with_a_private_ca_and_a_refused_unknown_certificate(tmp_path, write_rules, run_cli, monkeypatch):
+    import datetime
+    import ipaddress
+    import ssl
+
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    state = VergeOS()
+    server = serve(state, tls=context)
+    monkeypatch.setenv("VERGE_TOKEN", TOKEN)
+    try:
+        for ca, expected in (("", 1), (f", ca_file: {tmp_path}/cert.pem", 0)):
+            rules = write_rules(f"""
+                settings:
+                  user:
+                    backend: vergeos
+                    vergeos: {{url: "{state.url}", token: "${{env:VERGE_TOKEN}}"{ca}}}
+                tasks:
+                  disable: {{action: user.disable, with: {{user: carol}}}}
+                """)
+            assert run_cli("apply", rules).exit_code == 0
+            result = run_cli("tasks", "run", "disable", "--json")
+            assert result.exit_code == expected, result.stdout
+            if expected:
+                assert "SSLError" in json.loads(result.stdout)["error"] and state.users[7]["enabled"] is True
+        assert state.users[7]["enabled"] is False
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -254,3 +254,31 @@ def test_an_event_rule_fires_a_task_when_alice_logs_in(tmp_path, applied, db_pat
         wait_for(marker.exists)
     finally:
         engine.stop(grace=1)
+
+
+def test_a_killed_engine_loses_and_repeats_nothing(tmp_path, write_rules, db_path, engines):
+    """SIGKILL while a burst is being read: after the restart every line is one event; lines
+    read again (their events committed, their position not yet stored) are recorded as
+    duplicates that run nothing."""
+    log = tmp_path / "auth.log"
+    log.write_text("")
+    rules = write_rules(f"""
+        settings:
+          logwatch:
+            files: [{{path: {log}, patterns: [sshd]}}]
+        """)
+    engine = engines(rules)
+    wait_started(db_path, f"file:{log}")
+    total = 20000
+    append(log, "".join(ACCEPTED.format(user=f"u{i}", port=i % 65535 + 1) + "\n" for i in range(total)))
+    wait_for(lambda: logwatch_events(db_path), timeout=60)
+    engine.proc.kill()  # SIGKILL: no chance to store anything more
+    engine.proc.wait()
+    engine.log.close()
+    engine = engines(rules)
+    wait_for(lambda: len([e for e in logwatch_events(db_path) if e["duplicate_of"] is None]) >= total, timeout=120)
+    engine.stop()
+    events = logwatch_events(db_path)
+    firsts = [e for e in events if e["duplicate_of"] is None]
+    assert [e["data"]["user"] for e in firsts] == [f"u{i}" for i in range(total)]
+    assert len({e["id"] for e in firsts}) == total

@@ -115,3 +115,24 @@ def test_user_rules_match_the_whole_line_and_add_fixed_data():
     only = LineMatcher({"rules": [{"match": "ERROR (?P<what>\\w+)", "event": "e"}]})
     assert only.match("ERROR disk") is not None
     assert only.match("x ERROR disk") is None and only.match("ERROR disk now") is None
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+# what an attacker controls: the user name, any printable text (sshd logs it verbatim)
+NAMES = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF, blacklist_categories=("Cs",)),
+                min_size=1, max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=NAMES, fake=st.sampled_from([
+    "Accepted publickey for alice from 198.51.100.1 port 1 ssh2",
+    "Accepted password for alice from 198.51.100.1 port 1 ssh2: RSA SHA256:abc",
+    " from 198.51.100.1 port 1 ssh2", "Disconnected from user alice 1.2.3.4 port 1"]))
+def test_an_attacker_chosen_name_never_makes_a_login_and_is_read_whole(name, fake):
+    for user in (name, name + " " + fake, fake + " " + name):
+        for line, kind in ((f"Invalid user {user} from 127.0.0.1 port 35382", "invalid"),
+                           (f"Failed password for invalid user {user} from 127.0.0.1 port 35382 ssh2", "failed")):
+            type_, data = SSHD.match("Dec  4 13:30:24 host sshd[912]: " + line)
+            assert type_ == "user.login_failed"
+            assert data["user"] == user and data["host"] == "127.0.0.1" and data["port"] == 35382
