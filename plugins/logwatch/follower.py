@@ -87,25 +87,18 @@ class Follower:
 
     # -- public ----------------------------------------------------------------------------------
 
-    def read(self) -> tuple[list[Line], Position | None]:
-        """The next complete lines (possibly none) and the position after them. Returns the
-        position unchanged (not ``None``) once a first position exists, so it can be stored."""
+    def read(self) -> tuple[list[Line], Position]:
+        """The next complete lines (possibly none) and the position after them, to be stored
+        once the lines are handled (also when there are none: a first or a changed position)."""
         if self.pos is None:
             self.pos = self._first_position()
-            if self.pos is None:
-                return [], None
             return [], self.pos
-        for _ in range(4):  # a file switch, then the next file: a few steps at most
-            if self._current is None and not self._reopen():
-                return [], self.pos
-            lines, pos = self._read_current()
-            if lines or pos != self.pos:
-                return lines, pos
-            lines, switched = self._check_switch()
-            if lines or switched != self.pos:
-                return lines, switched
+        if self._current is None and not self._reopen():
             return [], self.pos
-        return [], self.pos
+        lines, pos = self._read_current()
+        if lines or pos != self.pos:
+            return lines, pos
+        return self._check_switch()
 
     def commit(self, pos: Position) -> None:
         if self._current is not None and (pos.dev, pos.ino) != (self._current.dev, self._current.ino):
@@ -119,13 +112,11 @@ class Follower:
 
     # -- where to start --------------------------------------------------------------------------
 
-    def _first_position(self) -> Position | None:
+    def _first_position(self) -> Position:
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return Position()  # read it from its start once it exists
-        except OSError:
-            raise
         try:
             st = os.fstat(fd)
             offset = 0 if self.from_start else _after_last_newline(fd, st.st_size)

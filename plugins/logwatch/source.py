@@ -58,12 +58,11 @@ class FileWatch:
             if any(line.cut for line in lines):
                 log.warning("logwatch: %s: %d line(s) longer than %d bytes were cut (%d so far)",
                             self.path, sum(line.cut for line in lines), self.max_line, pos.cut)
-        if pos is not None:
-            state = pos.as_state()
-            if state != self.saved:
-                ctx.state.set(self.state_key, state)  # after the events: a crash replays, never skips
-                self.saved = state
-            self.follower.commit(pos)
+        state = pos.as_state()
+        if state != self.saved:
+            ctx.state.set(self.state_key, state)  # after the events: a crash replays, never skips
+            self.saved = state
+        self.follower.commit(pos)
         return bool(lines)
 
     def reset(self) -> None:
