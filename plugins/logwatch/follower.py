@@ -199,20 +199,26 @@ class Follower:
         last = data.rfind(b"\n", start)
         if last >= 0:
             body = data[start:last]
-            # the common case in one pass: ASCII text, where characters are bytes
-            parts = body.decode("ascii").split("\n") if body.isascii() else body.split(b"\n")
             limit = self.max_line
-            for part in parts:
-                length = len(part) if isinstance(part, str) else len(part)
-                cut = length > limit
-                if cut:
-                    part = part[:limit]
-                    cut_count += 1
-                text = part if isinstance(part, str) else part.decode("utf-8", "replace")
-                if text.endswith("\r"):
-                    text = text[:-1]
-                lines.append(Line(text, epoch, offset, cut))
-                offset += length + 1
+            make = Line._make
+            if body.isascii():  # the common case: characters are bytes, decode once
+                for text in body.decode("ascii").split("\n"):
+                    length = len(text)
+                    if length > limit or text.endswith("\r"):
+                        cut = length > limit
+                        cut_count += cut
+                        text = text[:limit].removesuffix("\r") if cut else text[:-1]
+                        lines.append(make((text, epoch, offset, cut)))
+                    else:
+                        lines.append(make((text, epoch, offset, False)))
+                    offset += length + 1
+            else:
+                for part in body.split(b"\n"):
+                    length = len(part)
+                    cut = length > limit
+                    cut_count += cut
+                    lines.append(make((_text(part[:limit]), epoch, offset, cut)))
+                    offset += length + 1
             start = last + 1
         rest = end - start
         if rest > self.max_line:  # too long to wait for its end: cut it now, drop the rest later
