@@ -282,3 +282,25 @@ def test_a_killed_engine_loses_and_repeats_nothing(tmp_path, write_rules, db_pat
     firsts = [e for e in events if e["duplicate_of"] is None]
     assert [e["data"]["user"] for e in firsts] == [f"u{i}" for i in range(total)]
     assert len({e["id"] for e in firsts}) == total
+
+
+def test_a_cut_line_still_matches_and_says_it_was_cut(tmp_path, applied, db_path):
+    log = tmp_path / "app.log"
+    log.write_text("")
+    applied(f"""
+        settings:
+          logwatch:
+            poll: 0.05
+            files: [{{path: {log}, max_line: 256, rules: [{{match: 'ERROR (?P<what>\\w+).*', event: app.error}}]}}]
+        """)
+    engine = Engine(db_path)
+    engine.start()
+    try:
+        wait_started(db_path, f"file:{log}")
+        append(log, "ERROR disk " + "x" * 1000 + "\nERROR net short\n")
+        events = wait_for(lambda: len(logwatch_events(db_path)) == 2 and logwatch_events(db_path))
+    finally:
+        engine.stop(grace=1)
+    assert [(e["data"]["what"], len(e["data"]["line"]), e["data"].get("line_cut")) for e in events] == [
+        ("disk", 256, True), ("net", 15, None)]
+    assert engine.source_state("logwatch").get(f"file:{log}")["cut"] == 1
