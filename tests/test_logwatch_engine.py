@@ -304,3 +304,25 @@ def test_a_cut_line_still_matches_and_says_it_was_cut(tmp_path, applied, db_path
     assert [(e["data"]["what"], len(e["data"]["line"]), e["data"].get("line_cut")) for e in events] == [
         ("disk", 256, True), ("net", 15, None)]
     assert engine.source_state("logwatch").get(f"file:{log}")["cut"] == 1
+
+
+def test_a_change_wakes_the_source_before_its_next_poll(tmp_path, applied, db_path):
+    """inotify on the file's directory wakes the source: with a 10 s poll, an appended line is
+    an event long before the poll would have looked."""
+    log = tmp_path / "auth.log"
+    log.write_text("")
+    applied(f"""
+        settings:
+          logwatch:
+            poll: 10
+            files: [{{path: {log}, patterns: [sshd]}}]
+        """)
+    engine = Engine(db_path)
+    engine.start()
+    try:
+        wait_started(db_path, f"file:{log}")
+        time.sleep(0.2)  # the source is now waiting out its 10 s poll
+        append(log, ACCEPTED.format(user="alice", port=1) + "\n")
+        wait_for(lambda: logwatch_events(db_path, "user.login"), timeout=5)
+    finally:
+        engine.stop(grace=1)

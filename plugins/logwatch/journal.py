@@ -44,6 +44,11 @@ class JournalWatch:
         self.stderr = None
         self.buffer = b""
 
+    @property
+    def pipe(self) -> int | None:
+        """journalctl's output, for the source to wait on."""
+        return self.proc.stdout.fileno() if self.proc is not None else None
+
     # -- the journalctl process ------------------------------------------------------------------
 
     def _base_args(self) -> list[str]:

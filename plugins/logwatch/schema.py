@@ -72,7 +72,8 @@ SETTINGS_SCHEMA = {
         "files": {"type": "array", "items": FILE_SCHEMA},
         "journal": JOURNAL_SCHEMA,
         "poll": {"type": "number", "minimum": 0.05, "maximum": 10,
-                 "description": f"seconds between looks at the files (default {DEFAULT_POLL})"},
+                 "description": f"seconds between looks at the files when no change woke the source "
+                                f"(default {DEFAULT_POLL})"},
         "group_file": {"type": "string", "pattern": "^/",
                        "description": "group names for useradd's GIDs (default /etc/group)"},
     },

@@ -10,6 +10,7 @@ logged and that file is retried from its stored position; the other files go on.
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from .follower import Follower, Position
@@ -84,6 +85,9 @@ def run_source(ctx) -> None:
 
         watches.append(JournalWatch(settings["journal"], group_names))
     poll = float(settings.get("poll") or DEFAULT_POLL)
+    from .wakeup import Wakeup
+
+    wakeup = Wakeup(os.path.dirname(spec["path"]) for spec in settings.get("files") or ())
     failures: dict[str, tuple[str, float]] = {}
     backoff: dict[str, tuple[float, float]] = {}  # path: (next try, current delay)
     try:
@@ -102,8 +106,9 @@ def run_source(ctx) -> None:
                     delay = min(RETRY_MAX, backoff.get(watch.path, (0, RETRY_FIRST / 2))[1] * 2)
                     backoff[watch.path] = (time.monotonic() + delay, delay)
             if not busy:
-                ctx.stopping.wait(poll)
+                wakeup.wait(ctx.stopping, poll, [getattr(w, "pipe", None) for w in watches])
     finally:
+        wakeup.close()
         for watch in watches:
             watch.reset()
 
