@@ -1,6 +1,7 @@
 """The ``logwatch`` event source: every watched file (and the journal) in one thread, each
 looked at in turn, so a burst in one file is read in bounded batches while the others wait at
-most one batch.
+most one batch. Between passes it sleeps until a watched directory changes (:mod:`.wakeup`) or
+``poll`` seconds pass.
 
 For each batch: match the lines, commit their events in one transaction (``emit_many``), then
 store the position after them. A failure with one file (unreadable, a database hiccup) is
