@@ -326,3 +326,34 @@ def test_a_change_wakes_the_source_before_its_next_poll(tmp_path, applied, db_pa
         wait_for(lambda: logwatch_events(db_path, "user.login"), timeout=5)
     finally:
         engine.stop(grace=1)
+
+
+def test_one_event_the_inbox_refuses_does_not_hold_up_the_others(db_path, caplog):
+    from taskengine_core.context import SourceContext
+    from taskengine_core.events import Event
+    from taskengine_logwatch.source import _emit
+
+    engine = Engine(db_path)
+    ctx = SourceContext(name="logwatch", settings={}, emit=None, emit_many=lambda events: engine.emit_many(
+        [Event(e["type"], e["data"], source="logwatch", source_id=e["id"]) for e in events]))
+    events = [{"type": "a.b", "data": {"n": 1}, "id": "f:0:0"},
+              {"type": "a.b", "data": {"n": float("nan")}, "id": "f:0:10"},
+              {"type": "a.b", "data": {"n": 3}, "id": "f:0:20"}]
+    with caplog.at_level("WARNING", logger="taskengine.logwatch"):
+        _emit(ctx, events, "/var/log/x.log")
+    assert [e["data"]["n"] for e in logwatch_events(db_path)] == [1, 3]
+    assert "/var/log/x.log: line at f:0:10 dropped" in caplog.text
+    engine.store.close()
+
+
+def test_validate_refuses_rule_data_that_is_not_json(run_cli, write_rules, tmp_path):
+    rules = write_rules(f"""
+        settings:
+          logwatch:
+            files:
+              - path: {tmp_path}/x.log
+                rules: [{{match: 'x', event: a.b, data: {{v: .nan}}}}]
+        """)
+    result = run_cli("validate", rules)
+    assert result.exit_code == 1
+    assert f"{rules}:5:" in result.stderr + result.output and "no NaN or infinite numbers" in result.stderr + result.output

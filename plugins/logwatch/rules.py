@@ -61,7 +61,13 @@ def check_settings(settings: dict) -> Iterator[tuple[tuple, str]]:
 
 
 def _check_rules(spec: dict, where: tuple) -> Iterator[tuple[tuple, str]]:
+    import json
+
     for j, rule in enumerate(spec.get("rules") or ()):
+        try:
+            json.dumps(rule.get("data") or {}, allow_nan=False)
+        except ValueError:
+            yield (*where, "rules", j, "data"), "event data must be JSON: no NaN or infinite numbers"
         at = (*where, "rules", j, "match")
         try:
             regex = compile_regex(rule["match"])

@@ -56,16 +56,17 @@ class FileWatch:
                     data["line_cut"] = True
                 events.append({"type": type_, "data": data, "id": self.follower.line_id(line)})
             if events:
-                ctx.emit_many(events)
+                _emit(ctx, events, self.path)
             if any(line.cut for line in lines):
                 log.warning("logwatch: %s: %d line(s) longer than %d bytes were cut (%d so far)",
                             self.path, sum(line.cut for line in lines), self.max_line, pos.cut)
         state = pos.as_state()
-        if state != self.saved:
+        changed = state != self.saved
+        if changed:
             ctx.state.set(self.state_key, state)  # after the events: a crash replays, never skips
             self.saved = state
         self.follower.commit(pos)
-        return bool(lines)
+        return bool(lines) or changed  # a new file to read, say: look again at once
 
     def reset(self) -> None:
         if self.follower is not None:
@@ -74,6 +75,24 @@ class FileWatch:
             except OSError:
                 pass
         self.follower = None
+
+
+def _emit(ctx, events: list[dict], where: str) -> None:
+    """Commit ``events`` in one transaction; if the inbox refuses one (its data cannot be an
+    event), commit the others one by one and log the refused one, so that one line can never
+    hold up its file."""
+    from taskengine_core.errors import EventError
+
+    try:
+        ctx.emit_many(events)
+        return
+    except EventError:
+        pass
+    for event in events:
+        try:
+            ctx.emit_many([event])
+        except EventError as exc:
+            log.warning("logwatch: %s: line at %s dropped: %s", where, event["id"], exc)
 
 
 def run_source(ctx) -> None:
