@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import select
 import subprocess
@@ -28,6 +29,7 @@ from .patterns import GroupNames
 from .rules import LineMatcher
 from .schema import DEFAULT_MAX_LINE
 
+log = logging.getLogger("taskengine.logwatch")
 STATE_KEY = "journal"
 READ_BYTES = 1 << 20
 
@@ -105,13 +107,19 @@ class JournalWatch:
         for raw in complete:
             if not raw.strip():
                 continue
-            entry = json.loads(raw)
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                log.warning("logwatch: journal: journalctl wrote a line that is not JSON; skipped")
+                continue
             cursor = entry.get("__CURSOR") or cursor
             found = self._match(entry)
             if found is not None:
                 events.append(found)
         if events:
-            ctx.emit_many(events)
+            from .source import _emit
+
+            _emit(ctx, events, "journal")
         if cursor is not None:
             ctx.state.set(STATE_KEY, {"cursor": cursor})
         return True
