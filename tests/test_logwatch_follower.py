@@ -7,6 +7,7 @@ the position; a "restart" builds a new follower from the last committed position
 from __future__ import annotations
 
 import os
+import time
 
 from taskengine_logwatch.follower import Follower, Position
 
@@ -20,9 +21,10 @@ class Reader:
         self.seen: list[tuple[str, str]] = []  # (id, text)
         self.follower = Follower(self.path, None, **kwargs)
 
-    def poll(self, times: int = 3) -> list[str]:
+    def poll(self, times: int = 3, pause: float = 0.0) -> list[str]:
         got = []
         for _ in range(times):
+            time.sleep(pause)
             lines, pos = self.follower.read()
             got += [line.text for line in lines]
             self.seen += [(self.follower.line_id(line), line.text) for line in lines]
@@ -89,7 +91,7 @@ def test_rename_rotation_finishes_the_old_file_then_reads_the_new_one(tmp_path):
     os.rename(log, tmp_path / "auth.log.1")
     log.write_text("b1\n")
     append(tmp_path / "auth.log.1", "a4\n")  # the writer had not reopened yet
-    r.poll(6)
+    r.poll(6, pause=0.1)
     assert r.texts() == ["a1", "a2", "a3", "a4", "b1"]
 
 
@@ -105,7 +107,7 @@ def test_rotation_while_stopped_is_picked_up_after_a_restart(tmp_path):
     os.rename(log, tmp_path / "auth.log.1")
     log.write_text("b1\n")
     r.restart()
-    r.poll(6)
+    r.poll(6, pause=0.1)
     assert r.texts() == ["a1", "a2", "b1"]
 
 
@@ -117,7 +119,7 @@ def test_an_unterminated_last_line_of_a_rotated_file_is_read_once_it_settles(tmp
     append(log, "a1\nunterminated")
     os.rename(log, tmp_path / "auth.log.1")
     log.write_text("b1\n")
-    r.poll(6)
+    r.poll(6, pause=0.1)
     assert r.texts() == ["a1", "unterminated", "b1"]
 
 
@@ -133,7 +135,7 @@ def test_copytruncate_reads_the_lines_the_copy_caught_then_the_file_again(tmp_pa
     with open(log, "r+b") as f:
         f.truncate(0)
     append(log, "y1\n")
-    r.poll(6)
+    r.poll(6, pause=0.1)
     assert r.texts() == ["x1", "x2", "y1"]
 
 

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 HEAD_BYTES = 64
 READ_BYTES = 1 << 20  # per read: bounds memory; a batch is at most this much text
+ROTATION_SETTLE = 0.25  # a renamed file that stopped growing this long is finished
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip")
 
 
@@ -69,7 +71,7 @@ class _Open:
     fd: int
     dev: int
     ino: int
-    sizes: list = field(default_factory=list)  # sizes seen at the last polls (rotation settling)
+    settled: tuple | None = None  # (size, since when) of a rotated file, to see it stop growing
 
 
 class Follower:
@@ -249,9 +251,11 @@ class Follower:
         if (st.st_dev, st.st_ino) == (cur.dev, cur.ino):
             return [], self.pos
         size = os.fstat(cur.fd).st_size
-        cur.sizes = (cur.sizes + [size])[-2:]
-        if len(cur.sizes) < 2 or cur.sizes[0] != cur.sizes[1]:
-            return [], self.pos  # the writer may still be finishing the old file: look again next poll
+        now = time.monotonic()
+        if cur.settled is None or cur.settled[0] != size:
+            cur.settled = (size, now)
+        if now - cur.settled[1] < ROTATION_SETTLE:
+            return [], self.pos  # the writer may still be finishing the old file: look again
         lines: list[Line] = []
         if size > self.pos.offset:  # an unterminated last line: the writer has moved on
             data = os.pread(cur.fd, min(READ_BYTES, size - self.pos.offset), self.pos.offset)
