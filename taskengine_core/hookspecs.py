@@ -67,8 +67,10 @@ def register_notifiers(register: Callable[..., None]) -> None:
 def register_settings(register: Callable[..., None]) -> None:
     """Register a section of the rule files' ``settings`` block.
 
-    :param register: call ``register(name, schema, *, description="")``; ``name`` is the key
-        under ``settings`` (for example ``email``) and ``schema`` its JSON Schema.
+    :param register: call ``register(name, schema, *, description="", check=None)``;
+        ``name`` is the key under ``settings`` (for example ``email``), ``schema`` its JSON
+        Schema, and ``check(value)`` (optional) yields ``(path, message)`` pairs for what a
+        schema cannot say; ``validate`` reports them at their file and line.
     :return: nothing; items go through ``register``.
     """
 

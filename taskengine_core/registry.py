@@ -37,6 +37,9 @@ class Item:
     description: str
     plugin: PluginInfo
     idempotent: bool = False
+    # settings sections only: ``check(value)`` yields ``(path inside the section, message)`` for
+    # what a JSON Schema cannot say (a regex that does not compile); ``validate`` reports them
+    check: Callable[[Any], Any] | None = None
 
     def as_dict(self) -> dict:
         data = {
@@ -115,11 +118,14 @@ class Registry:
     def settings_registrar(self, plugin: PluginInfo) -> Callable[..., None]:
         """The ``register`` callback handed to a plugin's ``register_settings`` hook."""
 
-        def register(name: str, schema: dict, *, description: str = "") -> None:
+        def register(name: str, schema: dict, *, description: str = "",
+                     check: Callable[[Any], Any] | None = None) -> None:
             _check_name("settings", name, plugin)
+            if check is not None and not callable(check):
+                raise RegistrationError(f"settings {name!r} from plugin {plugin}: check must be callable")
             self.add(
                 Item("settings", name, None, _checked_schema("settings", name, schema, plugin),
-                     description, plugin)
+                     description, plugin, check=check)
             )
 
         return register

@@ -118,10 +118,24 @@ class _Checker:
                 continue
             self.config.settings[key] = value
             self.config.settings_files[key] = doc.file
+        self._plugin_setting_problems(doc, body)
         zone = body.get("timezone")
         if isinstance(zone, str) and not _zone_exists(zone):
             self.problems.append(doc.problem(("settings", "timezone"), f"unknown time zone {zone!r}; expected an IANA name such as Europe/Berlin"))
         self._secret_problems(doc, ("settings",), body)
+
+    def _plugin_setting_problems(self, doc: Document, body: dict) -> None:
+        """What a section's own ``check`` finds (see ``register_settings``), once its schema holds."""
+        for key, value in body.items():
+            item = self.registry.settings.get(key)
+            if item is None or item.check is None or any(True for _ in SchemaCheck(item.schema).errors(value)):
+                continue
+            try:
+                found = list(item.check(value))
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug is reported, not raised
+                found = [((), f"the {item.plugin} plugin could not check this section: {exc}")]
+            for sub, message in found:
+                self.problems.append(doc.problem(("settings", key, *sub), message))
 
     def _add_object(self, doc: Document, section: str, name: Any, spec: Any) -> None:
         path = (section, name)
