@@ -14,7 +14,7 @@ from typing import Iterable
 
 import pluggy
 
-from taskengine_core import __version__, hookspecs
+from taskengine_core import DISTRIBUTION, __version__, hookspecs
 from taskengine_core.registry import PluginInfo, Registry
 
 ENTRY_POINT_GROUP = "taskengine"
@@ -86,7 +86,7 @@ def get_plugin_manager(
         pm.set_blocked(name)
     from taskengine_core import builtin_hooks
 
-    _register(manager, builtin_hooks, PluginInfo("core", "taskengine", __version__))
+    _register(manager, builtin_hooks, PluginInfo("core", DISTRIBUTION, __version__))
     if load_entry_points:
         _load_entry_points(manager)
     for plugin in extra_plugins:

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from taskengine_core import __version__
+
 RULES = """
 settings: {timezone: Europe/Berlin}
 schedules:
@@ -33,8 +35,8 @@ def loaded(run_cli, write_rules):
 
 def test_version_lists_core_and_plugins(run_cli):
     out = run_cli("--version").stdout.splitlines()
-    assert out[0].startswith("taskengine ")
-    assert any(line.strip().startswith("plugin command: taskengine ") for line in out)
+    assert out[0] == f"taskengine-core {__version__}"  # the distribution's name, as on PyPI
+    assert any(line.strip() == f"plugin command: taskengine-core {__version__}" for line in out)
 
 
 def test_version_reads_package_metadata_and_imports_no_plugin():
@@ -45,7 +47,7 @@ def test_version_reads_package_metadata_and_imports_no_plugin():
              "try:\n    main()\nexcept SystemExit:\n    pass\n"
              "print([m for m in ('taskengine_command', 'taskengine_email', 'taskengine_webhook') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert "plugin email: taskengine " in out
+    assert "plugin email: taskengine-core " in out
     assert out.splitlines()[-1] == "[]"
 
 

@@ -7,7 +7,7 @@ import importlib
 
 import click
 
-from taskengine_core import __version__
+from taskengine_core import DISTRIBUTION, __version__
 from taskengine_core.cli._app import App, ErrorBoundaryGroup
 
 # command name -> (module, attribute, one-line help shown by --help without importing it)
@@ -67,7 +67,7 @@ def _print_version(ctx: click.Context, _param, value: bool) -> None:
         return
     from taskengine_core.plugins import installed_plugins
 
-    click.echo(f"taskengine {__version__}")
+    click.echo(f"{DISTRIBUTION} {__version__}")
     for info in installed_plugins():  # from package metadata: no plugin is imported
         click.echo(f"  plugin {info.name}: {info.distribution} {info.version}")
     ctx.exit()
