@@ -90,6 +90,8 @@ def get_plugin_manager(
     if load_entry_points:
         _load_entry_points(manager)
     for plugin in extra_plugins:
+        if pm.is_registered(plugin):
+            continue  # an installed plugin's module, already loaded through its entry point
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
         _register(manager, plugin, PluginInfo(name, "(not installed)", ""))
     return manager
