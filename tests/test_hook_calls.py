@@ -82,3 +82,27 @@ def test_the_first_plugin_registered_keeps_a_name_though_pluggy_calls_it_last():
     assert registry.actions["shared.act"].plugin.name == "first"
     assert "action 'shared.act' from plugin second" in str(caught[0].message)
     assert [b.name for b in manager.broken] == ["second"]
+
+
+class Finished:
+    __name__ = "finished"
+    calls: list = []
+
+    @hookimpl
+    def run_finished(self, run):
+        Finished.calls.append((run.task, run.status))
+
+
+def test_run_finished_fires_once_per_run_not_per_attempt(tmp_path):
+    from taskengine_core.testing import Harness
+
+    Finished.calls = []
+    harness = Harness(tmp_path / "te.db", plugins=[Finished()])
+    try:
+        harness.apply('tasks:\n  flaky: {action: command.run, with: {argv: ["false"]}, '
+                      'retry: {attempts: 3, backoff: 0.01, jitter: false}}\n')
+        run = harness.run_task("flaky")
+    finally:
+        harness.close()
+    assert len(run["attempts"]) == 3
+    assert Finished.calls == [("flaky", "failed")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 from taskengine_core import durations
+from taskengine_core.notify import SCHEMA as NOTIFY_SCHEMA
 from taskengine_core.registry import Registry
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -46,6 +47,7 @@ TASK_SCHEMA = {
             "description": "what happens when the task is triggered while a run is in progress",
         },
         "delete_after_run": {"type": "boolean", "default": False},
+        "notify": NOTIFY_SCHEMA,
     },
 }
 

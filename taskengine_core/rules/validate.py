@@ -158,6 +158,11 @@ class _Checker:
             self.problems.append(doc.problem(("tasks", name, "with", *error.absolute_path, *extra), message))
         for where, problem in self.renderer.check(params):
             self.problems.append(doc.problem(("tasks", name, "with", *_split_path(where)), problem))
+        if "notify" in spec:  # notify: {on: [failed], via: email, to: ...}
+            from taskengine_core.notify import check as check_notify
+
+            for sub, problem in check_notify(spec["notify"], self.registry, self.renderer):
+                self.problems.append(doc.problem(("tasks", name, "notify", *sub), problem))
 
     def _check_schedules(self, doc: Document, name: str, spec: dict) -> None:
         from taskengine_core.recurrence import check_schedule

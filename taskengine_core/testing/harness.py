@@ -68,6 +68,7 @@ class Harness:
         """Evaluate waiting events and run what they (and due schedules) trigger, until nothing
         is left to do."""
         self.engine.run_until_idle(timeout=timeout)
+        self.engine.notifications.wait_idle(timeout)  # notify: messages are sent on a thread
 
     def emit_and_run(self, type: str, data: dict | None = None, **fields: Any) -> list[dict]:  # noqa: A002
         """Emit an event, run until idle, and return the runs it triggered (see :meth:`run`)."""
