@@ -27,6 +27,7 @@ COMMANDS = {
     "graph": ("graph", "graph", "Show how tasks, schedules, events and webhooks link."),
     "install": ("install", "install", "Install plugins with pip."),
     "uninstall": ("install", "uninstall", "Uninstall plugins with pip."),
+    "rules": ("rules", "rules", "Test rule files offline against example events and times."),
 }
 
 

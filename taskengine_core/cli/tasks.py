@@ -67,16 +67,27 @@ def tasks_disable(app: App, name: str) -> None:
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Override a parameter of the task (repeatable).")
 @click.option("--no-wait", is_flag=True, help="Queue the run for the engine and return at once.")
+@click.option("--dry-run", is_flag=True,
+              help="Render the parameters and show what the action would get; run nothing.")
+@click.option("--event", "event_json", metavar="JSON",
+              help='With --dry-run: render as if triggered by this event, e.g. \'{"type": "user.login", "data": {"user": "alice"}}\'.')
 @json_option
 @pass_app
-def tasks_run(app: App, name: str, params: tuple[str, ...], no_wait: bool, as_json: bool) -> None:
+def tasks_run(app: App, name: str, params: tuple[str, ...], no_wait: bool, dry_run: bool,
+              event_json: str | None, as_json: bool) -> None:
     """Run a task now, by hand, even if it is disabled. Waits for the result (retries included)
-    and exits 1 if the run failed."""
+    and exits 1 if the run failed. With --dry-run, only shows what it would do."""
     from taskengine_core.cli._parse import parse_pairs
     from taskengine_core.engine import Engine
     from taskengine_core.task_logs import show_run
 
     overrides = parse_pairs(params, what="--param")
+    if dry_run:
+        from taskengine_core.cli._dry_run import dry_run as show_dry_run
+
+        return show_dry_run(app, name, overrides, event_json, as_json)
+    if event_json is not None:
+        raise click.UsageError("--event goes with --dry-run (a real run by hand has no event)")
     store = app.store()
     engine = Engine(store.path, manager=app.manager, workers=1)
     run_id = engine.queue_run(name, overrides, actor="cli")
