@@ -203,7 +203,12 @@ class Ingress:
         inbox = store.conn.execute("SELECT count(*) FROM events WHERE processed_at IS NULL").fetchone()[0]
         pending, running = store.conn.execute(
             "SELECT sum(status = 'pending'), sum(status = 'running') FROM runs").fetchone()
-        return {"inbox": inbox, "runs_pending": pending or 0, "runs_running": running or 0}
+        counts = {"inbox": inbox, "runs_pending": pending or 0, "runs_running": running or 0}
+        from taskengine_core.holds import current_pause
+
+        if (paused := current_pause(store.conn, self.engine.clock.now())) is not None:
+            counts["paused"] = paused  # since, until, reason, by: runs wait
+        return counts
 
 
 def _check_event(body, *, deep: bool = True, escapes: bool = True) -> tuple[Event | None, web.Response | None]:

@@ -54,6 +54,7 @@ class TaskConfig:
     concurrency: str = DEFAULT_CONCURRENCY
     delete_after_run: bool = False
     notify: tuple = ()  # the task's ``notify`` entries (taskengine_core.notify)
+    tags: tuple = ()  # for blackout windows scoped by tag (taskengine_core.holds)
 
     @property
     def fires(self) -> bool:
@@ -71,6 +72,7 @@ class TaskConfig:
             retry=RetryPolicy.from_spec(spec.get("retry")),
             concurrency=spec.get("concurrency", DEFAULT_CONCURRENCY),
             delete_after_run=bool(spec.get("delete_after_run", False)),
+            tags=tuple(spec.get("tags") or ()),
             notify=tuple(spec["notify"] if isinstance(spec.get("notify"), list) else
                          [spec["notify"]] if spec.get("notify") else ()),
         )

@@ -28,6 +28,8 @@ COMMANDS = {
     "install": ("install", "install", "Install plugins with pip."),
     "uninstall": ("install", "uninstall", "Uninstall plugins with pip."),
     "rules": ("rules", "rules", "Test rule files offline against example events and times."),
+    "pause": ("pause", "pause", "Hold every run (events are still accepted); audited."),
+    "resume": ("pause", "resume", "End a pause: waiting runs are due at once."),
 }
 
 

@@ -121,6 +121,12 @@ class _Checker:
         zone = body.get("timezone")
         if isinstance(zone, str) and not _zone_exists(zone):
             self.problems.append(doc.problem(("settings", "timezone"), f"unknown time zone {zone!r}; expected an IANA name such as Europe/Berlin"))
+        if "blackouts" in body:  # schedules and durations of blackout windows
+            from taskengine_core.holds import check_blackouts
+
+            zone = body.get("timezone") if isinstance(body.get("timezone"), str) and _zone_exists(body["timezone"]) else "UTC"
+            for sub, problem in check_blackouts(body["blackouts"], zone):
+                self.problems.append(doc.problem(("settings", "blackouts", *sub), problem))
         self._secret_problems(doc, ("settings",), body)
 
     def _add_object(self, doc: Document, section: str, name: Any, spec: Any) -> None:
