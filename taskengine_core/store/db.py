@@ -9,10 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import sqlite_utils
-
 from taskengine_core.errors import StoreError
 from taskengine_core.store.checkpoint import AUTOCHECKPOINT_PAGES, checkpointed_here
+from taskengine_core.store.quick import LazyDatabase, migrations_current
 
 DB_ENV = "TASKENGINE_DB"
 HOME_ENV = "TASKENGINE_HOME"
@@ -90,7 +89,7 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open database {self.path}: {exc}") from None
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
+        self.db = LazyDatabase(conn)  # sqlite-utils is imported when first needed (fast CLI start)
         self._lock = threading.RLock()
         self._real_path = os.path.realpath(self.path)
         self._file_lock = _write_lock(self._real_path)
@@ -99,6 +98,8 @@ class Store:
             self.migrate()
 
     def migrate(self) -> None:
+        if migrations_current(self.conn):
+            return  # nothing to apply, and sqlite-utils not even imported (fast CLI start)
         from taskengine_core.store.migrations import MIGRATIONS
 
         if self.read_only:
