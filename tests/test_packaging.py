@@ -100,6 +100,20 @@ def test_the_installed_wheel_runs_version(wheel_venv):
     assert all(Path(p).is_relative_to(wheel_venv) for p in where), where
 
 
+def test_every_module_of_the_installed_wheel_imports(wheel_venv):
+    """A subpackage left out of setup.cfg's packages is missing from the wheel: its import fails."""
+    code = ("import importlib, pkgutil, taskengine_core\n"
+            "names = [m.name for m in pkgutil.walk_packages(taskengine_core.__path__, 'taskengine_core.')\n"
+            "         if not m.name.endswith('__main__')]\n"
+            "for name in names:\n    importlib.import_module(name)\n"
+            "print(len(names))")
+    result = subprocess.run([str(wheel_venv / "bin" / "python"), "-c", code], capture_output=True, text=True,
+                            cwd=wheel_venv, timeout=120)
+    assert result.returncode == 0, result.stderr
+    source = [p for p in (ROOT / "taskengine_core").rglob("*.py") if p.name != "__main__.py"]
+    assert int(result.stdout) == len(source) - 1  # every module but taskengine_core/__init__.py
+
+
 def test_the_installed_wheel_validates_the_shipped_rules(wheel_venv, tmp_path):
     result = _run(wheel_venv, "--db", str(tmp_path / "t.db"), "validate", str(ROOT / "rules"))
     assert result.returncode == 0, result.stdout + result.stderr
