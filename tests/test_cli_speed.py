@@ -52,12 +52,17 @@ def test_an_invalid_event_still_gets_the_schema_message(migrated):
     assert "jsonschema" in loaded  # only now, to explain the error
 
 
-def test_help_lists_plugin_commands_from_a_cache_after_the_first_run(tmp_path, isolated_home):
+def installed(fixture: str, tmp_path: Path) -> tuple[Path, dict]:
+    """A test plugin installed with pip into a folder, and an environment that sees it."""
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "--isolated", "install", "--quiet", "--no-deps",
                     "--no-build-isolation", "--no-index", "--target", str(site),
-                    str(Path(__file__).parent / "fixtures" / "example_plugin")], check=True, capture_output=True)
-    env = {**os.environ, "PYTHONPATH": str(site)}
+                    str(Path(__file__).parent / "fixtures" / fixture)], check=True, capture_output=True)
+    return site, {**os.environ, "PYTHONPATH": str(site)}
+
+
+def test_help_lists_plugin_commands_from_a_cache_after_the_first_run(tmp_path, isolated_home):
+    site, env = installed("example_plugin", tmp_path)
     first, out = loaded_by("--help", env=env, cwd=tmp_path)
     assert "pluggy" in first and "  hello " in out
     second, out = loaded_by("--help", env=env, cwd=tmp_path)
@@ -74,11 +79,7 @@ def test_help_lists_plugin_commands_from_a_cache_after_the_first_run(tmp_path, i
 
 
 def test_a_broken_plugins_warning_is_repeated_from_the_cache(tmp_path, isolated_home):
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "--isolated", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--no-index", "--target", str(site),
-                    str(Path(__file__).parent / "fixtures" / "broken_plugin")], check=True, capture_output=True)
-    env = {**os.environ, "PYTHONPATH": str(site)}
+    _, env = installed("broken_plugin", tmp_path)
     for _ in range(2):
         result = subprocess.run([sys.executable, "-m", "taskengine_core", "--help"], env=env, cwd=tmp_path,
                                 capture_output=True, text=True, timeout=60)
