@@ -198,3 +198,17 @@ def test_bad_blackouts_fail_validation_with_their_path(tmp_path):
     assert "settings.blackouts[0].schedule.cron" in shown
     assert "settings.blackouts[1].duration  expected a duration" in shown
     assert "settings.blackouts[2].policy" in shown and "'later'" in shown
+
+
+def test_a_blackout_naming_an_unknown_task_fails_validation(tmp_path):
+    harness = Harness(tmp_path / "te.db")
+    with pytest.raises(RuleFileError) as caught:
+        harness.apply("""
+            settings:
+              blackouts: [{name: a, schedule: {cron: "0 1 * * *"}, duration: 1h, tasks: [deploy-ap]}]
+            tasks:
+              deploy-app: {action: command.run, with: {argv: [deploy]}}
+        """)
+    [problem] = caught.value.problems
+    assert str(problem).endswith("settings.blackouts[0].tasks[0]  blackout window refers to task 'deploy-ap', "
+                                 "which is not defined; did you mean 'deploy-app'?")

@@ -127,6 +127,7 @@ class _Checker:
             zone = body.get("timezone") if isinstance(body.get("timezone"), str) and _zone_exists(body["timezone"]) else "UTC"
             for sub, problem in check_blackouts(body["blackouts"], zone):
                 self.problems.append(doc.problem(("settings", "blackouts", *sub), problem))
+            self._blackouts_doc = doc  # its task names are checked with the other references
         self._secret_problems(doc, ("settings",), body)
 
     def _add_object(self, doc: Document, section: str, name: Any, spec: Any) -> None:
@@ -208,12 +209,30 @@ class _Checker:
                     self._dangling(task, ("with", *param_path), KIND[section], value, section)
                 elif section == "webhooks":
                     config.task_webhooks.add((name, value))
+        self._check_blackout_tasks()
         for name, rule in objects["events"].items():
             for i, ref in enumerate(rule.spec.get("tasks") or ()):
                 if ref in objects["tasks"]:
                     config.task_events.add((ref, name))
                 else:
                     self._dangling(rule, ("tasks", i), "task", ref, "tasks")
+
+    def _check_blackout_tasks(self) -> None:
+        """settings.blackouts[n].tasks must name tasks: a typo would hold nothing, silently."""
+        doc = getattr(self, "_blackouts_doc", None)
+        blackouts = self.config.settings.get("blackouts")
+        if doc is None or not isinstance(blackouts, list):
+            return
+        known = sorted(self.config.objects["tasks"])
+        for n, blackout in enumerate(blackouts):
+            names = blackout.get("tasks") if isinstance(blackout, dict) else None
+            for i, ref in enumerate(names if isinstance(names, list) else ()):
+                if isinstance(ref, str) and ref not in self.config.objects["tasks"]:
+                    hint = _closest(ref, known)
+                    self.problems.append(doc.problem(
+                        ("settings", "blackouts", n, "tasks", i),
+                        f"blackout window refers to task {ref!r}, which is not defined"
+                        + (f"; did you mean {hint!r}?" if hint else "; define it under 'tasks:'")))
 
     def _dangling(self, owner: Definition, sub: tuple, kind: str, ref: str, section: str) -> None:
         known = sorted(self.config.objects[section])
