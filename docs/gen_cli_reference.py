@@ -21,7 +21,7 @@ import click
 
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "cli.md"
-BUILTIN_DISTRIBUTION = "taskengine"
+BUILTIN_DISTRIBUTION = "taskengine-core"
 
 INTRO = """\
 Every command and option of `taskengine`, generated from the command tree itself (`taskengine

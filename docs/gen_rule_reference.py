@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "rule-reference.md"
-BUILTIN_DISTRIBUTION = "taskengine"
+BUILTIN_DISTRIBUTION = "taskengine-core"
 SECTION_ORDER = ("settings", "schedules", "webhooks", "tasks", "events")
 SECTION_INTRO = {
     "settings": "One block of engine-wide settings. Each plugin may add a section of its own "
@@ -36,7 +36,7 @@ SECTION_INTRO = {
 
 
 def builtin_registry():
-    """The registry of the plugins shipped in the ``taskengine`` distribution only."""
+    """The registry of the plugins shipped in the ``taskengine-core`` distribution only."""
     os.environ.pop("TASKENGINE_DISABLE_PLUGINS", None)
     from taskengine_core.plugins import get_plugin_manager
     from taskengine_core.registry import Registry

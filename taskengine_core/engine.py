@@ -56,8 +56,12 @@ class Engine:
                                state_store=self._thread_store)
         self.evaluator = Evaluator(self.clock)
         self.scheduler = Scheduler(self.store, self.clock)
+        from taskengine_core.notify import HooksWithNotifications, RunNotifications
+
+        self.notifications = RunNotifications(self)  # a task's notify: on its outcome
         self.executor = Executor(self.store, runner, clock=self.clock, workers=workers,
-                                 hook=self.manager.hook, wake=self.wake)
+                                 hook=HooksWithNotifications(self.manager.hook, self.notifications),
+                                 wake=self.wake)
         self.info = self._engine_info(None)
         self._loop_thread: threading.Thread | None = None
         self._sources: list[tuple[threading.Thread, SourceContext]] = []
@@ -195,6 +199,7 @@ class Engine:
         if self._loop_thread is not None:
             self._loop_thread.join()
         self.executor.stop(grace)
+        self.notifications.stop()
         for thread, _ in self._sources:
             thread.join(timeout=5)
         if self._checkpointer is not None:

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from taskengine_core.clock import Clock, from_iso, to_iso
 from taskengine_core.context import RunInfo
+from taskengine_core.holds import hold_runs, seconds_until_resume
 from taskengine_core.model import Runtime
 from taskengine_core.runs import (Claimed, Outcome, claim_due, find_orphans, lease_owner,
                                   record_outcomes, renew_leases)
@@ -184,7 +185,9 @@ class Executor:
             "SELECT min(not_before) FROM runs WHERE status = 'pending'").fetchone()
         if not row or row[0] is None:
             return None
-        return max(0.0, (from_iso(row[0]) - self.clock.now()).total_seconds())
+        due = max(0.0, (from_iso(row[0]) - self.clock.now()).total_seconds())
+        held = seconds_until_resume(self.store.conn, self.clock.now())  # paused: None or until when
+        return None if held is None else max(due, held)
 
     def idle(self) -> bool:
         return not self._active() and self._done.empty()
@@ -244,7 +247,9 @@ class Executor:
                     listens = self._runtime.listens if self._runtime else (lambda _type: True)
                     ended = record_outcomes(db.conn, outcomes, now, self.rng,
                                             self.runner.secrets.redactor.scrub, listens)
-                if claiming:
+                # paused, or in a blackout window: runs wait (taskengine_core.holds); a run by hand
+                # in the foreground (only=) is not held
+                if claiming and (only is not None or not hold_runs(db.conn, runtime, now)):
                     claimed, to_cancel = claim_due(db.conn, runtime, now, self.owner, self.lease, free,
                                                    only=only, extra_busy=stuck)
         except BaseException as exc:

@@ -48,6 +48,8 @@ class HealthCheck:
         body = {"status": "ok", "version": __version__}
         for key in ("inbox", "runs_pending", "runs_running"):
             body[key] = counts[key] if counts else None
+        if counts and counts["paused"] is not None:  # shown only while paused
+            body["paused"] = counts["paused"]
         body["loop"] = self._loop(counts, reasons)
         if reasons:
             body["status"], body["reasons"] = "failing", reasons
@@ -77,12 +79,17 @@ class HealthCheck:
         return state
 
     def _read(self) -> dict:
+        from taskengine_core.holds import current_pause
+
         with self._lock:
             if self._conn is None:
                 path = quote(os.path.abspath(self.engine.db_path))
                 self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=READ_TIMEOUT,
                                              check_same_thread=False, isolation_level=None)
-            return health_counts(self._conn, to_iso(self.engine.clock.now()))
+            now = self.engine.clock.now()
+            counts = health_counts(self._conn, to_iso(now))
+            counts["paused"] = current_pause(self._conn, now)  # since, until, reason, by: runs wait
+            return counts
 
     def close(self) -> None:
         with self._lock:

@@ -55,10 +55,15 @@ def register_triggers(register: Callable[..., None]) -> None:
 def register_notifiers(register: Callable[..., None]) -> None:
     """Register notifiers: ways to tell a person something (email, chat, ...).
 
+    Rule files use them with ``notify: {on: [failed], via: NAME, to: ...}`` on a task: when a
+    run ends in a listed state the engine renders the message and calls the notifier (see
+    :mod:`taskengine_core.notify`).
+
     :param register: call ``register(name, func, *, schema=None, description="")``.
-        ``func(message, settings)`` delivers ``message`` (a dict with ``subject``, ``text`` and
-        ``to``) using the notifier's resolved ``settings``; it raises
-        :class:`~taskengine_core.errors.ActionError` on failure.
+        ``func(message, settings)`` delivers ``message`` (a dict with ``subject``, ``text``,
+        ``to`` and ``run_id``) using the settings section named after the notifier, secrets
+        resolved; it raises :class:`~taskengine_core.errors.ActionError` on failure
+        (``retryable`` decides whether it is tried again).
     :return: nothing; items go through ``register``.
     """
 
@@ -126,7 +131,8 @@ def engine_stopping(engine: "EngineInfo") -> None:
 
 @hookspec
 def run_finished(run: "RunInfo") -> Any:
-    """Called after a run reaches a final state (succeeded, failed, cancelled).
+    """Called once per run, after it reaches a final state (succeeded, failed, cancelled,
+    interrupted); a failed attempt that will be retried does not call it.
 
     A plugin failure here is logged and does not change the run's outcome.
 

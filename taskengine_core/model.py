@@ -53,6 +53,8 @@ class TaskConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     concurrency: str = DEFAULT_CONCURRENCY
     delete_after_run: bool = False
+    notify: tuple = ()  # the task's ``notify`` entries (taskengine_core.notify)
+    tags: tuple = ()  # for blackout windows scoped by tag (taskengine_core.holds)
 
     @property
     def fires(self) -> bool:
@@ -70,6 +72,9 @@ class TaskConfig:
             retry=RetryPolicy.from_spec(spec.get("retry")),
             concurrency=spec.get("concurrency", DEFAULT_CONCURRENCY),
             delete_after_run=bool(spec.get("delete_after_run", False)),
+            tags=tuple(spec.get("tags") or ()),
+            notify=tuple(spec["notify"] if isinstance(spec.get("notify"), list) else
+                         [spec["notify"]] if spec.get("notify") else ()),
         )
 
 

@@ -14,7 +14,8 @@ from typing import Iterable
 
 import pluggy
 
-from taskengine_core import __version__, hookspecs
+from taskengine_core import DISTRIBUTION, __version__, hookspecs
+from taskengine_core.errors import RegistrationError
 from taskengine_core.registry import PluginInfo, Registry
 
 ENTRY_POINT_GROUP = "taskengine"
@@ -86,10 +87,12 @@ def get_plugin_manager(
         pm.set_blocked(name)
     from taskengine_core import builtin_hooks
 
-    _register(manager, builtin_hooks, PluginInfo("core", "taskengine", __version__))
+    _register(manager, builtin_hooks, PluginInfo("core", DISTRIBUTION, __version__))
     if load_entry_points:
         _load_entry_points(manager)
     for plugin in extra_plugins:
+        if pm.is_registered(plugin):
+            continue  # an installed plugin's module, already loaded through its entry point
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
         _register(manager, plugin, PluginInfo(name, "(not installed)", ""))
     return manager
@@ -144,7 +147,9 @@ def _load_entry_points(manager: PluginManager) -> None:
 
 
 def build_registry(manager: PluginManager) -> Registry:
-    """Call every registration hook, one plugin at a time, so each item knows its plugin."""
+    """Call every registration hook through pluggy's own call loop (so ``wrapper=True``
+    implementations run around the others, as in any hook call); each item is credited to the
+    plugin whose implementation registered it."""
     registry = Registry()
     registry.plugin_secret_schemes = any(
         manager.plugin_info(impl.plugin).name != "core"
@@ -155,20 +160,109 @@ def build_registry(manager: PluginManager) -> Registry:
         ("register_notifiers", "notifier"),
         ("register_settings", "settings"),
     ):
-        caller = getattr(manager.pm.hook, hook_name)
-        # registration order: the core, then installed plugins, then extras; the first to
-        # register a name keeps it and a later duplicate is reported against its plugin
-        for impl in caller.get_hookimpls():
-            info = manager.plugin_info(impl.plugin)
-            if kind == "settings":
-                register = registry.settings_registrar(info)
-            else:
-                register = registry.callable_registrar(kind, info)
-            try:
-                impl.function(register=register)
-            except Exception as exc:  # noqa: BLE001 - report the plugin, keep the CLI working
-                broken = BrokenPlugin(info.name, info.distribution, f"{type(exc).__name__}: {exc}")
-                manager.broken.append(broken)
-                warnings.warn(broken.advice(), PluginLoadWarning, stacklevel=2)
+        _RegistrationCall(manager, registry, kind).call(getattr(manager.pm.hook, hook_name))
     return registry
 
+
+class _RegistrationCall:
+    """One registration hook call. pluggy calls the newest plugin first, but the first plugin
+    registered (the core, then installed plugins, then extras) keeps a name and a later
+    duplicate is reported against its own plugin, whatever the call order."""
+
+    def __init__(self, manager: PluginManager, registry: Registry, kind: str) -> None:
+        self.manager, self.registry, self.kind = manager, registry, kind
+        self.current: list[PluginInfo] = []  # whose implementation is running
+        self.order = {name: n for n, name in enumerate(manager.info)}
+        self.failed: set[str] = set()
+
+    def call(self, caller) -> None:
+        originals = [(impl, impl.function) for impl in caller.get_hookimpls()]
+        for impl, function in originals:
+            info = self.manager.plugin_info(impl.plugin)
+            if impl.wrapper:
+                impl.function = self._wrapper(function, info)
+            elif not impl.hookwrapper:
+                impl.function = self._plain(function, info)
+        try:
+            caller(register=self.register)
+        except Exception as exc:  # noqa: BLE001 - a wrapper failed; it is reported already
+            if not self.failed:
+                self.broken(self.current[-1] if self.current else PluginInfo("?", "(unknown)", ""), exc)
+        finally:
+            for impl, function in originals:
+                impl.function = function
+
+    def register(self, name, *args, **kwargs) -> None:
+        info = self.current[-1] if self.current else PluginInfo("?", "(unknown)", "")
+        registrar = (self.registry.settings_registrar(info) if self.kind == "settings"
+                     else self.registry.callable_registrar(self.kind, info))
+        existing = self.registry.items[self.kind].get(name) if isinstance(name, str) else None
+        if existing is not None and self._rank(existing.plugin) > self._rank(info):
+            # registered earlier in this call but by a plugin that came later: it yields
+            del self.registry.items[self.kind][name]
+            try:
+                registrar(name, *args, **kwargs)
+            except Exception:
+                self.registry.items[self.kind][name] = existing
+                raise
+            try:
+                self.registry.add(existing)
+            except RegistrationError as exc:
+                self.broken(existing.plugin, exc)
+            return
+        registrar(name, *args, **kwargs)
+
+    def _rank(self, info: PluginInfo) -> int:
+        return self.order.get(info.name, len(self.order))
+
+    def broken(self, info: PluginInfo, exc: BaseException) -> None:
+        self.failed.add(info.name)
+        broken = BrokenPlugin(info.name, info.distribution, f"{type(exc).__name__}: {exc}")
+        self.manager.broken.append(broken)
+        warnings.warn(broken.advice(), PluginLoadWarning, stacklevel=4)
+
+    def _plain(self, function, info: PluginInfo):
+        def attributed(*args, **kwargs):
+            self.current.append(info)
+            try:
+                return function(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - report the plugin, keep the CLI working
+                self.broken(info, exc)
+                return None
+            finally:
+                self.current.pop()
+
+        return attributed
+
+    def _wrapper(self, function, info: PluginInfo):
+        """A new-style wrapper, driven step by step so that what it registers before and
+        after its ``yield`` is credited to its plugin."""
+
+        def attributed(*args, **kwargs):
+            self.current.append(info)
+            try:
+                steps = function(*args, **kwargs)
+                value = next(steps)
+            except Exception as exc:
+                self.broken(info, exc)
+                raise
+            finally:
+                self.current.pop()
+            while True:
+                try:
+                    sent, failure = (yield value), None
+                except BaseException as exc:  # noqa: BLE001 - handed to the wrapper, as pluggy does
+                    sent, failure = None, exc
+                self.current.append(info)
+                try:
+                    value = steps.throw(failure) if failure is not None else steps.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+                except Exception as exc:
+                    if exc is not failure:
+                        self.broken(info, exc)
+                    raise
+                finally:
+                    self.current.pop()
+
+        return attributed

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from taskengine_core import __version__
+
 RULES = """
 settings: {timezone: Europe/Berlin}
 schedules:
@@ -33,8 +35,8 @@ def loaded(run_cli, write_rules):
 
 def test_version_lists_core_and_plugins(run_cli):
     out = run_cli("--version").stdout.splitlines()
-    assert out[0].startswith("taskengine ")
-    assert any(line.strip().startswith("plugin command: taskengine ") for line in out)
+    assert out[0] == f"taskengine-core {__version__}"  # the distribution's name, as on PyPI
+    assert any(line.strip() == f"plugin command: taskengine-core {__version__}" for line in out)
 
 
 def test_version_reads_package_metadata_and_imports_no_plugin():
@@ -45,7 +47,7 @@ def test_version_reads_package_metadata_and_imports_no_plugin():
              "try:\n    main()\nexcept SystemExit:\n    pass\n"
              "print([m for m in ('taskengine_command', 'taskengine_email', 'taskengine_webhook') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert "plugin email: taskengine " in out
+    assert "plugin email: taskengine-core " in out
     assert out.splitlines()[-1] == "[]"
 
 
@@ -228,24 +230,41 @@ def test_graph_in_mermaid_and_dot(loaded):
 
 
 def test_install_and_uninstall_a_plugin_with_pip(tmp_path):
-    """A real pip install into a throwaway virtual environment that sees this one's packages."""
+    """A real pip install into a throwaway virtual environment that sees this one's packages
+    (tests/venvs.py), offline: pip is isolated from user configuration, has no index, and builds
+    with the setuptools already installed. Options pip knows and click does not pass through."""
+    import shutil
     from pathlib import Path
 
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    plugin = Path(__file__).parent / "fixtures" / "example_plugin"
-    # offline: no index, and build with the setuptools already installed (pip reads
-    # PIP_NO_BUILD_ISOLATION=0 as "do not isolate the build")
-    env = {**os.environ, "PIP_NO_BUILD_ISOLATION": "0", "PIP_NO_INDEX": "1"}
+    from tests.venvs import make_venv
+
+    python = make_venv(tmp_path / "venv")
+    plugin = shutil.copytree(Path(__file__).parent / "fixtures" / "example_plugin", tmp_path / "example")
+    offline = ("--isolated", "--no-index", "--no-build-isolation", "--quiet")
 
     def taskengine(*args):
-        return subprocess.run([str(python), "-m", "taskengine_core", *args], env=env,
-                              capture_output=True, text=True)
+        return subprocess.run([str(python), "-m", "taskengine_core", *args],
+                              capture_output=True, text=True, cwd=tmp_path)
 
-    installed = taskengine("install", str(plugin))
+    def listed():
+        return {p["name"]: p for p in json.loads(taskengine("plugins", "--json").stdout)}
+
+    installed = taskengine("install", *offline, str(plugin))
     assert installed.returncode == 0, installed.stderr
-    assert "example" in {p["name"] for p in json.loads(taskengine("plugins", "--json").stdout)}
-    removed = taskengine("uninstall", "--yes", "taskengine-example")
+    assert listed()["example"]["distribution"] == "taskengine-example"
+    removed = taskengine("uninstall", "--isolated", "--yes", "taskengine-example")
     assert removed.returncode == 0, removed.stderr
-    assert "example" not in {p["name"] for p in json.loads(taskengine("plugins", "--json").stdout)}
+    assert "example" not in listed()
+
+    # -e PATH: an editable install from a source folder, as docs/plugins.md says
+    editable = taskengine("install", *offline, "-e", str(plugin))
+    assert editable.returncode == 0, editable.stderr
+    assert listed()["example"]["version"] == "1.2.3"
+    assert taskengine("uninstall", "--isolated", "--yes", "taskengine-example").returncode == 0
+    assert "example" not in listed()
+
+
+def test_install_without_a_package_is_a_usage_error(run_cli):
+    result = run_cli("install", "-U")
+    assert result.exit_code == 2
+    assert "name a package to install, or a source folder with -e PATH" in result.stderr

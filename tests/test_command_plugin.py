@@ -93,7 +93,7 @@ def test_discovered_through_the_real_entry_point():
     from taskengine_core.plugins import get_plugin_manager
 
     item = get_plugin_manager().registry().actions["command.run"]
-    assert item.plugin.distribution == "taskengine"
+    assert item.plugin.distribution == "taskengine-core"
     assert item.idempotent is False
     assert item.func({"argv": ["echo", "via", "registry"]}, ctx())["stdout"] == "via registry\n"
 

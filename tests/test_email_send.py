@@ -57,7 +57,7 @@ def test_register_notifiers_and_discovery_through_the_entry_point(smtp_server):
     from taskengine_core.plugins import get_plugin_manager
 
     registry = get_plugin_manager().registry()
-    assert registry.actions["email.send"].plugin.distribution == "taskengine"
+    assert registry.actions["email.send"].plugin.distribution == "taskengine-core"
     assert "email" in registry.settings
     server = smtp_server()
     notifier = registry.notifiers["email"].func

@@ -79,7 +79,7 @@ def test_emit_run_logged_end_to_end(applied, run_cli, engine_factory, db_path):
     assert run["status"] == "succeeded" and run["event_id"] == event_id and run["rule"] == "alice-login"
     assert json.loads(run["output"])["stdout"] == "hello alice from cli\n"
     (attempt,) = attempts(db_path, run["id"])
-    assert attempt["outcome"] == "succeeded" and attempt["plugin"] == "taskengine"
+    assert attempt["outcome"] == "succeeded" and attempt["plugin"] == "taskengine-core"
     assert [d["decision"] for d in decisions(db_path, event_id=event_id)] == ["matched"]
     assert decisions(db_path, event_id=other) == []
 

@@ -99,7 +99,7 @@ def test_register_actions():
     registry = get_plugin_manager(extra_plugins=[Everything()]).registry()
     item = registry.actions["every.act"]
     assert (item.plugin.name, item.description, item.schema) == ("everything", "does everything", {"type": "object"})
-    assert registry.actions["command.run"].plugin.distribution == "taskengine"
+    assert registry.actions["command.run"].plugin.distribution == "taskengine-core"
 
 
 def test_register_triggers():
@@ -213,7 +213,7 @@ def test_installed_example_plugin_is_listed_and_validates(with_installed, run_cl
     assert by_name["example"]["actions"] == ["example.greet"]
     assert by_name["example"]["settings"] == ["example"]
     assert by_name["command"]["actions"] == ["command.run"]
-    assert by_name["command"]["distribution"] == "taskengine"
+    assert by_name["command"]["distribution"] == "taskengine-core"
     good = write_rules("tasks:\n  hi: {action: example.greet, with: {name: ops}}\n")
     assert run_cli("validate", good).exit_code == 0
     bad = write_rules("tasks:\n  hi: {action: example.greet, with: {name: ops, times: 0}}\n", "bad.yaml")

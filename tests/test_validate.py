@@ -71,7 +71,7 @@ def test_every_schema_error_is_reported_with_its_position(run_cli, write_rules):
     assert result.stderr.splitlines() == [
         f"{path}:2:3  tasks.no-action  missing required key 'action'",
         f"{path}:6:5  tasks.typo.enabeld  unknown key 'enabeld'; expected one of: action, concurrency, "
-        "delete_after_run, description, enabled, events, retry, schedules, timeout, with",
+        "delete_after_run, description, enabled, events, notify, retry, schedules, tags, timeout, with",
         f"{path}:10:5  tasks.bad-timeout.timeout  expected a duration of at most 100 years: seconds, or a string such as "
         "90s, 15m, 2h, 30d, 1w, 1h30m; got a string 'soon'",
         f"{path}:14:5  tasks.bad-policy.concurrency  expected one of: parallel, queue, skip, replace; "

@@ -7,7 +7,7 @@ import importlib
 
 import click
 
-from taskengine_core import __version__
+from taskengine_core import DISTRIBUTION, __version__
 from taskengine_core.cli._app import App, ErrorBoundaryGroup
 
 # command name -> (module, attribute, one-line help shown by --help without importing it)
@@ -27,6 +27,9 @@ COMMANDS = {
     "graph": ("graph", "graph", "Show how tasks, schedules, events and webhooks link."),
     "install": ("install", "install", "Install plugins with pip."),
     "uninstall": ("install", "uninstall", "Uninstall plugins with pip."),
+    "rules": ("rules", "rules", "Test rule files offline against example events and times."),
+    "pause": ("pause", "pause", "Hold every run (events are still accepted); audited."),
+    "resume": ("pause", "resume", "End a pause: waiting runs are due at once."),
 }
 
 
@@ -35,7 +38,7 @@ class LazyGroup(ErrorBoundaryGroup):
     collected per invocation, so the module-level group is never changed."""
 
     def list_commands(self, ctx):
-        return sorted(set(COMMANDS) | set(_plugin_commands(ctx)))
+        return sorted(set(COMMANDS) | {name for name, _ in _plugin_command_help(ctx)})
 
     def get_command(self, ctx, name):
         if name in COMMANDS:
@@ -45,7 +48,7 @@ class LazyGroup(ErrorBoundaryGroup):
 
     def format_commands(self, ctx, formatter):
         rows = [(name, COMMANDS[name][2]) for name in sorted(COMMANDS)]
-        rows += [(name, cmd.get_short_help_str(60)) for name, cmd in _plugin_commands(ctx).items()]
+        rows += _plugin_command_help(ctx)
         with formatter.section("Commands"):
             formatter.write_dl(sorted(rows))
 
@@ -62,12 +65,29 @@ def _plugin_commands(ctx: click.Context) -> dict[str, click.Command]:
     return app.plugin_commands
 
 
+def _plugin_command_help(ctx: click.Context) -> list[tuple[str, str]]:
+    """(name, short help) of plugin commands: from the cache when it is valid (no plugin is
+    loaded, so --help starts fast), else from the plugins, and then cached."""
+    from taskengine_core.cli import _help_cache
+
+    app = ctx.find_root().ensure_object(App)
+    if app.plugin_commands is None and (cached := _help_cache.load()) is not None:
+        for warning in cached["warnings"]:
+            click.echo(warning, err=True)
+        return [tuple(row) for row in cached["commands"]]
+    commands = _plugin_commands(ctx)
+    rows = [(name, cmd.get_short_help_str(60)) for name, cmd in commands.items()]
+    warnings = [f"warning: {b.advice()}" for b in app.manager.broken]
+    _help_cache.save(rows, warnings, [f for cmd in commands.values() for f in _help_cache.source_files(cmd)])
+    return rows
+
+
 def _print_version(ctx: click.Context, _param, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
     from taskengine_core.plugins import installed_plugins
 
-    click.echo(f"taskengine {__version__}")
+    click.echo(f"{DISTRIBUTION} {__version__}")
     for info in installed_plugins():  # from package metadata: no plugin is imported
         click.echo(f"  plugin {info.name}: {info.distribution} {info.version}")
     ctx.exit()

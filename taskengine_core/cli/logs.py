@@ -40,6 +40,10 @@ def logs_list(app: App, task=None, status=None, since=None, limit=50, as_json=Fa
             row["duration"] = f"{row['duration']:.3f}s"
     emit_rows(rows, ["id", "task", "status", "trigger", "created_at", "duration", "attempts", "error"],
               as_json=as_json, empty="no runs match")
+    from taskengine_core.holds import pause_note
+
+    if note := pause_note(app.store().conn):  # why pending runs are not starting
+        click.echo(note, err=True)
 
 
 def _trigger_text(row: dict) -> str:

@@ -67,19 +67,34 @@ def tasks_disable(app: App, name: str) -> None:
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Override a parameter of the task (repeatable).")
 @click.option("--no-wait", is_flag=True, help="Queue the run for the engine and return at once.")
-@click.option("--event", "event_id", metavar="EVENT_ID",
-              help="Run it for this stored event: its templates see it as 'event'.")
+@click.option("--dry-run", is_flag=True,
+              help="Render the parameters and show what the action would get; run nothing.")
+@click.option("--event", "event_ref", metavar="EVENT_ID|JSON",
+              help="Run it for this stored event (its id): its templates see it as 'event'. With "
+                   "--dry-run also an event given as JSON, e.g. '{\"type\": \"user.login\", "
+                   "\"data\": {\"user\": \"alice\"}}'.")
 @json_option
 @pass_app
-def tasks_run(app: App, name: str, params: tuple[str, ...], no_wait: bool, as_json: bool,
-              event_id: str | None = None) -> None:
+def tasks_run(app: App, name: str, params: tuple[str, ...], no_wait: bool, dry_run: bool,
+              event_ref: str | None, as_json: bool) -> None:
     """Run a task now, by hand, even if it is disabled. Waits for the result (retries included)
-    and exits 1 if the run failed."""
+    and exits 1 if the run failed. With --dry-run, only shows what it would do."""
     from taskengine_core.cli._parse import parse_pairs
     from taskengine_core.engine import Engine
     from taskengine_core.task_logs import show_run
 
     overrides = parse_pairs(params, what="--param")
+    given_json = event_ref is not None and event_ref.lstrip().startswith("{")
+    if dry_run:
+        from taskengine_core.cli._dry_run import dry_run as show_dry_run
+        from taskengine_core.cli._dry_run import parse_event, stored_event
+
+        event = parse_event(event_ref) if given_json else stored_event(app, event_ref) if event_ref else None
+        return show_dry_run(app, name, overrides, event, as_json)
+    if given_json:
+        raise click.UsageError("--event JSON goes with --dry-run; a real run takes the id of a stored "
+                               "event (see 'taskengine logs list', 'taskengine emit')")
+    event_id = event_ref
     store = app.store()
     engine = Engine(store.path, manager=app.manager, workers=1)
     run_id = engine.queue_run(name, overrides, actor="cli", event_id=event_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 
 from taskengine_core import durations
+from taskengine_core.holds import BLACKOUT_SCHEMA
+from taskengine_core.notify import SCHEMA as NOTIFY_SCHEMA
 from taskengine_core.registry import Registry
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -46,6 +48,9 @@ TASK_SCHEMA = {
             "description": "what happens when the task is triggered while a run is in progress",
         },
         "delete_after_run": {"type": "boolean", "default": False},
+        "notify": NOTIFY_SCHEMA,
+        "tags": {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True,
+                 "description": "labels; settings.blackouts can hold tasks by tag"},
     },
 }
 
@@ -124,6 +129,7 @@ def core_settings_properties() -> dict:
         "timezone": {"type": "string", "description": "default IANA time zone of schedules"},
         "retention": {**DURATION, "title": "how long finished runs and events are kept"},
         "workers": {"type": "integer", "minimum": 1, "maximum": 256},
+        "blackouts": BLACKOUT_SCHEMA,
         "ingress": {
             "type": "object",
             "additionalProperties": False,

@@ -122,6 +122,13 @@ class _Checker:
         zone = body.get("timezone")
         if isinstance(zone, str) and not _zone_exists(zone):
             self.problems.append(doc.problem(("settings", "timezone"), f"unknown time zone {zone!r}; expected an IANA name such as Europe/Berlin"))
+        if "blackouts" in body:  # schedules and durations of blackout windows
+            from taskengine_core.holds import check_blackouts
+
+            zone = body.get("timezone") if isinstance(body.get("timezone"), str) and _zone_exists(body["timezone"]) else "UTC"
+            for sub, problem in check_blackouts(body["blackouts"], zone):
+                self.problems.append(doc.problem(("settings", "blackouts", *sub), problem))
+            self._blackouts_doc = doc  # its task names are checked with the other references
         self._secret_problems(doc, ("settings",), body)
 
     def _plugin_setting_problems(self, doc: Document, body: dict) -> None:
@@ -172,6 +179,11 @@ class _Checker:
             self.problems.append(doc.problem(("tasks", name, "with", *error.absolute_path, *extra), message))
         for where, problem in self.renderer.check(params, schema=validator.schema):
             self.problems.append(doc.problem(("tasks", name, "with", *_split_path(where)), problem))
+        if "notify" in spec:  # notify: {on: [failed], via: email, to: ...}
+            from taskengine_core.notify import check as check_notify
+
+            for sub, problem in check_notify(spec["notify"], self.registry, self.renderer):
+                self.problems.append(doc.problem(("tasks", name, "notify", *sub), problem))
 
     def _check_schedules(self, doc: Document, name: str, spec: dict) -> None:
         from taskengine_core.recurrence import check_schedule
@@ -215,6 +227,7 @@ class _Checker:
                     self._dangling(task, ("with", *param_path), KIND[section], value, section)
                 elif section == "webhooks":
                     config.task_webhooks.add((name, value))
+        self._check_blackout_tasks()
         for name, rule in objects["events"].items():
             if not isinstance(rule.spec, dict):
                 continue
@@ -240,6 +253,23 @@ class _Checker:
         else:
             message += f"; add it under '{where}:'"
         self.problems.append(owner.doc.problem(owner.path + sub, message))
+
+    def _check_blackout_tasks(self) -> None:
+        """settings.blackouts[n].tasks must name tasks: a typo would hold nothing, silently."""
+        doc = getattr(self, "_blackouts_doc", None)
+        blackouts = self.config.settings.get("blackouts")
+        if doc is None or not isinstance(blackouts, list):
+            return
+        known = sorted(self.config.objects["tasks"])
+        for n, blackout in enumerate(blackouts):
+            names = blackout.get("tasks") if isinstance(blackout, dict) else None
+            for i, ref in enumerate(names if isinstance(names, list) else ()):
+                if isinstance(ref, str) and ref not in self.config.objects["tasks"]:
+                    hint = _closest(ref, known)
+                    self.problems.append(doc.problem(
+                        ("settings", "blackouts", n, "tasks", i),
+                        f"blackout window refers to task {ref!r}, which is not defined"
+                        + (f"; did you mean {hint!r}?" if hint else "; define it under 'tasks:'")))
 
     def _dangling(self, owner: Definition, sub: tuple, kind: str, ref: str, section: str) -> None:
         known = sorted(self.config.objects[section])

@@ -9,10 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import sqlite_utils
-
 from taskengine_core.errors import DatabaseFileError, StoreBusy, StoreError
 from taskengine_core.store.checkpoint import AUTOCHECKPOINT_PAGES, checkpointed_here
+from taskengine_core.store.quick import LazyDatabase, migrations_current
 
 DB_ENV = "TASKENGINE_DB"
 HOME_ENV = "TASKENGINE_HOME"
@@ -131,7 +130,7 @@ class Store:
         if identity is not None and self.identity != identity:
             conn.close()
             raise DatabaseFileError(self._file_message("replaced" if self.identity else "deleted"))
-        self.db = sqlite_utils.Database(conn)
+        self.db = LazyDatabase(conn)  # sqlite-utils is imported when first needed (fast CLI start)
         self._lock = threading.RLock()
         self._real_path = os.path.realpath(self.path)
         self._file_lock = _write_lock(self._real_path)
@@ -141,6 +140,8 @@ class Store:
             self.migrate()
 
     def migrate(self) -> None:
+        if migrations_current(self.conn):
+            return  # nothing to apply, and sqlite-utils not even imported (fast CLI start)
         from taskengine_core.store.migrations import MIGRATIONS
 
         if self.read_only:

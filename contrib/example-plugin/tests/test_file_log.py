@@ -1,36 +1,26 @@
-"""file.append against a real file system, through taskengine's real plugin manager and engine."""
+"""file.append against a real file system, through taskengine's real plugin manager and engine
+(the ``taskengine`` fixture of taskengine's testing kit)."""
 
 from __future__ import annotations
 
 import importlib.metadata
-import textwrap
 
 import pytest
 
 import taskengine_file_log
-from taskengine_core.apply import apply_config
 from taskengine_core.context import ActionContext
-from taskengine_core.engine import Engine
-from taskengine_core.errors import ActionError
-from taskengine_core.plugins import get_plugin_manager
-from taskengine_core.rules.validate import check_paths, load_config
-from taskengine_core.store import Store
-
-
-@pytest.fixture
-def manager():
-    return get_plugin_manager(extra_plugins=[taskengine_file_log], load_entry_points=False)
+from taskengine_core.errors import ActionError, RuleFileError
 
 
 def ctx(**settings) -> ActionContext:
     return ActionContext(run_id="r1", task="t", settings=settings)
 
 
-def test_register_actions_registers_file_append_not_idempotent(manager):
-    item = manager.registry().actions["file.append"]
+def test_register_actions_registers_file_append_not_idempotent(taskengine):
+    item = taskengine.registry.actions["file.append"]
     assert item.idempotent is False
     assert set(item.schema["required"]) == {"path", "line"}
-    assert "file" in manager.registry().settings
+    assert "file" in taskengine.registry.settings
 
 
 def test_appends_one_line_per_call(tmp_path):
@@ -65,19 +55,18 @@ def test_missing_directory_fails_without_retry_unless_create_dirs(tmp_path):
     assert target.read_text() == "x\n"
 
 
-def test_rule_file_validation_names_bad_parameters(manager, tmp_path):
-    rules = tmp_path / "rules.yaml"
-    rules.write_text("tasks:\n  t: {action: file.append, with: {path: /tmp/x.log}}\n")
-    _, problems = check_paths([rules], manager.registry())
+def test_rule_file_validation_names_bad_parameters(taskengine):
+    with pytest.raises(RuleFileError) as caught:
+        taskengine.apply("tasks:\n  t: {action: file.append, with: {path: /tmp/x.log}}\n")
+    problems = caught.value.problems
     assert [p.path for p in problems] == ["tasks.t.with"]
     assert "line" in problems[0].message
 
 
-def test_an_event_appends_a_rendered_line_through_the_engine(manager, tmp_path):
+def test_an_event_appends_a_rendered_line_through_the_engine(taskengine, tmp_path):
     log_dir = tmp_path / "logs"
     log_dir.mkdir()
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(textwrap.dedent(f"""
+    taskengine.apply(f"""
         settings:
           file: {{directory: "{log_dir}"}}
         tasks:
@@ -86,27 +75,17 @@ def test_an_event_appends_a_rendered_line_through_the_engine(manager, tmp_path):
             with: {{path: "{{{{ event.data.host }}}}.log", line: "{{{{ event.data.user }}}} logged in"}}
         events:
           login: {{on: user.login, tasks: [audit-login]}}
-    """))
-    db = tmp_path / "taskengine.db"
-    store = Store(db)
-    apply_config(store, load_config([rules], manager.registry()))
-    store.close()
-    engine = Engine(db, manager=manager, workers=2)
-    engine.executor.start()
-    try:
-        engine.emit("user.login", {"user": "alice", "host": "web1"})
-        engine.emit("user.login", {"user": "bob", "host": "../escaped"})  # must not escape
-        engine.run_until_idle(timeout=30)
-    finally:
-        engine.executor.stop(0)
+    """)
+    [ok] = taskengine.emit_and_run("user.login", user="alice", host="web1")
+    [refused] = taskengine.emit_and_run("user.login", user="bob", host="../escaped")  # must not escape
     assert (log_dir / "web1.log").read_text() == "alice logged in\n"
     assert not (tmp_path / "escaped.log").exists()
-    rows = dict(engine.store.conn.execute("SELECT status, error FROM runs ORDER BY created_at, rowid"))
-    assert set(rows) == {"succeeded", "failed"} and "outside" in rows["failed"]
+    assert ok["status"] == "succeeded" and refused["status"] == "failed"
+    assert "outside" in refused["error"]
 
 
-def test_installed_package_is_found_through_its_entry_point():
+def test_installed_package_is_found_through_its_entry_point(taskengine):
     if not [ep for ep in importlib.metadata.entry_points(group="taskengine") if ep.name == "file"]:
         pytest.skip("taskengine-file-log is not installed (pip install -e .)")
-    item = get_plugin_manager().registry().actions["file.append"]
+    item = taskengine.registry.actions["file.append"]
     assert item.plugin.distribution == "taskengine-file-log"

@@ -1,19 +1,13 @@
-"""Tests of the plugin through taskengine's real plugin manager, rule loader and engine."""
+"""Tests of the plugin through taskengine's real plugin manager, rule loader and engine, using
+the ``taskengine`` fixture of taskengine's testing kit."""
 
 from __future__ import annotations
 
 import importlib.metadata
-import textwrap
 
 import pytest
 
-import taskengine_myplugin
-from taskengine_core.apply import apply_config
-from taskengine_core.engine import Engine
-from taskengine_core.plugins import get_plugin_manager
-from taskengine_core.rules.validate import check_paths, load_config
-from taskengine_core.store import Store
-from taskengine_core.task_logs import show_run
+from taskengine_core.errors import RuleFileError
 
 RULES = """
 settings:
@@ -27,76 +21,36 @@ events:
 """
 
 
-@pytest.fixture
-def manager():
-    # load_entry_points=False: the test works whether or not the package is installed, and an
-    # installed copy cannot register the same action a second time.
-    return get_plugin_manager(extra_plugins=[taskengine_myplugin], load_entry_points=False)
-
-
-@pytest.fixture
-def rules(tmp_path):
-    path = tmp_path / "rules.yaml"
-    path.write_text(textwrap.dedent(RULES))
-    return path
-
-
-def test_register_actions_provides_the_action_with_its_schema(manager):
-    item = manager.registry().actions["myplugin.hello"]
+def test_register_actions_provides_the_action_with_its_schema(taskengine):
+    item = taskengine.registry.actions["myplugin.hello"]
     assert item.schema["required"] == ["name"]
     assert item.idempotent is True
-    assert "myplugin" in manager.registry().settings
+    assert "myplugin" in taskengine.registry.settings
 
 
-def test_rule_files_using_the_action_validate(manager, rules, tmp_path):
-    _, problems = check_paths([rules], manager.registry())
-    assert problems == []
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("tasks:\n  t: {action: myplugin.hello, with: {nam: x}}\n")
-    _, problems = check_paths([bad], manager.registry())
-    assert any("name" in p.message for p in problems)
+def test_rule_files_are_checked_against_the_schema(taskengine):
+    taskengine.apply(RULES)
+    with pytest.raises(RuleFileError) as caught:
+        taskengine.apply("tasks:\n  t: {action: myplugin.hello, with: {nam: x}}\n", name="bad.yaml")
+    assert any("name" in problem.message for problem in caught.value.problems)
 
 
-def test_an_event_runs_the_action_through_the_engine(manager, rules, tmp_path):
-    db = tmp_path / "taskengine.db"
-    store = Store(db)
-    apply_config(store, load_config([rules], manager.registry()))
-    store.close()
-    engine = Engine(db, manager=manager, workers=1)
-    engine.executor.start()
-    try:
-        event_id = engine.emit("user.login", {"user": "alice"})
-        engine.run_until_idle(timeout=30)
-    finally:
-        engine.executor.stop(0)
-    run_id = engine.store.conn.execute("SELECT id FROM runs WHERE event_id = ?", (event_id,)).fetchone()[0]
-    run = show_run(engine.store, run_id)
+def test_an_event_runs_the_action_through_the_engine(taskengine):
+    taskengine.apply(RULES)
+    [run] = taskengine.emit_and_run("user.login", user="alice")
     assert run["status"] == "succeeded"
     assert run["output"] == {"message": "Welcome, alice!"}
 
 
-def test_empty_name_fails_without_retry(manager, tmp_path):
-    db = tmp_path / "taskengine.db"
-    rules = tmp_path / "rules.yaml"
-    rules.write_text('tasks:\n  t: {action: myplugin.hello, with: {name: " "}, retry: {attempts: 3}}\n')
-    store = Store(db)
-    apply_config(store, load_config([rules], manager.registry()))
-    store.close()
-    engine = Engine(db, manager=manager, workers=1)
-    run_id = engine.queue_run("t")
-    engine.executor.start()
-    try:
-        status = engine.execute(run_id, timeout=30)
-    finally:
-        engine.executor.stop(0)
-    run = show_run(engine.store, run_id)
-    assert status == "failed" and len(run["attempts"]) == 1
+def test_empty_name_fails_without_retry(taskengine):
+    taskengine.apply('tasks:\n  t: {action: myplugin.hello, with: {name: " "}, retry: {attempts: 3}}\n')
+    run = taskengine.run_task("t")
+    assert run["status"] == "failed" and len(run["attempts"]) == 1
     assert "empty" in run["error"]
 
 
-def test_installed_package_is_found_through_its_entry_point():
+def test_installed_package_is_found_through_its_entry_point(taskengine):
     found = [ep for ep in importlib.metadata.entry_points(group="taskengine") if ep.name == "myplugin"]
     if not found:
         pytest.skip("taskengine-myplugin is not installed (pip install -e .)")
-    item = get_plugin_manager().registry().actions["myplugin.hello"]
-    assert item.plugin.distribution == "taskengine-myplugin"
+    assert taskengine.registry.actions["myplugin.hello"].plugin.distribution == "taskengine-myplugin"

@@ -1,0 +1,11 @@
+"""Decision rows written outside the evaluator and executor: notifications, pauses, blackouts."""
+
+from __future__ import annotations
+
+
+def record_decision(conn, time: str, decision: str, reason: str, *, task: str | None = None,
+                    run_id: str | None = None, event_id: str | None = None,
+                    schedule: str | None = None) -> None:
+    """One decision row (inside the caller's transaction, or as its own statement)."""
+    conn.execute("INSERT INTO decisions (time, decision, reason, task, run_id, event_id, schedule) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (time, decision, reason, task, run_id, event_id, schedule))

@@ -1,0 +1,37 @@
+"""The SQL of holds: the pause (a row of ``meta``) and runs held back by blackout windows."""
+
+from __future__ import annotations
+
+import json
+
+PAUSE_KEY = "pause"
+
+
+def read_pause(conn) -> dict | None:
+    """``{"since", "until", "reason", "by"}`` while paused, else None."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (PAUSE_KEY,)).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def write_pause(conn, pause: dict | None) -> None:
+    if pause is None:
+        conn.execute("DELETE FROM meta WHERE key = ?", (PAUSE_KEY,))
+    else:
+        conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                     (PAUSE_KEY, json.dumps(pause, sort_keys=True)))
+
+
+def due_runs(conn, now_text: str, limit: int) -> list[tuple[str, str, int]]:
+    """``(id, task, attempt)`` of pending runs due by now, not run by hand, oldest first."""
+    return conn.execute(
+        "SELECT id, task, attempt FROM runs WHERE status = 'pending' AND not_before <= ? AND trigger != 'manual' "
+        "ORDER BY not_before, rowid LIMIT ?", (now_text, limit)).fetchall()
+
+
+def defer_run(conn, run_id: str, not_before: str) -> None:
+    conn.execute("UPDATE runs SET not_before = ? WHERE id = ? AND status = 'pending'", (not_before, run_id))
+
+
+def skip_run(conn, run_id: str, now_text: str, why: str) -> None:
+    conn.execute("UPDATE runs SET status = 'skipped', finished_at = ?, error = ? WHERE id = ? AND status = 'pending'",
+                 (now_text, why, run_id))
