@@ -93,19 +93,12 @@ class Runtime:
     tasks: dict[str, TaskConfig]
     rules: "object"  # RuleIndex
     settings: dict
-    _listened: dict[str, bool] = field(default_factory=dict)
 
     def listens(self, event_type: str) -> bool:
         """Whether any event rule's type pattern matches ``event_type``. The engine records
-        its own task.* events only when something listens: the runs table already logs them."""
-        found = self._listened.get(event_type)
-        if found is None:
-            from fnmatch import fnmatchcase
-
-            found = any(fnmatchcase(event_type, pattern)
-                        for rule in self.rules.rules for pattern in rule.on)
-            self._listened[event_type] = found
-        return found
+        its own task.* events only when something listens: the runs table already logs them.
+        Answered from the rule index (exact types, globs by prefix), with a bounded cache."""
+        return self.rules.listens(event_type)
 
 
 def config_generation(store: Store) -> int:

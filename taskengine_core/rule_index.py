@@ -1,7 +1,9 @@
 """Which event rules an event triggers, at a cost that does not grow with the number of rules.
 
-Rules are grouped by event type: exact types in a dict, globs (``sync.*``, ``*``) matched once per
-distinct event type and the result cached. Within a type, rules are indexed by one equality
+Rules are grouped by event type: exact types in a dict, globs (``sync.*``, ``*``) grouped by their
+literal prefix (the text before the first wildcard), so that a new event type is tested only
+against the globs whose prefix it starts with: one dict lookup per prefix length, not a test per
+rule. The result is kept in a bounded cache, as is whether anything listens to a type at all. Within a type, rules are indexed by one equality
 condition (the path most of them test, e.g. ``data.user``): one dict lookup finds the few
 candidates, and only their remaining conditions are evaluated.
 """
@@ -18,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 from .conditions import MISSING, Condition, path_getter
 
-CACHE_SIZE = 4096  # distinct event types whose glob matches are remembered
+CACHE_SIZE = 4096  # distinct event types whose glob matches (and listeners) are remembered
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _by_name = attrgetter("name")
 
@@ -44,6 +46,12 @@ class Rule:
 
 def is_glob(pattern: str) -> bool:
     return _GLOB_CHARS.search(pattern) is not None
+
+
+def literal_prefix(pattern: str) -> str:
+    """The text of a glob before its first wildcard (all of it for an exact type)."""
+    found = _GLOB_CHARS.search(pattern)
+    return pattern[:found.start()] if found else pattern
 
 
 def _type_test(pattern: str) -> Callable[[str], bool]:
@@ -113,6 +121,11 @@ class RuleIndex:
         self._exact_rules = exact
         self._exact = {event_type: _Bucket(rs) for event_type, rs in exact.items()}
         self._globs = [(_type_test(pattern), rs) for pattern, rs in globs.items()]
+        self._globs_by_prefix: dict[str, list[tuple[Callable[[str], bool], list[Rule]]]] = {}
+        for pattern, rs in globs.items():
+            self._globs_by_prefix.setdefault(literal_prefix(pattern), []).append((_type_test(pattern), rs))
+        self._prefix_lengths = sorted({len(p) for p in self._globs_by_prefix})
+        self._listens: dict[str, bool] = {}
         self._type_tests = {rule: [_type_test(p) for p in rule.on] for rule in self.rules}
         # Without globs the exact buckets are the whole answer; with globs this becomes a
         # bounded cache: event type -> bucket of its exact and glob rules together.
@@ -140,7 +153,7 @@ class RuleIndex:
             bucket = self._by_type.get(event_type)
             if bucket is not None:
                 return bucket
-            extra = [rs for test, rs in self._globs if test(event_type)]
+            extra = [rs for test, rs in self._candidate_globs(event_type) if test(event_type)]
             bucket = self._exact.get(event_type)
             if extra or bucket is None:
                 rules = {r for rs in [self._exact_rules.get(event_type, []), *extra] for r in rs}
@@ -149,6 +162,29 @@ class RuleIndex:
                 del self._by_type[next(iter(self._by_type))]
             self._by_type[event_type] = bucket
             return bucket
+
+    def _candidate_globs(self, event_type: str):
+        """The globs whose literal prefix ``event_type`` starts with (only they can match)."""
+        by_prefix = self._globs_by_prefix
+        for length in self._prefix_lengths:
+            if length > len(event_type):
+                break
+            found = by_prefix.get(event_type[:length])
+            if found:
+                yield from found
+
+    def listens(self, event_type: str) -> bool:
+        """Whether any rule's type pattern matches ``event_type`` (conditions aside): an exact
+        type is one lookup, a new type is tested against the globs sharing its prefix only."""
+        found = self._listens.get(event_type)
+        if found is None:
+            found = event_type in self._exact or any(
+                test(event_type) for test, _ in self._candidate_globs(event_type))
+            with self._lock:
+                if len(self._listens) >= CACHE_SIZE:  # first in, first out
+                    self._listens.pop(next(iter(self._listens)), None)
+                self._listens[event_type] = found
+        return found
 
     def explain(self, event: dict) -> list[tuple[Rule, bool, str]]:
         """``(rule, matched, reason)`` for every rule, ordered by name: why each did or did not."""
