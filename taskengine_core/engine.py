@@ -15,7 +15,7 @@ from taskengine_core.evaluator import Evaluator
 from taskengine_core.events import Event, inbox_waiting, insert_events, row_to_event
 from taskengine_core.executor import DEFAULT_WORKERS, Executor
 from taskengine_core.scheduler import Scheduler
-from taskengine_core.model import Runtime, config_generation, load_runtime
+from taskengine_core.model import Runtime, load_runtime, refresh_runtime
 from taskengine_core.secrets import SecretResolver
 from taskengine_core.store import Store
 from taskengine_core.store.checkpoint import Checkpointer
@@ -253,9 +253,10 @@ class Engine:
                           redact=self.secrets.redactor.scrub)
 
     def _refresh_config(self) -> None:
-        if config_generation(self.store) != self.runtime.generation:
-            self.runtime = load_runtime(self.store)
-            log.info("configuration reloaded (generation %s)", self.runtime.generation)
+        runtime = refresh_runtime(self.store, self.runtime)  # only what changed is compiled again
+        if runtime is not self.runtime:
+            self.runtime = runtime
+            log.info("configuration reloaded (generation %s)", runtime.generation)
 
     def _thread_store(self) -> Store:
         store = getattr(self._local, "store", None)

@@ -118,19 +118,55 @@ class RuleIndex:
                 raise ValueError(f"two event rules are named {rule.name!r}")
             for pattern in dict.fromkeys(rule.on):
                 (globs if is_glob(pattern) else exact).setdefault(pattern, []).append(rule)
-        self._exact_rules = exact
-        self._exact = {event_type: _Bucket(rs) for event_type, rs in exact.items()}
+        self._type_tests = {rule: [_type_test(p) for p in rule.on] for rule in self.rules}
+        self._finish(exact, globs)
+
+    def _finish(self, exact: dict[str, list[Rule]], globs: dict[str, list[Rule]],
+                reuse: "RuleIndex | None" = None, affected: set[str] = frozenset()) -> None:
+        """Build the buckets; those of exact types outside ``affected`` are taken from ``reuse``."""
+        self._exact_rules, self._glob_rules = exact, globs
+        self._exact = {event_type: (reuse._exact[event_type] if reuse is not None
+                                    and event_type not in affected and event_type in reuse._exact
+                                    else _Bucket(rs)) for event_type, rs in exact.items()}
         self._globs = [(_type_test(pattern), rs) for pattern, rs in globs.items()]
         self._globs_by_prefix: dict[str, list[tuple[Callable[[str], bool], list[Rule]]]] = {}
         for pattern, rs in globs.items():
             self._globs_by_prefix.setdefault(literal_prefix(pattern), []).append((_type_test(pattern), rs))
         self._prefix_lengths = sorted({len(p) for p in self._globs_by_prefix})
         self._listens: dict[str, bool] = {}
-        self._type_tests = {rule: [_type_test(p) for p in rule.on] for rule in self.rules}
         # Without globs the exact buckets are the whole answer; with globs this becomes a
         # bounded cache: event type -> bucket of its exact and glob rules together.
         self._by_type: dict[str, _Bucket] = dict(self._exact) if not globs else {}
         self._lock = threading.Lock()
+
+    def updated(self, changed: dict[str, Rule | None]) -> "RuleIndex":
+        """A new index with the rules named in ``changed`` replaced (``None``: removed, a name
+        not present: added). Only the buckets of the event types those rules listen to (before
+        or after) are rebuilt; the rest are shared with this index, which stays as it was."""
+        index = RuleIndex.__new__(RuleIndex)
+        before = [rule for rule in self.rules if rule.name in changed]
+        after = [rule for rule in changed.values() if rule is not None]
+        index.rules = sorted([r for r in self.rules if r.name not in changed] + after, key=_by_name)
+        exact, globs = dict(self._exact_rules), dict(self._glob_rules)
+        affected: set[str] = set()
+        for rule in before:
+            for pattern in dict.fromkeys(rule.on):
+                table = globs if is_glob(pattern) else exact
+                left = [r for r in table[pattern] if r is not rule]
+                if left:
+                    table[pattern] = left
+                else:
+                    del table[pattern]
+                affected.add(pattern)
+        for rule in after:
+            for pattern in dict.fromkeys(rule.on):
+                table = globs if is_glob(pattern) else exact
+                table[pattern] = sorted([*table.get(pattern, ()), rule], key=_by_name)
+                affected.add(pattern)
+        index._type_tests = {r: t for r, t in self._type_tests.items() if r.name not in changed}
+        index._type_tests.update({rule: [_type_test(p) for p in rule.on] for rule in after})
+        index._finish(exact, globs, reuse=self, affected=affected)
+        return index
 
     def __len__(self) -> int:
         return len(self.rules)

@@ -77,24 +77,111 @@ def explain_event(store: Store, event_id: str) -> dict:
             "decisions": decisions, "rules_now": rules}
 
 
-def prune(store: Store, older_than_seconds: float, *, clock: Clock | None = None) -> dict[str, int]:
-    """Delete finished runs (with attempts and decisions) and processed events older than the
-    cut-off. Unfinished runs, and events that still have unfinished runs, are never deleted."""
-    now = (clock or Clock()).now()
-    cutoff = to_iso(now - timedelta(seconds=older_than_seconds))
-    with store.write() as db:
-        conn = db.conn
-        runs = conn.execute(
-            "DELETE FROM runs WHERE coalesce(finished_at, created_at) < ? "
-            "AND status IN ('succeeded', 'failed', 'cancelled', 'skipped', 'interrupted')", (cutoff,)).rowcount
-        conn.execute("DELETE FROM decisions WHERE time < ? AND (run_id IS NULL OR run_id NOT IN "
-                     "(SELECT id FROM runs))", (cutoff,))
+PRUNE_BATCH = 2000  # rows per prune transaction: each holds the write lock a few milliseconds
+PRUNE_PAUSE = 0.005  # seconds between two batches, so that other writers (the ingress) get in
+_FINAL_RUN = "status IN ('succeeded', 'failed', 'cancelled', 'skipped', 'interrupted')"  # as runs_expiry
+
+
+class Pruner:
+    """Retention in bounded batches: each :meth:`step` is one short write transaction that
+    deletes at most ``batch`` rows through an index (finished runs with their attempts and
+    decisions, then decisions left without a run, processed events no run refers to, ended
+    throttle windows, old schedule slots and the configuration change log). Between steps the
+    write lock is free, so an ingress never waits for a whole prune."""
+
+    PHASES = ("runs", "decisions", "events", "throttles", "slots", "config_changes")
+
+    def __init__(self, store: Store, older_than_seconds: float, *, clock: Clock | None = None,
+                 batch: int = PRUNE_BATCH) -> None:
+        now = (clock or Clock()).now()
+        self.store, self.batch = store, batch
+        self.cutoff = to_iso(now - timedelta(seconds=older_than_seconds))
         # events stay at least as long as the (source, id) dedup window needs them
-        event_cutoff = min(cutoff, to_iso(now - timedelta(seconds=DEDUP_WINDOW_SECONDS)))
-        events = conn.execute(
-            "DELETE FROM events WHERE received_at < ? AND processed_at IS NOT NULL AND id NOT IN "
-            "(SELECT event_id FROM runs WHERE event_id IS NOT NULL)", (event_cutoff,)).rowcount
-        conn.execute("DELETE FROM throttles WHERE until < ?", (cutoff,))
+        self.event_cutoff = min(self.cutoff, to_iso(now - timedelta(seconds=DEDUP_WINDOW_SECONDS)))
+        self.removed = {"runs": 0, "events": 0, "decisions": 0}
+        self._phase = 0
+        self._cursor: tuple[str, int] = ("", 0)  # (time, rowid) scanned up to, for decisions and events
+
+    @property
+    def done(self) -> bool:
+        return self._phase >= len(self.PHASES)
+
+    def step(self) -> bool:
+        """Delete one batch; returns whether more work remains."""
+        if self.done:
+            return False
+        with self.store.write() as db:
+            more = getattr(self, f"_{self.PHASES[self._phase]}")(db.conn)
+        if not more:
+            self._phase += 1
+            self._cursor = ("", 0)
+        return not self.done
+
+    def _runs(self, conn) -> bool:
+        ids = [r[0] for r in conn.execute(
+            f"DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs WHERE "
+            f"coalesce(finished_at, created_at) < ? AND {_FINAL_RUN} LIMIT ?) RETURNING id",
+            (self.cutoff, self.batch))]  # attempts go with them (ON DELETE CASCADE)
+        conn.execute("DELETE FROM decisions WHERE run_id IN (SELECT value FROM json_each(?))",
+                     (json.dumps(ids),))
+        self.removed["runs"] += len(ids)
+        return len(ids) == self.batch
+
+    def _scan(self, conn, sql: str, cutoff: str) -> list[tuple]:
+        """The next ``batch`` rows ``(time, rowid, deletable)`` before ``cutoff``, from the cursor
+        on, in index order; moves the cursor past them."""
+        last_time, last_id = self._cursor
+        rows = conn.execute(sql, {"cut": cutoff, "t": last_time, "id": last_id, "n": self.batch}).fetchall()
+        if rows:
+            self._cursor = (rows[-1][0], rows[-1][1])
+        return rows
+
+    def _decisions(self, conn) -> bool:
+        """Decisions older than the cut-off whose run is gone, or that never had one."""
+        rows = self._scan(conn, "SELECT time, id, run_id IS NULL OR NOT EXISTS "
+                          "(SELECT 1 FROM runs WHERE runs.id = decisions.run_id) FROM decisions "
+                          "WHERE time >= :t AND time < :cut AND (time > :t OR id > :id) "
+                          "ORDER BY time, id LIMIT :n", self.cutoff)
+        gone = [r[1] for r in rows if r[2]]
+        conn.execute("DELETE FROM decisions WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(gone),))
+        self.removed["decisions"] += len(gone)
+        return len(rows) == self.batch
+
+    def _events(self, conn) -> bool:
+        """Processed events past the cut-off that no remaining run refers to."""
+        rows = self._scan(conn, "SELECT received_at, seq, processed_at IS NOT NULL AND NOT EXISTS "
+                          "(SELECT 1 FROM runs WHERE runs.event_id = events.id) FROM events "
+                          "WHERE received_at >= :t AND received_at < :cut AND (received_at > :t OR seq > :id) "
+                          "ORDER BY received_at, seq LIMIT :n", self.event_cutoff)
+        gone = [r[1] for r in rows if r[2]]
+        conn.execute("DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))", (json.dumps(gone),))
+        self.removed["events"] += len(gone)
+        return len(rows) == self.batch
+
+    def _throttles(self, conn) -> bool:
+        return conn.execute("DELETE FROM throttles WHERE (rule, key) IN (SELECT rule, key FROM throttles "
+                            "WHERE until < ? LIMIT ?)", (self.cutoff, self.batch)).rowcount == self.batch
+
+    def _slots(self, conn) -> bool:
         # slot keys only guard against firing again, and next fire times never move back
-        conn.execute("DELETE FROM schedule_slots WHERE due < ?", (cutoff,))
-    return {"runs": runs, "events": events}
+        return conn.execute("DELETE FROM schedule_slots WHERE (schedule, due) IN (SELECT schedule, due "
+                            "FROM schedule_slots WHERE due < ? LIMIT ?)",
+                            (self.cutoff, self.batch)).rowcount == self.batch
+
+    def _config_changes(self, conn) -> bool:
+        from taskengine_core.model import prune_config_changes
+
+        return prune_config_changes(conn, self.batch)
+
+
+def prune(store: Store, older_than_seconds: float, *, clock: Clock | None = None,
+          batch: int = PRUNE_BATCH, pause: float = PRUNE_PAUSE) -> dict[str, int]:
+    """Delete finished runs (with attempts and decisions) and processed events older than the
+    cut-off, in short transactions (see :class:`Pruner`). Unfinished runs, and events that still
+    have unfinished runs, are never deleted."""
+    import time
+
+    pruner = Pruner(store, older_than_seconds, clock=clock, batch=batch)
+    while pruner.step():
+        time.sleep(pause)
+    return pruner.removed
