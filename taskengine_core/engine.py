@@ -19,6 +19,7 @@ from taskengine_core.model import Runtime, load_runtime, refresh_runtime
 from taskengine_core.secrets import SecretResolver
 from taskengine_core.store import Store
 from taskengine_core.store.checkpoint import Checkpointer
+from taskengine_core.task_logs import PRUNE_PAUSE
 from taskengine_core.worker import AttemptRunner
 
 log = logging.getLogger("taskengine.engine")
@@ -60,6 +61,7 @@ class Engine:
         self._loop_thread: threading.Thread | None = None
         self._sources: list[tuple[threading.Thread, SourceContext]] = []
         self._next_prune = 0.0
+        self._pruner = None  # a retention prune in progress: one short batch per loop step
         self._next_evaluation = 0.0  # time.monotonic(): the loop's next evaluation pass, at the earliest
         self.ingress = None
         self._checkpointer: Checkpointer | None = None
@@ -243,8 +245,9 @@ class Engine:
             evaluation = max(0.0, evaluation)
         elif evaluation <= 0:
             evaluation = None  # no gap running: nothing to come back for
-        dues = [d for d in (self.executor.next_due_in(), self.scheduler.next_due_in(), evaluation)
-                if d is not None]
+        pruning = PRUNE_PAUSE if self._pruner is not None else None  # the next batch
+        dues = [d for d in (self.executor.next_due_in(), self.scheduler.next_due_in(), evaluation,
+                            pruning) if d is not None]
         return min(dues) if dues else None
 
     def _engine_info(self, listen: str | None) -> EngineInfo:
@@ -270,16 +273,24 @@ class Engine:
         return row_to_event(row) if row else None
 
     def _maybe_prune(self) -> None:
+        """Retention, one short batch per loop step (see ``task_logs.Pruner``): evaluation,
+        claiming and the ingress's commits go on in between."""
+        from taskengine_core.task_logs import Pruner
+
+        if self._pruner is not None:
+            if not self._pruner.step():
+                removed, self._pruner = self._pruner.removed, None
+                if removed["runs"] or removed["events"]:
+                    log.info("retention: pruned %(runs)s runs and %(events)s events", removed)
+                self.store.optimize()  # hourly: planner statistics follow the tables' growth
+            return
         now = self.clock.monotonic()
         if now < self._next_prune:
             return
         self._next_prune = now + PRUNE_EVERY
-        from taskengine_core.task_logs import prune
-
         keep = parse_duration(self.runtime.settings.get("retention", DEFAULT_RETENTION), clamp=True)
-        removed = prune(self.store, keep, clock=self.clock)
-        if removed["runs"] or removed["events"]:
-            log.info("retention: pruned %(runs)s runs and %(events)s events", removed)
+        self._pruner = Pruner(self.store, keep, clock=self.clock)
+        self._maybe_prune()
 
     def _start_sources(self) -> None:
         for name, item in self.registry.triggers.items():
