@@ -220,10 +220,10 @@ def prune_config_changes(conn, batch: int) -> bool:
     (inside the caller's write transaction); returns whether more remain. An engine that had
     not read that far reloads everything."""
     last = conn.execute("SELECT max(seq) FROM config_changes").fetchone()[0] or 0
-    through = conn.execute("SELECT max(seq) FROM (SELECT seq FROM config_changes WHERE seq <= ? "
-                           "ORDER BY seq LIMIT ?)", (last - CONFIG_CHANGES_KEPT, batch)).fetchone()[0]
-    if through is None:
+    first = conn.execute("SELECT min(seq) FROM config_changes").fetchone()[0] or 0
+    if first > last - CONFIG_CHANGES_KEPT:
         return False
+    through = min(last - CONFIG_CHANGES_KEPT, first + batch - 1)
     conn.execute("DELETE FROM config_changes WHERE seq <= ?", (through,))
     conn.execute("UPDATE meta SET value = ? WHERE key = 'config_changes_pruned_through' "
                  "AND CAST(value AS INTEGER) < ?", (str(through), through))

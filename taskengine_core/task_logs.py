@@ -10,6 +10,10 @@ from taskengine_core.errors import NotFoundError
 from taskengine_core.events import DEDUP_WINDOW_SECONDS, row_to_event
 from taskengine_core.store import Store, where
 
+FINAL_RUN_STATUSES = ("succeeded", "failed", "cancelled", "skipped", "interrupted")
+# word for word the WHERE of the partial indexes runs_by_status and runs_expiry (SQLite uses a
+# partial index only when the query's WHERE holds that very term)
+_FINAL_RUN = "status IN ('succeeded', 'failed', 'cancelled', 'skipped', 'interrupted')"
 RUN_LIST_COLUMNS = ("id, task, status, trigger, event_id, rule, schedule, slot, created_at, "
                     "not_before, started_at, finished_at, attempt, max_attempts, duration, error, attention")
 
@@ -20,6 +24,8 @@ def list_runs(store: Store, *, task: str | None = None, status: str | None = Non
     if since_seconds is not None:
         clause += (" AND" if clause else " WHERE") + " created_at >= ?"
         params.append(to_iso((clock or Clock()).now() - timedelta(seconds=since_seconds)))
+    if status in FINAL_RUN_STATUSES:  # the very term of the partial index runs_by_status
+        clause += f" AND {_FINAL_RUN}"
     sql = f"SELECT {RUN_LIST_COLUMNS} FROM runs{clause}"
     sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
     return list(store.db.query(sql, params + [limit]))
@@ -79,7 +85,6 @@ def explain_event(store: Store, event_id: str) -> dict:
 
 PRUNE_BATCH = 2000  # rows per prune transaction: each holds the write lock a few milliseconds
 PRUNE_PAUSE = 0.005  # seconds between two batches, so that other writers (the ingress) get in
-_FINAL_RUN = "status IN ('succeeded', 'failed', 'cancelled', 'skipped', 'interrupted')"  # as runs_expiry
 
 
 class Pruner:
@@ -119,7 +124,7 @@ class Pruner:
 
     def _runs(self, conn) -> bool:
         ids = [r[0] for r in conn.execute(
-            f"DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs WHERE "
+            f"DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs INDEXED BY runs_expiry WHERE "
             f"coalesce(finished_at, created_at) < ? AND {_FINAL_RUN} LIMIT ?) RETURNING id",
             (self.cutoff, self.batch))]  # attempts go with them (ON DELETE CASCADE)
         conn.execute("DELETE FROM decisions WHERE run_id IN (SELECT value FROM json_each(?))",

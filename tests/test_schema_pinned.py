@@ -60,7 +60,8 @@ INDEXES = {
     "idx__sqlite_migrations_migration_set_name": '"_sqlite_migrations" ("migration_set", "name")',
     "runs_by_created": "runs(created_at)",
     "runs_by_event": "runs(event_id) WHERE event_id IS NOT NULL",
-    "runs_by_status": "runs(status, created_at)",
+    "runs_by_status": "runs(status, created_at) WHERE status IN ('succeeded', 'failed', 'cancelled', "
+                      "'skipped', 'interrupted')",
     "runs_by_task": "runs(task, created_at)",
     "runs_due": "runs(not_before) WHERE status = 'pending'",
     "runs_expiry": "runs(coalesce(finished_at, created_at)) WHERE status IN ('succeeded', 'failed', "
@@ -73,7 +74,8 @@ INDEXES = {
     "throttles_by_until": "throttles(until)",
     "webhook_deliveries_by_created": "webhook_deliveries(created_at)",
     "webhook_deliveries_by_run": "webhook_deliveries(run_id) WHERE run_id IS NOT NULL",
-    "webhook_deliveries_by_status": "webhook_deliveries(status, created_at)",
+    "webhook_deliveries_by_status": "webhook_deliveries(status, created_at) WHERE status IN "
+                                    "('delivered', 'failed', 'exhausted')",
     "webhook_deliveries_by_webhook": "webhook_deliveries(webhook, created_at)",
     "webhook_deliveries_due": "webhook_deliveries(webhook, next_attempt_at) WHERE status = 'pending'",
     "webhook_deliveries_expiry": "webhook_deliveries(coalesce(finished_at, created_at)) WHERE status IN "

@@ -23,6 +23,8 @@ from .delivery import Attempt, Decision, Message, decide
 
 STATUSES = ("pending", "sending", "delivered", "failed", "exhausted")
 LEASE_MARGIN = 60.0
+FINAL = ("delivered", "failed", "exhausted")
+_FINAL_TERM = "status IN ('delivered', 'failed', 'exhausted')"  # as in webhook_deliveries_by_status
 PRUNE_BATCH = 2000  # finished deliveries deleted per transaction
 _MESSAGE_COLUMNS = ("id, webhook, type, body, content_type, headers, attempts, max_attempts, "
                     "task, run_id, event_id")
@@ -205,7 +207,8 @@ def fail_orphans(conn, now: datetime, names: Iterable[str] | None = None) -> lis
     rows = []
     for name in sorted(names):
         rows += conn.execute(
-            "SELECT id, webhook, task, run_id, attempts FROM webhook_deliveries WHERE status = 'pending'"
+            "SELECT id, webhook, task, run_id, attempts FROM webhook_deliveries "
+            "INDEXED BY webhook_deliveries_due WHERE status = 'pending'"
             " AND webhook = ? AND webhook NOT IN (SELECT name FROM webhooks)", (name,)).fetchall()
     why = "the webhook no longer exists (removed from the rule files)"
     conn.executemany("UPDATE webhook_deliveries SET status = 'failed', last_error = ?, "
@@ -231,6 +234,8 @@ def redeliver(conn, delivery_id: str, retries: int, now: datetime) -> dict | Non
 def list_deliveries(conn, webhook: str | None = None, status: str | None = None,
                     limit: int = 50) -> list[dict[str, Any]]:
     clause, params = where(webhook=webhook, status=status)
+    if status in FINAL:  # the very term of the partial index webhook_deliveries_by_status
+        clause += f" AND {_FINAL_TERM}"
     sql = ("SELECT id, webhook, status, type, task, run_id, event_id, created_at, attempts, "
            "max_attempts, next_attempt_at, last_status_code, last_error, finished_at "
            f"FROM webhook_deliveries{clause} ORDER BY created_at DESC, rowid DESC LIMIT ?")
@@ -271,5 +276,5 @@ def prune(conn, now: datetime, limit: int = PRUNE_BATCH) -> int:
     row = conn.execute("SELECT spec FROM settings WHERE name = 'retention'").fetchone()
     before = now - timedelta(seconds=parse_duration(json.loads(row[0]) if row else "90d", clamp=True))
     return conn.execute("DELETE FROM webhook_deliveries WHERE rowid IN (SELECT rowid FROM "
-                        "webhook_deliveries WHERE coalesce(finished_at, created_at) < ? AND status IN "
-                        "('delivered', 'failed', 'exhausted') LIMIT ?)", (to_iso(before), limit)).rowcount
+                        f"webhook_deliveries INDEXED BY webhook_deliveries_expiry WHERE coalesce(finished_at, created_at) < ? AND {_FINAL_TERM} "
+                        "LIMIT ?)", (to_iso(before), limit)).rowcount

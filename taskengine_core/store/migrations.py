@@ -235,14 +235,17 @@ _FINAL_DELIVERY = "status IN ('delivered', 'failed', 'exhausted')"
 @MIGRATIONS()
 def m005_indexes_for_logs_prune_and_dispatch(db: Database) -> None:
     """Indexes for ``logs show`` (decisions by run), ``logs list --status`` and ``webhooks
-    deliveries --status`` (newest first within a status), and for retention: finished runs and
-    deliveries by the time they expire, throttle windows and schedule slots by their end."""
+    deliveries --status`` (newest first within a final status: partial, so that the claim and
+    dispatch queries on pending and running rows keep their own indexes), and for retention:
+    finished runs and deliveries by the time they expire, throttle windows and schedule slots
+    by their end."""
     db.executescript(
         f"""
         CREATE INDEX decisions_by_run ON decisions(run_id) WHERE run_id IS NOT NULL;
-        CREATE INDEX runs_by_status ON runs(status, created_at);
+        CREATE INDEX runs_by_status ON runs(status, created_at) WHERE {_FINAL_RUN};
         CREATE INDEX runs_expiry ON runs(coalesce(finished_at, created_at)) WHERE {_FINAL_RUN};
-        CREATE INDEX webhook_deliveries_by_status ON webhook_deliveries(status, created_at);
+        CREATE INDEX webhook_deliveries_by_status ON webhook_deliveries(status, created_at)
+            WHERE {_FINAL_DELIVERY};
         CREATE INDEX webhook_deliveries_expiry ON webhook_deliveries(coalesce(finished_at, created_at))
             WHERE {_FINAL_DELIVERY};
         CREATE INDEX throttles_by_until ON throttles(until);
