@@ -20,6 +20,7 @@ from taskengine_core.secrets import SecretResolver
 from taskengine_core.store import Store
 from taskengine_core.store.checkpoint import Checkpointer
 from taskengine_core.task_logs import PRUNE_PAUSE
+from taskengine_core.wakeup import WakeListener, poke
 from taskengine_core.worker import AttemptRunner
 
 log = logging.getLogger("taskengine.engine")
@@ -36,7 +37,8 @@ class Engine:
     """Everything that runs in ``taskengine run``. Usable from Python and in tests."""
 
     def __init__(self, db_path: str | Path, *, manager=None, clock: Clock | None = None,
-                 workers: int | None = None, poll_interval: float = 0.2) -> None:
+                 workers: int | None = None, poll_interval: float = 0.2,
+                 wake_listener: bool = True) -> None:
         from taskengine_core.plugins import get_plugin_manager
 
         self.db_path = str(db_path)
@@ -65,6 +67,8 @@ class Engine:
         self._next_evaluation = 0.0  # time.monotonic(): the loop's next evaluation pass, at the earliest
         self.ingress = None
         self._checkpointer: Checkpointer | None = None
+        # other processes (taskengine emit, config changes) poke it after their commit
+        self._wakeup = WakeListener(self.db_path, self.wake.set) if wake_listener else None
 
     # -- the Python API --------------------------------------------------------------------------
 
@@ -77,7 +81,9 @@ class Engine:
         """Commit many events in one transaction; returns their ids. ``checked``: the caller
         already validated them (the ingress does, per request)."""
         ids = insert_events(self._thread_store(), events, clock=self.clock, checked=checked)
-        if time.monotonic() >= self._next_evaluation:  # else the loop is about to evaluate anyway
+        if self._loop_thread is None:  # not running here: a running engine elsewhere looks now
+            poke(self.db_path)
+        elif time.monotonic() >= self._next_evaluation:  # else the loop is about to evaluate anyway
             self.wake.set()
         return ids
 
@@ -129,6 +135,8 @@ class Engine:
         self._checkpointer = Checkpointer(self.db_path)
         self._checkpointer.start()  # from now on this process's commits leave checkpoints to it
         try:
+            if self._wakeup is not None:
+                self._wakeup.start()
             self.executor.recover(self.runtime)
             self.executor.start()
             if listen:
@@ -156,6 +164,8 @@ class Engine:
             self.ingress.stop()
             self.ingress = None
         self.executor.stop(0)
+        if self._wakeup is not None:
+            self._wakeup.stop()
         self._checkpointer.stop()
 
     def stop(self, grace: float = 30.0) -> None:
@@ -174,6 +184,8 @@ class Engine:
             ctx.stopping.set()
         if self._loop_thread is not None:
             self._loop_thread.join()
+        if self._wakeup is not None:
+            self._wakeup.stop()
         self.executor.stop(grace)
         for thread, _ in self._sources:
             thread.join(timeout=5)
