@@ -83,7 +83,9 @@ def explain_event(store: Store, event_id: str) -> dict:
             "decisions": decisions, "rules_now": rules}
 
 
-PRUNE_BATCH = 2000  # rows per prune transaction: each holds the write lock a few milliseconds
+PRUNE_BATCH = 500  # rows in the first prune transaction; then sized to take about PRUNE_TARGET
+PRUNE_TARGET = 0.01  # seconds one prune transaction may hold the write lock
+PRUNE_BATCH_RANGE = (50, 5000)
 PRUNE_PAUSE = 0.005  # seconds between two batches, so that other writers (the ingress) get in
 
 
@@ -97,9 +99,10 @@ class Pruner:
     PHASES = ("runs", "decisions", "events", "throttles", "slots", "config_changes")
 
     def __init__(self, store: Store, older_than_seconds: float, *, clock: Clock | None = None,
-                 batch: int = PRUNE_BATCH) -> None:
+                 batch: int | None = None) -> None:
         now = (clock or Clock()).now()
-        self.store, self.batch = store, batch
+        self.store, self.batch = store, batch or PRUNE_BATCH
+        self._adapt = batch is None  # a batch given by the caller stays as it is
         self.cutoff = to_iso(now - timedelta(seconds=older_than_seconds))
         # events stay at least as long as the (source, id) dedup window needs them
         self.event_cutoff = min(self.cutoff, to_iso(now - timedelta(seconds=DEDUP_WINDOW_SECONDS)))
@@ -112,11 +115,22 @@ class Pruner:
         return self._phase >= len(self.PHASES)
 
     def step(self) -> bool:
-        """Delete one batch; returns whether more work remains."""
+        """Delete one batch; returns whether more work remains. The batch grows or shrinks so
+        that a transaction takes about ``PRUNE_TARGET`` on this machine."""
+        import time
+
         if self.done:
             return False
         with self.store.write() as db:
+            started = time.monotonic()
             more = getattr(self, f"_{self.PHASES[self._phase]}")(db.conn)
+            took = time.monotonic() - started
+        if self._adapt and more:
+            low, high = PRUNE_BATCH_RANGE
+            if took > PRUNE_TARGET:
+                self.batch = max(low, self.batch // 2)
+            elif took < PRUNE_TARGET / 2:
+                self.batch = min(high, self.batch * 2)
         if not more:
             self._phase += 1
             self._cursor = ("", 0)
@@ -180,7 +194,7 @@ class Pruner:
 
 
 def prune(store: Store, older_than_seconds: float, *, clock: Clock | None = None,
-          batch: int = PRUNE_BATCH, pause: float = PRUNE_PAUSE) -> dict[str, int]:
+          batch: int | None = None, pause: float = PRUNE_PAUSE) -> dict[str, int]:
     """Delete finished runs (with attempts and decisions) and processed events older than the
     cut-off, in short transactions (see :class:`Pruner`). Unfinished runs, and events that still
     have unfinished runs, are never deleted."""
