@@ -174,7 +174,31 @@ def _patched(store: Store, runtime: Runtime, generation: int, changes: set[tuple
     return Runtime(generation, tasks, rules, settings, last)
 
 
-def _read_rules(store: Store, where_sql: str = "", params: list | None = None) -> dict:
+def rules_for_explaining(store: Store, event_type) -> tuple[list, dict[str, TaskConfig]]:
+    """Every event rule, with conditions compiled only where the type matches ``event_type``
+    (the others are explained by their type alone), and the tasks those rules name: what
+    ``logs explain`` needs, without building the whole runtime."""
+    from taskengine_core.conditions import MISSING
+    from taskengine_core.rule_index import type_reason
+
+    def listens(rule) -> bool:
+        return type_reason(rule, None, MISSING if event_type is None else event_type) is None
+
+    with store._lock:
+        store.conn.execute("BEGIN")  # one snapshot, as for the engine
+        try:
+            rules = list(_read_rules(store, wanted=listens).values())
+            names = sorted({task for rule in rules if listens(rule) for task in rule.payload.tasks})
+            tasks = {r["name"]: TaskConfig.from_row(r) for r in store.db.query(
+                "SELECT * FROM tasks WHERE name IN (SELECT value FROM json_each(?))", [json.dumps(names)])}
+        finally:
+            store.conn.execute("COMMIT")
+    return rules, tasks
+
+
+def _read_rules(store: Store, where_sql: str = "", params: list | None = None, *, wanted=None) -> dict:
+    """Rules as stored (``where_sql`` picks some); ``wanted(rule)`` False leaves a rule's
+    conditions uncompiled (an always-true condition stands in: never to be evaluated)."""
     from taskengine_core.conditions import compile_conditions
     from taskengine_core.rule_index import Rule
 
@@ -184,7 +208,7 @@ def _read_rules(store: Store, where_sql: str = "", params: list | None = None) -
         link_sql += " " + where_sql.replace("name IN", "event_rule IN")
     for rule_name, task in store.conn.execute(link_sql + " ORDER BY task", params or []):
         links.setdefault(rule_name, []).append(task)
-    rules = {}
+    rules, always = {}, compile_conditions(None)
     for row in store.db.query(f"SELECT * FROM event_rules {where_sql}", params or []):
         spec = json.loads(row["spec"])
         on = spec["on"]
@@ -195,8 +219,10 @@ def _read_rules(store: Store, where_sql: str = "", params: list | None = None) -
             throttle_window=parse_duration(throttle["window"], clamp=True) if throttle else None,
             throttle_key=tuple(throttle.get("key", ())),
         )
-        rules[row["name"]] = Rule(row["name"], [on] if isinstance(on, str) else list(on),
-                                  compile_conditions(spec.get("when")), payload)
+        rule = Rule(row["name"], [on] if isinstance(on, str) else list(on), always, payload)
+        if wanted is None or wanted(rule):
+            rule.condition = compile_conditions(spec.get("when"))
+        rules[row["name"]] = rule
     return rules
 
 

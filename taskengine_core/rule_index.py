@@ -227,17 +227,31 @@ class RuleIndex:
         event_type = event.get("type", MISSING)
         out = []
         for rule in self.rules:
-            reason = self._type_reason(rule, event_type) or rule.condition.explain(event)
+            reason = type_reason(rule, self._type_tests[rule], event_type) or rule.condition.explain(event)
             out.append((rule, reason is None, reason or "matched"))
         return out
 
-    def _type_reason(self, rule: Rule, event_type: Any) -> str | None:
-        if event_type is MISSING:
-            return "event has no type"
-        if not isinstance(event_type, str):
-            return f"type {event_type!r} is not a string"
-        if any(test(event_type) for test in self._type_tests[rule]):
-            return None
-        if len(rule.on) == 1:
-            return f"type {event_type!r} does not match {rule.on[0]!r}"
-        return f"type {event_type!r} does not match any of {', '.join(map(repr, rule.on))}"
+
+def type_reason(rule: Rule, tests: list[Callable[[str], bool]] | None, event_type: Any) -> str | None:
+    """Why ``rule`` does not listen to ``event_type`` (None when it does); ``tests``: the rule's
+    compiled type tests, made here when not given."""
+    if event_type is MISSING:
+        return "event has no type"
+    if not isinstance(event_type, str):
+        return f"type {event_type!r} is not a string"
+    if any(test(event_type) for test in (tests or [_type_test(p) for p in rule.on])):
+        return None
+    if len(rule.on) == 1:
+        return f"type {event_type!r} does not match {rule.on[0]!r}"
+    return f"type {event_type!r} does not match any of {', '.join(map(repr, rule.on))}"
+
+
+def explain_rules(rules: Iterable[Rule], event: dict) -> list[tuple[Rule, bool, str]]:
+    """:meth:`RuleIndex.explain` without building an index (one event, once): a rule whose
+    type does not match is never asked about its conditions, which may be left uncompiled."""
+    event_type = event.get("type", MISSING)
+    out = []
+    for rule in sorted(rules, key=_by_name):
+        reason = type_reason(rule, None, event_type) or rule.condition.explain(event)
+        out.append((rule, reason is None, reason or "matched"))
+    return out

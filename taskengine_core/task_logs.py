@@ -53,7 +53,8 @@ def show_run(store: Store, run_id: str) -> dict:
 
 def explain_event(store: Store, event_id: str) -> dict:
     """What happened to an event: the recorded decisions, and every current rule's verdict."""
-    from taskengine_core.model import load_runtime
+    from taskengine_core.model import rules_for_explaining
+    from taskengine_core.rule_index import explain_rules
 
     row = store.conn.execute(
         "SELECT id, type, source, source_id, data, time, processed_at, duplicate_of FROM events WHERE id = ?",
@@ -64,9 +65,9 @@ def explain_event(store: Store, event_id: str) -> dict:
     decisions = list(store.db.query(
         "SELECT time, decision, reason, rule, task, run_id FROM decisions WHERE event_id = ? ORDER BY id",
         [event_id]))
-    runtime = load_runtime(store)
+    current, tasks = rules_for_explaining(store, event.get("type"))
     rules = []
-    for rule, matched, reason in runtime.rules.explain(event):
+    for rule, matched, reason in explain_rules(current, event):
         payload = rule.payload
         verdict = reason
         if matched and not payload.enabled:
@@ -74,7 +75,7 @@ def explain_event(store: Store, event_id: str) -> dict:
         elif matched:
             states = []
             for task in payload.tasks:
-                tc = runtime.tasks.get(task)
+                tc = tasks.get(task)
                 states.append(f"{task}: " + ("missing" if tc is None else "retired" if tc.retired
                                              else "enabled" if tc.enabled else "disabled"))
             verdict = "matched" + (f" (tasks {', '.join(states)})" if states else " (no tasks linked)")

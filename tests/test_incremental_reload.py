@@ -180,3 +180,28 @@ def test_every_writer_is_logged_by_the_triggers(setup):
         db.conn.execute("UPDATE settings SET spec = '\"UTC\"' WHERE name = 'timezone'")
     logged = set(conn.execute("SELECT kind, name FROM config_changes WHERE seq > ?", (seq,)).fetchall())
     assert logged == {("task", "t9"), ("event", "r0"), ("setting", "timezone")}
+
+
+def test_logs_explain_compiles_only_the_rules_of_the_events_type(setup, monkeypatch):
+    """``logs explain`` answers for every rule, but compiles conditions only where the type
+    matches (it used to build the whole runtime on every call); the answer is the same."""
+    from taskengine_core import conditions
+    from taskengine_core.task_logs import explain_event
+
+    store, _ = setup
+    with store.write() as db:
+        db.conn.execute("INSERT INTO events (id, type, source, data, time, received_at) VALUES "
+                        "('ev', 'type-3', 'test', '{\"user\": \"u3\"}', 't', 't')")
+    full = load_runtime(store)
+    compiled = []
+    real = conditions.compile_conditions
+    monkeypatch.setattr(conditions, "compile_conditions", lambda when: compiled.append(when) or real(when))
+    answer = explain_event(store, "ev")
+    matching = [r.name for r in full.rules.rules if "type-3" in r.on]
+    assert len([w for w in compiled if w]) == len(matching)  # r3, r10, r17, ... only
+    event = {"id": "ev", "type": "type-3", "source": "test", "time": "t", "data": {"user": "u3"}}
+    expected = [(r.name, m) for r, m, _ in full.rules.explain(event)]
+    assert [(r["rule"], r["matched"]) for r in answer["rules_now"]] == expected
+    assert {r["rule"]: r["reason"] for r in answer["rules_now"]}["r3"] == "matched (tasks t3: enabled)"
+    assert {r["rule"]: r["reason"] for r in answer["rules_now"]}["r4"] == \
+        "type 'type-3' does not match 'type-4'"
