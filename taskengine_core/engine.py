@@ -189,6 +189,7 @@ class Engine:
         self.executor.stop(grace)
         for thread, _ in self._sources:
             thread.join(timeout=5)
+        self.store.optimize(wait=False)  # statistics for what this engine's queries used
         if self._checkpointer is not None:
             self._checkpointer.stop()
 

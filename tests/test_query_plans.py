@@ -190,3 +190,50 @@ def test_webhook_retention_and_dispatcher_lookups_use_indexes(store):
     assert "webhook_deliveries_expiry" in plan_of(found, "DELETE FROM webhook_deliveries")
     for sql, plan in found:
         no_full_scan(plan, "webhook_deliveries", "webhook_attempts")
+
+
+def test_an_upgrade_that_adds_indexes_gives_the_planner_statistics(tmp_path):
+    import sqlite_utils
+    from sqlite_utils.migrations import Migrations
+
+    from taskengine_core.store.migrations import MIGRATIONS as SET
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    shipped = Migrations(SET.name)
+    for migration in SET._migrations[:4]:  # as the engine shipped before issue 9
+        shipped()(migration.fn)
+    shipped.apply(db)
+    db.conn.executemany("INSERT INTO decisions (time, decision, run_id) VALUES ('t', 'matched', ?)",
+                        [(f"r{i}",) for i in range(100)])
+    db.conn.commit()
+    db.conn.close()
+    store = Store(path)
+    stats = {r[0] for r in store.conn.execute("SELECT idx FROM sqlite_stat1 WHERE tbl = 'decisions'")}
+    assert "decisions_by_run" in stats
+
+
+def test_a_stopping_engine_runs_pragma_optimize(applied, db_path):
+    from taskengine_core.engine import Engine
+
+    applied("""
+        tasks:
+          t: {action: command.run, with: {argv: ["true"]}}
+        events:
+          e: {on: go, tasks: [t]}
+    """)
+    engine = Engine(db_path, wake_listener=False)
+    engine.start()
+    for _ in range(30):
+        engine.emit("go")
+    import sqlite3
+    import time
+
+    conn = sqlite3.connect(db_path)
+    deadline = time.monotonic() + 30
+    while conn.execute("SELECT count(*) FROM runs WHERE status = 'succeeded'").fetchone()[0] < 30:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    engine.stop(5)
+    analyzed = {r[0] for r in conn.execute("SELECT DISTINCT tbl FROM sqlite_stat1")}
+    assert {"runs", "events"} & analyzed

@@ -170,7 +170,6 @@ class Store:
                         self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     def close(self) -> None:
-        self.optimize(wait=False)  # what SQLite advises for connections about to close
         self.conn.close()
 
     def _read_only_message(self) -> str:
