@@ -64,6 +64,7 @@ class Engine:
         self._sources: list[tuple[threading.Thread, SourceContext]] = []
         self._next_prune = 0.0
         self._pruner = None  # a retention prune in progress: one short batch per loop step
+        self._next_optimize = self.clock.monotonic() + PRUNE_EVERY  # not at start: nothing ran yet
         self._next_evaluation = 0.0  # time.monotonic(): the loop's next evaluation pass, at the earliest
         self.ingress = None
         self._checkpointer: Checkpointer | None = None
@@ -295,7 +296,9 @@ class Engine:
                 removed, self._pruner = self._pruner.removed, None
                 if removed["runs"] or removed["events"]:
                     log.info("retention: pruned %(runs)s runs and %(events)s events", removed)
-                self.store.optimize()  # hourly: planner statistics follow the tables' growth
+                if self.clock.monotonic() >= self._next_optimize:  # statistics follow the tables' growth
+                    self._next_optimize = self.clock.monotonic() + PRUNE_EVERY
+                    self.store.optimize()
             return
         now = self.clock.monotonic()
         if now < self._next_prune:
