@@ -59,8 +59,10 @@ def list_objects(store: Store, kind: str) -> list[dict]:
     ]
 
 
-def set_enabled(store: Store, kind: str, name: str, enabled: bool, *, clock: Clock | None = None) -> bool:
-    """Enable or disable one object; returns False when it already was. Audited."""
+def set_enabled(store: Store, kind: str, name: str, enabled: bool, *, clock: Clock | None = None,
+                actor: str | None = None, source: str = "cli") -> bool:
+    """Enable or disable one object; returns False when it already was. Audited under ``actor``
+    (default: the OS user)."""
     table = TABLE_OF_KIND[kind]
     now = to_iso((clock or Clock()).now())
     with store.write() as db:
@@ -71,7 +73,8 @@ def set_enabled(store: Store, kind: str, name: str, enabled: bool, *, clock: Clo
             return False
         db.execute(f"UPDATE {table} SET enabled = ?, updated_at = ? WHERE name = ?", (int(enabled), now, name))
         audit_rows(db.conn, [("enabled" if enabled else "disabled", kind, name,
-                              {"enabled": {"from": not enabled, "to": enabled}})], now, source="cli")
+                              {"enabled": {"from": not enabled, "to": enabled}})], now, actor=actor,
+                   source=source)
         bump_generation(db.conn)
     return True
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from taskengine_core.plugin_state import PluginState
 
 
 def _no_emit(type: str, data: dict | None = None, **kwargs) -> str:  # noqa: A002
@@ -26,6 +29,9 @@ class ActionContext:
     emit: Callable[..., str] = _no_emit
     started_monotonic: float = field(default_factory=time.monotonic)
     db_path: str | None = None  # the engine's database, for actions that queue work durably
+    # durable key/value state shared by the runs of one plugin's actions (scope: the action's
+    # namespace, e.g. ``updates``); None outside an engine
+    state: "PluginState | None" = None
 
     def time_left(self) -> float | None:
         """Seconds until the task's timeout, or ``None`` when the task has none."""
@@ -42,6 +48,13 @@ class SourceContext:
     settings: dict
     emit: Callable[..., str]
     stopping: threading.Event = field(default_factory=threading.Event)
+    # durable key/value state of this source (positions, cursors, last seen states), kept in the
+    # engine's database across restarts; see :class:`~taskengine_core.plugin_state.PluginState`
+    state: "PluginState | None" = None
+    # many events in one transaction: ``emit_many([{"type": T, "data": {...}, "id": ID}, ...])``
+    # returns their ids; an ``id`` seen from this source before (the inbox's duplicate check) is
+    # recorded as a duplicate and runs nothing
+    emit_many: Callable[[list[dict]], list[str]] = lambda events: [_no_emit("")]
 
 
 @dataclass(frozen=True)

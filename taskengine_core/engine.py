@@ -54,7 +54,8 @@ class Engine:
         self.runtime: Runtime = load_runtime(self.store)
         workers = workers or int(self.runtime.settings.get("workers") or DEFAULT_WORKERS)
         runner = AttemptRunner(registry=self.registry, secrets=self.secrets, clock=self.clock,
-                               load_event=self._load_event, emit=self.emit, db_path=self.db_path)
+                               load_event=self._load_event, emit=self.emit, db_path=self.db_path,
+                               state_store=self._thread_store)
         self.evaluator = Evaluator(self.clock)
         self.scheduler = Scheduler(self.store, self.clock)
         self.executor = Executor(self.store, runner, clock=self.clock, workers=workers,
@@ -130,9 +131,17 @@ class Engine:
             self.wake.wait(min(0.05, due) if due is not None else 0.05)
             self.wake.clear()
 
+    def source_state(self, name: str):
+        """The durable key/value state of the event source ``name`` (also for tests and tools)."""
+        from taskengine_core.plugin_state import PluginState
+
+        return PluginState(self._thread_store, "source:" + name, self.clock)
+
     # -- running ---------------------------------------------------------------------------------
 
-    def start(self, *, listen: str | None = None, token: str | None = None) -> None:
+    def start(self, *, listen: str | None = None, token: str | None = None, ui: bool = False) -> None:
+        """Start everything; with ``listen``, the HTTP ingress, and with ``ui`` the dashboard
+        and /metrics on the same listener."""
         self._checkpointer = Checkpointer(self.db_path)
         self._checkpointer.start()  # from now on this process's commits leave checkpoints to it
         try:
@@ -143,7 +152,7 @@ class Engine:
             if listen:
                 from taskengine_core.ingress import Ingress
 
-                self.ingress = Ingress(self, listen, token=token)
+                self.ingress = Ingress(self, listen, token=token, ui=ui)
                 self.ingress.start()
                 self.info = self._engine_info(self.ingress.address)
             self._start_sources()
@@ -315,7 +324,11 @@ class Engine:
                 continue  # a source runs only when its settings section is configured
             ctx = SourceContext(name=name, settings=self.secrets.resolve(settings),
                                 emit=lambda type, data=None, id=None, _n=name: self.emit(
-                                    type, data, source=_n, id=id))
+                                    type, data, source=_n, id=id),
+                                state=self.source_state(name),
+                                emit_many=lambda events, _n=name: self.emit_many(
+                                    [Event(e["type"], e.get("data") or {}, source=_n, source_id=e.get("id"))
+                                     for e in events]))
             thread = threading.Thread(target=self._run_source, args=(item, ctx),
                                       name=f"taskengine-source-{name}", daemon=True)
             thread.start()

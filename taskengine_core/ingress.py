@@ -77,7 +77,7 @@ class _RateLimiter:
 
 
 class Ingress:
-    def __init__(self, engine, listen: str, *, token: str | None = None) -> None:
+    def __init__(self, engine, listen: str, *, token: str | None = None, ui: bool = False) -> None:
         settings = engine.runtime.settings.get("ingress") or {}
         self.engine = engine
         self.host, self.port = parse_listen(listen)
@@ -96,6 +96,8 @@ class Ingress:
         self._error: BaseException | None = None
         self._stop_event: asyncio.Event | None = None
         self.address = f"{self.host}:{self.port}"
+        self.ui = ui  # serve the dashboard (/ui) and /metrics on this listener
+        self.attached = None  # what taskengine_core.ui.attach gave, once serving
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -132,11 +134,17 @@ class Ingress:
         await self._stop_event.wait()
         await runner.cleanup()  # waits for in-flight handlers, whose events are committed first
         await self._commits.flush()
+        if self.attached is not None:
+            self.attached.close()
 
     async def _start_site(self) -> web.AppRunner:
         app = web.Application(client_max_size=self.max_body)
         app.router.add_post("/events", self._post_event)
         app.router.add_get("/healthz", self._healthz)
+        if self.ui:
+            from taskengine_core.ui import attach
+
+            self.attached = attach(self.engine, app, loopback=is_loopback(self.host), ingress_token=self._token)
         # lingering_time=0: a body we refused unread is not drained; the connection is closed.
         runner = web.AppRunner(app, access_log=None, lingering_time=0, shutdown_timeout=5)
         await runner.setup()
@@ -159,7 +167,8 @@ class Ingress:
         if self._token is not None:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             given_bytes = given.strip().encode("utf-8", "surrogateescape")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, self._token):
+            if scheme.lower() != "bearer" or not (hmac.compare_digest(given_bytes, self._token)
+                                                  or self._may_emit(given)):
                 return _error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
         if wait := self.limiter.retry_after(request.remote or "?"):
             return _error(429, "too many events; slow down", {"Retry-After": str(max(1, math.ceil(wait)))})
@@ -193,6 +202,13 @@ class Ingress:
             return _error(503, f"event not stored: {exc}")
         return web.Response(body=b'{"id": "%s"}' % event_id.encode(), status=202,
                             content_type="application/json")
+
+    def _may_emit(self, given: str) -> bool:
+        """A dashboard token whose role may post events (emit, operator, admin; not viewer)."""
+        if self.attached is None:
+            return False
+        grant = self.attached.emit_grant(given)
+        return grant is not None and grant.role in ("emit", "operator", "admin")
 
     async def _healthz(self, request: web.Request) -> web.Response:
         counts = await asyncio.to_thread(self._counts)

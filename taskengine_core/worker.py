@@ -27,9 +27,10 @@ class AttemptRunner:
 
     def __init__(self, *, registry: Registry, secrets: SecretResolver, clock: Clock,
                  load_event: Callable[[str], dict | None], emit: Callable[..., str],
-                 db_path: str | None = None) -> None:
+                 db_path: str | None = None, state_store: Callable[[], Any] | None = None) -> None:
         self.registry = registry
         self.db_path = db_path
+        self.state_store = state_store  # the calling thread's Store, for ctx.state
         self.secrets = secrets
         self.clock = clock
         self.load_event = load_event
@@ -75,7 +76,7 @@ class AttemptRunner:
                                  f"{self.secrets.redactor(message)}")
         ctx = ActionContext(run_id=run.id, task=task.name, attempt=run.attempt, event=event,
                             settings=plugin_settings, timeout=task.timeout, cancelled=cancelled,
-                            emit=self.emit, db_path=self.db_path)
+                            emit=self.emit, db_path=self.db_path, state=self._state(task.action))
         return (item, resolved), ctx
 
     def run(self, run: Claimed, settings: dict, cancelled: threading.Event) -> Outcome:
@@ -101,6 +102,13 @@ class AttemptRunner:
                 status = "cancelled"
         return Outcome(run, status, started, self.clock.now(), output=output, error=error,
                        traceback=tb, retryable=retryable, plugin=plugin, plugin_version=version)
+
+    def _state(self, action: str):
+        if self.state_store is None:
+            return None
+        from taskengine_core.plugin_state import PluginState
+
+        return PluginState(self.state_store, "actions:" + action.split(".", 1)[0], self.clock)
 
     def _validator(self, action: str, schema: dict) -> SchemaCheck:
         with self._lock:

@@ -30,9 +30,8 @@ def services(store, hook) -> EngineInfo:
                       redact=secrets.redactor.scrub)
 
 
-def send_test(info: EngineInfo, store, name: str) -> tuple[Attempt, Decision]:
-    """Queue a ``taskengine.test`` delivery to ``name`` (one attempt, no retries) and send it."""
-    now = datetime.now(timezone.utc)
+def queue_test(store, name: str, now: datetime) -> str:
+    """Queue a ``taskengine.test`` delivery to ``name`` (one attempt, no retries); its id."""
     delivery_id = db.new_message_id()
     body = {"type": "taskengine.test", "timestamp": to_iso(now), "webhook": name,
             "message": "a test delivery from taskengine"}
@@ -43,13 +42,11 @@ def send_test(info: EngineInfo, store, name: str) -> tuple[Attempt, Decision]:
         db.enqueue(tx.conn, [{"id": delivery_id, "webhook": name, "type": "taskengine.test",
                               "body": json.dumps(body, separators=(",", ":")),
                               "content_type": "application/json", "max_attempts": 1}], now)
-    return deliver_now(info, store, delivery_id)
+    return delivery_id
 
 
-def redeliver(info: EngineInfo, store, delivery_id: str) -> tuple[Attempt, Decision] | None:
-    """Queue a delivery again (same ``webhook-id``, fresh retry budget) and attempt it now.
-    Returns ``None`` when a running engine claimed it first (it sends it)."""
-    now = datetime.now(timezone.utc)
+def requeue(store, delivery_id: str, now: datetime) -> None:
+    """Make a delivery pending again (same ``webhook-id``, fresh retry budget), due now."""
     with store.write() as tx:
         dests = db.destinations(tx.conn)
         row = tx.conn.execute("SELECT webhook FROM webhook_deliveries WHERE id = ?",
@@ -65,6 +62,17 @@ def redeliver(info: EngineInfo, store, delivery_id: str) -> tuple[Attempt, Decis
         state = db.redeliver(tx.conn, delivery_id, dest.retries, now)
         if state["status"] == "sending":
             raise TaskEngineError(f"delivery {delivery_id} is being sent right now; try again later")
+
+
+def send_test(info: EngineInfo, store, name: str) -> tuple[Attempt, Decision]:
+    """Queue a test delivery to ``name`` and send it now, in this process."""
+    return deliver_now(info, store, queue_test(store, name, datetime.now(timezone.utc)))
+
+
+def redeliver(info: EngineInfo, store, delivery_id: str) -> tuple[Attempt, Decision] | None:
+    """Queue a delivery again and attempt it now. Returns ``None`` when a running engine
+    claimed it first (it sends it)."""
+    requeue(store, delivery_id, datetime.now(timezone.utc))
     try:
         return deliver_now(info, store, delivery_id)
     except TaskEngineError as exc:

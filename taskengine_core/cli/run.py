@@ -17,9 +17,12 @@ from taskengine_core.cli._app import App, pass_app
 @click.option("--listen", metavar="HOST:PORT",
               help="Serve the HTTP ingress (POST /events, GET /healthz) [default: settings.ingress.listen].")
 @click.option("--workers", type=click.IntRange(1, 256), help="Worker threads [default: settings.workers or 16].")
+@click.option("--ui/--no-ui", "ui", default=True, show_default=True,
+              help="Serve the web dashboard at /ui and /metrics on the --listen address.")
 @click.option("--grace", default=30.0, show_default=True, help="Seconds in-flight runs get to finish on SIGTERM.")
 @pass_app
-def run(app: App, rules: tuple[str, ...], listen: str | None, workers: int | None, grace: float) -> None:
+def run(app: App, rules: tuple[str, ...], listen: str | None, workers: int | None, ui: bool,
+        grace: float) -> None:
     """Run the engine: evaluate events, run due tasks, serve the ingress and event sources.
     'taskengine apply' while it runs takes effect without a restart."""
     from taskengine_core.apply import apply_config
@@ -42,9 +45,15 @@ def run(app: App, rules: tuple[str, ...], listen: str | None, workers: int | Non
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    engine.start(listen=listen)
+    engine.start(listen=listen, ui=ui)
     where = f", ingress on http://{engine.ingress.address}" if engine.ingress else ""
     click.echo(f"taskengine running on {store.path}{where}; Ctrl-C to stop", err=True)
+    attached = engine.ingress.attached if engine.ingress else None
+    if attached is not None:
+        click.echo(f"dashboard: http://{engine.ingress.address}/ui", err=True)
+        if attached.first_token:
+            click.echo(f"sign in with the token {attached.first_token} (made for this start; name your "
+                       "own in settings.access.tokens to keep one)", err=True)
     while not stop.wait(1.0):
         pass
     click.echo(f"stopping: in-flight runs get {grace:g}s to finish", err=True)

@@ -135,6 +135,30 @@ def core_settings_properties() -> dict:
                          "description": "events per second accepted before 429"},
             },
         },
+        "access": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "who may use the dashboard (/ui), /metrics and POST /events",
+            "properties": {
+                "tokens": {
+                    "type": "object",
+                    "propertyNames": {"pattern": NAME_PATTERN},
+                    "additionalProperties": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["token", "role"],
+                        "properties": {
+                            "token": {"type": "string", "minLength": 1,
+                                      "description": "a secret reference such as ${env:OPS_UI_TOKEN}"},
+                            "role": {"enum": ["viewer", "operator", "admin", "emit"],
+                                     "description": "viewer reads; operator also runs, toggles and "
+                                                    "redelivers; admin also pauses; emit only posts events"},
+                        },
+                    },
+                },
+                "session": {**DURATION, "title": "how long a dashboard sign-in lasts (default 8h)"},
+            },
+        },
     }
 
 

@@ -226,6 +226,22 @@ def m004_schedules(db: Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m005_source_state(db: Database) -> None:
+    """Durable key/value state of plugins: a source's file offsets and cursors, an action's last
+    seen set. Scoped by name; values are JSON."""
+    db.executescript(
+        """
+        CREATE TABLE plugin_state (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (scope, key)) WITHOUT ROWID;
+        """
+    )
+
+
 # -- issue 9 (stalls and slow paths): indexes and the configuration change log -----------------
 
 _FINAL_RUN = "status IN ('succeeded', 'failed', 'cancelled', 'skipped', 'interrupted')"
@@ -233,7 +249,7 @@ _FINAL_DELIVERY = "status IN ('delivered', 'failed', 'exhausted')"
 
 
 @MIGRATIONS()
-def m005_indexes_for_logs_prune_and_dispatch(db: Database) -> None:
+def m006_indexes_for_logs_prune_and_dispatch(db: Database) -> None:
     """Indexes for ``logs show`` (decisions by run), ``logs list --status`` and ``webhooks
     deliveries --status`` (newest first within a final status: partial, so that the claim and
     dispatch queries on pending and running rows keep their own indexes), and for retention:
@@ -263,7 +279,7 @@ _LOGGED = {  # table -> (kind, name column); link tables log the object whose lo
 
 
 @MIGRATIONS()
-def m006_config_changes(db: Database) -> None:
+def m007_config_changes(db: Database) -> None:
     """A log of which configured objects changed (written by triggers, so every writer is
     covered: ``apply``, enable/disable, retiring, a webhook's 410). A running engine reloads only
     what changed since the last row it saw; ``meta.config_changes_pruned_through`` says up to
