@@ -91,6 +91,18 @@ def test_a_retired_task_and_a_gone_webhook_reload_without_a_rebuild(setup):
     fresh = refresh_runtime(store, runtime)
     assert fresh.tasks["t4"].retired and fresh.rules is runtime.rules
     same(fresh, load_runtime(store))
+    with store.write() as db:  # a webhook that answered 410 is disabled by the dispatcher
+        from datetime import datetime, timezone
+
+        from plugins.webhook.store import disable
+
+        db.conn.execute("INSERT INTO webhooks (name, spec, created_at, updated_at) VALUES "
+                        "('hook', '{\"url\": \"http://127.0.0.1:9/\"}', 't', 't')")
+        assert disable(db.conn, "hook", "answered 410 Gone", datetime.now(timezone.utc))
+    after_410 = refresh_runtime(store, fresh)
+    assert after_410.generation > fresh.generation
+    assert after_410.rules is fresh.rules and after_410.tasks is fresh.tasks
+    same(after_410, load_runtime(store))
 
 
 def test_a_changed_rule_rebuilds_only_the_buckets_of_its_types(setup):
