@@ -125,6 +125,8 @@ def refresh_runtime(store: Store, runtime: Runtime) -> Runtime:
     """``runtime`` itself if the configuration did not change; else a new snapshot in which
     only the changed tasks, event rules and settings were read and compiled again (all of it
     when the change log was pruned past ``runtime`` or names too many objects)."""
+    if config_generation(store) == runtime.generation:  # every loop step: one read, no transaction
+        return runtime
     with store._lock:
         store.conn.execute("BEGIN")
         try:

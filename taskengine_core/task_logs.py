@@ -85,8 +85,8 @@ def explain_event(store: Store, event_id: str) -> dict:
 
 
 PRUNE_BATCH = 500  # rows in the first prune transaction; then sized to take about PRUNE_TARGET
-PRUNE_TARGET = 0.01  # seconds one prune transaction may hold the write lock
-PRUNE_BATCH_RANGE = (50, 5000)
+PRUNE_TARGET = 0.005  # seconds one prune transaction may hold the write lock
+PRUNE_BATCH_RANGE = (20, 1000)
 PRUNE_PAUSE = 0.005  # seconds between two batches, so that other writers (the ingress) get in
 
 
