@@ -59,6 +59,14 @@ def list_objects(store: Store, kind: str) -> list[dict]:
     ]
 
 
+def object_exists(store: Store, section: str, name: str) -> bool:
+    """Whether the rule-file ``section`` (``webhooks``, ``tasks``, ...) defines ``name``."""
+    table = {"events": "event_rules"}.get(section, section)
+    if table not in TABLE_OF_KIND.values():
+        return True  # not a section this catalog knows: the attempt checks it
+    return store.conn.execute(f"SELECT 1 FROM {table} WHERE name = ?", (name,)).fetchone() is not None
+
+
 def set_enabled(store: Store, kind: str, name: str, enabled: bool, *, clock: Clock | None = None,
                 actor: str | None = None, source: str = "cli") -> bool:
     """Enable or disable one object; returns False when it already was. Audited under ``actor``

@@ -89,8 +89,10 @@ class Engine:
             self.wake.set()
         return ids
 
-    def queue_run(self, task: str, params: dict | None = None, *, actor: str = "api") -> str:
-        """Queue a manual run of ``task`` (enabled or not), due now; returns the run id."""
+    def queue_run(self, task: str, params: dict | None = None, *, actor: str = "api",
+                  event_id: str | None = None) -> str:
+        """Queue a manual run of ``task`` (enabled or not), due now; returns the run id. With
+        ``event_id``, the run's templates see that stored event as ``event``."""
         from taskengine_core.clock import to_iso
         from taskengine_core.errors import NotFoundError, SecretError
         from taskengine_core.evaluator import NewRun, insert_runs
@@ -102,12 +104,21 @@ class Engine:
         config = self.runtime.tasks.get(task)
         if config is None:
             raise NotFoundError(f"no task named {task!r}; see 'taskengine tasks list'")
+        from taskengine_core.catalog import object_exists
+
+        self.executor.runner.check_params(  # a bad --param queues nothing
+            config, params or {}, exists=lambda section, name: object_exists(self._thread_store(), section, name))
         now = to_iso(self.clock.now())
-        run = NewRun(config, "manual", now, params=params or None)
+        run = NewRun(config, "manual", now, params=params or None, event_id=event_id)
         with self._thread_store().write() as db:  # callable from any thread
+            if event_id is not None and db.conn.execute(
+                    "SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone() is None:
+                raise NotFoundError(f"no event with id {event_id!r}; see 'taskengine logs list' "
+                                    "or 'taskengine emit'")
             insert_runs(db.conn, [run], now)
-            db.conn.execute("INSERT INTO decisions (time, decision, reason, task, run_id) "
-                            "VALUES (?, 'manual', ?, ?, ?)", (now, f"run by hand by {actor}", task, run.id))
+            db.conn.execute("INSERT INTO decisions (time, decision, reason, task, run_id, event_id) "
+                            "VALUES (?, 'manual', ?, ?, ?, ?)",
+                            (now, f"run by hand by {actor}", task, run.id, event_id))
         self.wake.set()
         return run.id
 

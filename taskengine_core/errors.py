@@ -52,6 +52,10 @@ class NotFoundError(TaskEngineError):
     """A named object (task, schedule, run, event) does not exist."""
 
 
+class ParameterError(TaskEngineError):
+    """Parameters given for a run (``tasks run --param``) do not fit the action's schema."""
+
+
 class SecretError(TaskEngineError):
     """A secret reference cannot be resolved. The message never contains the secret."""
 

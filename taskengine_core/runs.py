@@ -108,6 +108,7 @@ class Outcome:
     plugin_version: str | None = None
     final_status: str | None = None  # set when this attempt ended the run
     stripped: bool = False  # recording it failed once: output, error and traceback were dropped
+    attention: bool = False  # an operator must act (a configuration error): never retried
 
     @property
     def duration(self) -> float:
@@ -235,7 +236,8 @@ def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
     ended = []
     for o in outcomes:
         run = o.run
-        if o.status in ("failed", "timeout", "interrupted") and o.retryable and run.attempt < run.max_attempts:
+        if (o.status in ("failed", "timeout", "interrupted") and o.retryable and not o.attention
+                and run.attempt < run.max_attempts):
             delay = run.task.retry.delay_after(run.attempt, rng)
             conn.execute(
                 "UPDATE runs SET status = 'pending', not_before = ?, error = ?, lease_owner = NULL, "
@@ -248,7 +250,8 @@ def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
                 "plugin_version = ?, attention = ?, lease_owner = NULL, lease_expires = NULL "
                 "WHERE id = ? AND status = 'running' AND attempt = ?",
                 (status, now_text, o.error, _json(o.output), o.duration, o.plugin, o.plugin_version,
-                 int(status == "interrupted"), run.id, run.attempt)).rowcount:
+                 int(status == "interrupted" or o.attention or _kept_for_attention(o, status)),
+                 run.id, run.attempt)).rowcount:
             o.final_status = status
             ended.append(o)
     done = [o for o in ended if o.final_status in ("succeeded", "failed")]
@@ -256,12 +259,26 @@ def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
         internal_event(f"task.{o.final_status}", o.run, now_text, {
             "status": o.final_status, "error": o.error, "duration": o.duration, "attempts": o.run.attempt})
         for o in done if listens(f"task.{o.final_status}")], now_text)
-    retire(conn, [o.run.task.name for o in done if o.run.task.delete_after_run], now_text)
+    retire(conn, [o.run.task.name for o in done if o.run.task.delete_after_run and o.final_status == "succeeded"],
+           now_text)
+    kept = [o for o in ended if _kept_for_attention(o, o.final_status)]
+    conn.executemany(
+        "INSERT INTO decisions (time, decision, reason, task, run_id) VALUES (?, 'attention', ?, ?, ?)",
+        [(now_text, "delete_after_run: the task is not retired because this run "
+          f"{'failed' if o.final_status == 'failed' else 'was interrupted'}; fix "
+          f"the cause and run it by hand ('taskengine tasks run {o.run.task.name}'): it is retired "
+          "after its first successful run", o.run.task.name, o.run.id) for o in kept])
     return ended
 
 
+def _kept_for_attention(o: Outcome, status: str | None) -> bool:
+    """A one-shot task (``delete_after_run``) whose run ended without success stays active and
+    its run is flagged: its trigger will most likely not come again."""
+    return bool(o.run.task.delete_after_run) and status in ("failed", "interrupted")
+
+
 def retire(conn, names: list[str], now_text: str) -> None:
-    """``delete_after_run``: retire tasks after their first completed run, audited."""
+    """``delete_after_run``: retire tasks after their first successful run, audited."""
     if not names:
         return
     from taskengine_core.apply import audit_rows, bump_generation

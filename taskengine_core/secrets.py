@@ -70,7 +70,8 @@ def resolve_builtin(scheme: str, ref: str) -> str | None:
     """The built-in resolver for ``env`` and ``file``; ``None`` for other schemes."""
     if scheme == "env":
         if ref not in os.environ:
-            raise SecretError(f"secret reference ${{env:{ref}}}: environment variable {ref} is not set")
+            raise SecretError(f"secret reference ${{env:{ref}}}: environment variable {ref} is not set; "
+                              f"set {ref} in the environment the engine runs in")
         return os.environ[ref]
     if scheme == "file":
         path = os.path.expanduser(ref)

@@ -10,12 +10,12 @@ from typing import Any, Callable
 
 from taskengine_core.clock import Clock, to_iso
 from taskengine_core.context import ActionContext
-from taskengine_core.errors import ActionError, SecretError, TemplateError
+from taskengine_core.errors import ActionError, ParameterError, SecretError, TemplateError
 from taskengine_core.registry import Registry
 from taskengine_core.rules.schema_check import SchemaCheck
 from taskengine_core.runs import Claimed, Outcome
 from taskengine_core.secrets import SecretResolver
-from taskengine_core.templating import TemplateRenderer
+from taskengine_core.templating import AbsentEvent, TemplateRenderer
 
 
 class _ConfigProblem(Exception):
@@ -47,7 +47,7 @@ class AttemptRunner:
             raise _ConfigProblem(f"action {task.action!r} is not installed; see 'taskengine plugins'")
         event = run.event if run.event is not None or not run.event_id else self.load_event(run.event_id)
         context = {
-            "event": event,
+            "event": event if event is not None else AbsentEvent(_no_event_reason(run)),
             "run": {"id": run.id, "attempt": run.attempt, "trigger": run.trigger,
                     "schedule": run.schedule, "slot": run.slot, "task": task.name},
             "task": {"name": task.name, "action": task.action},
@@ -79,9 +79,44 @@ class AttemptRunner:
                             emit=self.emit, db_path=self.db_path, state=self._state(task.action))
         return (item, resolved), ctx
 
+    def check_params(self, task, overrides: dict,
+                     exists: Callable[[str, str], bool] | None = None) -> None:
+        """Check a manual run's parameters before it is queued: the task's own with
+        ``overrides`` laid over them, against the action's schema (a templated value is checked
+        when an attempt renders it), the overrides' template syntax, and with ``exists(section,
+        name)`` that an overridden reference (``webhook: NAME``) names a defined object.
+
+        :raises ParameterError: naming the parameter and what was expected.
+        """
+        from taskengine_core.rules.messages import explain
+        from taskengine_core.rules.validate import _ref_params, dig
+
+        item = self.registry.actions.get(task.action)
+        if item is None:
+            raise ParameterError(f"task {task.name!r}: action {task.action!r} is not installed; "
+                                 "see 'taskengine plugins'")
+        for where, problem in self.renderer.check(overrides):
+            raise ParameterError(f"task {task.name!r}: parameter {where}: {problem}; nothing was queued")
+        params = merged(task.params, overrides)
+        for error in self._validator(task.action, item.schema).errors(params):
+            if isinstance(error.instance, str) and ("{{" in error.instance or "{%" in error.instance):
+                continue
+            extra, message = explain(error)
+            where = ".".join(str(p) for p in (*error.absolute_path, *extra))
+            named = f"parameter {where}" if where else "parameters"
+            raise ParameterError(f"task {task.name!r}: {named}: {self.secrets.redactor(message)}; "
+                                 "nothing was queued")
+        for path, section in (_ref_params(item.schema) if exists else ()):
+            value = dig(overrides, path)
+            if isinstance(value, str) and "{{" not in value and not exists(section, value):
+                where = ".".join(map(str, path))
+                raise ParameterError(f"task {task.name!r}: parameter {where}: no {section.rstrip('s')} named "
+                                     f"{value!r}; see 'taskengine {section} list'; nothing was queued")
+
     def run(self, run: Claimed, settings: dict, cancelled: threading.Event) -> Outcome:
         started = self.clock.now()
         plugin = version = None
+        attention = False
         try:
             (item, params), ctx = self.prepare(run, settings, cancelled)
             plugin, version = item.plugin.distribution, item.plugin.version
@@ -89,8 +124,11 @@ class AttemptRunner:
             output = _checked_output(output)
             # an action that returned normally did its work, even if a cancel came meanwhile
             status, error, tb, retryable = "succeeded", None, None, True
-        except _ConfigProblem as exc:
-            output, status, error, tb, retryable = None, "failed", str(exc), None, False
+        except _ConfigProblem as exc:  # retrying cannot help: an operator must fix it
+            output, status, error, tb, retryable, attention = None, "failed", str(exc), None, False, True
+        except (SecretError, TemplateError) as exc:  # raised by the action itself: configuration too
+            output, status, tb, retryable, attention = None, "failed", None, False, True
+            error = f"task {run.task.name!r}: {self.secrets.redactor(str(exc))}"
         except ActionError as exc:
             output, status, error, tb, retryable = exc.output, "failed", str(exc), None, exc.retryable
             if cancelled.is_set():
@@ -101,7 +139,8 @@ class AttemptRunner:
             if cancelled.is_set():  # whatever a cancelled action raises, it was cancelled
                 status = "cancelled"
         return Outcome(run, status, started, self.clock.now(), output=output, error=error,
-                       traceback=tb, retryable=retryable, plugin=plugin, plugin_version=version)
+                       traceback=tb, retryable=retryable, plugin=plugin, plugin_version=version,
+                       attention=attention)
 
     def _state(self, action: str):
         if self.state_store is None:
@@ -115,6 +154,16 @@ class AttemptRunner:
             if action not in self._validators:
                 self._validators[action] = SchemaCheck(schema)
             return self._validators[action]
+
+
+def _no_event_reason(run: Claimed) -> str:
+    if run.event_id:
+        return f"its event {run.event_id} is no longer stored"
+    if run.trigger == "schedule":
+        return f"it was fired by schedule {run.schedule!r}"
+    if run.trigger == "manual":
+        return "it was run by hand"
+    return f"it was started by {run.trigger!r}"
 
 
 def _checked_output(output: Any) -> Any:

@@ -136,7 +136,7 @@ def test_result_shape_is_json_serialisable():
     result = run({"argv": ["echo", "hello"]})
     assert set(result) == {"exit_code", "stdout", "stderr", "truncated", "duration"}
     assert result["exit_code"] == 0 and result["stdout"] == "hello\n" and result["stderr"] == ""
-    assert result["truncated"] is False and 0 <= result["duration"] < 5
+    assert result["truncated"] is False and isinstance(result["duration"], float) and result["duration"] >= 0
     assert json.loads(json.dumps(result)) == result
 
 
@@ -277,9 +277,7 @@ def test_truncation_does_not_start_with_half_a_character():
 
 
 def test_timeout_kills_the_process_group_including_the_grandchild():
-    started = time.monotonic()
     error = fails({"shell": "sleep 100 & echo $!; sleep 100", "timeout": 1})
-    assert time.monotonic() - started < 4
     assert str(error) == "command timed out after 1.0s; process group killed"
     assert error.retryable is True
     assert error.output["exit_code"] == -signal.SIGTERM
@@ -291,7 +289,7 @@ def test_a_group_ignoring_sigterm_gets_sigkill(monkeypatch):
     monkeypatch.setattr(process, "KILL_GRACE", 0.3)
     started = time.monotonic()
     error = fails({"shell": "trap '' TERM; sleep 100 & echo $!; sleep 100", "timeout": 0.5})
-    assert 0.8 <= time.monotonic() - started < 3
+    assert time.monotonic() - started >= 0.8  # the grace after SIGTERM was given
     assert error.output["exit_code"] == -signal.SIGKILL
     assert wait_gone(int(error.output["stdout"]))
 
@@ -318,9 +316,7 @@ def test_a_passed_task_deadline_does_not_start_the_command():
 def test_cancel_kills_the_process_group():
     context = ctx()
     threading.Timer(0.3, context.cancelled.set).start()
-    started = time.monotonic()
     error = fails({"shell": "sleep 100 & echo $!; sleep 100"}, context)
-    assert time.monotonic() - started < 3
     assert str(error) == "command cancelled; process group killed"
     assert error.retryable is False
     assert wait_gone(int(error.output["stdout"]))
@@ -340,16 +336,22 @@ def test_output_before_the_timeout_is_kept():
 def test_leftover_children_holding_the_output_open_are_killed(monkeypatch):
     monkeypatch.setattr(process, "LINGER", 0.2)
     result = run({"shell": "sleep 100 & echo $!", "timeout": 10})
-    assert result["exit_code"] == 0 and result["duration"] < 5
+    assert result["exit_code"] == 0  # returned although a child held the output open
     assert "processes it started kept its output open; they were killed" in result["stderr"]
     assert wait_gone(int(result["stdout"]))
 
 
-def test_detached_children_with_their_own_output_are_left_alone():
-    result = run({"shell": "sleep 30 >/dev/null 2>&1 & echo $!", "timeout": 10})
-    pid = int(result["stdout"])
+def test_detached_children_with_their_own_output_are_left_alone(monkeypatch):
+    monkeypatch.setattr(process, "LINGER", 3600)  # waiting for leftovers would now take an hour
+    done: list[dict] = []
+    runner = threading.Thread(target=lambda: done.append(
+        run({"shell": "sleep 3600 >/dev/null 2>&1 & echo $!", "timeout": 7200})), daemon=True)
+    runner.start()
+    runner.join(60)  # a deadline for a hang, not a speed bound: a wrong wait is an hour
+    assert done, "the action waited for a child that holds none of its output"
+    pid = int(done[0]["stdout"])
     try:
-        assert result["duration"] < 0.9 and alive(pid)
+        assert alive(pid) and "kept its output open" not in done[0]["stderr"]
     finally:
         os.kill(pid, signal.SIGKILL)
 

@@ -1,6 +1,11 @@
 """SIGKILL at random moments: no acknowledged event is lost, none is evaluated twice, nothing is
 left running, and the database stays intact (RELIABILITY 1, 3, 20).
 
+Each kill is proven to land mid-work: the harness freezes the engine (SIGSTOP) at a random
+moment and reads the database; only if runs are in flight and accepted events wait to be
+evaluated does it kill there, otherwise it lets the engine go on and tries another moment. The
+runs seen in flight must come back ``interrupted``; the events seen waiting, evaluated once.
+
 CI kills the engine 4 times. For a longer run:
 
     TASKENGINE_CRASH_KILLS=50 TASKENGINE_CRASH_SEED=7 python -m pytest tests/test_crash.py
@@ -67,6 +72,35 @@ def post_until_stopped(port, acknowledged, stop, counter):
 
 KILLS = int(os.environ.get("TASKENGINE_CRASH_KILLS", "4"))
 SEED = int(os.environ.get("TASKENGINE_CRASH_SEED", "20"))
+MAX_TRIES = 100  # moments tried per kill before the harness gives up
+
+
+def work_in_flight(db_path) -> tuple[set[str], set[str]]:
+    """Runs claimed and not finished, and events accepted but not yet evaluated, as the
+    database holds them now (the engine is frozen, so this is what a kill now interrupts)."""
+    conn = sqlite3.connect(db_path, timeout=10)
+    try:
+        running = {r[0] for r in conn.execute("SELECT id FROM runs WHERE status = 'running'")}
+        waiting = {r[0] for r in conn.execute("SELECT id FROM events WHERE processed_at IS NULL AND type = 'tick'")}
+        return running, waiting
+    finally:
+        conn.close()
+
+
+def kill_mid_work(proc, db_path, rng) -> tuple[set[str], set[str], int]:
+    """SIGKILL ``proc`` at a random moment when it has runs in flight and events waiting;
+    returns them and how many moments were tried."""
+    for tries in range(1, MAX_TRIES + 1):
+        time.sleep(rng.uniform(0.05, 0.4))
+        proc.send_signal(signal.SIGSTOP)
+        running, waiting = work_in_flight(db_path)
+        if running and waiting:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            return running, waiting, tries
+        proc.send_signal(signal.SIGCONT)
+    proc.kill()
+    raise AssertionError(f"no moment with work in flight in {MAX_TRIES} tries")
 
 
 def test_sigkill_at_random_moments_loses_and_doubles_nothing(run_cli, write_rules, db_path):
@@ -75,6 +109,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(run_cli, write_rule
     rng = random.Random(SEED)
     acknowledged: list[tuple[int, str]] = []
     counter = iter(range(10**9))
+    kills: list[tuple[set[str], set[str], int]] = []  # per kill: runs in flight, events waiting, tries
     for _ in range(KILLS):
         port = free_port()
         proc = start_engine(db_path, port)
@@ -83,9 +118,8 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(run_cli, write_rule
                    for _ in range(4)]
         for client in clients:
             client.start()
-        time.sleep(rng.uniform(0.3, 1.5))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        time.sleep(rng.uniform(0.2, 1.0))
+        kills.append(kill_mid_work(proc, db_path, rng))
         stop.set()
         for client in clients:
             client.join(timeout=10)
@@ -104,6 +138,9 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(run_cli, write_rule
     proc.wait(timeout=30)
 
     assert len(acknowledged) > 12 * KILLS
+    print("per kill (runs in flight, events waiting, moments tried):",
+          [(len(r), len(w), t) for r, w, t in kills])
+    assert len(kills) == KILLS and all(running and waiting for running, waiting, _ in kills)
     ids = {event_id for _, event_id in acknowledged}
     stored = {row[0] for row in conn.execute("SELECT id FROM events WHERE type = 'tick'")}
     assert ids <= stored, "an acknowledged event was lost"
@@ -120,4 +157,9 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(run_cli, write_rule
     assert conn.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()[0] == 0
     interrupted = conn.execute("SELECT attention FROM runs WHERE status = 'interrupted'").fetchall()
     assert all(a == 1 for (a,) in interrupted)  # command.run is not idempotent: flagged, not re-run
+    final = dict(conn.execute("SELECT id, status FROM runs"))
+    for running, waiting, _ in kills:  # what each kill cut off was recovered, not lost or doubled
+        assert {final[run_id] for run_id in running} <= {"interrupted", "succeeded"}
+        assert "interrupted" in {final[run_id] for run_id in running}, "a kill interrupted no run"
+        assert all(per_event.get(event_id) == 1 for event_id in waiting)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -110,8 +110,9 @@ async def attempt(session: aiohttp.ClientSession, dest: Destination | None, mess
         result.error = str(exc)
     except SigningError as exc:
         result.error, result.permanent = f"cannot sign: {exc}", True
-    except SecretError as exc:
-        result.error = scrub(str(exc))
+    except SecretError as exc:  # configuration, not the receiver: retrying cannot help
+        result.error = scrub(f"{exc}; not retried: fix it, then 'taskengine webhooks redeliver {message.id}'")
+        result.permanent = True
     except EgressRefused as exc:
         result.error, result.permanent = str(exc), True
     except asyncio.TimeoutError:

@@ -7,6 +7,8 @@ import math
 
 import click
 
+MAX_DEPTH = 64  # levels of nesting in event data and parameters: the HTTP ingress's MAX_DEPTH
+
 
 def parse_pairs(pairs: tuple[str, ...], *, what: str) -> dict:
     """``user=alice count=3 vm.name=x`` -> ``{"user": "alice", "count": 3, "vm": {"name": "x"}}``.
@@ -17,12 +19,18 @@ def parse_pairs(pairs: tuple[str, ...], *, what: str) -> dict:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise click.UsageError(f"bad {what} {pair!r}: expected KEY=VALUE")
+        parts = key.split(".")
+        if "" in parts:
+            raise click.UsageError(f"bad {what} {pair!r}: empty name in {key!r}; write KEY=VALUE or "
+                                   "KEY.SUBKEY=VALUE, or use --data JSON for keys with dots")
+        nesting = json_depth(raw) if raw.lstrip()[:1] in ("[", "{") else 0
+        if len(parts) + nesting > MAX_DEPTH:
+            raise click.UsageError(f"bad {what} {key}=...: nested more than {MAX_DEPTH} levels deep")
         try:
             value = loads_strict(raw)
         except ValueError:
             value = raw
         node = out
-        parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
@@ -33,8 +41,46 @@ def parse_pairs(pairs: tuple[str, ...], *, what: str) -> dict:
 
 def loads_strict(text: str):
     """``json.loads`` without Python's extensions: ``NaN``, ``Infinity`` and ``-Infinity`` are
-    errors, as in JSON itself, and so is a number too large for a float (``1e999``)."""
+    errors, as in JSON itself, and so is a number too large for a float (``1e999``); so is
+    nesting deeper than ``MAX_DEPTH`` (the HTTP ingress's limit), found before parsing."""
+    depth = json_depth(text)
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
     return json.loads(text, parse_constant=_not_json, parse_float=_finite)
+
+
+def nested_deeper(value, limit: int = MAX_DEPTH) -> bool:
+    """Whether mappings and lists in ``value`` nest more than ``limit`` levels (``value`` is 1)."""
+    stack = [(value, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def json_depth(text: str) -> int:
+    """How deeply ``[`` and ``{`` nest in JSON text (outside strings), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _not_json(name: str):

@@ -10,7 +10,7 @@ from taskengine_core.cli._output import emit_rows, json_option
 
 @click.group(invoke_without_command=True)
 @json_option
-@click.option("--limit", default=100, show_default=True, help="Newest N entries.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100000), help="Newest N entries.")
 @click.pass_context
 def audit(ctx: click.Context, as_json: bool, limit: int) -> None:
     """Show the audit log (the default), newest first."""
@@ -20,7 +20,7 @@ def audit(ctx: click.Context, as_json: bool, limit: int) -> None:
 
 @audit.command("list")
 @json_option
-@click.option("--limit", default=100, show_default=True, help="Newest N entries.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100000), help="Newest N entries.")
 @click.option("--kind", help="Only this kind: task, schedule, event, webhook, setting.")
 @click.option("--name", help="Only objects with this name.")
 @pass_app

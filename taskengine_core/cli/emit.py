@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from taskengine_core.cli._app import App, pass_app
-from taskengine_core.cli._parse import loads_strict, parse_pairs
+from taskengine_core.cli._parse import MAX_DEPTH, loads_strict, nested_deeper, parse_pairs
 
 
 @click.command()
@@ -31,6 +31,8 @@ def emit(app: App, type_: str, pairs: tuple[str, ...], data_json: str | None, so
         if not isinstance(data, dict):
             raise click.UsageError("--data must be a JSON object, e.g. '{\"user\": \"alice\"}'")
     data.update(parse_pairs(pairs, what="event field"))
+    if nested_deeper(data):
+        raise click.UsageError(f"event data nested more than {MAX_DEPTH} levels deep")
     body = {"type": type_, "data": data, "source": source}
     if source_id is not None:
         body["id"] = source_id

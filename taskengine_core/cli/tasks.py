@@ -67,9 +67,12 @@ def tasks_disable(app: App, name: str) -> None:
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Override a parameter of the task (repeatable).")
 @click.option("--no-wait", is_flag=True, help="Queue the run for the engine and return at once.")
+@click.option("--event", "event_id", metavar="EVENT_ID",
+              help="Run it for this stored event: its templates see it as 'event'.")
 @json_option
 @pass_app
-def tasks_run(app: App, name: str, params: tuple[str, ...], no_wait: bool, as_json: bool) -> None:
+def tasks_run(app: App, name: str, params: tuple[str, ...], no_wait: bool, as_json: bool,
+              event_id: str | None = None) -> None:
     """Run a task now, by hand, even if it is disabled. Waits for the result (retries included)
     and exits 1 if the run failed."""
     from taskengine_core.cli._parse import parse_pairs
@@ -79,7 +82,7 @@ def tasks_run(app: App, name: str, params: tuple[str, ...], no_wait: bool, as_js
     overrides = parse_pairs(params, what="--param")
     store = app.store()
     engine = Engine(store.path, manager=app.manager, workers=1)
-    run_id = engine.queue_run(name, overrides, actor="cli")
+    run_id = engine.queue_run(name, overrides, actor="cli", event_id=event_id)
     if no_wait:
         click.echo(run_id)
         return

@@ -1,0 +1,37 @@
+"""Built-in plugin: ``updates.check``, ``updates.download`` and ``updates.install`` for three
+sources: ``apt`` (apt-get as a process), ``pypi`` (a simple index against one Python
+environment) and ``vergeos`` (the VergeOS update API).
+
+Events: ``update.available {source, packages, count}`` when a check finds a pending set it has
+not reported before; ``update.downloaded {source, packages, count}``; ``update.completed
+{source, packages, count, started, finished, result}`` after an install (``result`` is
+``succeeded`` or ``failed``, with ``error``). Each package is ``{name, installed, candidate,
+size}``.
+"""
+
+from __future__ import annotations
+
+from taskengine_core.hookspecs import hookimpl
+
+from .schema import PARAMS_SCHEMA, SETTINGS_SCHEMA
+
+__all__ = ["PARAMS_SCHEMA", "SETTINGS_SCHEMA", "register_actions", "register_settings"]
+
+
+@hookimpl
+def register_settings(register) -> None:
+    register("updates", SETTINGS_SCHEMA,
+             description="Defaults of the update sources (apt, pypi, vergeos)")
+
+
+@hookimpl
+def register_actions(register) -> None:
+    from .action import check_updates, download_updates, install_updates
+
+    register("updates.check", check_updates, schema=PARAMS_SCHEMA, idempotent=True,
+             description="List pending updates (apt, PyPI index, VergeOS); emit "
+                         "update.available when the set changed.")
+    register("updates.download", download_updates, schema=PARAMS_SCHEMA, idempotent=True,
+             description="Download pending updates without installing; emit update.downloaded.")
+    register("updates.install", install_updates, schema=PARAMS_SCHEMA, idempotent=False,
+             description="Install pending updates; emit update.completed with the result.")
