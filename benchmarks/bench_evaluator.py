@@ -6,6 +6,10 @@ condition (``data.user: user-<k>``); a stream of events of which about 1% match 
     python benchmarks/bench_evaluator.py [--rules 10000] [--types 1000] [--events 200000]
 
 Each figure is the median of 5 runs. The index and the naive loop are checked to agree first.
+
+Then unique event types (``job.<n>.done``, each seen once, as a burst of job events brings):
+the engine asks ``Runtime.listens`` and ``RuleIndex.match`` for each. Baseline in the same run:
+the former ``listens``, ``fnmatch`` over every rule's pattern per new type.
 """
 
 from __future__ import annotations
@@ -70,6 +74,26 @@ def dict_lookup(rules: list[Rule]):
     return match
 
 
+def unique_type_events(count: int, start: int = 0) -> list[dict]:
+    return [{"id": str(n), "type": f"job.{n}.done", "source": "bench", "time": "2026-11-25T10:00:00Z",
+             "data": {"user": "user-1"}} for n in range(start, start + count)]
+
+
+def fnmatch_listens(rules: list[Rule]):
+    """The former ``Runtime.listens``: every rule's pattern tested per new type, cached unbounded."""
+    from fnmatch import fnmatchcase
+
+    cache: dict[str, bool] = {}
+
+    def listens(event_type: str) -> bool:
+        found = cache.get(event_type)
+        if found is None:
+            found = cache[event_type] = any(fnmatchcase(event_type, p) for r in rules for p in r.on)
+        return found
+
+    return listens
+
+
 def rate(match, events: list[dict], runs: int = 5) -> float:
     results = []
     for _ in range(runs):
@@ -106,8 +130,43 @@ def main(argv: list[str] | None = None) -> int:
           f"index is {indexed / looped:,.0f}x faster")
     print(f"(c) dict by type      {ceiling:>12,.0f} events/s   "
           f"index reaches {indexed / ceiling:.0%} of it")
-    ok = indexed >= 500_000 and indexed >= 100 * looped
-    print("target (>= 500,000 events/s and >= 100x naive):", "met" if ok else "MISSED")
+    # unique types: what the engine does per event (listens, then match), all caches cold
+    glob_rules = rules + [Rule(name="any-job-failed", on=["job.*.failed"],
+                               condition=compile_conditions(None))]
+    fresh = iter(range(10**9))
+
+    def through_index(event: dict):
+        index = through_index.index
+        if index.listens(event["type"]):
+            index.match(event)
+
+    def unique_rate(make_listens, count: int) -> float:
+        results = []
+        for _ in range(5):
+            listens_fn = make_listens()
+            batch = unique_type_events(count, next(fresh) * count)
+            start = time.perf_counter()
+            for event in batch:
+                listens_fn(event)
+            results.append(count / (time.perf_counter() - start))
+        return statistics.median(results)
+
+    def new_index():
+        through_index.index = RuleIndex(glob_rules)
+        return through_index
+
+    def new_fnmatch():
+        listens_fn = fnmatch_listens(glob_rules)
+        return lambda event: listens_fn(event["type"])
+
+    unique = unique_rate(new_index, 100_000)
+    unique_old = unique_rate(new_fnmatch, 200)
+    print(f"unique event types (job.<n>.done), {len(glob_rules)} rules incl. one glob job.*.failed:")
+    print(f"(d) listens + match    {unique:>12,.0f} events/s")
+    print(f"(e) fnmatch per rule   {unique_old:>12,.0f} events/s   (former Runtime.listens; "
+          f"index is {unique / unique_old:,.0f}x faster)")
+    ok = indexed >= 500_000 and indexed >= 100 * looped and unique >= 20_000
+    print("target (>= 500,000 events/s and >= 100x naive; unique types >= 20,000/s, above what the ingress takes in):", "met" if ok else "MISSED")
     return 0 if ok else 1
 
 

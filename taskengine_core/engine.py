@@ -16,10 +16,12 @@ from taskengine_core.events import Event, inbox_waiting, insert_events, row_to_e
 from taskengine_core.executor import DEFAULT_WORKERS, Executor
 from taskengine_core.loop_guard import LoopGuard
 from taskengine_core.scheduler import Scheduler
-from taskengine_core.model import Runtime, config_generation, load_runtime
+from taskengine_core.model import Runtime, load_runtime, refresh_runtime
 from taskengine_core.secrets import SecretResolver
 from taskengine_core.store import Store
 from taskengine_core.store.checkpoint import Checkpointer
+from taskengine_core.task_logs import PRUNE_PAUSE
+from taskengine_core.wakeup import WakeListener, poke
 from taskengine_core.worker import AttemptRunner
 
 log = logging.getLogger("taskengine.engine")
@@ -36,7 +38,8 @@ class Engine:
     """Everything that runs in ``taskengine run``. Usable from Python and in tests."""
 
     def __init__(self, db_path: str | Path, *, manager=None, clock: Clock | None = None,
-                 workers: int | None = None, poll_interval: float = 0.2) -> None:
+                 workers: int | None = None, poll_interval: float = 0.2,
+                 wake_listener: bool = True) -> None:
         from taskengine_core.plugins import get_plugin_manager
 
         self.db_path = str(db_path)
@@ -66,10 +69,14 @@ class Engine:
         self._loop_thread: threading.Thread | None = None
         self._sources: list[tuple[threading.Thread, SourceContext]] = []
         self._next_prune = 0.0
+        self._pruner = None  # a retention prune in progress: one short batch per loop step
+        self._next_optimize = self.clock.monotonic() + PRUNE_EVERY  # not at start: nothing ran yet
         self._next_evaluation = 0.0  # time.monotonic(): the loop's next evaluation pass, at the earliest
         self.ingress = None
         self._checkpointer: Checkpointer | None = None
         self.loop_guard = LoopGuard("engine loop", log)  # backoff on failures; /healthz's heartbeat
+        # other processes (taskengine emit, config changes) poke it after their commit
+        self._wakeup = WakeListener(self.db_path, self.wake.set) if wake_listener else None
 
     # -- the Python API --------------------------------------------------------------------------
 
@@ -82,7 +89,9 @@ class Engine:
         """Commit many events in one transaction; returns their ids. ``checked``: the caller
         already validated them (the ingress does, per request)."""
         ids = insert_events(self._thread_store(), events, clock=self.clock, checked=checked)
-        if time.monotonic() >= self._next_evaluation:  # else the loop is about to evaluate anyway
+        if self._loop_thread is None:  # not running here: a running engine elsewhere looks now
+            poke(self.db_path)
+        elif time.monotonic() >= self._next_evaluation:  # else the loop is about to evaluate anyway
             self.wake.set()
         return ids
 
@@ -153,6 +162,8 @@ class Engine:
         self._checkpointer = Checkpointer(self.db_path)
         self._checkpointer.start()  # from now on this process's commits leave checkpoints to it
         try:
+            if self._wakeup is not None:
+                self._wakeup.start()
             self.executor.recover(self.runtime)
             self.executor.start()
             if listen:
@@ -180,6 +191,8 @@ class Engine:
             self.ingress.stop()
             self.ingress = None
         self.executor.stop(0)
+        if self._wakeup is not None:
+            self._wakeup.stop()
         self._checkpointer.stop()
 
     def stop(self, grace: float = 30.0) -> None:
@@ -198,10 +211,13 @@ class Engine:
             ctx.stopping.set()
         if self._loop_thread is not None:
             self._loop_thread.join()
+        if self._wakeup is not None:
+            self._wakeup.stop()
         self.executor.stop(grace)
         self.notifications.stop()
         for thread, _ in self._sources:
             thread.join(timeout=5)
+        self.store.optimize(wait=False)  # statistics for what this engine's queries used
         if self._checkpointer is not None:
             self._checkpointer.stop()
 
@@ -272,8 +288,9 @@ class Engine:
             evaluation = max(0.0, evaluation)
         elif evaluation <= 0:
             evaluation = None  # no gap running: nothing to come back for
-        dues = [d for d in (self.executor.next_due_in(), self.scheduler.next_due_in(), evaluation)
-                if d is not None]
+        pruning = PRUNE_PAUSE if self._pruner is not None else None  # the next batch
+        dues = [d for d in (self.executor.next_due_in(), self.scheduler.next_due_in(), evaluation,
+                            pruning) if d is not None]
         return min(dues) if dues else None
 
     def _engine_info(self, listen: str | None) -> EngineInfo:
@@ -282,9 +299,10 @@ class Engine:
                           redact=self.secrets.redactor.scrub)
 
     def _refresh_config(self) -> None:
-        if config_generation(self.store) != self.runtime.generation:
-            self.runtime = load_runtime(self.store)
-            log.info("configuration reloaded (generation %s)", self.runtime.generation)
+        runtime = refresh_runtime(self.store, self.runtime)  # only what changed is compiled again
+        if runtime is not self.runtime:
+            self.runtime = runtime
+            log.info("configuration reloaded (generation %s)", runtime.generation)
 
     def _thread_store(self) -> Store:
         store = getattr(self._local, "store", None)
@@ -299,16 +317,26 @@ class Engine:
         return row_to_event(row) if row else None
 
     def _maybe_prune(self) -> None:
+        """Retention, one short batch per loop step (see ``task_logs.Pruner``): evaluation,
+        claiming and the ingress's commits go on in between."""
+        from taskengine_core.task_logs import Pruner
+
+        if self._pruner is not None:
+            if not self._pruner.step():
+                removed, self._pruner = self._pruner.removed, None
+                if removed["runs"] or removed["events"]:
+                    log.info("retention: pruned %(runs)s runs and %(events)s events", removed)
+                if self.clock.monotonic() >= self._next_optimize:  # statistics follow the tables' growth
+                    self._next_optimize = self.clock.monotonic() + PRUNE_EVERY
+                    self.store.optimize()
+            return
         now = self.clock.monotonic()
         if now < self._next_prune:
             return
         self._next_prune = now + PRUNE_EVERY
-        from taskengine_core.task_logs import prune
-
         keep = parse_duration(self.runtime.settings.get("retention", DEFAULT_RETENTION), clamp=True)
-        removed = prune(self.store, keep, clock=self.clock)
-        if removed["runs"] or removed["events"]:
-            log.info("retention: pruned %(runs)s runs and %(events)s events", removed)
+        self._pruner = Pruner(self.store, keep, clock=self.clock)
+        self._maybe_prune()
 
     def _start_sources(self) -> None:
         for name, item in self.registry.triggers.items():

@@ -1,5 +1,6 @@
 """The configuration as the engine uses it: tasks with their run policy, event rules indexed
-for matching. Built from the database (what ``apply`` wrote), rebuilt when it changes."""
+for matching. Built from the database (what ``apply`` wrote); when it changes, only the objects
+named in the ``config_changes`` log are read and compiled again (:func:`refresh_runtime`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from taskengine_core.store import Store
 
 DEFAULT_BACKOFF = 10.0
 DEFAULT_MAX_BACKOFF = 3600.0
+FULL_RELOAD_AT = 2000  # changed objects from which one full rebuild is cheaper than patching
+CONFIG_CHANGES_KEPT = 10_000  # newest rows of the change log that retention leaves
 
 
 @dataclass(frozen=True)
@@ -98,19 +101,13 @@ class Runtime:
     tasks: dict[str, TaskConfig]
     rules: "object"  # RuleIndex
     settings: dict
-    _listened: dict[str, bool] = field(default_factory=dict)
+    changes_seq: int = 0  # the last ``config_changes`` row this snapshot reflects
 
     def listens(self, event_type: str) -> bool:
         """Whether any event rule's type pattern matches ``event_type``. The engine records
-        its own task.* events only when something listens: the runs table already logs them."""
-        found = self._listened.get(event_type)
-        if found is None:
-            from fnmatch import fnmatchcase
-
-            found = any(fnmatchcase(event_type, pattern)
-                        for rule in self.rules.rules for pattern in rule.on)
-            self._listened[event_type] = found
-        return found
+        its own task.* events only when something listens: the runs table already logs them.
+        Answered from the rule index (exact types, globs by prefix), with a bounded cache."""
+        return self.rules.listens(event_type)
 
 
 def config_generation(store: Store) -> int:
@@ -122,35 +119,145 @@ def load_runtime(store: Store) -> Runtime:
     """The configuration as stored now, read in one snapshot so that a concurrent apply is
     never seen half done."""
     with store._lock:
-        return _load_runtime(store)
+        store.conn.execute("BEGIN")
+        try:
+            return _load_runtime(store)
+        finally:
+            store.conn.execute("COMMIT")
+
+
+def refresh_runtime(store: Store, runtime: Runtime) -> Runtime:
+    """``runtime`` itself if the configuration did not change; else a new snapshot in which
+    only the changed tasks, event rules and settings were read and compiled again (all of it
+    when the change log was pruned past ``runtime`` or names too many objects)."""
+    if config_generation(store) == runtime.generation:  # every loop step: one read, no transaction
+        return runtime
+    with store._lock:
+        store.conn.execute("BEGIN")
+        try:
+            generation = config_generation(store)
+            if generation == runtime.generation:
+                return runtime
+            changes, last = _changes_since(store.conn, runtime.changes_seq)
+            if changes is None or len(changes) > FULL_RELOAD_AT:
+                return _load_runtime(store)
+            return _patched(store, runtime, generation, changes, last)
+        finally:
+            store.conn.execute("COMMIT")
+
+
+def _changes_since(conn, seq: int) -> tuple[set[tuple[str, str]] | None, int]:
+    """The ``(kind, name)`` pairs logged after ``seq`` and the last seq; ``None`` when the log
+    no longer reaches back to ``seq`` (pruned) or names too many objects to patch."""
+    pruned = conn.execute("SELECT value FROM meta WHERE key = 'config_changes_pruned_through'").fetchone()
+    if pruned is None or seq < int(pruned[0]):
+        return None, 0
+    rows = conn.execute("SELECT DISTINCT kind, name FROM config_changes WHERE seq > ? LIMIT ?",
+                        (seq, FULL_RELOAD_AT + 1)).fetchall()
+    last = conn.execute("SELECT max(seq) FROM config_changes").fetchone()[0] or 0
+    return {(kind, name) for kind, name in rows}, last
+
+
+def _patched(store: Store, runtime: Runtime, generation: int, changes: set[tuple[str, str]],
+             last: int) -> Runtime:
+    def named(kind: str) -> list[str]:
+        return sorted(name for k, name in changes if k == kind)
+
+    tasks = runtime.tasks
+    if task_names := named("task"):
+        tasks = dict(tasks)
+        found = {r["name"]: TaskConfig.from_row(r) for r in store.db.query(
+            "SELECT * FROM tasks WHERE name IN (SELECT value FROM json_each(?))", [json.dumps(task_names)])}
+        for name in task_names:
+            if name in found:
+                tasks[name] = found[name]
+            else:
+                tasks.pop(name, None)
+    rules = runtime.rules
+    if rule_names := named("event"):
+        found = _read_rules(store, "WHERE name IN (SELECT value FROM json_each(?))", [json.dumps(rule_names)])
+        rules = rules.updated({name: found.get(name) for name in rule_names})
+    settings = _read_settings(store) if named("setting") else runtime.settings
+    return Runtime(generation, tasks, rules, settings, last)
+
+
+def rules_for_explaining(store: Store, event_type) -> tuple[list, dict[str, TaskConfig]]:
+    """Every event rule, with conditions compiled only where the type matches ``event_type``
+    (the others are explained by their type alone), and the tasks those rules name: what
+    ``logs explain`` needs, without building the whole runtime."""
+    from taskengine_core.conditions import MISSING
+    from taskengine_core.rule_index import type_reason
+
+    def listens(rule) -> bool:
+        return type_reason(rule, None, MISSING if event_type is None else event_type) is None
+
+    with store._lock:
+        store.conn.execute("BEGIN")  # one snapshot, as for the engine
+        try:
+            rules = list(_read_rules(store, wanted=listens).values())
+            names = sorted({task for rule in rules if listens(rule) for task in rule.payload.tasks})
+            tasks = {r["name"]: TaskConfig.from_row(r) for r in store.db.query(
+                "SELECT * FROM tasks WHERE name IN (SELECT value FROM json_each(?))", [json.dumps(names)])}
+        finally:
+            store.conn.execute("COMMIT")
+    return rules, tasks
+
+
+def _read_rules(store: Store, where_sql: str = "", params: list | None = None, *, wanted=None) -> dict:
+    """Rules as stored (``where_sql`` picks some); ``wanted(rule)`` False leaves a rule's
+    conditions uncompiled (an always-true condition stands in: never to be evaluated)."""
+    from taskengine_core.conditions import compile_conditions
+    from taskengine_core.rule_index import Rule
+
+    links: dict[str, list[str]] = {}
+    link_sql = "SELECT event_rule, task FROM task_events"
+    if where_sql:
+        link_sql += " " + where_sql.replace("name IN", "event_rule IN")
+    for rule_name, task in store.conn.execute(link_sql + " ORDER BY task", params or []):
+        links.setdefault(rule_name, []).append(task)
+    rules, always = {}, compile_conditions(None)
+    for row in store.db.query(f"SELECT * FROM event_rules {where_sql}", params or []):
+        spec = json.loads(row["spec"])
+        on = spec["on"]
+        throttle = spec.get("throttle") or {}
+        payload = RulePayload(
+            name=row["name"], enabled=bool(row["enabled"]), tasks=tuple(links.get(row["name"], ())),
+            delay=parse_duration(spec.get("delay", 0), clamp=True),
+            throttle_window=parse_duration(throttle["window"], clamp=True) if throttle else None,
+            throttle_key=tuple(throttle.get("key", ())),
+        )
+        rule = Rule(row["name"], [on] if isinstance(on, str) else list(on), always, payload)
+        if wanted is None or wanted(rule):
+            rule.condition = compile_conditions(spec.get("when"))
+        rules[row["name"]] = rule
+    return rules
+
+
+def _read_settings(store: Store) -> dict:
+    return {r["name"]: json.loads(r["spec"]) for r in store.db.query("SELECT * FROM settings")}
 
 
 def _load_runtime(store: Store) -> Runtime:
-    from taskengine_core.conditions import compile_conditions
-    from taskengine_core.rule_index import Rule, RuleIndex
+    """Everything, inside the caller's read transaction."""
+    from taskengine_core.rule_index import RuleIndex
 
-    store.conn.execute("BEGIN")
-    try:
-        generation = config_generation(store)
-        tasks = {r["name"]: TaskConfig.from_row(r) for r in store.db.query("SELECT * FROM tasks")}
-        links: dict[str, list[str]] = {}
-        for rule_name, task in store.conn.execute(
-                "SELECT event_rule, task FROM task_events ORDER BY task"):
-            links.setdefault(rule_name, []).append(task)
-        rules = []
-        for row in store.db.query("SELECT * FROM event_rules"):
-            spec = json.loads(row["spec"])
-            on = spec["on"]
-            throttle = spec.get("throttle") or {}
-            payload = RulePayload(
-                name=row["name"], enabled=bool(row["enabled"]), tasks=tuple(links.get(row["name"], ())),
-                delay=parse_duration(spec.get("delay", 0), clamp=True),
-                throttle_window=parse_duration(throttle["window"], clamp=True) if throttle else None,
-                throttle_key=tuple(throttle.get("key", ())),
-            )
-            rules.append(Rule(row["name"], [on] if isinstance(on, str) else list(on),
-                              compile_conditions(spec.get("when")), payload))
-        settings = {r["name"]: json.loads(r["spec"]) for r in store.db.query("SELECT * FROM settings")}
-    finally:
-        store.conn.execute("COMMIT")
-    return Runtime(generation, tasks, RuleIndex(rules), settings)
+    generation = config_generation(store)
+    last = store.conn.execute("SELECT max(seq) FROM config_changes").fetchone()[0] or 0
+    tasks = {r["name"]: TaskConfig.from_row(r) for r in store.db.query("SELECT * FROM tasks")}
+    rules = _read_rules(store)
+    return Runtime(generation, tasks, RuleIndex(rules.values()), _read_settings(store), last)
+
+
+def prune_config_changes(conn, batch: int) -> bool:
+    """Delete a batch of the change log's rows older than the newest ``CONFIG_CHANGES_KEPT``
+    (inside the caller's write transaction); returns whether more remain. An engine that had
+    not read that far reloads everything."""
+    last = conn.execute("SELECT max(seq) FROM config_changes").fetchone()[0] or 0
+    first = conn.execute("SELECT min(seq) FROM config_changes").fetchone()[0] or 0
+    if first > last - CONFIG_CHANGES_KEPT:
+        return False
+    through = min(last - CONFIG_CHANGES_KEPT, first + batch - 1)
+    conn.execute("DELETE FROM config_changes WHERE seq <= ?", (through,))
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'config_changes_pruned_through' "
+                 "AND CAST(value AS INTEGER) < ?", (str(through), through))
+    return through < last - CONFIG_CHANGES_KEPT

@@ -1,7 +1,9 @@
 """Which event rules an event triggers, at a cost that does not grow with the number of rules.
 
-Rules are grouped by event type: exact types in a dict, globs (``sync.*``, ``*``) matched once per
-distinct event type and the result cached. Within a type, rules are indexed by one equality
+Rules are grouped by event type: exact types in a dict, globs (``sync.*``, ``*``) grouped by their
+literal prefix (the text before the first wildcard), so that a new event type is tested only
+against the globs whose prefix it starts with: one dict lookup per prefix length, not a test per
+rule. The result is kept in a bounded cache, as is whether anything listens to a type at all. Within a type, rules are indexed by one equality
 condition (the path most of them test, e.g. ``data.user``): one dict lookup finds the few
 candidates, and only their remaining conditions are evaluated.
 """
@@ -18,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 from .conditions import MISSING, Condition, path_getter
 
-CACHE_SIZE = 4096  # distinct event types whose glob matches are remembered
+CACHE_SIZE = 4096  # distinct event types whose glob matches (and listeners) are remembered
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _by_name = attrgetter("name")
 
@@ -44,6 +46,12 @@ class Rule:
 
 def is_glob(pattern: str) -> bool:
     return _GLOB_CHARS.search(pattern) is not None
+
+
+def literal_prefix(pattern: str) -> str:
+    """The text of a glob before its first wildcard (all of it for an exact type)."""
+    found = _GLOB_CHARS.search(pattern)
+    return pattern[:found.start()] if found else pattern
 
 
 def _type_test(pattern: str) -> Callable[[str], bool]:
@@ -110,14 +118,55 @@ class RuleIndex:
                 raise ValueError(f"two event rules are named {rule.name!r}")
             for pattern in dict.fromkeys(rule.on):
                 (globs if is_glob(pattern) else exact).setdefault(pattern, []).append(rule)
-        self._exact_rules = exact
-        self._exact = {event_type: _Bucket(rs) for event_type, rs in exact.items()}
-        self._globs = [(_type_test(pattern), rs) for pattern, rs in globs.items()]
         self._type_tests = {rule: [_type_test(p) for p in rule.on] for rule in self.rules}
+        self._finish(exact, globs)
+
+    def _finish(self, exact: dict[str, list[Rule]], globs: dict[str, list[Rule]],
+                reuse: "RuleIndex | None" = None, affected: set[str] = frozenset()) -> None:
+        """Build the buckets; those of exact types outside ``affected`` are taken from ``reuse``."""
+        self._exact_rules, self._glob_rules = exact, globs
+        self._exact = {event_type: (reuse._exact[event_type] if reuse is not None
+                                    and event_type not in affected and event_type in reuse._exact
+                                    else _Bucket(rs)) for event_type, rs in exact.items()}
+        self._globs = [(_type_test(pattern), rs) for pattern, rs in globs.items()]
+        self._globs_by_prefix: dict[str, list[tuple[Callable[[str], bool], list[Rule]]]] = {}
+        for pattern, rs in globs.items():
+            self._globs_by_prefix.setdefault(literal_prefix(pattern), []).append((_type_test(pattern), rs))
+        self._prefix_lengths = sorted({len(p) for p in self._globs_by_prefix})
+        self._listens: dict[str, bool] = {}
         # Without globs the exact buckets are the whole answer; with globs this becomes a
         # bounded cache: event type -> bucket of its exact and glob rules together.
         self._by_type: dict[str, _Bucket] = dict(self._exact) if not globs else {}
         self._lock = threading.Lock()
+
+    def updated(self, changed: dict[str, Rule | None]) -> "RuleIndex":
+        """A new index with the rules named in ``changed`` replaced (``None``: removed, a name
+        not present: added). Only the buckets of the event types those rules listen to (before
+        or after) are rebuilt; the rest are shared with this index, which stays as it was."""
+        index = RuleIndex.__new__(RuleIndex)
+        before = [rule for rule in self.rules if rule.name in changed]
+        after = [rule for rule in changed.values() if rule is not None]
+        index.rules = sorted([r for r in self.rules if r.name not in changed] + after, key=_by_name)
+        exact, globs = dict(self._exact_rules), dict(self._glob_rules)
+        affected: set[str] = set()
+        for rule in before:
+            for pattern in dict.fromkeys(rule.on):
+                table = globs if is_glob(pattern) else exact
+                left = [r for r in table[pattern] if r is not rule]
+                if left:
+                    table[pattern] = left
+                else:
+                    del table[pattern]
+                affected.add(pattern)
+        for rule in after:
+            for pattern in dict.fromkeys(rule.on):
+                table = globs if is_glob(pattern) else exact
+                table[pattern] = sorted([*table.get(pattern, ()), rule], key=_by_name)
+                affected.add(pattern)
+        index._type_tests = {r: t for r, t in self._type_tests.items() if r.name not in changed}
+        index._type_tests.update({rule: [_type_test(p) for p in rule.on] for rule in after})
+        index._finish(exact, globs, reuse=self, affected=affected)
+        return index
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -140,7 +189,7 @@ class RuleIndex:
             bucket = self._by_type.get(event_type)
             if bucket is not None:
                 return bucket
-            extra = [rs for test, rs in self._globs if test(event_type)]
+            extra = [rs for test, rs in self._candidate_globs(event_type) if test(event_type)]
             bucket = self._exact.get(event_type)
             if extra or bucket is None:
                 rules = {r for rs in [self._exact_rules.get(event_type, []), *extra] for r in rs}
@@ -150,22 +199,59 @@ class RuleIndex:
             self._by_type[event_type] = bucket
             return bucket
 
+    def _candidate_globs(self, event_type: str):
+        """The globs whose literal prefix ``event_type`` starts with (only they can match)."""
+        by_prefix = self._globs_by_prefix
+        for length in self._prefix_lengths:
+            if length > len(event_type):
+                break
+            found = by_prefix.get(event_type[:length])
+            if found:
+                yield from found
+
+    def listens(self, event_type: str) -> bool:
+        """Whether any rule's type pattern matches ``event_type`` (conditions aside): an exact
+        type is one lookup, a new type is tested against the globs sharing its prefix only."""
+        found = self._listens.get(event_type)
+        if found is None:
+            found = event_type in self._exact or any(
+                test(event_type) for test, _ in self._candidate_globs(event_type))
+            with self._lock:
+                if len(self._listens) >= CACHE_SIZE:  # first in, first out
+                    self._listens.pop(next(iter(self._listens)), None)
+                self._listens[event_type] = found
+        return found
+
     def explain(self, event: dict) -> list[tuple[Rule, bool, str]]:
         """``(rule, matched, reason)`` for every rule, ordered by name: why each did or did not."""
         event_type = event.get("type", MISSING)
         out = []
         for rule in self.rules:
-            reason = self._type_reason(rule, event_type) or rule.condition.explain(event)
+            reason = type_reason(rule, self._type_tests[rule], event_type) or rule.condition.explain(event)
             out.append((rule, reason is None, reason or "matched"))
         return out
 
-    def _type_reason(self, rule: Rule, event_type: Any) -> str | None:
-        if event_type is MISSING:
-            return "event has no type"
-        if not isinstance(event_type, str):
-            return f"type {event_type!r} is not a string"
-        if any(test(event_type) for test in self._type_tests[rule]):
-            return None
-        if len(rule.on) == 1:
-            return f"type {event_type!r} does not match {rule.on[0]!r}"
-        return f"type {event_type!r} does not match any of {', '.join(map(repr, rule.on))}"
+
+def type_reason(rule: Rule, tests: list[Callable[[str], bool]] | None, event_type: Any) -> str | None:
+    """Why ``rule`` does not listen to ``event_type`` (None when it does); ``tests``: the rule's
+    compiled type tests, made here when not given."""
+    if event_type is MISSING:
+        return "event has no type"
+    if not isinstance(event_type, str):
+        return f"type {event_type!r} is not a string"
+    if any(test(event_type) for test in (tests or [_type_test(p) for p in rule.on])):
+        return None
+    if len(rule.on) == 1:
+        return f"type {event_type!r} does not match {rule.on[0]!r}"
+    return f"type {event_type!r} does not match any of {', '.join(map(repr, rule.on))}"
+
+
+def explain_rules(rules: Iterable[Rule], event: dict) -> list[tuple[Rule, bool, str]]:
+    """:meth:`RuleIndex.explain` without building an index (one event, once): a rule whose
+    type does not match is never asked about its conditions, which may be left uncompiled."""
+    event_type = event.get("type", MISSING)
+    out = []
+    for rule in sorted(rules, key=_by_name):
+        reason = type_reason(rule, None, event_type) or rule.condition.explain(event)
+        out.append((rule, reason is None, reason or "matched"))
+    return out

@@ -193,7 +193,8 @@ def claim_due(conn, runtime: Runtime, now: datetime, owner: str, lease: float, l
     claimed_ids = {c.id for c in claimed}
     for task_name in replaced:
         ids = [r[0] for r in conn.execute(
-            "SELECT id FROM runs WHERE task = ? AND status = 'running' AND cancel_requested = 0", (task_name,))
+            "SELECT id FROM runs INDEXED BY runs_running WHERE task = ? AND status = 'running' "
+            "AND cancel_requested = 0", (task_name,))
             if r[0] not in claimed_ids]
         conn.executemany("UPDATE runs SET cancel_requested = 1 WHERE id = ?", [(i,) for i in ids])
         to_cancel.extend((i, task_name) for i in ids)

@@ -10,6 +10,10 @@ from taskengine_core.errors import NotFoundError
 from taskengine_core.events import DEDUP_WINDOW_SECONDS, row_to_event
 from taskengine_core.store import Store, where
 
+FINAL_RUN_STATUSES = ("succeeded", "failed", "cancelled", "skipped", "interrupted")
+# word for word the WHERE of the partial indexes runs_by_status and runs_expiry (SQLite uses a
+# partial index only when the query's WHERE holds that very term)
+_FINAL_RUN = "status IN ('succeeded', 'failed', 'cancelled', 'skipped', 'interrupted')"
 RUN_LIST_COLUMNS = ("id, task, status, trigger, event_id, rule, schedule, slot, created_at, "
                     "not_before, started_at, finished_at, attempt, max_attempts, duration, error, attention")
 
@@ -20,6 +24,8 @@ def list_runs(store: Store, *, task: str | None = None, status: str | None = Non
     if since_seconds is not None:
         clause += (" AND" if clause else " WHERE") + " created_at >= ?"
         params.append(to_iso((clock or Clock()).now() - timedelta(seconds=since_seconds)))
+    if status in FINAL_RUN_STATUSES:  # the very term of the partial index runs_by_status
+        clause += f" AND {_FINAL_RUN}"
     sql = f"SELECT {RUN_LIST_COLUMNS} FROM runs{clause}"
     sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
     return list(store.db.query(sql, params + [limit]))
@@ -47,7 +53,8 @@ def show_run(store: Store, run_id: str) -> dict:
 
 def explain_event(store: Store, event_id: str) -> dict:
     """What happened to an event: the recorded decisions, and every current rule's verdict."""
-    from taskengine_core.model import load_runtime
+    from taskengine_core.model import rules_for_explaining
+    from taskengine_core.rule_index import explain_rules
 
     row = store.conn.execute(
         "SELECT id, type, source, source_id, data, time, processed_at, duplicate_of FROM events WHERE id = ?",
@@ -58,9 +65,9 @@ def explain_event(store: Store, event_id: str) -> dict:
     decisions = list(store.db.query(
         "SELECT time, decision, reason, rule, task, run_id FROM decisions WHERE event_id = ? ORDER BY id",
         [event_id]))
-    runtime = load_runtime(store)
+    current, tasks = rules_for_explaining(store, event.get("type"))
     rules = []
-    for rule, matched, reason in runtime.rules.explain(event):
+    for rule, matched, reason in explain_rules(current, event):
         payload = rule.payload
         verdict = reason
         if matched and not payload.enabled:
@@ -68,7 +75,7 @@ def explain_event(store: Store, event_id: str) -> dict:
         elif matched:
             states = []
             for task in payload.tasks:
-                tc = runtime.tasks.get(task)
+                tc = tasks.get(task)
                 states.append(f"{task}: " + ("missing" if tc is None else "retired" if tc.retired
                                              else "enabled" if tc.enabled else "disabled"))
             verdict = "matched" + (f" (tasks {', '.join(states)})" if states else " (no tasks linked)")
@@ -77,24 +84,124 @@ def explain_event(store: Store, event_id: str) -> dict:
             "decisions": decisions, "rules_now": rules}
 
 
-def prune(store: Store, older_than_seconds: float, *, clock: Clock | None = None) -> dict[str, int]:
-    """Delete finished runs (with attempts and decisions) and processed events older than the
-    cut-off. Unfinished runs, and events that still have unfinished runs, are never deleted."""
-    now = (clock or Clock()).now()
-    cutoff = to_iso(now - timedelta(seconds=older_than_seconds))
-    with store.write() as db:
-        conn = db.conn
-        runs = conn.execute(
-            "DELETE FROM runs WHERE coalesce(finished_at, created_at) < ? "
-            "AND status IN ('succeeded', 'failed', 'cancelled', 'skipped', 'interrupted')", (cutoff,)).rowcount
-        conn.execute("DELETE FROM decisions WHERE time < ? AND (run_id IS NULL OR run_id NOT IN "
-                     "(SELECT id FROM runs))", (cutoff,))
+PRUNE_BATCH = 500  # rows in the first prune transaction; then sized to take about PRUNE_TARGET
+PRUNE_TARGET = 0.005  # seconds one prune transaction may hold the write lock
+PRUNE_BATCH_RANGE = (20, 1000)
+PRUNE_PAUSE = 0.005  # seconds between two batches, so that other writers (the ingress) get in
+
+
+class Pruner:
+    """Retention in bounded batches: each :meth:`step` is one short write transaction that
+    deletes at most ``batch`` rows through an index (finished runs with their attempts and
+    decisions, then decisions left without a run, processed events no run refers to, ended
+    throttle windows, old schedule slots and the configuration change log). Between steps the
+    write lock is free, so an ingress never waits for a whole prune."""
+
+    PHASES = ("runs", "decisions", "events", "throttles", "slots", "config_changes")
+
+    def __init__(self, store: Store, older_than_seconds: float, *, clock: Clock | None = None,
+                 batch: int | None = None) -> None:
+        now = (clock or Clock()).now()
+        self.store, self.batch = store, batch or PRUNE_BATCH
+        self._adapt = batch is None  # a batch given by the caller stays as it is
+        self.cutoff = to_iso(now - timedelta(seconds=older_than_seconds))
         # events stay at least as long as the (source, id) dedup window needs them
-        event_cutoff = min(cutoff, to_iso(now - timedelta(seconds=DEDUP_WINDOW_SECONDS)))
-        events = conn.execute(
-            "DELETE FROM events WHERE received_at < ? AND processed_at IS NOT NULL AND id NOT IN "
-            "(SELECT event_id FROM runs WHERE event_id IS NOT NULL)", (event_cutoff,)).rowcount
-        conn.execute("DELETE FROM throttles WHERE until < ?", (cutoff,))
+        self.event_cutoff = min(self.cutoff, to_iso(now - timedelta(seconds=DEDUP_WINDOW_SECONDS)))
+        self.removed = {"runs": 0, "events": 0, "decisions": 0}
+        self._phase = 0
+        self._cursor: tuple[str, int] = ("", 0)  # (time, rowid) scanned up to, for decisions and events
+
+    @property
+    def done(self) -> bool:
+        return self._phase >= len(self.PHASES)
+
+    def step(self) -> bool:
+        """Delete one batch; returns whether more work remains. The batch grows or shrinks so
+        that a transaction takes about ``PRUNE_TARGET`` on this machine."""
+        import time
+
+        if self.done:
+            return False
+        with self.store.write() as db:
+            started = time.monotonic()
+            more = getattr(self, f"_{self.PHASES[self._phase]}")(db.conn)
+            took = time.monotonic() - started
+        if self._adapt and more:
+            low, high = PRUNE_BATCH_RANGE
+            if took > PRUNE_TARGET:
+                self.batch = max(low, self.batch // 2)
+            elif took < PRUNE_TARGET / 2:
+                self.batch = min(high, self.batch * 2)
+        if not more:
+            self._phase += 1
+            self._cursor = ("", 0)
+        return not self.done
+
+    def _runs(self, conn) -> bool:
+        ids = [r[0] for r in conn.execute(
+            f"DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs INDEXED BY runs_expiry WHERE "
+            f"coalesce(finished_at, created_at) < ? AND {_FINAL_RUN} LIMIT ?) RETURNING id",
+            (self.cutoff, self.batch))]  # attempts go with them (ON DELETE CASCADE)
+        conn.execute("DELETE FROM decisions WHERE run_id IN (SELECT value FROM json_each(?))",
+                     (json.dumps(ids),))
+        self.removed["runs"] += len(ids)
+        return len(ids) == self.batch
+
+    def _scan(self, conn, sql: str, cutoff: str) -> list[tuple]:
+        """The next ``batch`` rows ``(time, rowid, deletable)`` before ``cutoff``, from the cursor
+        on, in index order; moves the cursor past them."""
+        last_time, last_id = self._cursor
+        rows = conn.execute(sql, {"cut": cutoff, "t": last_time, "id": last_id, "n": self.batch}).fetchall()
+        if rows:
+            self._cursor = (rows[-1][0], rows[-1][1])
+        return rows
+
+    def _decisions(self, conn) -> bool:
+        """Decisions older than the cut-off whose run is gone, or that never had one."""
+        rows = self._scan(conn, "SELECT time, id, run_id IS NULL OR NOT EXISTS "
+                          "(SELECT 1 FROM runs WHERE runs.id = decisions.run_id) FROM decisions "
+                          "WHERE time >= :t AND time < :cut AND (time > :t OR id > :id) "
+                          "ORDER BY time, id LIMIT :n", self.cutoff)
+        gone = [r[1] for r in rows if r[2]]
+        conn.execute("DELETE FROM decisions WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(gone),))
+        self.removed["decisions"] += len(gone)
+        return len(rows) == self.batch
+
+    def _events(self, conn) -> bool:
+        """Processed events past the cut-off that no remaining run refers to."""
+        rows = self._scan(conn, "SELECT received_at, seq, processed_at IS NOT NULL AND NOT EXISTS "
+                          "(SELECT 1 FROM runs WHERE runs.event_id = events.id) FROM events "
+                          "WHERE received_at >= :t AND received_at < :cut AND (received_at > :t OR seq > :id) "
+                          "ORDER BY received_at, seq LIMIT :n", self.event_cutoff)
+        gone = [r[1] for r in rows if r[2]]
+        conn.execute("DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))", (json.dumps(gone),))
+        self.removed["events"] += len(gone)
+        return len(rows) == self.batch
+
+    def _throttles(self, conn) -> bool:
+        return conn.execute("DELETE FROM throttles WHERE (rule, key) IN (SELECT rule, key FROM throttles "
+                            "WHERE until < ? LIMIT ?)", (self.cutoff, self.batch)).rowcount == self.batch
+
+    def _slots(self, conn) -> bool:
         # slot keys only guard against firing again, and next fire times never move back
-        conn.execute("DELETE FROM schedule_slots WHERE due < ?", (cutoff,))
-    return {"runs": runs, "events": events}
+        return conn.execute("DELETE FROM schedule_slots WHERE (schedule, due) IN (SELECT schedule, due "
+                            "FROM schedule_slots WHERE due < ? LIMIT ?)",
+                            (self.cutoff, self.batch)).rowcount == self.batch
+
+    def _config_changes(self, conn) -> bool:
+        from taskengine_core.model import prune_config_changes
+
+        return prune_config_changes(conn, self.batch)
+
+
+def prune(store: Store, older_than_seconds: float, *, clock: Clock | None = None,
+          batch: int | None = None, pause: float = PRUNE_PAUSE) -> dict[str, int]:
+    """Delete finished runs (with attempts and decisions) and processed events older than the
+    cut-off, in short transactions (see :class:`Pruner`). Unfinished runs, and events that still
+    have unfinished runs, are never deleted."""
+    import time
+
+    pruner = Pruner(store, older_than_seconds, clock=clock, batch=batch)
+    while pruner.step():
+        time.sleep(pause)
+    return pruner.removed

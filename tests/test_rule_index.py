@@ -210,3 +210,60 @@ def test_index_agrees_with_testing_every_rule(specs, events, seed):
         assert index.match(evt) == expected
         assert index.match(evt) == expected  # second time through the glob cache
         assert [r for r, matched, _ in index.explain(evt) if matched] == expected
+
+
+# -- listens: answered from the index, not by testing every rule (issue 9) ------------------------
+
+def test_listens_agrees_with_fnmatch_over_every_pattern():
+    rng = random.Random(5)
+    parts = ["job", "sync", "a", "b", "done", "x"]
+    patterns = []
+    for _ in range(300):
+        words = [rng.choice(parts + ["*", "?", "[ab]"]) for _ in range(rng.randrange(1, 4))]
+        patterns.append(".".join(words) if rng.random() < 0.7 else "".join(words))
+    index = RuleIndex([rule(f"r{i}", [p]) for i, p in enumerate(patterns)])
+    for _ in range(2000):
+        event_type = ".".join(rng.choice(parts + ["1", "ab"]) for _ in range(rng.randrange(1, 5)))
+        expected = any(fnmatch.fnmatchcase(event_type, p) for p in patterns)
+        assert index.listens(event_type) is expected, event_type
+
+
+def test_a_new_event_type_is_tested_only_against_globs_sharing_its_prefix(monkeypatch):
+    tested = []
+    real = rule_index._type_test
+
+    def counting(pattern):
+        test = real(pattern)
+        return lambda event_type: tested.append(pattern) or test(event_type)
+
+    monkeypatch.setattr(rule_index, "_type_test", counting)
+    rules = [rule(f"exact-{i}", [f"job.{i}.done"]) for i in range(5000)]
+    rules += [rule(f"glob-{i}", [f"batch.{i}.*"]) for i in range(5000)]
+    index = RuleIndex(rules)
+    assert index.listens("job.7.done") and not index.listens("job.7.started")
+    assert index.listens("batch.42.finished")
+    assert names(index.match(event("batch.42.finished"))) == ["glob-42"]
+    assert not index.listens("other.thing")
+    # only batch.42.* (prefix "batch.42.") was ever a candidate; the 9,999 other rules were not
+    assert set(tested) == {"batch.42.*"}
+
+
+def test_the_listens_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(rule_index, "CACHE_SIZE", 100)
+    index = RuleIndex([rule("done", ["job.*.done"]), rule("exact", ["ping"])])
+    for n in range(1000):
+        assert index.listens(f"job.{n}.done")
+        assert not index.listens(f"job.{n}.started")
+    assert len(index._listens) <= 100
+    assert len(index._by_type) <= 100 or not index._globs
+    assert index.listens("ping") and index.listens("job.1.done")
+
+
+def test_runtime_listens_answers_from_the_rule_index():
+    from taskengine_core.model import Runtime
+
+    index = RuleIndex([rule("done", ["task.succeeded"]), rule("jobs", ["job.*"])])
+    runtime = Runtime(1, {}, index, {})
+    assert runtime.listens("task.succeeded") and runtime.listens("job.9")
+    assert not runtime.listens("task.failed")
+    assert not hasattr(runtime, "_listened")  # no unbounded per-runtime cache

@@ -1,9 +1,11 @@
 """The delivery dispatcher: a thread with its own asyncio loop that sends queued deliveries.
 
 Started by the ``engine_started`` hook and stopped by ``engine_stopping``. Each pass of its loop
-is one write transaction (on a dedicated database thread, so the event loop never blocks on
-SQLite) that records the attempts finished since the last pass and claims due deliveries per
-destination into that destination's queue. Up to ``settings.webhook.concurrency`` (default 32)
+runs on a dedicated database thread (so the event loop never blocks on SQLite): it looks for
+due work in a read transaction (indexed lookups per destination, however many deliveries wait
+for later), then, only when there is something to write, one write transaction records the
+attempts finished since the last pass and claims due deliveries per destination into that
+destination's queue. Up to ``settings.webhook.concurrency`` (default 32)
 workers per destination take messages from its queue, one request each at a time, so a slow or
 dead destination only ever holds its own workers: it never delays deliveries to the others.
 
@@ -36,6 +38,7 @@ from .sender import after_commit, emit_final, make_session, policy_for
 log = logging.getLogger("taskengine.webhook")
 PRUNE_EVERY = 3600.0
 PACE = 0.005  # while messages are queued, at most one database pass per this many seconds
+PRUNE_PAUSE = 0.005  # between two batches of a retention prune
 
 
 @dataclass
@@ -74,6 +77,7 @@ class Dispatcher:
         self._dests: dict = {}
         self._conf = WebhookSettings()
         self._next_prune = 0.0
+        self._pruning, self._pruned = False, 0
 
     # -- any thread ------------------------------------------------------------------------
 
@@ -254,50 +258,75 @@ class Dispatcher:
                 self._conf = out.settings = conf
 
     def _pass(self, results, released, hints, scan, held, claiming) -> _Pass:
-        """One write transaction: record finished attempts, give back released messages,
-        claim due ones. A destination holds up to ``2 * concurrency`` claimed messages (those
-        in flight and as many queued, so a worker that finishes starts the next at once)."""
+        """Look for work in a read transaction; then, if there is any, one write transaction:
+        record finished attempts, give back released messages, claim due ones. A destination
+        holds up to ``2 * concurrency`` claimed messages (those in flight and as many queued, so
+        a worker that finishes starts the next at once)."""
         now = datetime.now(timezone.utc)
-        out, orphans = _Pass(wait=self.poll), []
-        with transaction(self._store) as conn:
+        out, orphans, stale, gone_names = _Pass(wait=self.poll), [], [], set()
+        with db.snapshot(self._store.conn) as conn:
             self._reload(conn, out)
-            if results:
-                out.decided = db.record(conn, results, self._dests, self._conf, now, self.rng)
-                if any(a.gone for a in results):
-                    self._reload(conn, out)
-            db.release(conn, released)
             if scan:
-                db.recover(conn, now, self._is_gone)
-                orphans = db.fail_orphans(conn, now)
-                hints = hints | db.due_webhooks(conn, now)
-                self._maybe_prune(conn, now)
-            limit = 2 * self._conf.concurrency
-            for name in sorted(hints) if claiming else ():
-                dest = self._dests.get(name)
-                if dest is None or not dest.enabled:
-                    continue
-                free = limit - held.get(name, 0)
-                if free < max(1, self._conf.concurrency // 4) and held.get(name, 0):
-                    out.more.add(name)  # enough queued; top up when more has gone out
-                    continue
-                claimed = db.claim(conn, name, free, now, self.owner, dest.timeout)
-                out.claimed += claimed
-                if len(claimed) == free:
-                    out.more.add(name)
+                stale = db.stale_sending(conn, now, self._is_gone)
+                gone_names = db.pending_webhooks(conn) - set(self._dests)
+                hints = hints | db.due_webhooks(
+                    conn, now, [n for n, d in self._dests.items() if d.enabled])
             upcoming = db.next_due(conn, now)
+        wanted = sorted(hints) if claiming else []
+        if results or released or stale or gone_names or wanted:
+            with transaction(self._store) as conn:
+                self._reload(conn, out)
+                if results:
+                    out.decided = db.record(conn, results, self._dests, self._conf, now, self.rng)
+                    if any(a.gone for a in results):
+                        self._reload(conn, out)
+                db.release(conn, released)
+                if stale:
+                    db.recover(conn, now, self._is_gone)
+                if gone_names:
+                    orphans = db.fail_orphans(conn, now, gone_names)
+                self._claim(conn, wanted, held, now, out)
+                upcoming = db.next_due(conn, now)
+        if scan:
+            self._maybe_prune(now)
         if upcoming is not None:
             out.wait = min(self.poll, (from_iso(upcoming) - now).total_seconds())
+        if self._pruning:
+            out.wait = min(out.wait, PRUNE_PAUSE)  # the next batch soon, other writers in between
         after_commit(self.info, out.decided)
         for data in orphans:
             emit_final(self.info, "failed", {**data, "status": "failed", "status_code": None}, 0)
         return out
 
-    def _maybe_prune(self, conn, now) -> None:
-        if time.monotonic() >= self._next_prune:
+    def _claim(self, conn, names, held, now, out: _Pass) -> None:
+        limit = 2 * self._conf.concurrency
+        for name in names:
+            dest = self._dests.get(name)
+            if dest is None or not dest.enabled:
+                continue
+            free = limit - held.get(name, 0)
+            if free < max(1, self._conf.concurrency // 4) and held.get(name, 0):
+                out.more.add(name)  # enough queued; top up when more has gone out
+                continue
+            claimed = db.claim(conn, name, free, now, self.owner, dest.timeout)
+            out.claimed += claimed
+            if len(claimed) == free:
+                out.more.add(name)
+
+    def _maybe_prune(self, now) -> None:
+        """Retention of finished deliveries: a batch per pass, each its own short transaction."""
+        if not self._pruning:
+            if time.monotonic() < self._next_prune:
+                return
             self._next_prune = time.monotonic() + PRUNE_EVERY
+            self._pruning, self._pruned = True, 0
+        with transaction(self._store) as conn:
             removed = db.prune(conn, now)
-            if removed:
-                log.info("retention: pruned %d finished webhook deliveries", removed)
+        self._pruned += removed
+        if removed < db.PRUNE_BATCH:
+            self._pruning = False
+            if self._pruned:
+                log.info("retention: pruned %d finished webhook deliveries", self._pruned)
 
     def _final(self, results, released) -> None:
         now = datetime.now(timezone.utc)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import random
+from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from taskengine_core.clock import to_iso
 from taskengine_core.store import where
@@ -22,6 +23,9 @@ from .delivery import Attempt, Decision, Message, decide
 
 STATUSES = ("pending", "sending", "delivered", "failed", "exhausted")
 LEASE_MARGIN = 60.0
+FINAL = ("delivered", "failed", "exhausted")
+_FINAL_TERM = "status IN ('delivered', 'failed', 'exhausted')"  # as in webhook_deliveries_by_status
+PRUNE_BATCH = 2000  # finished deliveries deleted per transaction
 _MESSAGE_COLUMNS = ("id, webhook, type, body, content_type, headers, attempts, max_attempts, "
                     "task, run_id, event_id")
 
@@ -87,10 +91,35 @@ def claim_one(conn, delivery_id: str, now: datetime, owner: str, lease: float) -
     return found[0] if found else None
 
 
-def due_webhooks(conn, now: datetime) -> set[str]:
-    return {r[0] for r in conn.execute(
-        "SELECT DISTINCT webhook FROM webhook_deliveries WHERE status = 'pending' "
-        "AND next_attempt_at <= ?", (to_iso(now),))}
+@contextmanager
+def snapshot(conn) -> Iterator:
+    """A read transaction: one consistent view, and no write lock (WAL lets writers go on)."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
+def due_webhooks(conn, now: datetime, names: Iterable[str]) -> set[str]:
+    """Which of ``names`` have a delivery due now: one indexed lookup each (the ``pending``
+    part of ``webhook_deliveries_due``), however many deliveries wait for later."""
+    now_text = to_iso(now)
+    return {name for name in names if conn.execute(
+        "SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND webhook = ? "
+        "AND next_attempt_at <= ? LIMIT 1", (name, now_text)).fetchone()}
+
+
+def pending_webhooks(conn) -> set[str]:
+    """The destinations that have pending deliveries, found by skipping through the index
+    from one name to the next (one lookup per destination, not a row per delivery)."""
+    found, name = set(), ""
+    while True:
+        name = conn.execute("SELECT min(webhook) FROM webhook_deliveries WHERE status = 'pending' "
+                            "AND webhook > ?", (name,)).fetchone()[0]
+        if name is None:
+            return found
+        found.add(name)
 
 
 def next_due(conn, now: datetime) -> str | None:
@@ -99,14 +128,19 @@ def next_due(conn, now: datetime) -> str | None:
     return row[0] if row else None
 
 
-def recover(conn, now: datetime, is_dead) -> int:
-    """Deliveries left ``sending`` by a process that is gone (dead pid or lease expired) go
-    back to ``pending``, due now. The receiver may have got the message: it de-duplicates by
-    ``webhook-id``."""
+def stale_sending(conn, now: datetime, is_dead) -> list[str]:
+    """Deliveries left ``sending`` by a process that is gone (dead pid or lease expired)."""
     now_text = to_iso(now)
-    stale = [r[0] for r in conn.execute(
+    return [r[0] for r in conn.execute(
         "SELECT id, lease_owner, lease_expires FROM webhook_deliveries WHERE status = 'sending'")
         if (r[2] or "") < now_text or is_dead(r[1])]
+
+
+def recover(conn, now: datetime, is_dead) -> int:
+    """Deliveries left ``sending`` by a process that is gone go back to ``pending``, due now.
+    The receiver may have got the message: it de-duplicates by ``webhook-id``."""
+    now_text = to_iso(now)
+    stale = stale_sending(conn, now, is_dead)
     conn.executemany("UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, "
                      "lease_owner = NULL, lease_expires = NULL WHERE id = ? AND status = 'sending'",
                      [(now_text, i) for i in stale])
@@ -165,11 +199,17 @@ def disable(conn, name: str, reason: str, now: datetime) -> bool:
     return bool(changed)
 
 
-def fail_orphans(conn, now: datetime) -> list[dict]:
-    """Pending deliveries whose destination was deleted fail; returns them (for events)."""
-    rows = conn.execute(
-        "SELECT id, webhook, task, run_id, attempts FROM webhook_deliveries WHERE status = 'pending'"
-        " AND webhook NOT IN (SELECT name FROM webhooks)").fetchall()
+def fail_orphans(conn, now: datetime, names: Iterable[str] | None = None) -> list[dict]:
+    """Pending deliveries whose destination was deleted fail; returns them (for events).
+    ``names``: the deleted destinations (default: found from the table)."""
+    if names is None:
+        names = pending_webhooks(conn) - {r[0] for r in conn.execute("SELECT name FROM webhooks")}
+    rows = []
+    for name in sorted(names):
+        rows += conn.execute(
+            "SELECT id, webhook, task, run_id, attempts FROM webhook_deliveries "
+            "INDEXED BY webhook_deliveries_due WHERE status = 'pending'"
+            " AND webhook = ? AND webhook NOT IN (SELECT name FROM webhooks)", (name,)).fetchall()
     why = "the webhook no longer exists (removed from the rule files)"
     conn.executemany("UPDATE webhook_deliveries SET status = 'failed', last_error = ?, "
                      "finished_at = ? WHERE id = ?", [(why, to_iso(now), r[0]) for r in rows])
@@ -194,6 +234,8 @@ def redeliver(conn, delivery_id: str, retries: int, now: datetime) -> dict | Non
 def list_deliveries(conn, webhook: str | None = None, status: str | None = None,
                     limit: int = 50) -> list[dict[str, Any]]:
     clause, params = where(webhook=webhook, status=status)
+    if status in FINAL:  # the very term of the partial index webhook_deliveries_by_status
+        clause += f" AND {_FINAL_TERM}"
     sql = ("SELECT id, webhook, status, type, task, run_id, event_id, created_at, attempts, "
            "max_attempts, next_attempt_at, last_status_code, last_error, finished_at "
            f"FROM webhook_deliveries{clause} ORDER BY created_at DESC, rowid DESC LIMIT ?")
@@ -225,12 +267,14 @@ def get_delivery(conn, delivery_id: str) -> dict | None:
     return out
 
 
-def prune(conn, now: datetime) -> int:
-    """Delete finished deliveries older than ``settings.retention`` (default 90 days)."""
+def prune(conn, now: datetime, limit: int = PRUNE_BATCH) -> int:
+    """Delete up to ``limit`` finished deliveries older than ``settings.retention`` (default 90
+    days), through the ``webhook_deliveries_expiry`` index; the caller repeats while it returns
+    ``limit``, a transaction per batch."""
     from taskengine_core.durations import parse_duration
 
     row = conn.execute("SELECT spec FROM settings WHERE name = 'retention'").fetchone()
     before = now - timedelta(seconds=parse_duration(json.loads(row[0]) if row else "90d", clamp=True))
-    return conn.execute("DELETE FROM webhook_deliveries WHERE status IN ('delivered', 'failed', "
-                        "'exhausted') AND coalesce(finished_at, created_at) < ?",
-                        (to_iso(before),)).rowcount
+    return conn.execute("DELETE FROM webhook_deliveries WHERE rowid IN (SELECT rowid FROM "
+                        f"webhook_deliveries INDEXED BY webhook_deliveries_expiry WHERE coalesce(finished_at, created_at) < ? AND {_FINAL_TERM} "
+                        "LIMIT ?)", (to_iso(before), limit)).rowcount

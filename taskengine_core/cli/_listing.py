@@ -24,6 +24,10 @@ def list_kind(app: App, kind: str, columns: list[str], summarise, *, as_json: bo
 def toggle(app: App, kind: str, name: str, enabled: bool) -> None:
     from taskengine_core.catalog import set_enabled
 
+    from taskengine_core.wakeup import poke
+
     changed = set_enabled(app.store(), kind, name, enabled)
+    if changed:
+        poke(app.store().path)  # a running engine picks the change up now
     state = "enabled" if enabled else "disabled"
     click.echo(f"{kind} {name} {state}" if changed else f"{kind} {name} was already {state}", err=True)

@@ -19,6 +19,10 @@ def apply_(app: App, paths: tuple[str, ...], dry_run: bool) -> None:
 
     config = load_config(paths, app.registry)
     result = apply_config(app.store(create=True), config, dry_run=dry_run, source=" ".join(paths))
+    if not dry_run:
+        from taskengine_core.wakeup import poke
+
+        poke(app.store().path)  # a running engine picks the change up now
     for change in result.changes:
         click.echo(change.describe(dry_run))
     click.echo(result.summary(), err=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
@@ -150,9 +150,12 @@ class Store:
                 raise StoreError(self._read_only_message())
             return
         try:
+            upgrade = bool(MIGRATIONS.pending(self.db)) and "_sqlite_migrations" in self.db.table_names()
             MIGRATIONS.apply(self.db)
         except sqlite3.OperationalError as exc:
             raise self._translate(exc) from None
+        if upgrade:  # new indexes on tables that hold rows: give the planner statistics now
+            self.optimize(analyze=True)
 
     def _refuse_foreign(self, conn: sqlite3.Connection) -> None:
         """A database without taskengine's schema must be empty: never migrate (or switch to
@@ -241,6 +244,26 @@ class Store:
 
     def query(self, sql: str, params=()) -> list[dict]:
         return list(self.db.query(sql, params))
+
+    def optimize(self, *, analyze: bool = False, wait: bool = True) -> None:
+        """Refresh the query planner's statistics where they are missing or stale for the tables
+        this connection used (``PRAGMA optimize``; ``analyze``: every table), sampling at most
+        about 400 rows per index. Statistics only speed queries up: a busy database (with
+        ``wait=False``) or any error just skips them."""
+        if self.read_only:
+            return
+        with self._lock, self._file_lock:
+            try:
+                if not wait:
+                    self.conn.execute("PRAGMA busy_timeout = 0")
+                self.conn.execute("PRAGMA analysis_limit = 400")
+                self.conn.execute("ANALYZE" if analyze else "PRAGMA optimize")
+            except sqlite3.Error:
+                pass
+            finally:
+                if not wait:
+                    with suppress(sqlite3.Error):
+                        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     def close(self) -> None:
         self.conn.close()

@@ -240,3 +240,61 @@ def m005_source_state(db: Database) -> None:
             PRIMARY KEY (scope, key)) WITHOUT ROWID;
         """
     )
+
+
+# -- issue 9 (stalls and slow paths): indexes and the configuration change log -----------------
+
+_FINAL_RUN = "status IN ('succeeded', 'failed', 'cancelled', 'skipped', 'interrupted')"
+_FINAL_DELIVERY = "status IN ('delivered', 'failed', 'exhausted')"
+
+
+@MIGRATIONS()
+def m006_indexes_for_logs_prune_and_dispatch(db: Database) -> None:
+    """Indexes for ``logs show`` (decisions by run), ``logs list --status`` and ``webhooks
+    deliveries --status`` (newest first within a final status: partial, so that the claim and
+    dispatch queries on pending and running rows keep their own indexes), and for retention:
+    finished runs and deliveries by the time they expire, throttle windows and schedule slots
+    by their end."""
+    db.executescript(
+        f"""
+        CREATE INDEX decisions_by_run ON decisions(run_id) WHERE run_id IS NOT NULL;
+        CREATE INDEX runs_by_status ON runs(status, created_at) WHERE {_FINAL_RUN};
+        CREATE INDEX runs_expiry ON runs(coalesce(finished_at, created_at)) WHERE {_FINAL_RUN};
+        CREATE INDEX webhook_deliveries_by_status ON webhook_deliveries(status, created_at)
+            WHERE {_FINAL_DELIVERY};
+        CREATE INDEX webhook_deliveries_expiry ON webhook_deliveries(coalesce(finished_at, created_at))
+            WHERE {_FINAL_DELIVERY};
+        CREATE INDEX throttles_by_until ON throttles(until);
+        CREATE INDEX schedule_slots_by_due ON schedule_slots(due);
+        """
+    )
+
+
+_LOGGED = {  # table -> (kind, name column); link tables log the object whose loaded form they change
+    "tasks": ("task", "name"), "event_rules": ("event", "name"), "schedules": ("schedule", "name"),
+    "webhooks": ("webhook", "name"), "settings": ("setting", "name"),
+    "task_events": ("event", "event_rule"), "task_schedules": ("schedule", "schedule"),
+    "task_webhooks": ("webhook", "webhook"),
+}
+
+
+@MIGRATIONS()
+def m007_config_changes(db: Database) -> None:
+    """A log of which configured objects changed (written by triggers, so every writer is
+    covered: ``apply``, enable/disable, retiring, a webhook's 410). A running engine reloads only
+    what changed since the last row it saw; ``meta.config_changes_pruned_through`` says up to
+    where the log was pruned (an engine behind that reloads everything)."""
+    triggers = []
+    for table, (kind, column) in _LOGGED.items():
+        for event, row in (("INSERT", "new"), ("UPDATE", "new"), ("DELETE", "old")):
+            triggers.append(
+                f"CREATE TRIGGER {table}_logged_{event.lower()} AFTER {event} ON {table} BEGIN "
+                f"INSERT INTO config_changes (kind, name) VALUES ('{kind}', {row}.{column}); END;")
+        triggers.append(  # a renamed row (only by hand) changes the old name too
+            f"CREATE TRIGGER {table}_logged_rename AFTER UPDATE OF {column} ON {table} "
+            f"WHEN old.{column} IS NOT new.{column} BEGIN "
+            f"INSERT INTO config_changes (kind, name) VALUES ('{kind}', old.{column}); END;")
+    db.executescript(
+        "CREATE TABLE config_changes (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL);\n"
+        "INSERT INTO meta (key, value) VALUES ('config_changes_pruned_through', '0');\n"
+        + "\n".join(triggers))
