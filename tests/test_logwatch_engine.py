@@ -356,4 +356,4 @@ def test_validate_refuses_rule_data_that_is_not_json(run_cli, write_rules, tmp_p
         """)
     result = run_cli("validate", rules)
     assert result.exit_code == 1
-    assert f"{rules}:5:" in result.stderr + result.output and "no NaN or infinite numbers" in result.stderr + result.output
+    assert f"{rules}:5:" in result.stderr + result.output and "NaN and infinity" in result.stderr + result.output

@@ -63,7 +63,8 @@ def test_wheel_metadata_keeps_the_command_and_the_entry_point_group(dist):
         names = wheel.namelist()
     assert f"Name: {DISTRIBUTION}\n" in metadata
     assert "[console_scripts]\ntaskengine = taskengine_core.cli:main" in entry_points
-    assert re.search(r"^\[taskengine\]\ncommand = taskengine_command$", entry_points, re.M)
+    group = re.search(r"^\[taskengine\]\n((?:.+\n?)*)", entry_points, re.M).group(1).splitlines()
+    assert {"command = taskengine_command", "vm = taskengine_vm", "logwatch = taskengine_logwatch"} <= set(group)
     assert "pytest11" in entry_points  # the plugin authors' testing kit
     # no bare top-level "plugins" (or "tests") package
     assert not [n for n in names if n.split("/")[0] in ("plugins", "tests")]

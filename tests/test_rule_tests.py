@@ -145,6 +145,6 @@ def test_tasks_run_dry_run_reports_what_would_fail(run_cli, write_rules):
     assert result.exit_code == 1
     assert "error: task 't': template at argv[1]: 'event' is none, so it has no 'data'" in result.stderr
     misuse = run_cli("tasks", "run", "t", "--event", '{"type": "a"}')
-    assert misuse.exit_code == 2 and "--event goes with --dry-run" in misuse.stderr
+    assert misuse.exit_code == 2 and "--event JSON goes with --dry-run" in misuse.stderr
     bad = run_cli("tasks", "run", "t", "--dry-run", "--event", "{nope")
     assert bad.exit_code == 2 and "--event is not valid JSON" in bad.stderr

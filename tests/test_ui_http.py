@@ -382,3 +382,39 @@ def test_taskengine_run_prints_the_dashboard_and_a_token_to_sign_in_with(tmp_pat
     finally:
         engine.terminate()
         engine.wait(30)
+
+
+def test_an_admin_pauses_and_resumes_every_run_audited(dashboard):
+    session = dashboard.sign_in("admin")
+    assert dashboard.post(session, "/ui/pause", {"reason": "maintenance", "for": "2h"}).status_code == 303
+    page = session.get(dashboard.base + "/ui").text
+    check_page(page)
+    assert "paused" in page and "maintenance" in page and "ui:boss" in page
+    run_id = dashboard.engine.queue_run("greet")
+    time.sleep(0.5)  # the engine steps several times meanwhile: the run waits
+    assert dashboard.rows("SELECT status FROM runs WHERE id = ?", (run_id,)) == [("pending",)]
+    assert requests.get(dashboard.base + "/healthz").json()["paused"]["reason"] == "maintenance"
+    assert dashboard.post(session, "/ui/resume").status_code == 303
+    wait_for(lambda: dashboard.rows("SELECT status FROM runs WHERE id = ?", (run_id,)) == [("succeeded",)])
+    assert dashboard.rows("SELECT actor, action FROM audit WHERE kind = 'engine' ORDER BY id") == [
+        ("ui:boss", "paused"), ("ui:boss", "resumed")]
+
+
+@pytest.mark.parametrize("role", ["viewer", "operator"])
+def test_only_an_admin_may_pause(dashboard, role):
+    session = dashboard.sign_in(role)
+    dashboard.csrf(session)
+    before = dashboard.state()
+    response = dashboard.post(session, "/ui/pause", {"reason": "x"})
+    assert response.status_code == 403 and "this needs admin" in html.unescape(response.text)
+    assert dashboard.state() == before
+
+
+def test_a_bad_pause_duration_pauses_nothing(dashboard):
+    session = dashboard.sign_in("admin")
+    dashboard.csrf(session)
+    before = dashboard.state()
+    response = dashboard.post(session, "/ui/pause", {"for": "soon"})
+    assert response.status_code == 400 and "cannot read the duration" in html.unescape(response.text)
+    assert dashboard.state() == before
+    assert dashboard.post(session, "/ui/resume").status_code == 409  # not paused: says so

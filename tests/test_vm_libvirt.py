@@ -162,7 +162,7 @@ def test_without_the_libvirt_binding_a_libvirt_host_says_what_to_install(power, 
     monkeypatch.setattr(hosts, "_backends", {})
     status, _, error = power(lab, {"vm": "gpu-alice", "state": "on"})
     assert status == "failed"
-    assert "pip install 'taskengine[libvirt]'" in error and "libvirt-dev" in error
+    assert "pip install 'taskengine-core[libvirt]'" in error and "libvirt-dev" in error
 
 
 def test_a_failing_vm_run_does_not_stop_other_runs(applied, db_path, lab):

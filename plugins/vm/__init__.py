@@ -5,7 +5,7 @@ with ``changed: false``; a graceful shutdown waits up to ``timeout``, then power
 ``force: true`` (or fails naming the VM). The event source emits ``vm.started``,
 ``vm.stopped``, ``vm.crashed``, ``vm.suspended``, ``vm.resumed``, ``vm.defined`` and
 ``vm.undefined`` and reconciles what it missed while away. The libvirt binding is the
-optional extra ``taskengine[libvirt]``, imported only when a libvirt host is used.
+optional extra ``taskengine-core[libvirt]``, imported only when a libvirt host is used.
 """
 
 from __future__ import annotations

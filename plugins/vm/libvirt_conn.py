@@ -15,7 +15,7 @@ from typing import Any
 from .model import HostUnreachable, VmError
 
 INSTALL_HINT = ("the libvirt Python binding is not installed: run "
-                "\"pip install 'taskengine[libvirt]'\" (it builds against libvirt's headers: "
+                "\"pip install 'taskengine-core[libvirt]'\" (it builds against libvirt's headers: "
                 "apt-get install libvirt-dev, or dnf install libvirt-devel, first)")
 LOOP_TICK_MS = 200  # the loop wakes at least this often, so stopping it is prompt
 

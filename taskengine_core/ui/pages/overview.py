@@ -12,7 +12,7 @@ from taskengine_core.store import dashboard as q
 def routes(dash):
     async def overview(request):
         now = dash.engine.clock.now()
-        data = await dash.query(_overview, to_iso(now - timedelta(hours=24)))
+        data = await dash.query(_overview, to_iso(now - timedelta(hours=24)), now)
         template = "_overview.html" if request.headers.get("HX-Request") else "overview.html"
         health = await asyncio.to_thread(_health, dash.engine, data)
         return await dash.render_page(request, template, {**data, "health": health})
@@ -20,10 +20,13 @@ def routes(dash):
     return [("GET", "/ui", overview)]
 
 
-def _overview(store, since: str) -> dict:
+def _overview(store, since: str, now) -> dict:
+    from taskengine_core.holds import current_pause
+
     conn = store.conn
     return {"depth": q.queue_depth(conn), "by_status": q.runs_by_status_since(conn, since),
-            "failures": q.latest_failures(conn), "next": q.next_fires(conn)}
+            "failures": q.latest_failures(conn), "next": q.next_fires(conn),
+            "pause": current_pause(conn, now)}
 
 
 def _health(engine, data: dict) -> dict:
