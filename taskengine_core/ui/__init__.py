@@ -54,7 +54,7 @@ def _metrics(engine, app, tokens, check):
     try:
         import prometheus_client  # noqa: F401
     except ImportError:
-        log.warning("/metrics is off: install prometheus-client (pip install 'taskengine-core[metrics]')")
+        log.info("/metrics is off: install prometheus-client (pip install 'taskengine-core[metrics]')")
         return None
     from taskengine_core.ui.metrics import Metrics
 
