@@ -111,3 +111,21 @@ def applied(write_rules, db_path):
             store.close()
 
     return apply
+
+
+@pytest.fixture
+def engine_factory(db_path):
+    """Make engines on the test database with their executor started; stopped at the end."""
+    from taskengine_core.engine import Engine
+
+    made = []
+
+    def make(**kwargs):
+        engine = Engine(db_path, **kwargs)
+        engine.executor.start()
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.executor.stop(0)

@@ -45,19 +45,6 @@ def plugin_engine(applied, engine_factory):
     return make
 
 
-@pytest.fixture
-def engine_factory(db_path):
-    made = []
-
-    def make(**kwargs):
-        engine = Engine(db_path, **kwargs)
-        engine.executor.start()
-        made.append(engine)
-        return engine
-
-    yield make
-    for engine in made:
-        engine.executor.stop(0)
 
 
 def test_emit_run_logged_end_to_end(applied, run_cli, engine_factory, db_path):

@@ -303,21 +303,6 @@ def test_duplicate_keys_in_yaml_are_refused_with_their_line(run_cli, write_rules
 
 # -- end to end: the evaluator and `logs explain` on a hostile event -----------------------
 
-@pytest.fixture
-def engine_factory(db_path):
-    from taskengine_core.engine import Engine
-
-    made = []
-
-    def make(**kwargs):
-        engine = Engine(db_path, **kwargs)
-        engine.executor.start()
-        made.append(engine)
-        return engine
-
-    yield make
-    for engine in made:
-        engine.executor.stop(0)
 
 
 def test_a_hostile_event_neither_stalls_the_evaluator_nor_logs_explain(applied, run_cli,

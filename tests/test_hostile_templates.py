@@ -126,19 +126,6 @@ from taskengine_core.engine import Engine  # noqa: E402
 RULES = Path(__file__).resolve().parent.parent / "rules"
 
 
-@pytest.fixture
-def engine_factory(db_path):
-    made = []
-
-    def make(**kwargs):
-        engine = Engine(db_path, **kwargs)
-        engine.executor.start()
-        made.append(engine)
-        return engine
-
-    yield make
-    for engine in made:
-        engine.executor.stop(0)
 
 
 def _runs(db_path, task):
