@@ -20,14 +20,9 @@ def _node_id(kind: str, name: str) -> str:
 def graph(app: App, fmt: str) -> None:
     """Print the links between schedules, event rules, tasks and webhooks as a Mermaid
     flowchart or a Graphviz dot graph."""
-    conn = app.store().conn
-    nodes = [("schedule", r[0]) for r in conn.execute("SELECT name FROM schedules ORDER BY name")]
-    nodes += [("event", r[0]) for r in conn.execute("SELECT name FROM event_rules ORDER BY name")]
-    nodes += [("task", r[0]) for r in conn.execute("SELECT name FROM tasks ORDER BY name")]
-    nodes += [("webhook", r[0]) for r in conn.execute("SELECT name FROM webhooks ORDER BY name")]
-    edges = [(("schedule", s), ("task", t)) for t, s in conn.execute("SELECT task, schedule FROM task_schedules ORDER BY 2, 1")]
-    edges += [(("event", e), ("task", t)) for t, e in conn.execute("SELECT task, event_rule FROM task_events ORDER BY 2, 1")]
-    edges += [(("task", t), ("webhook", w)) for t, w in conn.execute("SELECT task, webhook FROM task_webhooks ORDER BY 1, 2")]
+    from taskengine_core.store.dashboard import wiring
+
+    nodes, edges = wiring(app.store().conn)  # the same links the dashboard's picture draws
     if fmt == "mermaid":
         click.echo("flowchart LR")
         for kind, name in nodes:
