@@ -12,7 +12,7 @@ from datetime import timedelta
 from taskengine_core.clock import Clock, from_iso, to_iso
 from taskengine_core.conditions import get_path
 from taskengine_core.events import INTERNAL_SOURCE, inbox_waiting
-from taskengine_core.ids import new_id
+from taskengine_core.ids import new_id, new_ids
 from taskengine_core.model import RulePayload, Runtime, TaskConfig
 
 MAX_CHAIN_DEPTH = 10
@@ -45,6 +45,8 @@ class NewRun:
 
 def insert_runs(conn: sqlite3.Connection, runs: list[NewRun], now: str) -> None:
     """Insert runs (inside the caller's transaction)."""
+    for run, run_id in zip((r for r in runs if not r.id), new_ids(sum(1 for r in runs if not r.id))):
+        run.id = run_id
     conn.executemany(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 13)})",
                      [r.row(now) for r in runs])
 

@@ -110,3 +110,16 @@ def test_the_evaluator_reads_every_field_as_it_was_emitted(db_path):
     assert [(r["type"], r["source"], r["source_id"], r["data"]) for r in rows] == [
         ("a.b", weird, weird, data), ("c", "api", None, {})]
     assert type(rows[0]["data"]["big"]) is int
+
+
+@pytest.mark.parametrize(("event", "field"), [
+    (Event("a\n"), "type"), (Event(""), "type"), (Event("a b"), "type"), (Event("x" * 201), "type"),
+    (Event(1), "type"), (Event("a", ["x"]), "data"), (Event("a", source=""), "source"),
+    (Event("a", source="s" * 201), "source"), (Event("a", source_id=""), "id"),
+    (Event("a", source_id="i" * 201), "id"), (Event("a", source_id=7), "id"),
+], ids=["newline", "empty", "space", "long", "int", "data-list", "empty-source", "long-source",
+        "empty-id", "long-id", "int-id"])
+def test_the_attribute_fast_path_is_as_strict_as_the_schema(db_path, event, field):
+    with pytest.raises(EventError) as err:
+        Engine(db_path).emit_many([event])
+    assert err.value.field == field
