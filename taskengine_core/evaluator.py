@@ -3,6 +3,7 @@ it processed and insert its runs (a delay makes a run not due before a later tim
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -10,8 +11,8 @@ from datetime import timedelta
 
 from taskengine_core.clock import Clock, from_iso, to_iso
 from taskengine_core.conditions import get_path
-from taskengine_core.events import INTERNAL_SOURCE, inbox_waiting, row_to_event
-from taskengine_core.ids import new_id
+from taskengine_core.events import INTERNAL_SOURCE, inbox_waiting
+from taskengine_core.ids import new_id, new_ids
 from taskengine_core.model import RulePayload, Runtime, TaskConfig
 
 MAX_CHAIN_DEPTH = 10
@@ -44,6 +45,8 @@ class NewRun:
 
 def insert_runs(conn: sqlite3.Connection, runs: list[NewRun], now: str) -> None:
     """Insert runs (inside the caller's transaction)."""
+    for run, run_id in zip((r for r in runs if not r.id), new_ids(sum(1 for r in runs if not r.id))):
+        run.id = run_id
     conn.executemany(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 13)})",
                      [r.row(now) for r in runs])
 
@@ -66,8 +69,9 @@ class Evaluator:
             now_dt = self.clock.now()
             now = to_iso(now_dt)
             batch = _Batch(conn, now_dt)
-            for row in _read_events(conn, listened):
-                self._evaluate(row_to_event(row), runtime, batch)
+            for event in _read_events(conn, listened):
+                del event["seq"]  # the rest is the event as rules and templates see it
+                self._evaluate(event, runtime, batch)
             insert_runs(conn, batch.runs, now)
             conn.executemany(
                 "INSERT INTO decisions (time, decision, reason, event_id, rule, task, run_id) "
@@ -152,16 +156,21 @@ def _take(waiting: list[list], runtime: Runtime) -> tuple[list[list], list[int]]
 
 
 def _read_events(conn: sqlite3.Connection, seqs: list[int]) -> list[dict]:
-    """The inbox events with these sequence numbers, oldest first."""
+    """The inbox events with these sequence numbers, oldest first, their data parsed. The data
+    column is spliced into the one JSON value as the text it is (SQLite's json() would turn huge
+    integers into floats), so Python parses everything in one call; a NULL becomes ``null``."""
     if not seqs:
         return []
-    rows = json.loads(conn.execute(  # data stays text: SQLite's json() would turn huge integers into floats
-        "SELECT json_group_array(json_object('seq', seq, 'id', id, 'type', type, 'source', source, "
-        "'source_id', source_id, 'data', data, 'time', time)) FROM events "
-        "WHERE seq IN (SELECT value FROM json_each(?))", (json.dumps(seqs),)).fetchone()[0])
-    return sorted(rows, key=lambda row: row["seq"])
+    text = conn.execute(
+        "SELECT '[' || coalesce(group_concat('{\"seq\":' || seq || ',\"id\":' || json_quote(id) || "
+        "',\"type\":' || json_quote(type) || ',\"source\":' || json_quote(source) || "
+        "',\"source_id\":' || json_quote(source_id) || ',\"time\":' || json_quote(time) || "
+        "',\"data\":' || coalesce(data, 'null') || '}', ','), '') || ']' FROM events "
+        "WHERE seq IN (SELECT value FROM json_each(?))", (json.dumps(seqs),)).fetchone()[0]
+    return sorted(json.loads(text), key=lambda row: row["seq"])
 
 
+@functools.lru_cache(maxsize=256)  # a batch's events mostly share a time (emitted together)
 def _due(event_time: str, delay: float) -> str:
     try:
         return to_iso(from_iso(event_time) + timedelta(seconds=delay))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
@@ -54,15 +55,26 @@ class Event:
 
 def event_from_json(body: Any, *, default_source: str) -> Event:
     """Validate an incoming event (HTTP body or ``--data``); raises :class:`EventError` naming the field."""
-    errors = []
+    _validate_body(body)
+    source = body.get("source", default_source)
+    _refuse_internal(source)
+    time = from_iso(body["time"]) if "time" in body else None
+    return Event(type=body["type"], data=body.get("data") or {}, source=source,
+                 source_id=body.get("id"), time=time)
+
+
+def _validate_body(body: Any) -> None:
+    """Raise :class:`EventError` naming the first field where ``body`` breaks the event schema."""
     # the common body needs no schema library (a fast 'taskengine emit'); the rest, and every
     # error, goes through the validators
-    if not plainly_valid(body, EVENT_SCHEMA):
-        fast, thorough = _validators()
-        try:
-            fast(body)
-        except Exception:  # noqa: BLE001 - JsonSchemaValueException: let jsonschema explain it
-            errors = sorted(thorough.iter_errors(body), key=lambda e: list(e.absolute_path))
+    if plainly_valid(body, EVENT_SCHEMA):
+        return
+    fast, thorough = _validators()
+    try:
+        fast(body)
+        return
+    except Exception:  # noqa: BLE001 - JsonSchemaValueException: let jsonschema explain it
+        errors = sorted(thorough.iter_errors(body), key=lambda e: list(e.absolute_path))
     if errors:
         from taskengine_core.rules.messages import explain
 
@@ -70,13 +82,12 @@ def event_from_json(body: Any, *, default_source: str) -> Event:
         extra, message = explain(error)
         where = ".".join(str(p) for p in (*error.absolute_path, *extra)) or "(event)"
         raise EventError(f"invalid event: {where}: {message}", field=where)
-    source = body.get("source", default_source)
+
+
+def _refuse_internal(source: str) -> None:
     if source == INTERNAL_SOURCE:  # its events carry a chain depth the engine trusts
         raise EventError(f"invalid event: source: {INTERNAL_SOURCE!r} is reserved for the engine's own events",
                          field="source")
-    time = from_iso(body["time"]) if "time" in body else None
-    return Event(type=body["type"], data=body.get("data") or {}, source=source,
-                 source_id=body.get("id"), time=time)
 
 
 @functools.cache
@@ -94,15 +105,44 @@ def _validators():
 
 def check_event(event: Event) -> None:
     """Check an event built in Python (the API, a plugin source)."""
+    checked_data_text(event)
+
+
+def checked_data_text(event: Event) -> str:
+    """Check an event built in Python and return its data as the JSON text the inbox stores:
+    serialised once, for the check and for the insert alike."""
     body = {"type": event.type, "data": event.data, "source": event.source}
     if event.source_id is not None:
         body["id"] = event.source_id
-    event_from_json(body, default_source=event.source)
+    if not _plain(event):
+        _validate_body(body)
+    _refuse_internal(event.source)
     try:
-        json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError) as exc:
+        text = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        for value in (text, event.source, event.source_id or ""):
+            if not value.isascii():
+                value.encode("utf-8")  # a lone surrogate cannot be stored or printed
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         check_values(body)  # a lone surrogate or NaN: names the field
         raise EventError(f"invalid event: data: not JSON-serialisable ({exc})", field="data") from None
+    return text
+
+
+_TYPE_RE = re.compile(TYPE_PATTERN)
+
+
+def _plain(event: Event) -> bool:
+    """True when the event certainly satisfies EVENT_SCHEMA (what ``plainly_valid`` checks,
+    read from the attributes without building a body); anything else goes to the validators."""
+    type_, source, source_id = event.type, event.source, event.source_id
+    return (type(type_) is str and len(type_) <= 200 and _TYPE_RE.search(type_) is not None
+            and type(event.data) is dict and type(source) is str and 0 < len(source) <= 200
+            and (source_id is None or (type(source_id) is str and 0 < len(source_id) <= MAX_ID_LENGTH)))
+
+
+def data_text(event: Event) -> str:
+    """An already checked event's data as the JSON text the inbox stores."""
+    return json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)
 
 
 def check_values(body: dict) -> None:
@@ -155,29 +195,42 @@ def insert_events(store: Store, events: Iterable[Event], *, clock: Clock | None 
     now = to_iso(now_dt)
     window_start = to_iso(datetime.fromtimestamp(now_dt.timestamp() - DEDUP_WINDOW_SECONDS, now_dt.tzinfo))
     events = list(events)
-    if not checked:
-        for event in events:
-            check_event(event)
+    texts = [data_text(event) if checked else checked_data_text(event) for event in events]
     with store.write() as db:
-        return _insert(db.conn, events, now, window_start)
+        return _insert(db.conn, events, texts, now, window_start)
 
 
-def _insert(conn, events: list[Event], now: str, window_start: str) -> list[str]:
-    rows, seen = [], {}
-    for event in events:
+DUPLICATE_KEYS_PER_QUERY = 400  # (source, id) pairs bound in one query: 801 parameters, under SQLite's old 999
+
+
+def _originals(conn, keys: list[tuple[str, str]], window_start: str) -> dict[tuple[str, str], str]:
+    """The first inbox event within the dedup window for each (source, source id), one query
+    per DUPLICATE_KEYS_PER_QUERY keys. Bound as parameters: compared whole, NUL characters included."""
+    found: dict[tuple[str, str], str] = {}
+    for i in range(0, len(keys), DUPLICATE_KEYS_PER_QUERY):
+        chunk = keys[i:i + DUPLICATE_KEYS_PER_QUERY]
+        values = ", ".join(["(?, ?)"] * len(chunk))
+        for source, source_id, event_id in conn.execute(
+                f"WITH k(source, source_id) AS (VALUES {values}) SELECT e.source, e.source_id, e.id "
+                "FROM k CROSS JOIN events e WHERE e.source = k.source AND e.source_id = k.source_id "
+                "AND e.received_at >= ? AND e.duplicate_of IS NULL ORDER BY e.seq",
+                [*(part for key in chunk for part in key), window_start]):
+            found.setdefault((source, source_id), event_id)
+    return found
+
+
+def _insert(conn, events: list[Event], texts: list[str], now: str, window_start: str) -> list[str]:
+    keys = list({(e.source, e.source_id): None for e in events if e.source_id is not None})
+    seen = _originals(conn, keys, window_start) if keys else {}
+    rows = []
+    for event, text in zip(events, texts):
         duplicate_of = None
         if event.source_id is not None:
             key = (event.source, event.source_id)
             duplicate_of = seen.get(key)
-            if duplicate_of is None:  # bound as parameters: compared whole, NUL characters included
-                found = conn.execute(
-                    "SELECT id FROM events WHERE source = ? AND source_id = ? AND received_at >= ? "
-                    "AND duplicate_of IS NULL ORDER BY seq LIMIT 1", (*key, window_start)).fetchone()
-                duplicate_of = found[0] if found else None
-            if duplicate_of is None:
+            if duplicate_of is None:  # the first of its key: later ones in this batch repeat it
                 seen[key] = event.id
-        rows.append((event.id, event.type, event.source, event.source_id,
-                     json.dumps(event.data, separators=(",", ":"), ensure_ascii=False),
+        rows.append((event.id, event.type, event.source, event.source_id, text,
                      to_iso(event.time) if event.time else now, now,
                      now if duplicate_of else None, duplicate_of))
     conn.executemany(

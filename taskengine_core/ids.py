@@ -39,3 +39,9 @@ os.register_at_fork(after_in_child=_reseed)
 def new_id() -> str:
     """20 hex characters, ordered by creation time."""
     return f"{(time.time_ns() // 1_000_000) & _MS_MASK:011x}{_process}{next(_next) & _COUNTER_MASK:05x}"
+
+
+def new_ids(n: int) -> list[str]:
+    """``n`` ids as :func:`new_id` makes them, with one clock read and one format of the time."""
+    prefix = f"{(time.time_ns() // 1_000_000) & _MS_MASK:011x}{_process}"
+    return [f"{prefix}{next(_next) & _COUNTER_MASK:05x}" for _ in range(n)]

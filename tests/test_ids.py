@@ -64,3 +64,16 @@ def test_two_processes_writing_fast_make_no_common_id(tmp_path):
     made = [set(p.communicate()[0].split()) for p in procs]
     assert len(made[0]) == 400_000 and len(made[1]) == 150_000
     assert not made[0] & made[1]
+
+
+def test_new_ids_are_new_ids_made_in_one_go():
+    from taskengine_core.ids import new_id, new_ids
+
+    before = new_id()
+    batch = new_ids(1000)
+    after = new_id()
+    assert len(set(batch)) == 1000 and all(re.fullmatch(r"[0-9a-f]{20}", i) for i in batch)
+    assert before not in batch and after not in batch
+    assert {i[11:15] for i in [before, *batch, after]} == {before[11:15]}  # one process
+    assert before[:11] <= batch[0][:11] <= batch[-1][:11] <= after[:11]  # the time leads
+    assert new_ids(0) == []
