@@ -19,10 +19,10 @@ import heapq
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from taskengine_core.clock import Clock, from_iso, to_iso
-from taskengine_core.durations import parse_duration
+from taskengine_core.durations import format_duration, parse_duration
 from taskengine_core.evaluator import NewRun, insert_runs
 from taskengine_core.model import Runtime
 from taskengine_core.store import Store
@@ -32,6 +32,7 @@ DEFAULT_MAX_LATENESS = 300.0
 DEFAULT_CATCH_UP = "once"
 MAX_CATCH_UP = 1000
 BATCH = 1000  # schedules claimed per transaction
+_LONG_AGO = datetime(1900, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(slots=True)
@@ -104,6 +105,8 @@ class Scheduler:
                 continue
             if spec_text not in upcoming_of:  # new or changed: no catch-up for the past
                 upcoming = recurrence.next_after(now)
+                if upcoming is None:  # a one-shot already past: its one slot follows catch_up
+                    upcoming = _past_one_shot(recurrence, now)
                 upcoming_of[spec_text] = (upcoming, to_iso(upcoming) if upcoming else None)
             upcoming, upcoming_text = upcoming_of[spec_text]
             if upcoming is not None:
@@ -196,8 +199,10 @@ class Scheduler:
                     if (schedule.name, slot) in taken:
                         continue
                     claims.append((schedule.name, slot, status, now_text, reason))
+                    if reason:
+                        log.info("schedule %s slot %s %s: %s", schedule.name, slot, status, reason)
                     if status == "fired":
-                        self._runs_for(schedule, slot, now_text, runtime, runs, decisions)
+                        self._runs_for(schedule, slot, now_text, runtime, runs, decisions, reason)
                     else:
                         decisions.append((now_text, status, reason, schedule.name, slot, None, None))
                 states.append((iso(upcoming) if upcoming else None, iso(last), now_text, schedule.name))
@@ -222,18 +227,26 @@ class Scheduler:
         plan: list[tuple[datetime, str, str]] = []
         if late:
             policy = schedule.catch_up
+
+            def fired_late(s: datetime) -> str:
+                return (f"fired late: {format_duration((now - s).total_seconds())} after its due time, "
+                        f"beyond max_lateness {format_duration(schedule.max_lateness)} (catch_up: {policy})")
+
             if policy == "all":
                 keep = late[-MAX_CATCH_UP:]
                 plan += [(s, "missed", "older than the catch-up bound") for s in late[:-MAX_CATCH_UP]]
-                plan += [(s, "fired", "") for s in keep]
+                plan += [(s, "fired", fired_late(s)) for s in keep]
             elif policy == "once" and not on_time:
                 plan += [(s, "coalesced", f"missed; coalesced into the run for {to_iso(late[-1])}")
                          for s in late[:-1]]
-                plan.append((late[-1], "fired", ""))
+                plan.append((late[-1], "fired", fired_late(late[-1])))
             else:
-                why = ("missed while the engine was down (catch_up: skip)" if policy == "skip"
-                       else "coalesced into an on-time slot")
-                plan += [(s, "missed" if policy == "skip" else "coalesced", why) for s in late]
+                if policy == "skip":
+                    plan += [(s, "missed", f"missed: {format_duration((now - s).total_seconds())} after its "
+                              f"due time, beyond max_lateness {format_duration(schedule.max_lateness)} "
+                              "(catch_up: skip)") for s in late]
+                else:
+                    plan += [(s, "coalesced", "coalesced into an on-time slot") for s in late]
         plan += [(s, "fired", "") for s in on_time]
         if not schedule.enabled:
             plan = [(s, "skipped" if status == "fired" else status, "schedule is disabled" if status == "fired" else why)
@@ -241,7 +254,7 @@ class Scheduler:
         return plan
 
     def _runs_for(self, schedule: _Schedule, slot: str, now_text: str, runtime: Runtime,
-                  runs: list, decisions: list) -> None:
+                  runs: list, decisions: list, late: str = "") -> None:
         for task_name in schedule.tasks:
             task = runtime.tasks.get(task_name)
             if task is None:
@@ -250,7 +263,20 @@ class Scheduler:
                 why = "task is retired (delete_after_run)" if task.retired else "task is disabled"
                 decision, run = "skipped", None
             else:
-                decision, why = "matched", "slot due"
+                decision, why = "matched", f"slot due; {late}" if late else "slot due"
                 run = NewRun(task, "schedule", now_text, schedule=schedule.name, slot=slot)
                 runs.append(run)
             decisions.append((now_text, decision, why, schedule.name, slot, task_name, run))
+
+
+def _past_one_shot(recurrence, now: datetime) -> datetime | None:
+    """The fire time of a one-shot (``once:``) schedule that has already passed, else None.
+
+    A new or changed recurring schedule starts from "now"; a one-shot has no later slot, so
+    its single slot is handed to the catch-up policy like any slot missed while down.
+    """
+    spec = getattr(recurrence, "spec", None)
+    if getattr(spec, "kind", None) != "once":
+        return None
+    first = recurrence.next_after(_LONG_AGO)
+    return first if first is not None and first <= now else None
