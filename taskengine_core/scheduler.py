@@ -19,10 +19,10 @@ import heapq
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from taskengine_core.clock import Clock, from_iso, to_iso
-from taskengine_core.durations import parse_duration
+from taskengine_core.durations import format_duration, parse_duration
 from taskengine_core.evaluator import NewRun, insert_runs
 from taskengine_core.model import Runtime
 from taskengine_core.store import Store
@@ -32,16 +32,47 @@ DEFAULT_MAX_LATENESS = 300.0
 DEFAULT_CATCH_UP = "once"
 MAX_CATCH_UP = 1000
 BATCH = 1000  # schedules claimed per transaction
+_MISSING = object()
+_LONG_AGO = datetime(1900, 1, 1, tzinfo=timezone.utc)
+
+
+class _Definition:
+    """One distinct stored schedule definition: its policy at once, its recurrence compiled on
+    first use. An engine (re)loading 100,000 unchanged schedules compiles none of them until
+    they fire; a reload after an apply reuses every definition it has already seen."""
+
+    __slots__ = ("spec", "zone", "catch_up", "max_lateness", "digest", "_recurrence")
+
+    def __init__(self, spec_text: str, zone: str) -> None:
+        spec = self.spec = json.loads(spec_text)
+        self.zone = zone
+        self.catch_up = spec.get("catch_up", DEFAULT_CATCH_UP)
+        self.max_lateness = parse_duration(spec.get("max_lateness", DEFAULT_MAX_LATENESS), clamp=True)
+        self.digest = spec_hash(spec, zone)
+        self._recurrence = None
+
+    @property
+    def recurrence(self):
+        """The compiled recurrence; ``ValueError`` when the stored definition does not compile."""
+        if self._recurrence is None:
+            from taskengine_core.recurrence import compile_schedule
+
+            self._recurrence = compile_schedule(self.spec, self.zone)
+        return self._recurrence
 
 
 @dataclass(slots=True)
 class _Schedule:
     name: str
     enabled: bool
-    recurrence: object  # taskengine_core.recurrence.Recurrence
+    definition: _Definition
     catch_up: str
     max_lateness: float
     tasks: tuple[str, ...]
+
+    @property
+    def recurrence(self):  # taskengine_core.recurrence.Recurrence
+        return self.definition.recurrence
 
 
 def spec_hash(spec: dict, default_zone: str) -> str:
@@ -56,6 +87,8 @@ class Scheduler:
         self._schedules: dict[str, _Schedule] = {}
         self._next: dict[str, datetime] = {}
         self.generation = -1
+        self._definitions: dict[str, _Definition] = {}  # spec text -> definition, kept across loads
+        self._definitions_zone: str | None = None
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -64,38 +97,37 @@ class Scheduler:
 
         Schedules with the same definition share one compiled recurrence (and its next fire
         time from "now"), so registering many alike schedules costs one compile per definition.
+        Only new or changed schedules are compiled here; the others keep their stored next fire
+        time and compile when they first fire. Definitions seen by an earlier load are reused.
         """
-        from taskengine_core.recurrence import compile_schedule
-
         zone = runtime.settings.get("timezone") or "UTC"
         links: dict[str, list[str]] = {}
         for task, schedule in self.store.conn.execute("SELECT task, schedule FROM task_schedules ORDER BY task"):
             links.setdefault(schedule, []).append(task)
         now = self.clock.now()
         now_text = to_iso(now)
-        compiled: dict[str, tuple | None] = {}  # spec text -> (recurrence, catch_up, lateness, digest)
+        known = self._definitions if self._definitions_zone == zone else {}
+        definitions: dict[str, _Definition | None] = {}  # spec text -> definition (None: bad JSON)
         upcoming_of: dict[str, tuple] = {}  # spec text -> (next fire after now, its text)
         parsed: dict[str, datetime] = {}  # stored next fire text -> datetime (shared)
         schedules, nexts, writes = {}, {}, []
         for name, spec_text, enabled, stored_hash, stored_next in self.store.conn.execute(
                 "SELECT s.name, s.spec, s.enabled, st.spec_hash, st.next_fire FROM schedules s "
                 "LEFT JOIN schedule_state st ON st.schedule = s.name"):
-            if spec_text not in compiled:
-                spec = json.loads(spec_text)
-                try:
-                    compiled[spec_text] = (compile_schedule(spec, zone), spec.get("catch_up", DEFAULT_CATCH_UP),
-                                           parse_duration(spec.get("max_lateness", DEFAULT_MAX_LATENESS), clamp=True),
-                                           spec_hash(spec, zone))
-                except ValueError as exc:  # validate refuses these; a database edited by hand may not
-                    log.error("schedule %s cannot be compiled: %s", name, exc)
-                    compiled[spec_text] = None
-            entry = compiled[spec_text]
-            if entry is None:
+            definition = definitions.get(spec_text, _MISSING)
+            if definition is _MISSING:
+                definition = known.get(spec_text)
+                if definition is None:
+                    try:
+                        definition = _Definition(spec_text, zone)
+                    except ValueError as exc:  # validate refuses these; a database edited by hand may not
+                        log.error("schedule %s cannot be compiled: %s", name, exc)
+                definitions[spec_text] = definition
+            if definition is None:
                 continue
-            recurrence, catch_up, lateness, digest = entry
-            schedules[name] = _Schedule(name, bool(enabled), recurrence, catch_up, lateness,
-                                        tuple(links.get(name, ())))
-            if stored_hash == digest:
+            if stored_hash == definition.digest:
+                schedules[name] = _Schedule(name, bool(enabled), definition, definition.catch_up,
+                                            definition.max_lateness, tuple(links.get(name, ())))
                 if stored_next:
                     when = parsed.get(stored_next)
                     if when is None:
@@ -103,12 +135,22 @@ class Scheduler:
                     nexts[name] = when
                 continue
             if spec_text not in upcoming_of:  # new or changed: no catch-up for the past
+                try:
+                    recurrence = definition.recurrence
+                except ValueError as exc:  # validate refuses these; a database edited by hand may not
+                    log.error("schedule %s cannot be compiled: %s", name, exc)
+                    definitions[spec_text] = None
+                    continue
                 upcoming = recurrence.next_after(now)
+                if upcoming is None:  # a one-shot already past: its one slot follows catch_up
+                    upcoming = _past_one_shot(recurrence, now)
                 upcoming_of[spec_text] = (upcoming, to_iso(upcoming) if upcoming else None)
+            schedules[name] = _Schedule(name, bool(enabled), definition, definition.catch_up,
+                                        definition.max_lateness, tuple(links.get(name, ())))
             upcoming, upcoming_text = upcoming_of[spec_text]
             if upcoming is not None:
                 nexts[name] = upcoming
-            writes.append((name, digest, upcoming_text, now_text))
+            writes.append((name, definition.digest, upcoming_text, now_text))
         if writes:
             with self.store.write() as db:
                 db.conn.executemany(
@@ -116,6 +158,8 @@ class Scheduler:
                     "ON CONFLICT(schedule) DO UPDATE SET spec_hash = excluded.spec_hash, "
                     "next_fire = excluded.next_fire, updated_at = excluded.updated_at", writes)
         self._schedules, self._next = schedules, nexts
+        self._definitions = {text: d for text, d in definitions.items() if d is not None}
+        self._definitions_zone = zone
         self._heap = [(when.timestamp(), name) for name, when in nexts.items()]
         heapq.heapify(self._heap)
         self.generation = runtime.generation
@@ -172,7 +216,11 @@ class Scheduler:
 
         work = []  # (schedule, [(due text, status, reason)], upcoming, last slot)
         for schedule, first_due in due:
-            next_after = schedule.recurrence.next_after
+            try:
+                next_after = schedule.recurrence.next_after
+            except ValueError as exc:  # stored before this version refused it: never fires again
+                log.error("schedule %s cannot be compiled: %s", schedule.name, exc)
+                continue
             slots, upcoming = [first_due], next_after(first_due)
             while upcoming is not None and upcoming <= now and len(slots) < MAX_CATCH_UP + 1:
                 slots.append(upcoming)
@@ -196,8 +244,10 @@ class Scheduler:
                     if (schedule.name, slot) in taken:
                         continue
                     claims.append((schedule.name, slot, status, now_text, reason))
+                    if reason:
+                        log.info("schedule %s slot %s %s: %s", schedule.name, slot, status, reason)
                     if status == "fired":
-                        self._runs_for(schedule, slot, now_text, runtime, runs, decisions)
+                        self._runs_for(schedule, slot, now_text, runtime, runs, decisions, reason)
                     else:
                         decisions.append((now_text, status, reason, schedule.name, slot, None, None))
                 states.append((iso(upcoming) if upcoming else None, iso(last), now_text, schedule.name))
@@ -222,18 +272,26 @@ class Scheduler:
         plan: list[tuple[datetime, str, str]] = []
         if late:
             policy = schedule.catch_up
+
+            def fired_late(s: datetime) -> str:
+                return (f"fired late: {format_duration((now - s).total_seconds())} after its due time, "
+                        f"beyond max_lateness {format_duration(schedule.max_lateness)} (catch_up: {policy})")
+
             if policy == "all":
                 keep = late[-MAX_CATCH_UP:]
                 plan += [(s, "missed", "older than the catch-up bound") for s in late[:-MAX_CATCH_UP]]
-                plan += [(s, "fired", "") for s in keep]
+                plan += [(s, "fired", fired_late(s)) for s in keep]
             elif policy == "once" and not on_time:
                 plan += [(s, "coalesced", f"missed; coalesced into the run for {to_iso(late[-1])}")
                          for s in late[:-1]]
-                plan.append((late[-1], "fired", ""))
+                plan.append((late[-1], "fired", fired_late(late[-1])))
             else:
-                why = ("missed while the engine was down (catch_up: skip)" if policy == "skip"
-                       else "coalesced into an on-time slot")
-                plan += [(s, "missed" if policy == "skip" else "coalesced", why) for s in late]
+                if policy == "skip":
+                    plan += [(s, "missed", f"missed: {format_duration((now - s).total_seconds())} after its "
+                              f"due time, beyond max_lateness {format_duration(schedule.max_lateness)} "
+                              "(catch_up: skip)") for s in late]
+                else:
+                    plan += [(s, "coalesced", "coalesced into an on-time slot") for s in late]
         plan += [(s, "fired", "") for s in on_time]
         if not schedule.enabled:
             plan = [(s, "skipped" if status == "fired" else status, "schedule is disabled" if status == "fired" else why)
@@ -241,7 +299,7 @@ class Scheduler:
         return plan
 
     def _runs_for(self, schedule: _Schedule, slot: str, now_text: str, runtime: Runtime,
-                  runs: list, decisions: list) -> None:
+                  runs: list, decisions: list, late: str = "") -> None:
         for task_name in schedule.tasks:
             task = runtime.tasks.get(task_name)
             if task is None:
@@ -250,7 +308,20 @@ class Scheduler:
                 why = "task is retired (delete_after_run)" if task.retired else "task is disabled"
                 decision, run = "skipped", None
             else:
-                decision, why = "matched", "slot due"
+                decision, why = "matched", f"slot due; {late}" if late else "slot due"
                 run = NewRun(task, "schedule", now_text, schedule=schedule.name, slot=slot)
                 runs.append(run)
             decisions.append((now_text, decision, why, schedule.name, slot, task_name, run))
+
+
+def _past_one_shot(recurrence, now: datetime) -> datetime | None:
+    """The fire time of a one-shot (``once:``) schedule that has already passed, else None.
+
+    A new or changed recurring schedule starts from "now"; a one-shot has no later slot, so
+    its single slot is handed to the catch-up policy like any slot missed while down.
+    """
+    spec = getattr(recurrence, "spec", None)
+    if getattr(spec, "kind", None) != "once":
+        return None
+    first = recurrence.next_after(_LONG_AGO)
+    return first if first is not None and first <= now else None

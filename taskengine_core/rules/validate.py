@@ -297,6 +297,8 @@ class _Checker:
         return found
 
     def _secret_problems(self, doc: Document, path: tuple, value: Any) -> None:
+        if path[0] in _NO_SECRET_FIELDS and not _mentions_reference(value):
+            return  # no literal can be a secret here, and no ${...} reference to check
         for sub, leaf in _leaves(value):
             if _literal_secret(path + sub, leaf):
                 self.problems.append(doc.problem(path + sub, LITERAL_SECRET))
@@ -315,6 +317,22 @@ _SECRET_FIELDS = (
     ("webhooks", "*", "secret"), ("webhooks", "*", "auth", "password"),
     ("webhooks", "*", "auth", "token"), ("webhooks", "*", "auth", "key"),
 )
+
+
+# Sections where ``_literal_secret`` is never true (no secret field, no parameters): only
+# their ``${...}`` references are checked, and most objects have none.
+_NO_SECRET_FIELDS = frozenset({"schedules", "events"})
+
+
+def _mentions_reference(value: Any) -> bool:
+    """Whether any string in ``value`` (keys aside) contains ``${``."""
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, dict):
+        return any(_mentions_reference(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions_reference(v) for v in value)
+    return False
 
 
 def _is_secret_field(path: tuple) -> bool:

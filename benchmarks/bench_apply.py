@@ -1,0 +1,96 @@
+"""Registering schedules through ``taskengine apply`` (issue 15), end to end.
+
+For each rule file (N schedules linked to 1,000 tasks, written by bench_scheduler.write_rules:
+"shared" = 1,440 distinct definitions, "distinct" = every definition different), on a fresh
+database, each step a fresh ``python -m taskengine_core`` subprocess timed by wall clock:
+  1. ``taskengine apply FILE`` (cold: everything created)
+  2. an engine's ``Scheduler.load`` after it (compiles the schedules, persists next fire times)
+  3. ``taskengine apply`` of the same file with one schedule's time changed (incremental)
+  4. ``Scheduler.load`` again (the engine picking up the one change)
+The baseline is the same steps run on another source tree (default: ``git archive main``),
+measured in the same run; the ratio is baseline / current. Median of ``--runs``.
+
+Usage: python benchmarks/bench_apply.py [--schedules 100000] [--runs 3] [--baseline-rev main]
+       [--files shared,distinct]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+LOAD = ("from taskengine_core.model import load_runtime; from taskengine_core.scheduler import Scheduler; "
+        "from taskengine_core.store import Store; s = Store({db!r}); Scheduler(s).load(load_runtime(s))")
+
+
+def timed(cmd: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.perf_counter() - start
+
+
+def one_run(tree: Path, rules: Path, changed: Path, tmp: Path) -> dict:
+    db = tmp / "bench.db"
+    for p in tmp.glob("bench.db*"):
+        p.unlink()
+    env = {**os.environ, "PYTHONPATH": str(tree), "TASKENGINE_HOME": str(tmp / "home"), "TASKENGINE_DB": str(db)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    py = [sys.executable]
+    load = py + ["-c", LOAD.format(db=str(db))]
+    return {
+        "apply_cold": timed(py + ["-m", "taskengine_core", "apply", str(rules)], env),
+        "load_cold": timed(load, env),
+        "apply_one": timed(py + ["-m", "taskengine_core", "apply", str(changed)], env),
+        "load_one": timed(load, env),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--schedules", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--baseline-rev", default="main")
+    parser.add_argument("--baseline-tree", help="a source tree to use as the baseline instead")
+    parser.add_argument("--files", default="shared,distinct")
+    args = parser.parse_args()
+    from bench_scheduler import write_rules
+
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        (tmp / "home").mkdir()
+        if args.baseline_tree:
+            base = Path(args.baseline_tree)
+        else:
+            base = tmp / "baseline"
+            base.mkdir()
+            archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", args.baseline_rev, "taskengine_core"],
+                                     check=True, capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+        trees = {"baseline": base, "current": HERE.parent}
+        print(f"nproc {os.cpu_count()}, {args.schedules} schedules, median of {args.runs} runs (seconds)")
+        for kind in args.files.split(","):
+            rules, changed = tmp / f"{kind}.yaml", tmp / f"{kind}-changed.yaml"
+            write_rules(rules, args.schedules, distinct=kind == "distinct")
+            text = rules.read_text()
+            changed.write_text(text.replace("  s0: {every: day, at: \"00:00\"", "  s0: {every: day, at: \"00:07\"", 1))
+            results = {name: [] for name in trees}
+            for _ in range(args.runs):
+                for name, tree in trees.items():  # interleaved, so load changes hit both alike
+                    results[name].append(one_run(tree, rules, changed, tmp))
+            for step in ("apply_cold", "load_cold", "apply_one", "load_one"):
+                b = statistics.median(r[step] for r in results["baseline"])
+                c = statistics.median(r[step] for r in results["current"])
+                print(f"{kind:9s} {step:11s} baseline {b:7.3f}  current {c:7.3f}  ratio {b / c:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
