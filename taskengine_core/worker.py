@@ -15,7 +15,8 @@ from taskengine_core.registry import Registry
 from taskengine_core.rules.schema_check import SchemaCheck
 from taskengine_core.runs import Claimed, Outcome
 from taskengine_core.secrets import SecretResolver
-from taskengine_core.templating import AbsentEvent, TemplateRenderer
+from taskengine_core.template_event import AbsentEvent
+from taskengine_core.templating import TemplateRenderer
 
 
 class _ConfigProblem(Exception):

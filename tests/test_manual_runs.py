@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from taskengine_core.errors import TemplateError
-from taskengine_core.templating import AbsentEvent, TemplateRenderer
+from taskengine_core.template_event import AbsentEvent
+from taskengine_core.templating import TemplateRenderer
 from tests.conftest import FakeClock
 
 SHIPPED_RULES = Path(__file__).resolve().parent.parent / "rules"
