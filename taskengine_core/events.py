@@ -34,6 +34,7 @@ EVENT_SCHEMA = {
     },
 }
 INTERNAL_SOURCE = "taskengine"
+MAX_DATA_DEPTH = 64  # nesting levels of an event's data, on every way in (HTTP, CLI)
 DEDUP_WINDOW_SECONDS = 7 * 86400
 
 
@@ -129,6 +130,18 @@ def checked_data_text(event: Event) -> str:
 
 
 _TYPE_RE = re.compile(TYPE_PATTERN)
+
+
+def nested_deeper(value, limit: int = MAX_DATA_DEPTH) -> bool:
+    """Whether mappings and lists in ``value`` nest more than ``limit`` levels (``value`` is 1)."""
+    stack = [(value, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _plain(event: Event) -> bool:

@@ -24,7 +24,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from taskengine_core.errors import EventError, TaskEngineError
-from taskengine_core.events import Event, check_values, event_from_json
+from taskengine_core.events import MAX_DATA_DEPTH, Event, check_values, event_from_json, nested_deeper
 from taskengine_core.group_commit import GroupCommit
 from taskengine_core.health import DEFAULT_STALL_AFTER, HealthCheck
 from taskengine_core.ingress_guard import (DEFAULT_HEADER_TIMEOUT, ConnectionGuard, GuardedServer,
@@ -34,7 +34,7 @@ log = logging.getLogger("taskengine.ingress")
 DEFAULT_MAX_BODY = 1024 * 1024
 DEFAULT_RATE = 1000.0  # events per second per client address, burst of twice that
 BODY_TIMEOUT = 30.0  # seconds a client gets to send its body (settings.ingress.body_timeout)
-MAX_DEPTH = 64  # nesting levels of an event's data
+MAX_DEPTH = MAX_DATA_DEPTH  # nesting levels of an event's data
 TOKEN_ENV = "TASKENGINE_INGRESS_TOKEN"
 
 
@@ -304,21 +304,10 @@ def _check_event(body, *, deep: bool = True, escapes: bool = True) -> tuple[Even
     except (ValueError, OverflowError):  # valid RFC 3339 that Python's datetime cannot hold
         return None, _error(422, f"invalid event: time: cannot read {body['time']!r}; expected a "
                             "date-time such as 2026-01-31T10:00:00Z, years 1 to 9999", field="time")
-    if deep and _nested_deeper(event.data, MAX_DEPTH):  # would break whoever recurses through it later
+    if deep and nested_deeper(event.data, MAX_DEPTH):  # would break whoever recurses through it later
         return None, _error(422, f"invalid event: data: nested more than {MAX_DEPTH} levels deep",
                             field="data")
     return event, None
-
-
-def _nested_deeper(value, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-        stack.extend((child, depth + 1) for child in children)
-    return False
 
 
 def _not_a_number(name: str):

@@ -7,7 +7,7 @@ import math
 
 import click
 
-MAX_DEPTH = 64  # levels of nesting in event data and parameters: the HTTP ingress's MAX_DEPTH
+from taskengine_core.events import MAX_DATA_DEPTH as MAX_DEPTH  # the HTTP ingress's limit too
 
 
 def parse_pairs(pairs: tuple[str, ...], *, what: str) -> dict:
@@ -47,18 +47,6 @@ def loads_strict(text: str):
     if depth > MAX_DEPTH:
         raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
     return json.loads(text, parse_constant=_not_json, parse_float=_finite)
-
-
-def nested_deeper(value, limit: int = MAX_DEPTH) -> bool:
-    """Whether mappings and lists in ``value`` nest more than ``limit`` levels (``value`` is 1)."""
-    stack = [(value, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-        stack.extend((child, depth + 1) for child in children)
-    return False
 
 
 def json_depth(text: str) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from taskengine_core.cli._app import App, pass_app
-from taskengine_core.cli._parse import MAX_DEPTH, loads_strict, nested_deeper, parse_pairs
+from taskengine_core.cli._parse import MAX_DEPTH, loads_strict, parse_pairs
+from taskengine_core.events import nested_deeper
 
 
 @click.command()
