@@ -12,6 +12,7 @@ from typing import Iterator
 from taskengine_core.errors import DatabaseFileError, StoreBusy, StoreError
 from taskengine_core.store.checkpoint import AUTOCHECKPOINT_PAGES, checkpointed_here
 from taskengine_core.store.quick import LazyDatabase, migrations_current
+from taskengine_core.store.sql import SqliteConnection
 
 DB_ENV = "TASKENGINE_DB"
 HOME_ENV = "TASKENGINE_HOME"
@@ -114,7 +115,8 @@ class Store:
         synchronous = _synchronous()
         try:
             conn = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False, timeout=30
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=30,
+                factory=SqliteConnection,
             )
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if migrate:

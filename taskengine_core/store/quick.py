@@ -43,6 +43,7 @@ class LazyDatabase:
     makes the real ``Database`` and hands the call to it."""
 
     __slots__ = ("conn", "_real")
+    dialect = "sqlite"
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
