@@ -1,4 +1,9 @@
-"""What the engine hands to plugin code: action, source and lifecycle contexts."""
+"""What the engine hands to plugin code: action, source and lifecycle contexts.
+
+This is plugin API version 2 (:data:`taskengine_core.hookspecs.PLUGIN_API_VERSION`): plugin code
+never learns where the database is. It keeps durable state in ``state``, records webhook
+deliveries through ``deliveries`` and creates events with ``emit``; see ``docs/hooks.md``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
+    from taskengine_core.deliveries import Deliveries
     from taskengine_core.plugin_state import PluginState
 
 
@@ -28,7 +34,9 @@ class ActionContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     emit: Callable[..., str] = _no_emit
     started_monotonic: float = field(default_factory=time.monotonic)
-    db_path: str | None = None  # the engine's database, for actions that queue work durably
+    # the engine's webhook delivery queue, for actions that queue work durably (the database
+    # behind it, SQLite or PostgreSQL, is the engine's); None outside an engine
+    deliveries: "Deliveries | None" = None
     # durable key/value state shared by the runs of one plugin's actions (scope: the action's
     # namespace, e.g. ``updates``); None outside an engine
     state: "PluginState | None" = None
@@ -62,12 +70,14 @@ class EngineInfo:
     """What lifecycle hooks get: facts about the running engine and the few services a plugin
     that runs in the background (a delivery queue, say) needs."""
 
-    db_path: str
     listen: str | None = None
     emit: Callable[..., str] = _no_emit
     settings: dict = field(default_factory=dict)  # the rule files' settings, references unresolved
     resolve: Callable[[Any], Any] = lambda value: value  # resolves ${env:...} references at use
     redact: Callable[[Any], Any] = lambda value: value  # removes resolved secrets from text/data
+    # the webhook delivery queue in the engine's database, for a dispatcher running in the
+    # background (see :class:`~taskengine_core.deliveries.Deliveries`)
+    deliveries: "Deliveries | None" = None
 
 
 @dataclass(frozen=True)

@@ -54,9 +54,12 @@ class Engine:
         self._local = threading.local()
         self.runtime: Runtime = load_runtime(self.store)
         workers = workers or int(self.runtime.settings.get("workers") or DEFAULT_WORKERS)
+        from taskengine_core.deliveries import Deliveries
+
+        self.deliveries = Deliveries(self._thread_store)  # plugin API 2: no database path
         runner = AttemptRunner(registry=self.registry, secrets=self.secrets, clock=self.clock,
-                               load_event=self._load_event, emit=self.emit, db_path=self.db_path,
-                               state_store=self._thread_store)
+                               load_event=self._load_event, emit=self.emit,
+                               deliveries=self.deliveries, state_store=self._thread_store)
         self.evaluator = Evaluator(self.clock)
         self.scheduler = Scheduler(self.store, self.clock)
         from taskengine_core.notify import HooksWithNotifications, RunNotifications
@@ -294,7 +297,7 @@ class Engine:
         return min(dues) if dues else None
 
     def _engine_info(self, listen: str | None) -> EngineInfo:
-        return EngineInfo(db_path=self.db_path, listen=listen, emit=self.emit,
+        return EngineInfo(listen=listen, emit=self.emit, deliveries=self.deliveries,
                           settings=self.runtime.settings, resolve=self.secrets.resolve,
                           redact=self.secrets.redactor.scrub)
 

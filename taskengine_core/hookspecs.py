@@ -17,6 +17,10 @@ if TYPE_CHECKING:  # pragma: no cover - import only for type checkers
     from taskengine_core.context import EngineInfo, RunInfo
 
 PROJECT = "taskengine"
+# What plugin code can rely on; raised when a context loses or changes a field. 2: the database
+# path is gone from ActionContext and EngineInfo; actions and dispatchers get ``deliveries``
+# (taskengine_core.deliveries.Deliveries) and keep ``state`` and ``emit`` (see docs/hooks.md).
+PLUGIN_API_VERSION = 2
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -115,7 +119,9 @@ def resolve_secret(scheme: str, reference: str) -> str | None:
 def engine_started(engine: "EngineInfo") -> None:
     """Called once the engine has started its scheduler, executor, ingress and sources.
 
-    :param engine: read-only facts about the running engine (database path, listen address).
+    :param engine: an :class:`~taskengine_core.context.EngineInfo`: the listen address, the
+        settings, ``emit``, secret ``resolve``/``redact`` and the ``deliveries`` queue in the
+        engine's database (never its path: plugin API 2).
     :return: nothing.
     """
 

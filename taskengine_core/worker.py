@@ -28,9 +28,9 @@ class AttemptRunner:
 
     def __init__(self, *, registry: Registry, secrets: SecretResolver, clock: Clock,
                  load_event: Callable[[str], dict | None], emit: Callable[..., str],
-                 db_path: str | None = None, state_store: Callable[[], Any] | None = None) -> None:
+                 deliveries: Any = None, state_store: Callable[[], Any] | None = None) -> None:
         self.registry = registry
-        self.db_path = db_path
+        self.deliveries = deliveries  # ctx.deliveries: the engine's webhook delivery queue
         self.state_store = state_store  # the calling thread's Store, for ctx.state
         self.secrets = secrets
         self.clock = clock
@@ -78,7 +78,7 @@ class AttemptRunner:
                                  f"{self.secrets.redactor(message)}")
         ctx = ActionContext(run_id=run.id, task=task.name, attempt=run.attempt, event=event,
                             settings=plugin_settings, timeout=task.timeout, cancelled=cancelled,
-                            emit=self.emit, db_path=self.db_path, state=self._state(task.action))
+                            emit=self.emit, deliveries=self.deliveries, state=self._state(task.action))
         return (item, resolved), ctx
 
     def check_params(self, task, overrides: dict,

@@ -94,7 +94,10 @@ def test_deny_and_allow_lists():
 
 
 def ctx(event=None, db_path=None) -> ActionContext:
-    return ActionContext(run_id="r1", task="t1", event=event, db_path=db_path)
+    from taskengine_core.deliveries import deliveries_for
+
+    return ActionContext(run_id="r1", task="t1", event=event,
+                         deliveries=deliveries_for(db_path) if db_path else None)
 
 
 def test_body_forms():

@@ -1,7 +1,7 @@
 """The ``webhook.send`` action: build the body, queue the delivery durably, return its id.
 
-The action makes no HTTP request. It commits a row to ``webhook_deliveries`` (the engine's
-database, its own connection) and returns ``{"delivery_id": "msg_...", "webhook": NAME}``; the
+The action makes no HTTP request. It commits a row to the engine's delivery queue
+(``ctx.deliveries``, in the engine's database) and returns ``{"delivery_id": "msg_...", "webhook": NAME}``; the
 dispatcher sends it, retries it and logs every attempt. The delivery id is derived from the run,
 so a run re-run after a crash does not queue a second delivery (the action is idempotent).
 
@@ -34,34 +34,36 @@ from taskengine_core.errors import ActionError
 from . import store as db
 from .intake import commit
 from .params import SCHEMA  # noqa: F401 - re-exported
-from .running import wake_for
 
 MAX_BODY = 1024 * 1024
 def send(params: dict, ctx: ActionContext) -> dict:
     """Queue a webhook delivery: signed, retried and logged by the dispatcher."""
-    if not ctx.db_path:
-        raise ActionError("webhook.send runs only inside the engine (no database in its context)",
+    if ctx.deliveries is None:
+        raise ActionError("webhook.send runs only inside the engine (no delivery queue in its context)",
                           retryable=False)
     name = params["webhook"]
     now = datetime.now(timezone.utc)
     body, content_type, kind = build_body(params, ctx, now)
     delivery_id = f"msg_{ctx.run_id}"
-    commit(ctx.db_path, name, [{
+    commit(ctx.deliveries, name, [{
         "id": delivery_id, "webhook": name, "type": kind, "body": body,
         "content_type": content_type, "headers": params.get("headers") or {}, "task": ctx.task,
         "run_id": ctx.run_id, "event_id": (ctx.event or {}).get("id")}])
-    wake_for(ctx.db_path, name)
+    ctx.deliveries.queued(name)
     return {"delivery_id": delivery_id, "webhook": name}
 
 
-def enqueue(db_path: str, webhook: str, payloads: list, *, type: str = "taskengine.api") -> list[str]:  # noqa: A002
+def enqueue(database, webhook: str, payloads: list, *, type: str = "taskengine.api") -> list[str]:  # noqa: A002
     """Queue one delivery per payload (JSON data) to ``webhook`` in one transaction, for
-    Python callers; returns the delivery ids. The running engine's dispatcher sends them."""
+    Python callers; returns the delivery ids. ``database``: an engine's ``deliveries``, a
+    ``Store``, or the database as ``--db`` names it. The running engines' dispatchers send them."""
+    from .running import wake_for
+
     rows = [{"id": db.new_message_id(), "webhook": webhook, "type": type,
              "body": json.dumps(p, ensure_ascii=False, separators=(",", ":"), allow_nan=False),
              "content_type": "application/json"} for p in payloads]
-    commit(db_path, webhook, rows)
-    wake_for(db_path, webhook)
+    commit(database, webhook, rows)
+    wake_for(database, webhook)  # the dispatchers of this process; others find them at their poll
     return [r["id"] for r in rows]
 
 

@@ -9,8 +9,12 @@ destination's queue. Up to ``settings.webhook.concurrency`` (default 32)
 workers per destination take messages from its queue, one request each at a time, so a slow or
 dead destination only ever holds its own workers: it never delays deliveries to the others.
 
-Deliveries left ``sending`` by a dead process are put back at start. On stop, requests in
-flight get a few seconds to finish; the rest are given back (``pending``, attempt not counted).
+The database is the engine's (``engine.deliveries``, plugin API 2), an SQLite file or a
+PostgreSQL server that several engines share: each runs a dispatcher, claims are per row under
+a lease, and a result is recorded only while the lease is still this dispatcher's. Deliveries
+left ``sending`` by a dead process of this host are put back at start; those of an engine that
+died elsewhere once their lease expires, by whichever dispatcher looks first. On stop, requests
+in flight get a few seconds to finish; the rest are given back (``pending``, attempt not counted).
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ from taskengine_core import runs as core_runs
 from . import store as db
 from .config import Preparer, WebhookSettings
 from .delivery import Attempt, attempt
-from .txn import open_store, transaction
 from .sender import after_commit, emit_final, make_session, policy_for
 
 log = logging.getLogger("taskengine.webhook")
@@ -129,9 +132,12 @@ class Dispatcher:
         self._wake.set()
 
     async def _main(self) -> None:
+        self._deliveries = self.info.deliveries
+        if self._deliveries is None:
+            raise RuntimeError("the engine gave no delivery queue (EngineInfo.deliveries)")
         pool = ThreadPoolExecutor(1, thread_name_prefix="taskengine-webhooks-db")
         loop = asyncio.get_running_loop()
-        self._store = await loop.run_in_executor(pool, open_store, self.info.db_path)
+        unsubscribe = self._deliveries.subscribe(self.wake)
         self._ready.set()
         sessions: list = []
         deadline = None
@@ -189,7 +195,7 @@ class Dispatcher:
         finally:
             for session, _ in sessions:
                 await session.close()
-            await loop.run_in_executor(pool, self._store.close)
+            unsubscribe()
             pool.shutdown(wait=True)
 
     def _start_workers(self) -> None:
@@ -236,7 +242,7 @@ class Dispatcher:
 
     def _recover(self) -> None:
         now = datetime.now(timezone.utc)
-        with transaction(self._store) as conn:
+        with self._deliveries.write() as conn:
             n = db.recover(conn, now, self._is_gone)
         if n:
             log.warning("webhook deliveries: %d left 'sending' by a stopped engine are queued again", n)
@@ -263,24 +269,26 @@ class Dispatcher:
         holds up to ``2 * concurrency`` claimed messages (those in flight and as many queued, so
         a worker that finishes starts the next at once)."""
         now = datetime.now(timezone.utc)
-        out, orphans, stale, gone_names = _Pass(wait=self.poll), [], [], set()
-        with db.snapshot(self._store.conn) as conn:
+        out, orphans, stale, gone_names = _Pass(wait=self.poll), [], False, set()
+        with self._deliveries.read() as conn:
             self._reload(conn, out)
             if scan:
-                stale = db.stale_sending(conn, now, self._is_gone)
+                expired, dead = db.stale_owners(conn, now, self._is_gone)
+                stale = expired or bool(dead)
                 gone_names = db.pending_webhooks(conn) - set(self._dests)
                 hints = hints | db.due_webhooks(
                     conn, now, [n for n, d in self._dests.items() if d.enabled])
             upcoming = db.next_due(conn, now)
         wanted = sorted(hints) if claiming else []
         if results or released or stale or gone_names or wanted:
-            with transaction(self._store) as conn:
+            with self._deliveries.write() as conn:
                 self._reload(conn, out)
                 if results:
-                    out.decided = db.record(conn, results, self._dests, self._conf, now, self.rng)
+                    out.decided = db.record(conn, results, self._dests, self._conf, now,
+                                            self.owner, self.rng)
                     if any(a.gone for a in results):
                         self._reload(conn, out)
-                db.release(conn, released)
+                db.release(conn, released, self.owner)
                 if stale:
                     db.recover(conn, now, self._is_gone)
                 if gone_names:
@@ -320,7 +328,7 @@ class Dispatcher:
                 return
             self._next_prune = time.monotonic() + PRUNE_EVERY
             self._pruning, self._pruned = True, 0
-        with transaction(self._store) as conn:
+        with self._deliveries.write() as conn:
             removed = db.prune(conn, now)
         self._pruned += removed
         if removed < db.PRUNE_BATCH:
@@ -330,7 +338,7 @@ class Dispatcher:
 
     def _final(self, results, released) -> None:
         now = datetime.now(timezone.utc)
-        with transaction(self._store) as conn:
-            decided = db.record(conn, results, self._dests, self._conf, now, self.rng)
-            db.release(conn, released)
+        with self._deliveries.write() as conn:
+            decided = db.record(conn, results, self._dests, self._conf, now, self.owner, self.rng)
+            db.release(conn, released, self.owner)
         after_commit(self.info, decided)

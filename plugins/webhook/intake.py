@@ -11,16 +11,14 @@ returns before the transaction holding its row is committed.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from taskengine_core.deliveries import Deliveries, deliveries_for
 from taskengine_core.errors import ActionError
-from taskengine_core.store import Store
 
 from . import store as db
-from .config import Destination
-from .txn import open_store, transaction
 
 
 @dataclass
@@ -32,12 +30,12 @@ class _Entry:
 
 
 class _Intake:
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, deliveries: Deliveries) -> None:
+        # weak: the intakes are kept per queue, and a queue must be free to go with its engine
+        self._deliveries = weakref.ref(deliveries)
         self._cond = threading.Condition()
         self._pending: list[_Entry] = []
         self._writing = False
-        self._store: Store | None = None
 
     def submit(self, webhook: str, rows: list[dict]) -> None:
         entry = _Entry(webhook, rows)
@@ -66,14 +64,13 @@ class _Intake:
             raise entry.error
 
     def _write(self, batch: list[_Entry]) -> None:
-        if self._store is None:
-            self._store = open_store(self.path)
+        """One transaction on the writing thread's own connection for everybody's rows."""
         now = datetime.now(timezone.utc)
-        with transaction(self._store) as conn:
-            names = sorted({e.webhook for e in batch})
-            found = {name: Destination.from_row(name, spec, enabled) for name, spec, enabled in
-                     conn.execute(f"SELECT name, spec, enabled FROM webhooks WHERE name IN "
-                                     f"({', '.join('?' * len(names))})", names)}
+        deliveries = self._deliveries()
+        if deliveries is None:  # pragma: no cover - the submitting caller holds it
+            raise RuntimeError("the delivery queue is gone")
+        with deliveries.write() as conn:
+            found = db.destinations(conn, {e.webhook for e in batch})
             rows = []
             for e in batch:
                 dest = found.get(e.webhook)
@@ -88,19 +85,18 @@ class _Intake:
             db.enqueue(conn, rows, now)
 
 
-_intakes: OrderedDict[str, _Intake] = OrderedDict()  # a few databases; the oldest is let go
+_intakes: "weakref.WeakKeyDictionary[Deliveries, _Intake]" = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
-MAX_DATABASES = 8
 
 
-def commit(path: str, webhook: str, rows: list[dict]) -> None:
-    """Commit ``rows`` (deliveries to ``webhook``) to the database at ``path``; returns after
-    the commit. Raises :class:`ActionError` when the webhook is unknown or disabled."""
+def commit(database, webhook: str, rows: list[dict]) -> None:
+    """Commit ``rows`` (deliveries to ``webhook``) to ``database`` (the engine's
+    :class:`~taskengine_core.deliveries.Deliveries`, or what
+    :func:`~taskengine_core.deliveries.deliveries_for` takes); returns after the commit.
+    Raises :class:`ActionError` when the webhook is unknown or disabled."""
+    deliveries = deliveries_for(database)
     with _lock:
-        intake = _intakes.get(path)
+        intake = _intakes.get(deliveries)
         if intake is None:
-            intake = _intakes[path] = _Intake(path)
-            while len(_intakes) > MAX_DATABASES:  # its connection closes once nobody uses it
-                _intakes.popitem(last=False)
-        _intakes.move_to_end(path)
+            intake = _intakes[deliveries] = _Intake(deliveries)
     intake.submit(webhook, rows)

@@ -8,7 +8,10 @@ from datetime import datetime, timezone
 
 from taskengine_core.clock import to_iso
 from taskengine_core.context import EngineInfo
+from taskengine_core.deliveries import deliveries_for
 from taskengine_core.errors import NotFoundError, TaskEngineError
+
+from taskengine_core.store import deliveries as queue
 
 from . import store as db
 from .delivery import Attempt, Decision
@@ -26,8 +29,8 @@ def services(store, hook) -> EngineInfo:
              id: str | None = None) -> str:  # noqa: A002
         return insert_events(store, [Event(type, data or {}, source=source, source_id=id)])[0]
 
-    return EngineInfo(db_path=str(store.path), emit=emit, resolve=secrets.resolve,
-                      redact=secrets.redactor.scrub)
+    return EngineInfo(emit=emit, resolve=secrets.resolve, redact=secrets.redactor.scrub,
+                      deliveries=deliveries_for(store))
 
 
 def queue_test(store, name: str, now: datetime) -> str:
@@ -35,11 +38,10 @@ def queue_test(store, name: str, now: datetime) -> str:
     delivery_id = db.new_message_id()
     body = {"type": "taskengine.test", "timestamp": to_iso(now), "webhook": name,
             "message": "a test delivery from taskengine"}
-    with store.write() as tx:
-        row = tx.conn.execute("SELECT 1 FROM webhooks WHERE name = ?", (name,)).fetchone()
-        if row is None:
+    with deliveries_for(store).write() as conn:
+        if not db.destinations(conn, [name]):
             raise NotFoundError(f"no webhook named {name!r}; see 'taskengine webhooks list'")
-        db.enqueue(tx.conn, [{"id": delivery_id, "webhook": name, "type": "taskengine.test",
+        db.enqueue(conn, [{"id": delivery_id, "webhook": name, "type": "taskengine.test",
                               "body": json.dumps(body, separators=(",", ":")),
                               "content_type": "application/json", "max_attempts": 1}], now)
     return delivery_id
@@ -47,19 +49,17 @@ def queue_test(store, name: str, now: datetime) -> str:
 
 def requeue(store, delivery_id: str, now: datetime) -> None:
     """Make a delivery pending again (same ``webhook-id``, fresh retry budget), due now."""
-    with store.write() as tx:
-        dests = db.destinations(tx.conn)
-        row = tx.conn.execute("SELECT webhook FROM webhook_deliveries WHERE id = ?",
-                              (delivery_id,)).fetchone()
+    with deliveries_for(store).write() as conn:
+        row = queue.status_of(conn, delivery_id)
         if row is None:
             raise NotFoundError(f"no webhook delivery {delivery_id!r}; see 'taskengine webhooks deliveries'")
-        dest = dests.get(row[0])
+        dest = db.destinations(conn, [row[0]]).get(row[0])
         if dest is None:
             raise TaskEngineError(f"the webhook {row[0]!r} no longer exists; define it again to redeliver")
         if not dest.enabled:
             raise TaskEngineError(f"webhook {row[0]!r} is disabled; 'taskengine webhooks enable "
                                   f"{row[0]}' first")
-        state = db.redeliver(tx.conn, delivery_id, dest.retries, now)
+        state = db.redeliver(conn, delivery_id, dest.retries, now)
         if state["status"] == "sending":
             raise TaskEngineError(f"delivery {delivery_id} is being sent right now; try again later")
 

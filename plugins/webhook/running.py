@@ -1,10 +1,9 @@
-"""The dispatchers running in this process, one per started engine, so that an action that
-queues a delivery can wake the dispatcher at once instead of waiting for its next poll."""
+"""The dispatchers running in this process, one per started engine. An action that queues a
+delivery wakes its own engine's dispatcher through ``ctx.deliveries.queued()``; callers that
+have no context (the dashboard) use :func:`wake_for`."""
 
 from __future__ import annotations
 
-import functools
-import os
 import threading
 
 from taskengine_core.context import EngineInfo
@@ -13,11 +12,6 @@ from .dispatcher import Dispatcher
 
 _running: dict[int, Dispatcher] = {}
 _lock = threading.Lock()
-
-
-@functools.lru_cache(maxsize=64)
-def _real(path: str) -> str:
-    return os.path.realpath(path)
 
 
 def start_for(info: EngineInfo) -> Dispatcher:
@@ -35,10 +29,13 @@ def stop_for(info: EngineInfo) -> None:
         dispatcher.stop()
 
 
-def wake_for(db_path: str, webhook: str | None = None) -> None:
-    """Tell this process's dispatchers on ``db_path`` that deliveries were queued."""
-    real = _real(db_path)
+def wake_for(database: object = None, webhook: str | None = None) -> None:
+    """Tell this process's dispatchers that deliveries were queued (for ``webhook``, or any).
+    ``database``: the engine's :class:`~taskengine_core.deliveries.Deliveries` to wake only
+    its dispatcher; anything else (a path, from callers of plugin API 1) wakes them all, which
+    costs a look each and is always safe."""
     with _lock:
-        targets = [d for d in _running.values() if _real(d.info.db_path) == real]
+        targets = [d for d in _running.values()
+                   if not hasattr(database, "queued") or d.info.deliveries is database]
     for dispatcher in targets:
         dispatcher.wake(webhook)

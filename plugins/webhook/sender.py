@@ -17,7 +17,10 @@ from datetime import datetime, timezone
 import aiohttp
 
 from taskengine_core.context import EngineInfo
+from taskengine_core.deliveries import deliveries_for
 from taskengine_core.errors import NotFoundError, TaskEngineError
+
+from taskengine_core.store import deliveries as queue
 
 from . import store as db
 from .config import Preparer, WebhookSettings
@@ -90,17 +93,16 @@ def deliver_now(info: EngineInfo, store, delivery_id: str) -> tuple[Attempt, Dec
     the dispatcher's, so a running engine cannot send it at the same time)."""
     from taskengine_core.runs import lease_owner
 
-    now = datetime.now(timezone.utc)
-    with store.write() as tx:
-        conn = tx.conn
+    now, owner = datetime.now(timezone.utc), lease_owner()
+    deliveries = deliveries_for(store)
+    with deliveries.write() as conn:
         dests, conf = db.destinations(conn), db.settings(conn)
-        row = conn.execute("SELECT webhook, status FROM webhook_deliveries WHERE id = ?",
-                           (delivery_id,)).fetchone()
+        row = queue.status_of(conn, delivery_id)
         if row is None:
             raise NotFoundError(f"no webhook delivery {delivery_id!r}; see 'taskengine webhooks deliveries'")
         dest = dests.get(row[0])
         lease = dest.timeout if dest else 15.0
-        message = db.claim_one(conn, delivery_id, now, lease_owner(), lease)
+        message = db.claim_one(conn, delivery_id, now, owner, lease)
         if message is None:
             raise TaskEngineError(f"delivery {delivery_id} is {row[1]}, not pending; try again")
 
@@ -116,10 +118,13 @@ def deliver_now(info: EngineInfo, store, delivery_id: str) -> tuple[Attempt, Dec
     try:
         result = asyncio.run(once())
     except BaseException:
-        with store.write() as tx:
-            db.release(tx.conn, [delivery_id])
+        with deliveries.write() as conn:
+            db.release(conn, [delivery_id], owner)
         raise
-    with store.write() as tx:
-        decided = db.record(tx.conn, [result], dests, conf, datetime.now(timezone.utc))
+    with deliveries.write() as conn:
+        decided = db.record(conn, [result], dests, conf, datetime.now(timezone.utc), owner)
+    if not decided:  # pragma: no cover - only if this claim outlived its lease
+        raise TaskEngineError(f"delivery {delivery_id} was taken over by a running engine while "
+                              "this attempt was made; see 'taskengine webhooks delivery'")
     after_commit(info, decided)
     return decided[0]
