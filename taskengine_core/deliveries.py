@@ -76,8 +76,8 @@ MAX_OPENED = 8
 
 def deliveries_for(database) -> Deliveries:
     """The queue of ``database``: a :class:`Deliveries` (returned as is), a ``Store`` (used by
-    the calling thread only) or the database's location as the CLI's ``--db`` takes it (each
-    thread gets its own connection; never creates a database)."""
+    the calling thread only) or the database as the CLI's ``--db`` takes it, a path or a
+    ``postgresql://`` URL (each thread gets its own connection; never creates a database)."""
     if isinstance(database, Deliveries):
         return database
     if hasattr(database, "write") and hasattr(database, "conn"):
@@ -98,9 +98,9 @@ def _thread_opener(target: str) -> Callable[[], "Store"]:
     def store() -> "Store":
         found = getattr(local, "store", None)
         if found is None:
-            from taskengine_core.store import Store
+            from taskengine_core.store import open_store
 
-            found = local.store = Store(target, migrate=False, create=False)
+            found = local.store = open_store(target, migrate=False, create=False)
         return found
 
     return store

@@ -130,11 +130,22 @@ def claim_due(conn, webhook: str, limit: int, now: str, owner: str, lease_expire
     """Claim up to ``limit`` due deliveries of ``webhook`` for ``owner`` until ``lease_expires``,
     oldest due first; returns the claimed rows (``headers`` decoded). Only rows this very
     statement moved from ``pending`` are returned, so two engines never get the same one."""
-    lock = " FOR UPDATE SKIP LOCKED" if is_postgres(conn) else ""
+    if is_postgres(conn):
+        # The candidates are picked once (MATERIALIZED: an IN (subquery LIMIT n) may be run
+        # again per row and claim more than n) and locked, skipping rows another engine holds.
+        returning = ", ".join(f"d.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
+        cur = conn.execute(
+            "WITH picked AS MATERIALIZED (SELECT id FROM webhook_deliveries WHERE status = 'pending' "
+            "AND webhook = ? AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ? "
+            "FOR UPDATE SKIP LOCKED) "
+            "UPDATE webhook_deliveries d SET status = 'sending', lease_owner = ?, lease_expires = ? "
+            f"FROM picked WHERE d.id = picked.id AND d.status = 'pending' RETURNING {returning}",
+            (webhook, now, limit, owner, lease_expires))
+        return _messages(cur)
     cur = conn.execute(
         "UPDATE webhook_deliveries SET status = 'sending', lease_owner = ?, lease_expires = ? "
         "WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND webhook = ? "
-        f"AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?{lock}) AND status = 'pending' "
+        "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?) AND status = 'pending' "
         f"RETURNING {MESSAGE_COLUMNS}", (owner, lease_expires, webhook, now, limit))
     return _messages(cur)
 
@@ -307,7 +318,9 @@ def prune(conn, before: str, limit: int = PRUNE_BATCH) -> int:
     """Delete up to ``limit`` finished deliveries (and their attempts) that finished before
     ``before``, through the ``webhook_deliveries_expiry`` index; the caller repeats while it
     returns ``limit``, a transaction per batch."""
-    return conn.execute(
-        "DELETE FROM webhook_deliveries WHERE rowid IN (SELECT rowid FROM webhook_deliveries"
-        f"{indexed_by(conn, 'webhook_deliveries_expiry')} WHERE coalesce(finished_at, created_at) < ? "
-        f"AND {_FINAL_TERM} LIMIT ?)", (before, limit)).rowcount
+    batch = (f"SELECT rowid FROM webhook_deliveries{indexed_by(conn, 'webhook_deliveries_expiry')} "
+             f"WHERE coalesce(finished_at, created_at) < ? AND {_FINAL_TERM} LIMIT ?")
+    if is_postgres(conn):  # picked once, so a batch is never more than ``limit``
+        return conn.execute(f"WITH batch AS MATERIALIZED ({batch}) DELETE FROM webhook_deliveries "
+                            "WHERE rowid IN (SELECT rowid FROM batch)", (before, limit)).rowcount
+    return conn.execute(f"DELETE FROM webhook_deliveries WHERE rowid IN ({batch})", (before, limit)).rowcount
