@@ -86,10 +86,16 @@ def deliveries_for(database) -> Deliveries:
     with _opened_lock:
         found = _opened.get(key)
         if found is None:
-            found = _opened[key] = Deliveries(_thread_opener(key))
+            found = _opened[key] = open_deliveries(key)
             while len(_opened) > MAX_OPENED:  # a few databases at most; the oldest is let go
                 _opened.pop(next(iter(_opened)))
         return found
+
+
+def open_deliveries(target: str | os.PathLike) -> Deliveries:
+    """A new :class:`Deliveries` on the database ``target`` names (a path or a
+    ``postgresql://`` URL), with connections of its own, one per thread that uses it."""
+    return Deliveries(_thread_opener(os.fspath(target)))
 
 
 def _thread_opener(target: str) -> Callable[[], "Store"]:
