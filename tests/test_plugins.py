@@ -84,11 +84,11 @@ class Everything:
 
     @hookimpl
     def engine_started(self, engine):
-        Everything.started.append(engine.db_path)
+        Everything.started.append(engine.deliveries)  # plugin API 2: no database path
 
     @hookimpl
     def engine_stopping(self, engine):
-        Everything.stopping.append(engine.db_path)
+        Everything.stopping.append(engine.deliveries)
 
     @hookimpl
     def run_finished(self, run):
@@ -151,7 +151,7 @@ def test_engine_started_and_engine_stopping_and_run_finished(applied, db_path):
     while not Everything.finished and time.monotonic() < deadline:
         time.sleep(0.02)
     engine.stop(5)
-    assert Everything.started == [str(db_path)] and Everything.stopping == [str(db_path)]
+    assert Everything.started == [engine.deliveries] and Everything.stopping == [engine.deliveries]
     assert Everything.finished == [("t", "succeeded")]
 
 
