@@ -169,13 +169,14 @@ def test_retention_deletes_through_indexes(store):
 
 def test_webhook_retention_and_dispatcher_lookups_use_indexes(store):
     from plugins.webhook import store as wstore
+    from taskengine_core.store.deliveries import snapshot
 
     def dispatcher_reads():
-        with wstore.snapshot(store.conn) as conn:
+        with snapshot(store) as conn:
             wstore.pending_webhooks(conn)
             wstore.due_webhooks(conn, NOW, ["hook1", "hook2"])
             wstore.next_due(conn, NOW)
-            wstore.stale_sending(conn, NOW, lambda owner: False)
+            wstore.stale_owners(conn, NOW, lambda owner: False)
         with store.write() as db:
             wstore.fail_orphans(db.conn, NOW, {"hook0"})
             wstore.prune(db.conn, NOW, limit=100)
