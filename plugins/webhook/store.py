@@ -83,9 +83,8 @@ def stale_owners(conn, now: datetime, is_dead: Callable[[str | None], bool]) -> 
     process of this host that is gone) whose deliveries can be taken back before that."""
     now_text, expired, dead = to_iso(now), False, []
     for owner, expires in queue.lease_holders(conn):
-        if (expires or "") < now_text:
-            expired = True
-        elif is_dead(owner):
+        expired = expired or (expires or "") < now_text
+        if is_dead(owner):
             dead.append(owner)
     return expired, dead
 
