@@ -233,3 +233,29 @@ def test_dashboard_reads(store, config_of):
     nodes, edges = dashboard.wiring(store.conn)
     assert ("event", "login") in nodes and (("schedule", "nightly"), ("task", "backup")) in edges
     assert dashboard.runs_by_status_since(store.conn, RECENT) == {"succeeded": 1}
+
+
+def test_the_cli_works_on_either_backend(db_target, run_cli, write_rules):
+    """``--db`` takes the SQLite path or a postgresql:// URL; the configuration, log and
+    dashboard-backed commands read and write through the same store functions."""
+    path = write_rules(RULES)
+    applied = run_cli("--db", db_target, "apply", path)
+    assert applied.exit_code == 0, applied.output
+    assert "5 created" in applied.stderr
+    assert run_cli("--db", db_target, "tasks", "disable", "greet").exit_code == 0
+    listed = json.loads(run_cli("--db", db_target, "tasks", "list", "--json").stdout)
+    assert {t["name"]: t["enabled"] for t in listed} == {"backup": True, "greet": False}
+    trail = json.loads(run_cli("--db", db_target, "audit", "--json").stdout)
+    assert [(r["action"], r["kind"], r["name"]) for r in trail][:2] == [("disabled", "task", "greet"),
+                                                                         ("created", "setting", "timezone")]
+    upcoming = run_cli("--db", db_target, "schedules", "next", "nightly", "--count", "1",
+                       "--after", "2026-05-31T12:00Z")
+    assert upcoming.stdout.strip() == "2026-06-01T02:00:00+02:00  (2026-06-01T00:00:00Z)"
+    emitted = run_cli("--db", db_target, "emit", "user.login", "user=alice", "--id", "x1")
+    again = run_cli("--db", db_target, "emit", "user.login", "user=alice", "--id", "x1")
+    assert f"duplicate of event {emitted.stdout.strip()}" in again.stderr
+    explained = run_cli("--db", db_target, "logs", "explain", emitted.stdout.strip())
+    assert explained.exit_code == 0 and "login" in explained.stdout
+    assert run_cli("--db", db_target, "logs", "list").exit_code == 0
+    graph = run_cli("--db", db_target, "graph")
+    assert graph.exit_code == 0 and "nightly" in graph.stdout
