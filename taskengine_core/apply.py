@@ -133,6 +133,7 @@ def apply_config(
     actor = actor or current_actor()
     with store.write() as db:
         conn = db.conn
+        stored.lock_for_change(conn)  # the diff stays true until it is written (other engines, CLIs)
         changes, writes = plan(conn, config)
         links_changed = any(add or remove for add, remove in writes["links"].values())
         if not changes and not links_changed:

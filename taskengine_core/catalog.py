@@ -66,6 +66,7 @@ def set_enabled(store: Store, kind: str, name: str, enabled: bool, *, clock: Clo
     table = TABLE_OF_KIND[kind]
     now = to_iso((clock or Clock()).now())
     with store.write() as db:
+        stored.lock_for_change(db.conn)
         current = stored.object_enabled(db.conn, kind, name)
         if current is None:
             raise NotFoundError(f"no {kind} named {name!r}; see 'taskengine {table.replace('event_rules', 'events')} list'")

@@ -259,3 +259,32 @@ def test_the_cli_works_on_either_backend(db_target, run_cli, write_rules):
     assert run_cli("--db", db_target, "logs", "list").exit_code == 0
     graph = run_cli("--db", db_target, "graph")
     assert graph.exit_code == 0 and "nightly" in graph.stdout
+
+
+def test_an_apply_waits_for_another_config_writer_then_diffs_what_it_wrote(postgres_url, config_of):
+    """Two writers on one PostgreSQL: ``apply`` diffs only once the other has committed, so an
+    object the other created meanwhile is still deleted when the files do not define it."""
+    import threading
+    import time
+
+    first, second = open_store(postgres_url), open_store(postgres_url)
+    apply_config(first, config_of(RULES))
+    config, done = config_of(RULES.replace("echo, hi", "echo, hey")), []
+    with first.write() as db:
+        stored.lock_for_change(db.conn)
+        stored.upsert_objects(db.conn, "task", [("late", '{"action": "command.run"}', True, "", None,
+                                                 "command.run")], RECENT)
+        worker = threading.Thread(target=lambda: done.append(apply_config(second, config)))
+        worker.start()
+        for _ in range(500):  # until the apply waits for this transaction's lock
+            waiting = first.conn.raw.cursor().execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").fetchone()[0]
+            if waiting:
+                break
+            time.sleep(0.01)
+        assert waiting, "the second apply never waited for the first writer"
+    worker.join(30)
+    assert sorted((c.action, c.name) for c in done[0].changes) == [("deleted", "late"), ("updated", "greet")]
+    assert {t["name"] for t in list_tasks(first)} == {"backup", "greet"}
+    first.close()
+    second.close()

@@ -22,6 +22,9 @@ LINKS = {
 }
 LINK_OF_KIND = {"schedule": "task_schedules", "event": "task_events", "webhook": "task_webhooks"}
 OBJECT_COLUMNS = "name, spec, enabled, description, file, created_at, updated_at"
+# PostgreSQL: the transaction-scoped advisory lock every configuration writer holds (the
+# config_changes trigger of store/postgres/schema.py takes the same key)
+CONFIG_LOCK = 7262001
 
 
 def _table(kind: str) -> str:
@@ -45,6 +48,15 @@ def snapshot(store) -> Iterator[object]:
             yield conn
         finally:
             conn.execute("COMMIT")
+
+
+def lock_for_change(conn) -> None:
+    """First thing in a transaction that changes the configuration: wait for any other writer
+    of it to finish, so that what this one reads (``apply``'s diff) is still true when it
+    writes. SQLite's write transaction already holds the whole database; on PostgreSQL several
+    engines and CLIs write at once, so they queue on one advisory lock."""
+    if is_postgres(conn):
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (CONFIG_LOCK,))
 
 
 # -- generation and change log ------------------------------------------------------------------
