@@ -288,3 +288,12 @@ def test_an_apply_waits_for_another_config_writer_then_diffs_what_it_wrote(postg
     assert {t["name"] for t in list_tasks(first)} == {"backup", "greet"}
     first.close()
     second.close()
+
+
+def test_the_cli_names_a_database_it_cannot_use(run_cli):
+    unreachable = run_cli("--db", "postgresql://ops:s3cret@127.0.0.1:1/te", "logs", "list")
+    assert unreachable.exit_code == 1
+    assert "cannot connect to PostgreSQL at postgresql://ops:***@127.0.0.1:1/te" in unreachable.stderr
+    assert "s3cret" not in unreachable.output
+    other = run_cli("--db", "mysql://ops@db/te", "tasks", "list")
+    assert other.exit_code == 1 and "database URL scheme 'mysql' is not supported" in other.stderr
