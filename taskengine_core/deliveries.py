@@ -15,7 +15,7 @@ import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from taskengine_core.store import deliveries as queue
+from taskengine_core.store import config
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskengine_core.store import Store
@@ -44,7 +44,7 @@ class Deliveries:
     @contextmanager
     def read(self) -> Iterator:
         """A consistent read of the queue that does not hold up writers."""
-        with queue.snapshot(self._store()) as conn:
+        with config.snapshot(self._store()) as conn:
             yield conn
 
     def subscribe(self, listener: Callable[[str | None], None]) -> Callable[[], None]:

@@ -169,7 +169,7 @@ def test_retention_deletes_through_indexes(store):
 
 def test_webhook_retention_and_dispatcher_lookups_use_indexes(store):
     from plugins.webhook import store as wstore
-    from taskengine_core.store.deliveries import snapshot
+    from taskengine_core.store.config import snapshot
 
     def dispatcher_reads():
         with snapshot(store) as conn:

@@ -11,11 +11,13 @@ inside the caller's transaction (``deliveries.write()`` / ``deliveries.read()``)
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
 from taskengine_core.clock import to_iso
+from taskengine_core.store import config
 from taskengine_core.store import deliveries as queue
 from taskengine_core.store.deliveries import (  # noqa: F401 - the CLI and the dashboard read these
     FINAL, PRUNE_BATCH, STATUSES, get_delivery, list_deliveries, pending_webhooks)
@@ -42,11 +44,16 @@ def destinations(conn, names: Iterable[str] | None = None) -> dict[str, Destinat
             for name, spec, enabled in queue.destinations(conn, names)}
 
 
+def _setting(conn, name: str):
+    text = config.setting(conn, name)
+    return json.loads(text) if text else None
+
+
 def settings(conn) -> WebhookSettings:
-    return WebhookSettings.from_spec(queue.setting(conn, "webhook"))
+    return WebhookSettings.from_spec(_setting(conn, "webhook"))
 
 
-generation = queue.generation
+generation = config.generation
 
 
 def due_webhooks(conn, now: datetime, names: Iterable[str]) -> set[str]:
@@ -134,14 +141,15 @@ def record(conn, results: list[Attempt], dests: dict[str, Destination], conf: We
 
 def disable(conn, name: str, reason: str, now: datetime) -> bool:
     """Turn a destination off, audited as the webhook plugin's doing."""
-    from taskengine_core.apply import audit_rows, bump_generation
+    from taskengine_core.apply import current_actor
+    from taskengine_core.store import audit
 
-    if not queue.disable_destination(conn, name, to_iso(now)):
+    if not config.set_enabled(conn, "webhook", name, False, to_iso(now)):
         return False
-    audit_rows(conn, [("disabled", "webhook", name,
-                       {"enabled": {"from": True, "to": False}, "reason": reason})],
-               to_iso(now), source="webhook")
-    bump_generation(conn)
+    audit.record(conn, [("disabled", "webhook", name,
+                         {"enabled": {"from": True, "to": False}, "reason": reason})],
+                 to_iso(now), actor=current_actor(), source="webhook")
+    config.bump_generation(conn)
     return True
 
 
@@ -166,5 +174,5 @@ def prune(conn, now: datetime, limit: int = PRUNE_BATCH) -> int:
     days); the caller repeats while it returns ``limit``, a transaction per batch."""
     from taskengine_core.durations import parse_duration
 
-    keep = parse_duration(queue.setting(conn, "retention") or "90d", clamp=True)
+    keep = parse_duration(_setting(conn, "retention") or "90d", clamp=True)
     return queue.prune(conn, to_iso(now - timedelta(seconds=keep)), limit)

@@ -16,8 +16,7 @@ the caller's transaction.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from taskengine_core.store.sql import in_values, indexed_by, is_postgres, rows_as_dicts
 
@@ -29,22 +28,6 @@ MESSAGE_COLUMNS = ("id, webhook, type, body, content_type, headers, attempts, ma
                    "task, run_id, event_id")
 _ATTEMPT_COLUMNS = ("number, request_id, started_at, duration, address, status_code, outcome, "
                     "error, response_excerpt, request_headers, next_attempt_at")
-
-
-@contextmanager
-def snapshot(store) -> Iterator:
-    """A read-only look at the queue: one consistent view, without a write lock on SQLite (WAL
-    lets writers go on); on PostgreSQL a short transaction of its own."""
-    conn = store.conn
-    if is_postgres(conn):
-        with store.write() as db:
-            yield db.conn
-        return
-    conn.execute("BEGIN")
-    try:
-        yield conn
-    finally:
-        conn.execute("COMMIT")
 
 
 # -- queueing --------------------------------------------------------------------------------
@@ -63,7 +46,7 @@ def enqueue(conn, rows: list[dict], now: str) -> None:
           now, now, r["max_attempts"]) for r in rows])
 
 
-# -- what a dispatcher reads of the configuration --------------------------------------------
+# -- the destinations a dispatcher sends to (the configuration's ``webhooks``) ----------------
 
 
 def destinations(conn, names: Iterable[str] | None = None) -> list[tuple[str, str, int]]:
@@ -72,25 +55,6 @@ def destinations(conn, names: Iterable[str] | None = None) -> list[tuple[str, st
         return [tuple(r) for r in conn.execute("SELECT name, spec, enabled FROM webhooks")]
     term, params = in_values(conn, "name", sorted(set(names)))
     return [tuple(r) for r in conn.execute(f"SELECT name, spec, enabled FROM webhooks WHERE {term}", params)]
-
-
-def setting(conn, name: str) -> Any:
-    """The value of ``settings.NAME`` as last applied (``None`` when unset)."""
-    row = conn.execute("SELECT spec FROM settings WHERE name = ?", (name,)).fetchone()
-    return json.loads(row[0]) if row else None
-
-
-def generation(conn) -> int:
-    """The configuration's generation: it changes whenever destinations or settings may have."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'config_generation'").fetchone()
-    return int(row[0]) if row else 0
-
-
-def disable_destination(conn, name: str, now: str) -> bool:
-    """Turn a destination off (it answered 410 Gone); False when it was already off or is gone.
-    The caller audits the change and bumps the configuration's generation."""
-    return conn.execute("UPDATE webhooks SET enabled = 0, updated_at = ? WHERE name = ? AND enabled = 1",
-                        (now, name)).rowcount > 0
 
 
 # -- finding due work ------------------------------------------------------------------------
