@@ -123,3 +123,21 @@ def test_enable_unknown_webhook(applied, run_cli):
     applied(webhook_rules("http://127.0.0.1:9/x"))
     result = run_cli("webhooks", "enable", "nope")
     assert result.exit_code == 1 and "no webhook named 'nope'" in result.stderr
+
+
+def test_test_deliveries_delivery_and_redeliver_on_each_backend(db_target, write_rules, receiver, run_cli):
+    """The webhook commands with ``--db`` naming an SQLite file, then a PostgreSQL database."""
+    server = receiver()
+    rules = write_rules(webhook_rules(server.url))
+    applied = run_cli("--db", db_target, "apply", rules)
+    assert applied.exit_code == 0, applied.output + applied.stderr
+    sent = run_cli("--db", db_target, "webhooks", "test", "hook", "--json")
+    assert sent.exit_code == 0, sent.output + sent.stderr
+    delivery_id = json.loads(sent.stdout)["delivery_id"]
+    listed = json.loads(run_cli("--db", db_target, "webhooks", "deliveries", "hook", "--json").stdout)
+    assert [(r["id"], r["status"], r["attempts"]) for r in listed] == [(delivery_id, "delivered", 1)]
+    again = run_cli("--db", db_target, "webhooks", "redeliver", delivery_id, "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout)["attempt"] == 2
+    shown = json.loads(run_cli("--db", db_target, "webhooks", "delivery", delivery_id, "--json").stdout)
+    assert [(a["number"], a["status_code"]) for a in shown["attempt_log"]] == [(1, 200), (2, 200)]
+    assert [r.headers["webhook-id"] for r in server.requests] == [delivery_id, delivery_id]
