@@ -103,6 +103,8 @@ class Engine:
         from taskengine_core.errors import NotFoundError, SecretError
         from taskengine_core.evaluator import NewRun, insert_runs
         from taskengine_core.secrets import LITERAL_SECRET, literal_secrets
+        from taskengine_core.store import inbox
+        from taskengine_core.store.decisions import record_decision
 
         if literal := literal_secrets(params or {}):  # the run's parameters are stored as given
             raise SecretError(f"parameter {literal[0]}: {LITERAL_SECRET}")
@@ -117,14 +119,12 @@ class Engine:
         now = to_iso(self.clock.now())
         run = NewRun(config, "manual", now, params=params or None, event_id=event_id)
         with self._thread_store().write() as db:  # callable from any thread
-            if event_id is not None and db.conn.execute(
-                    "SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone() is None:
+            if event_id is not None and not inbox.exists(db.conn, event_id):
                 raise NotFoundError(f"no event with id {event_id!r}; see 'taskengine logs list' "
                                     "or 'taskengine emit'")
             insert_runs(db.conn, [run], now)
-            db.conn.execute("INSERT INTO decisions (time, decision, reason, task, run_id, event_id) "
-                            "VALUES (?, 'manual', ?, ?, ?, ?)",
-                            (now, f"run by hand by {actor}", task, run.id, event_id))
+            record_decision(db.conn, now, "manual", f"run by hand by {actor}", task=task, run_id=run.id,
+                            event_id=event_id)
         self.wake.set()
         return run.id
 
@@ -134,12 +134,13 @@ class Engine:
         import time
 
         from taskengine_core.runs import FINAL
+        from taskengine_core.store.runs import status as run_status
 
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._refresh_config()
             self.executor.step(self.runtime, only=run_id)
-            status = self.store.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+            status = run_status(self.store.conn, run_id)
             if status in FINAL and self.executor.idle():
                 return status
             if deadline is not None and time.monotonic() > deadline:
@@ -312,8 +313,9 @@ class Engine:
         return store
 
     def _load_event(self, event_id: str) -> dict | None:
-        row = self._thread_store().conn.execute(
-            "SELECT id, type, source, source_id, data, time FROM events WHERE id = ?", (event_id,)).fetchone()
+        from taskengine_core.store import inbox
+
+        row = inbox.load(self._thread_store().conn, event_id)
         return row_to_event(row) if row else None
 
     def _maybe_prune(self) -> None:
