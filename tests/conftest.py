@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -129,3 +130,40 @@ def engine_factory(db_path):
     yield make
     for engine in made:
         engine.executor.stop(0)
+
+
+# -- PostgreSQL (tests/pg_support.py) -----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the whole test session (skipped or failed when none can start)."""
+    from tests.pg_support import PostgresServer, unavailable
+
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        unavailable("psycopg is not installed (pip install -e '.[test]')")
+    server = PostgresServer()
+    try:
+        server.start()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        server.stop()
+        detail = getattr(exc, "stderr", "") or str(exc)
+        unavailable(f"the server did not start: {detail.strip()[-300:]}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """``postgresql://...`` of a new, empty database of this test's own."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_target(request, db_path) -> str:
+    """The engine's database on each backend in turn: the SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(db_path)
+    return request.getfixturevalue("postgres_url")

@@ -106,7 +106,10 @@ def test_every_module_of_the_installed_wheel_imports(wheel_venv):
     code = ("import importlib, pkgutil, taskengine_core\n"
             "names = [m.name for m in pkgutil.walk_packages(taskengine_core.__path__, 'taskengine_core.')\n"
             "         if not m.name.endswith('__main__')]\n"
-            "for name in names:\n    importlib.import_module(name)\n"
+            "for name in names:\n"
+            "    try:\n        importlib.import_module(name)\n"
+            "    except ModuleNotFoundError as exc:\n"
+            "        if exc.name != 'psycopg':\n            raise\n"  # the [postgres] extra's modules
             "print(len(names))")
     result = subprocess.run([str(wheel_venv / "bin" / "python"), "-c", code], capture_output=True, text=True,
                             cwd=wheel_venv, timeout=120)

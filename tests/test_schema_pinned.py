@@ -9,7 +9,8 @@ import re
 from taskengine_core.store import Store
 
 MIGRATIONS = ["m001_config", "m002_runtime", "m003_webhook_deliveries", "m004_schedules",
-              "m005_source_state", "m006_indexes_for_logs_prune_and_dispatch", "m007_config_changes"]
+              "m005_source_state", "m006_indexes_for_logs_prune_and_dispatch", "m007_config_changes",
+              "m008_leases_and_nodes"]
 
 CONFIG = ["name", "spec", "enabled", "description", "file", "created_at", "updated_at"]
 TABLES = {  # table -> (columns, primary key)
@@ -38,6 +39,8 @@ TABLES = {  # table -> (columns, primary key)
     "task_webhooks": (["task", "webhook"], ["task", "webhook"]),
     "tasks": (CONFIG + ["action", "retired_at"], ["name"]),
     "throttles": (["rule", "key", "until"], ["rule", "key"]),
+    "leases": (["name", "owner", "expires", "acquired_at"], ["name"]),
+    "nodes": (["id", "host", "pid", "started_at", "seen_at"], ["id"]),
     "webhook_attempts": (["id", "delivery_id", "number", "request_id", "started_at", "duration", "address",
                          "status_code", "outcome", "error", "response_excerpt", "request_headers",
                          "next_attempt_at"], ["id"]),

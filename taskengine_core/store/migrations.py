@@ -6,6 +6,8 @@ from __future__ import annotations
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from taskengine_core.store.migrations_shared import CONFIG_LOGGED, FINAL_DELIVERY, FINAL_RUN
+
 MIGRATIONS = Migrations("taskengine")
 
 _CONFIG_COLUMNS = """
@@ -244,8 +246,8 @@ def m005_source_state(db: Database) -> None:
 
 # -- issue 9 (stalls and slow paths): indexes and the configuration change log -----------------
 
-_FINAL_RUN = "status IN ('succeeded', 'failed', 'cancelled', 'skipped', 'interrupted')"
-_FINAL_DELIVERY = "status IN ('delivered', 'failed', 'exhausted')"
+_FINAL_RUN = FINAL_RUN
+_FINAL_DELIVERY = FINAL_DELIVERY
 
 
 @MIGRATIONS()
@@ -270,12 +272,7 @@ def m006_indexes_for_logs_prune_and_dispatch(db: Database) -> None:
     )
 
 
-_LOGGED = {  # table -> (kind, name column); link tables log the object whose loaded form they change
-    "tasks": ("task", "name"), "event_rules": ("event", "name"), "schedules": ("schedule", "name"),
-    "webhooks": ("webhook", "name"), "settings": ("setting", "name"),
-    "task_events": ("event", "event_rule"), "task_schedules": ("schedule", "schedule"),
-    "task_webhooks": ("webhook", "webhook"),
-}
+_LOGGED = CONFIG_LOGGED
 
 
 @MIGRATIONS()
@@ -298,3 +295,25 @@ def m007_config_changes(db: Database) -> None:
         "CREATE TABLE config_changes (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL);\n"
         "INSERT INTO meta (key, value) VALUES ('config_changes_pruned_through', '0');\n"
         + "\n".join(triggers))
+
+
+@MIGRATIONS()
+def m008_leases_and_nodes(db: Database) -> None:
+    """Leases: a named piece of work (an event source that must run once in the whole cluster)
+    held by one engine until it expires. Nodes: the engines sharing this database, each seen at
+    its last heartbeat (``taskengine status`` and the dashboard list them)."""
+    db.executescript(
+        """
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            expires TEXT NOT NULL,
+            acquired_at TEXT NOT NULL) WITHOUT ROWID;
+        CREATE TABLE nodes (
+            id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            seen_at TEXT NOT NULL) WITHOUT ROWID;
+        """
+    )
