@@ -335,3 +335,25 @@ def test_concurrent_recovery_takes_each_expired_run_once(postgres_url):
 
     found = [run_id for got in _together(4, recover) for run_id in got]
     assert sorted(found) == sorted(f"r{i}" for i in range(40)) and len(found) == len(set(found))
+
+
+def test_an_event_committed_late_with_a_lower_seq_is_still_evaluated(postgres_url):
+    """Two writers: one node's ingress has taken seq 1 but not committed yet; another's event
+    (seq 2) is committed and claimed for evaluation; seq 1 commits before the evaluation marks
+    its batch. It must stay waiting, not be marked processed unseen (what the watermark
+    ``seq <= 2`` did: at READ COMMITTED the marking statement sees the new row)."""
+    from taskengine_core.evaluator import Evaluator
+
+    store, slow = open_store(postgres_url), open_store(postgres_url, migrate=False)
+    slow_write = slow.write()
+    inbox.insert(slow_write.__enter__().conn, [_event_row(1)])  # seq 1, not committed yet
+    with store.write() as db:
+        inbox.insert(db.conn, [_event_row(2)])
+    with store.write() as db:
+        seqs = [seq for seq, _, _ in inbox.claim_waiting(db.conn, 100)]
+        assert [e["id"] for e in inbox.read_events(db.conn, seqs)] == ["ev2"]
+        slow_write.__exit__(None, None, None)  # seq 1 commits now
+        inbox.mark_processed(db.conn, seqs, T)
+    assert _unprocessed(store) == ["ev1"]
+    assert Evaluator().process_pending(store, _runtime()) == 1
+    assert _unprocessed(store) == []
