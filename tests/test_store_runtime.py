@@ -357,3 +357,22 @@ def test_an_event_committed_late_with_a_lower_seq_is_still_evaluated(postgres_ur
     assert _unprocessed(store) == ["ev1"]
     assert Evaluator().process_pending(store, _runtime()) == 1
     assert _unprocessed(store) == []
+
+
+def test_the_health_read_has_a_connection_of_its_own_on_either_backend(store, db_target):
+    from taskengine_core.holds import current_pause
+    from taskengine_core.store.health_queries import health_counts, open_reader, read_errors
+
+    with store.write() as db:
+        inbox.insert(db.conn, [_event_row(1)])
+        runs.insert(db.conn, [_run_row("due"), _run_row("later", not_before=to_iso(NOW + timedelta(hours=1)))])
+        runs.start(db.conn, ["later"], T, "me", T)
+    reader = open_reader(db_target, 1.0)
+    try:
+        counts = health_counts(reader, T)
+        assert current_pause(reader, NOW) is None
+    finally:
+        reader.close()
+    assert counts == {"inbox": 1, "runs_pending": 1, "runs_running": 1, "oldest_waiting_event": T, "run_due": True}
+    with pytest.raises(read_errors()):
+        open_reader(str(db_target) + "-missing" if "://" not in str(db_target) else str(db_target) + "_missing", 1.0)
