@@ -18,7 +18,7 @@ from taskengine_core.loop_guard import LoopGuard
 from taskengine_core.scheduler import Scheduler
 from taskengine_core.model import Runtime, load_runtime, refresh_runtime
 from taskengine_core.secrets import SecretResolver
-from taskengine_core.store import Store
+from taskengine_core.store import Store, is_postgres_target, open_store
 from taskengine_core.store.checkpoint import Checkpointer
 from taskengine_core.task_logs import PRUNE_PAUSE
 from taskengine_core.wakeup import WakeListener, poke
@@ -46,7 +46,8 @@ class Engine:
         self.clock = clock or Clock()
         self.manager = manager or get_plugin_manager()
         self.registry = self.manager.registry()
-        self.store = Store(db_path)
+        self.store = open_store(db_path)  # an SQLite file, or postgresql://... shared with other engines
+        self.shared = is_postgres_target(self.db_path)  # several engines, perhaps on several machines
         self.poll_interval = poll_interval
         self.wake = threading.Event()
         self.stopping = threading.Event()
@@ -160,8 +161,9 @@ class Engine:
     def start(self, *, listen: str | None = None, token: str | None = None, ui: bool = False) -> None:
         """Start everything; with ``listen``, the HTTP ingress, and with ``ui`` the dashboard
         and /metrics on the same listener."""
-        self._checkpointer = Checkpointer(self.db_path)
-        self._checkpointer.start()  # from now on this process's commits leave checkpoints to it
+        if not self.shared:  # SQLite's WAL; a server checkpoints by itself
+            self._checkpointer = Checkpointer(self.db_path)
+            self._checkpointer.start()  # from now on this process's commits leave checkpoints to it
         try:
             if self._wakeup is not None:
                 self._wakeup.start()
@@ -194,7 +196,8 @@ class Engine:
         self.executor.stop(0)
         if self._wakeup is not None:
             self._wakeup.stop()
-        self._checkpointer.stop()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
 
     def stop(self, grace: float = 30.0) -> None:
         """Stop claiming runs; let in-flight runs finish within ``grace``; mark the rest interrupted."""
@@ -308,8 +311,8 @@ class Engine:
     def _thread_store(self) -> Store:
         store = getattr(self._local, "store", None)
         if store is None:
-            store = self._local.store = Store(self.db_path, migrate=False, create=False,
-                                              identity=self.store.identity)
+            store = self._local.store = open_store(self.db_path, migrate=False, create=False,
+                                                   identity=self.store.identity)
         return store
 
     def _load_event(self, event_id: str) -> dict | None:
