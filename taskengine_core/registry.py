@@ -40,6 +40,10 @@ class Item:
     # settings sections only: ``check(value)`` yields ``(path inside the section, message)`` for
     # what a JSON Schema cannot say (a regex that does not compile); ``validate`` reports them
     check: Callable[[Any], Any] | None = None
+    # triggers only: ``every_node`` (each engine sharing the database runs its own copy: a log
+    # file on that machine) or ``one_node`` (one copy in the whole cluster, on the engine that
+    # holds its lease: a poller of a shared system, whose events would otherwise come N times)
+    runs_on: str = "every_node"
 
     def as_dict(self) -> dict:
         data = {
@@ -53,6 +57,8 @@ class Item:
         }
         if self.kind == "action":
             data["idempotent"] = self.idempotent
+        if self.kind == "trigger":
+            data["runs_on"] = self.runs_on
         return data
 
 
@@ -102,15 +108,20 @@ class Registry:
             schema: dict | None = None,
             description: str = "",
             idempotent: bool = False,
+            runs_on: str = "every_node",
         ) -> None:
             _check_name(kind, name, plugin)
             if not callable(func):
                 raise RegistrationError(
                     f"{kind} {name!r} from plugin {plugin}: expected a callable, got {func!r}"
                 )
+            if runs_on not in ("every_node", "one_node") or (kind != "trigger" and runs_on != "every_node"):
+                raise RegistrationError(
+                    f"{kind} {name!r} from plugin {plugin}: runs_on={runs_on!r} is not known: "
+                    f"a trigger runs on 'every_node' (the default) or 'one_node'")
             self.add(
                 Item(kind, name, func, _checked_schema(kind, name, schema, plugin),
-                     description or _first_line(func.__doc__), plugin, idempotent)
+                     description or _first_line(func.__doc__), plugin, idempotent, runs_on=runs_on)
             )
 
         return register

@@ -113,3 +113,25 @@ def test_a_foreign_database_is_refused_untouched(postgres_url):
 def test_missing_schema_is_not_created_when_told_not_to(postgres_url):
     with pytest.raises(StoreError, match="no taskengine schema"):
         open_store(postgres_url, create=False)
+
+
+def test_notify_wakes_every_listening_engine(postgres_url):
+    from taskengine_core.store.postgres.wake import NotifyListener, notify, poke_url
+
+    woken = [threading.Event(), threading.Event()]
+    listeners = [NotifyListener(postgres_url, event.set) for event in woken]
+    assert all(listener.start() for listener in listeners)
+    try:
+        store = open_store(postgres_url)
+        with store.write() as db:  # sent at commit
+            db.execute("INSERT INTO meta (key, value) VALUES ('x', 'y')")
+            notify(db)
+        assert all(event.wait(10) for event in woken)
+        for event in woken:
+            event.clear()
+        assert poke_url(postgres_url) == 1  # from a process without a connection (the CLI)
+        assert all(event.wait(10) for event in woken)
+    finally:
+        for listener in listeners:
+            listener.stop()
+    assert poke_url("postgresql://postgres@127.0.0.1:1/none") == 0

@@ -36,7 +36,8 @@ def _check(settings):
 
 @hookimpl
 def register_triggers(register) -> None:
-    register("logwatch", _run, schema=SETTINGS_SCHEMA,
+    # each engine watches the logs of the machine it runs on
+    register("logwatch", _run, schema=SETTINGS_SCHEMA, runs_on="every_node",
              description="Events from log files and the journal (sshd, useradd, pam, your own rules)")
 
 

@@ -23,7 +23,8 @@ __all__ = ["PARAMS_SCHEMA", "SETTINGS_SCHEMA", "register_actions", "register_tri
 def register_triggers(register) -> None:
     from .source import run_source
 
-    register("vm", run_source, schema=SETTINGS_SCHEMA,
+    # the hosts are shared: with several engines on one database, one of them watches them
+    register("vm", run_source, schema=SETTINGS_SCHEMA, runs_on="one_node",
              description="VM lifecycle events (vm.started, vm.stopped, ...) from settings.vm.hosts")
 
 
