@@ -21,7 +21,7 @@ from taskengine_core.secrets import SecretResolver
 from taskengine_core.store import Store, is_postgres_target, open_store
 from taskengine_core.store.checkpoint import Checkpointer
 from taskengine_core.task_logs import PRUNE_PAUSE
-from taskengine_core.wakeup import WakeListener, poke
+from taskengine_core.wakeup import listener, poke
 from taskengine_core.worker import AttemptRunner
 
 log = logging.getLogger("taskengine.engine")
@@ -77,7 +77,7 @@ class Engine:
         self._checkpointer: Checkpointer | None = None
         self.loop_guard = LoopGuard("engine loop", log)  # backoff on failures; /healthz's heartbeat
         # other processes (taskengine emit, config changes) poke it after their commit
-        self._wakeup = WakeListener(self.db_path, self.wake.set) if wake_listener else None
+        self._wakeup = listener(self.db_path, self.wake.set) if wake_listener else None
 
     # -- the Python API --------------------------------------------------------------------------
 
@@ -91,7 +91,7 @@ class Engine:
         already validated them (the ingress does, per request)."""
         ids = insert_events(self._thread_store(), events, clock=self.clock, checked=checked)
         if self._loop_thread is None:  # not running here: a running engine elsewhere looks now
-            poke(self.db_path)
+            poke(self._thread_store())
         elif time.monotonic() >= self._next_evaluation:  # else the loop is about to evaluate anyway
             self.wake.set()
         return ids
