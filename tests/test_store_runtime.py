@@ -376,3 +376,20 @@ def test_the_health_read_has_a_connection_of_its_own_on_either_backend(store, db
     assert counts == {"inbox": 1, "runs_pending": 1, "runs_running": 1, "oldest_waiting_event": T, "run_due": True}
     with pytest.raises(read_errors()):
         open_reader(str(db_target) + "-missing" if "://" not in str(db_target) else str(db_target) + "_missing", 1.0)
+
+
+def test_holds_on_either_backend_and_a_pause_ends_once(store):
+    from taskengine_core.store import holds
+
+    with store.write() as db:
+        runs.insert(db.conn, [_run_row("a"), _run_row("b")])
+        assert holds.write_pause(db.conn, {"since": T, "until": None, "reason": "x", "by": "me"})
+        assert holds.read_pause(db.conn)["by"] == "me"
+        assert [r[0] for r in holds.due_runs(db.conn, T, 10)] == ["a", "b"]
+        assert holds.defer_run(db.conn, "a", "2030-01-01T00:00:00Z")
+        assert holds.skip_run(db.conn, "b", T, "blackout")
+        assert not holds.skip_run(db.conn, "b", T, "blackout")
+        assert holds.write_pause(db.conn, None)
+        assert not holds.write_pause(db.conn, None)  # ended already: the second engine does nothing
+    assert holds.read_pause(store.conn) is None
+    assert dict(store.conn.execute("SELECT id, status FROM runs").fetchall()) == {"a": "pending", "b": "skipped"}
