@@ -393,3 +393,19 @@ def test_holds_on_either_backend_and_a_pause_ends_once(store):
         assert not holds.write_pause(db.conn, None)  # ended already: the second engine does nothing
     assert holds.read_pause(store.conn) is None
     assert dict(store.conn.execute("SELECT id, status FROM runs").fetchall()) == {"a": "pending", "b": "skipped"}
+
+
+def test_two_engines_storing_the_same_source_id_at_once_keep_one_original(postgres_url):
+    """Each node's ingress looks for an earlier event with the same (source, id) and stores its
+    own as a duplicate if there is one; at the same moment on two nodes, one of them must see
+    the other's."""
+    from taskengine_core.events import Event, insert_events
+
+    stores = [open_store(postgres_url) for _ in range(4)]
+
+    def store_event(i):
+        return insert_events(stores[i], [Event("go", {"n": i}, source="hook", source_id="delivery-1")])
+
+    _together(4, store_event)
+    rows = stores[0].conn.execute("SELECT duplicate_of IS NULL, processed_at IS NULL FROM events").fetchall()
+    assert sorted(rows) == [(False, False)] * 3 + [(True, True)]  # one original; three duplicates, processed

@@ -74,8 +74,16 @@ def mark_processed(conn, seqs: list[int], now: str) -> int:
 
 def originals(conn, keys: list[tuple[str, str]], window_start: str) -> dict[tuple[str, str], str]:
     """The first inbox event within the dedup window for each (source, source id), one query
-    per DUPLICATE_KEYS_PER_QUERY keys. Bound as parameters: compared whole, NUL characters included."""
+    per DUPLICATE_KEYS_PER_QUERY keys. Bound as parameters: compared whole, NUL characters included.
+    Call it in the transaction that stores the events."""
     found: dict[tuple[str, str], str] = {}
+    if is_postgres(conn) and keys:
+        # another engine's ingress may be storing the same (source, id) right now: the lock on
+        # each key (held until this transaction ends, taken in one order) makes the second
+        # see the first's event and store its own as the duplicate
+        conn.execute("SELECT count(pg_advisory_xact_lock(hashtext(k))) FROM "
+                     "(SELECT k FROM unnest(?::text[]) AS k ORDER BY k) AS keys",
+                     ([json.dumps(["dedup", source, source_id]) for source, source_id in keys],))
     for i in range(0, len(keys), DUPLICATE_KEYS_PER_QUERY):
         chunk = keys[i:i + DUPLICATE_KEYS_PER_QUERY]
         values = ", ".join(["(?, ?)"] * len(chunk))
