@@ -70,9 +70,14 @@ class Evaluator:
             now_dt = self.clock.now()
             now = to_iso(now_dt)
             batch = _Batch(conn, now_dt)
+            matched = []
             for event in inbox.read_events(conn, listened):
                 del event["seq"]  # the rest is the event as rules and templates see it
-                self._evaluate(event, runtime, batch)
+                matched.append((event, runtime.rules.match(event)))
+            batch.load_throttles({batch.throttle_slot(rule.payload, event) for event, rules in matched
+                                  for rule in rules if rule.payload.enabled and rule.payload.throttle_window})
+            for event, rules in matched:
+                self._evaluate(event, rules, runtime, batch)
             insert_runs(conn, batch.runs, now)
             insert_decisions(conn, ("time", "decision", "reason", "event_id", "rule", "task", "run_id"),
                              [(now, d, reason, e, rule, task, run.id if run else None)
@@ -81,12 +86,12 @@ class Evaluator:
             batch.save_throttles()
             return len(waiting)
 
-    def _evaluate(self, event: dict, runtime: Runtime, batch: "_Batch") -> None:
+    def _evaluate(self, event: dict, rules: list, runtime: Runtime, batch: "_Batch") -> None:
         depth = 0
         if event["source"] == INTERNAL_SOURCE:
             depth = event["data"].get("depth", 0)
             depth = (depth if isinstance(depth, int) else MAX_CHAIN_DEPTH) + 1
-        for rule in runtime.rules.match(event):
+        for rule in rules:
             payload: RulePayload = rule.payload
             if not payload.enabled:
                 batch.decide("skipped", "event rule is disabled", event, payload.name)
@@ -166,6 +171,13 @@ class _Batch:
         """The rule's throttle window for this event (the values at the rule's ``key`` paths)."""
         values = [get_path(event, path) for path in payload.throttle_key]
         return payload.name, json.dumps([v if found else None for found, v in values], default=str)
+
+    def load_throttles(self, slots: set[tuple[str, str]]) -> None:
+        """Read the windows this batch may test, in one query; on PostgreSQL each is locked
+        until the batch commits, so another engine's batch waits for this one's windows."""
+        if slots:
+            found = throttles.lock_and_read(self.conn, sorted(slots))
+            self._throttles.update({slot: found.get(slot, "") for slot in slots})
 
     def throttled(self, slot: tuple[str, str]) -> bool:
         if slot not in self._throttles:

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from taskengine_core.clock import Clock, from_iso, to_iso
 from taskengine_core.context import RunInfo
+from taskengine_core.errors import StoreBusy
 from taskengine_core.holds import hold_runs, seconds_until_resume
 from taskengine_core.model import Runtime
 from taskengine_core.runs import (Claimed, Outcome, claim_due, find_orphans, lease_owner,
@@ -338,6 +339,15 @@ def _kept_after_failure(outcomes: list[Outcome], exc: BaseException) -> list[Out
     return kept
 
 
+_TRANSIENT = ("locked", "busy", "lock timeout", "deadlock detected", "could not serialize",
+              "server closed the connection", "connection is lost", "connection failed")
+
+
 def _transient(exc: Exception) -> bool:
+    """Whether the write failed because of other writers or the connection (SQLite's lock,
+    PostgreSQL's lock timeout or a deadlock another engine was part of, a server restart), not
+    because of the outcomes themselves: then they are written again as they are."""
+    if isinstance(exc, StoreBusy):
+        return True
     text = str(exc)
-    return "locked" in text or "busy" in text
+    return any(part in text for part in _TRANSIENT)

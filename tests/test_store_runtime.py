@@ -409,3 +409,72 @@ def test_two_engines_storing_the_same_source_id_at_once_keep_one_original(postgr
     _together(4, store_event)
     rows = stores[0].conn.execute("SELECT duplicate_of IS NULL, processed_at IS NULL FROM events").fetchall()
     assert sorted(rows) == [(False, False)] * 3 + [(True, True)]  # one original; three duplicates, processed
+
+
+def test_throttle_windows_are_read_in_one_query(store):
+    with store.write() as db:
+        throttles.save(db.conn, [("r", '["a"]', T), ("r", '["b"]', T), ("other", '["a"]', T)])
+        found = throttles.lock_and_read(db.conn, [("r", '["a"]'), ("r", '["c"]'), ("other", '["a"]')])
+    assert found == {("r", '["a"]'): T, ("other", '["a"]'): T}
+    assert throttles.lock_and_read(store.conn, []) == {}
+
+
+def test_a_second_engine_waits_for_the_first_ones_throttle_window(postgres_url):
+    """Two engines evaluate events of the same throttled rule and key at once: the second reads
+    the window only after the first committed it, so the rule fires once."""
+    first, second = open_store(postgres_url), open_store(postgres_url, migrate=False)
+    window = ("rule", '["k"]')
+    locked, read = threading.Event(), []
+
+    def other_engine():
+        locked.wait(10)
+        with second.write() as db:
+            read.append(throttles.lock_and_read(db.conn, [window]))
+
+    thread = threading.Thread(target=other_engine)
+    thread.start()
+    with first.write() as db:
+        assert throttles.lock_and_read(db.conn, [window]) == {}
+        locked.set()
+        thread.join(0.5)
+        assert thread.is_alive()  # waiting for this transaction
+        throttles.save(db.conn, [(*window, "2030-01-01T00:00:00Z")])
+    thread.join(10)
+    assert read == [{window: "2030-01-01T00:00:00Z"}]
+
+
+def test_a_deadlock_or_lock_timeout_on_postgresql_keeps_the_outcomes_to_write_again(postgres_url):
+    """What another engine causes (a deadlock PostgreSQL broke, a lock wait that timed out) is
+    not the outcomes' fault: they are written again as they are, output included."""
+    from taskengine_core.executor import _transient
+
+    a, b = open_store(postgres_url), open_store(postgres_url, migrate=False)
+    with a.write() as db:
+        runs.insert(db.conn, [_run_row("x"), _run_row("y")])
+    errors = []
+    barrier = threading.Barrier(2)
+
+    def update(store, first, second):
+        try:
+            with store.write() as db:
+                db.conn.execute("UPDATE runs SET error = 'a' WHERE id = ?", (first,))
+                barrier.wait()
+                db.conn.execute("UPDATE runs SET error = 'b' WHERE id = ?", (second,))
+        except Exception as exc:  # noqa: BLE001 - the one PostgreSQL chose
+            errors.append(exc)
+
+    threads = [threading.Thread(target=update, args=(a, "x", "y")), threading.Thread(target=update, args=(b, "y", "x"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 1 and "deadlock" in str(errors[0])
+    assert _transient(errors[0])
+    with a.write() as db:
+        db.conn.execute("SELECT id FROM runs WHERE id = 'x' FOR UPDATE")
+        b.waits = False
+        with pytest.raises(Exception) as busy:
+            with b.write() as other:
+                other.conn.execute("UPDATE runs SET error = 'c' WHERE id = 'x'")
+    assert _transient(busy.value)
+    assert not _transient(ValueError("cannot bind"))

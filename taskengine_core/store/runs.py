@@ -130,9 +130,12 @@ def cancel(conn, runs: list[tuple[str, str]], now: str) -> None:
 def request_cancel(conn, task: str, keep: set[str]) -> list[str]:
     """Ask every running run of ``task`` but those in ``keep`` to stop (``cancel_requested``);
     returns the ids newly asked."""
+    # PostgreSQL: a row another engine holds (finishing that run, say) is skipped, not waited
+    # for: this transaction holds the task's lock, and waiting here could close a deadlock
+    lock = " FOR UPDATE SKIP LOCKED" if is_postgres(conn) else ""
     ids = [r[0] for r in conn.execute(
         f"SELECT id FROM runs{indexed_by(conn, 'runs_running')} WHERE task = ? AND status = 'running' "
-        "AND cancel_requested = 0", (task,)) if r[0] not in keep]
+        f"AND cancel_requested = 0{lock}", (task,)) if r[0] not in keep]
     if ids:
         conn.executemany("UPDATE runs SET cancel_requested = 1 WHERE id = ?", [(i,) for i in ids])
     return ids

@@ -51,7 +51,8 @@ def claim(conn, claims: list[tuple[str, str, str, str, str]]) -> set[tuple[str, 
         columns = [list(column) for column in zip(*claims)]
         return {(schedule, due) for schedule, due in conn.execute(
             "INSERT INTO schedule_slots (schedule, due, status, claimed_at, reason) "
-            "SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[]) "
+            "SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[]) AS c "
+            "ORDER BY 1, 2 "  # one order on every engine: two claiming the same slots cannot deadlock
             "ON CONFLICT (schedule, due) DO NOTHING RETURNING schedule, due", columns).fetchall()}
     # SQLite has one writer: under its write lock, a slot not in the table yet is this transaction's.
     keys = [(c[0], c[1]) for c in claims]
