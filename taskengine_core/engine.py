@@ -4,6 +4,8 @@ plugin event sources and lifecycle hooks around it. Also the Python API (``Engin
 from __future__ import annotations
 
 import logging
+import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -13,7 +15,9 @@ from taskengine_core.context import EngineInfo, SourceContext
 from taskengine_core.durations import parse_duration
 from taskengine_core.evaluator import Evaluator
 from taskengine_core.events import Event, inbox_waiting, insert_events, row_to_event
-from taskengine_core.executor import DEFAULT_WORKERS, Executor
+from taskengine_core.cluster import LEASE_SECONDS
+from taskengine_core.errors import TaskEngineError
+from taskengine_core.executor import DEFAULT_LEASE, DEFAULT_WORKERS, Executor
 from taskengine_core.loop_guard import LoopGuard
 from taskengine_core.scheduler import Scheduler
 from taskengine_core.model import Runtime, load_runtime, refresh_runtime
@@ -34,6 +38,26 @@ PRUNE_EVERY = 3600.0
 EVALUATION_GAP = 0.01
 
 
+LEASE_ENV = "TASKENGINE_LEASE_SECONDS"
+
+
+def lease_seconds(shared: bool) -> float:
+    """How long a run's lease lasts (renewed every third of it): ``TASKENGINE_LEASE_SECONDS``,
+    else 30 s on a database several engines share (a dead node's runs are taken over after it)
+    and 60 s on SQLite (where a dead process is noticed by its pid first)."""
+    text = os.environ.get(LEASE_ENV, "").strip()
+    if not text:
+        return LEASE_SECONDS if shared else DEFAULT_LEASE
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 1 <= value <= 86400:
+        raise TaskEngineError(f"{LEASE_ENV}={text[:20]!r}: expected seconds between 1 and 86400 (how long "
+                              "a dead engine's runs wait before another engine takes them over)")
+    return value
+
+
 class Engine:
     """Everything that runs in ``taskengine run``. Usable from Python and in tests."""
 
@@ -46,8 +70,9 @@ class Engine:
         self.clock = clock or Clock()
         self.manager = manager or get_plugin_manager()
         self.registry = self.manager.registry()
-        self.store = open_store(db_path)  # an SQLite file, or postgresql://... shared with other engines
         self.shared = is_postgres_target(self.db_path)  # several engines, perhaps on several machines
+        lease = lease_seconds(self.shared)
+        self.store = open_store(db_path)  # an SQLite file, or postgresql://... shared with other engines
         self.poll_interval = poll_interval
         self.wake = threading.Event()
         self.stopping = threading.Event()
@@ -63,7 +88,7 @@ class Engine:
         from taskengine_core.notify import HooksWithNotifications, RunNotifications
 
         self.notifications = RunNotifications(self)  # a task's notify: on its outcome
-        self.executor = Executor(self.store, runner, clock=self.clock, workers=workers,
+        self.executor = Executor(self.store, runner, clock=self.clock, workers=workers, lease=lease,
                                  hook=HooksWithNotifications(self.manager.hook, self.notifications),
                                  wake=self.wake)
         self.info = self._engine_info(None)

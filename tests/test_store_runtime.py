@@ -478,3 +478,17 @@ def test_a_deadlock_or_lock_timeout_on_postgresql_keeps_the_outcomes_to_write_ag
                 other.conn.execute("UPDATE runs SET error = 'c' WHERE id = 'x'")
     assert _transient(busy.value)
     assert not _transient(ValueError("cannot bind"))
+
+
+def test_the_lease_period_comes_from_the_environment_or_the_backend(monkeypatch):
+    from taskengine_core.engine import LEASE_ENV, lease_seconds
+    from taskengine_core.errors import TaskEngineError
+
+    monkeypatch.delenv(LEASE_ENV, raising=False)
+    assert (lease_seconds(True), lease_seconds(False)) == (30.0, 60.0)
+    monkeypatch.setenv(LEASE_ENV, "2.5")
+    assert lease_seconds(True) == lease_seconds(False) == 2.5
+    for bad in ("soon", "0", "nan", "1e9"):
+        monkeypatch.setenv(LEASE_ENV, bad)
+        with pytest.raises(TaskEngineError, match=f"{LEASE_ENV}=.*expected seconds between 1 and 86400"):
+            lease_seconds(True)
