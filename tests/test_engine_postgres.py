@@ -206,3 +206,88 @@ def test_a_node_that_stops_renewing_its_leases_has_its_runs_taken_over(pg_applie
     # the dying node's late report changes nothing
     dying.executor.stop(0)
     assert _rows(taking_over, "SELECT status FROM runs WHERE id = ?", (run_id,))[0][0] == status
+
+
+CLUSTER_RULES = """
+tasks:
+  slow: {action: command.run, with: {argv: [sleep, "0.5"]}, concurrency: parallel}
+events:
+  every-tick: {on: tick, tasks: [slow]}
+"""
+
+
+def test_three_nodes_one_killed_mid_run_lose_and_double_nothing(pg_applied):
+    """Three `taskengine run` nodes on one database take events through their ingress; one is
+    killed (SIGKILL) with runs in flight. Every acknowledged event is evaluated once, every run
+    ends (the dead node's runs are taken over after their lease, as interrupted: the action is
+    not idempotent), and no run has a second attempt."""
+    import os
+    import signal
+
+    import requests
+
+    from taskengine_core.store import open_store
+    from tests.test_crash import free_port, post_until_stopped, start_engine
+
+    url = pg_applied(CLUSTER_RULES)
+    os.environ["TASKENGINE_LEASE_SECONDS"] = "2"
+    try:
+        ports = [free_port() for _ in range(3)]
+        nodes = [start_engine(url, port) for port in ports]
+    finally:
+        del os.environ["TASKENGINE_LEASE_SECONDS"]
+    store = open_store(url, migrate=False)
+    acknowledged: list = []
+    stop = threading.Event()
+    counter = iter(range(10**9))
+    clients = [threading.Thread(target=post_until_stopped, args=(port, acknowledged, stop, counter))
+               for port in ports for _ in range(2)]
+    try:
+        for client in clients:
+            client.start()
+        victim = nodes[0]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            owners = [r[0] for r in store.conn.execute(
+                "SELECT lease_owner FROM runs WHERE status = 'running'").fetchall()]
+            in_flight = [o for o in owners if o and f":{victim.pid}:" in o]
+            if len(in_flight) >= 2:
+                break
+            time.sleep(0.05)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        killed_runs = {r[0] for r in store.conn.execute(
+            "SELECT id FROM runs WHERE status = 'running' AND lease_owner LIKE ?", (f"%:{victim.pid}:%",))}
+        assert killed_runs, "the node was killed with no run in flight"
+        time.sleep(1.0)  # the others go on taking events meanwhile
+        stop.set()
+        for client in clients:
+            client.join(timeout=10)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            left = store.conn.execute(
+                "SELECT (SELECT count(*) FROM events WHERE processed_at IS NULL), "
+                "(SELECT count(*) FROM runs WHERE status IN ('pending', 'running'))").fetchone()
+            if left == (0, 0):
+                break
+            time.sleep(0.1)
+        assert left == (0, 0), f"events waiting, runs open: {left}"
+        for node in nodes[1:]:
+            assert requests.get(f"http://127.0.0.1:{ports[nodes.index(node)]}/healthz", timeout=5).ok
+    finally:
+        stop.set()
+        for node in nodes:
+            if node.poll() is None:
+                node.send_signal(signal.SIGTERM)
+        for node in nodes:
+            node.wait(timeout=30)
+    acked = {event_id for _, event_id in acknowledged}
+    assert len(acked) > 10
+    per_event = dict(store.conn.execute("SELECT event_id, count(*) FROM runs GROUP BY event_id").fetchall())
+    assert {event_id: per_event.get(event_id) for event_id in acked} == {event_id: 1 for event_id in acked}
+    assert store.conn.execute("SELECT max(n) FROM (SELECT count(*) AS n FROM attempts GROUP BY run_id) AS a"
+                              ).fetchone()[0] == 1  # no run started twice
+    statuses = dict(store.conn.execute(
+        "SELECT id, status FROM runs WHERE id = ANY(?::text[])", (sorted(killed_runs),)).fetchall())
+    assert set(statuses.values()) <= {"interrupted", "succeeded"} and "interrupted" in statuses.values()
+    store.close()
