@@ -224,7 +224,7 @@ def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
     attempt_store.insert(conn, [(o.run.id, o.run.attempt, to_iso(o.started_at), to_iso(o.finished_at), o.status,
                                  o.error, o.traceback, _json(o.output), o.duration, o.plugin, o.plugin_version)
                                 for o in outcomes])
-    ended = []
+    ending = []  # (outcome, status)
     for o in outcomes:
         run = o.run
         if (o.status in ("failed", "timeout", "interrupted") and o.retryable and not o.attention
@@ -232,11 +232,14 @@ def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
             delay = run.task.retry.delay_after(run.attempt, rng)
             run_store.retry(conn, run.id, run.attempt, to_iso(now + timedelta(seconds=delay)), o.error)
             continue
-        status = "failed" if o.status == "timeout" else o.status
-        if run_store.finish(conn, run.id, run.attempt, status=status, now=now_text, error=o.error,
-                            output=_json(o.output), duration=o.duration, plugin=o.plugin,
-                            plugin_version=o.plugin_version,
-                            attention=status == "interrupted" or o.attention or _kept_for_attention(o, status)):
+        ending.append((o, "failed" if o.status == "timeout" else o.status))
+    finished = run_store.finish(conn, [
+        (o.run.id, o.run.attempt, status, o.error, _json(o.output), o.duration, o.plugin, o.plugin_version,
+         status == "interrupted" or o.attention or _kept_for_attention(o, status)) for o, status in ending], now_text)
+    ended = []
+    for o, status in ending:
+        if o.run.id in finished:
+            finished.discard(o.run.id)  # the same run reported twice in one batch ends once
             o.final_status = status
             ended.append(o)
     done = [o for o in ended if o.final_status in ("succeeded", "failed")]

@@ -102,10 +102,10 @@ def test_a_run_is_started_once_and_finished_only_at_its_attempt(store):
     with store.write() as db:
         attempts.insert(db.conn, [("r1", 1, T, T, "succeeded", None, None, '"ok"', 0.5, "p", "1.0")])
         attempts.insert(db.conn, [("r1", 1, T, T, "failed", "doubled", None, None, 0.5, "p", "1.0")])
-        assert not runs.finish(db.conn, "r1", 2, status="failed", now=T, error="late", output=None, duration=1,
-                               plugin=None, plugin_version=None, attention=False)
-        assert runs.finish(db.conn, "r1", 1, status="succeeded", now=T, error=None, output='"ok"', duration=0.5,
-                           plugin="p", plugin_version="1.0", attention=False)
+        assert runs.finish(db.conn, [("r1", 2, "failed", "late", None, 1, None, None, False)], T) == set()
+        assert runs.finish(db.conn, [("r1", 1, "succeeded", None, '"ok"', 0.5, "p", "1.0", False),
+                                     ("nope", 1, "failed", None, None, 0, None, None, True)], T) == {"r1"}
+        assert runs.finish(db.conn, [("r1", 1, "failed", "doubled", None, 1, None, None, True)], T) == set()
         assert runs.retry(db.conn, "r2", 1, T, "again")
         assert not runs.retry(db.conn, "r2", 1, T, "again")  # pending now, not running
     assert [r[0] for r in store.conn.execute("SELECT outcome FROM attempts WHERE run_id = 'r1'")] == ["succeeded"]
