@@ -28,7 +28,8 @@ Every command and option of `taskengine`, generated from the command tree itself
 COMMAND --help` shows the same text). Conventions that hold for every command:
 
 - `--db PATH` (before the command: `taskengine --db /srv/te.db logs`) picks the SQLite
-  database; the environment variable `TASKENGINE_DB` does the same. Without either, the database
+  database, `--db postgresql://USER@HOST:PORT/DB` a PostgreSQL one (`pip install
+  'taskengine-core[postgres]'`); the environment variable `TASKENGINE_DB` does the same. Without either, the database
   is `$TASKENGINE_HOME/taskengine.db`, else `taskengine.db` in the user data directory
   (see [operations.md](operations.md#where-the-database-lives)).
 - Listings print an aligned table; `--json` prints JSON instead (every column, machine-readable).

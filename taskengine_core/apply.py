@@ -11,7 +11,8 @@ from typing import Iterable
 from taskengine_core.clock import Clock, to_iso
 from taskengine_core.rules.validate import Config
 from taskengine_core.secrets import redact_by_key
-from taskengine_core.store import Store
+from taskengine_core.store import Store, audit
+from taskengine_core.store import config as stored
 
 # rule-file section -> (table, kind shown to users)
 TABLES = {
@@ -20,11 +21,7 @@ TABLES = {
     "events": ("event_rules", "event"),
     "tasks": ("tasks", "task"),
 }
-LINKS = {
-    "task_schedules": ("task", "schedule"),
-    "task_events": ("task", "event_rule"),
-    "task_webhooks": ("task", "webhook"),
-}
+LINKS = stored.LINKS
 
 
 @dataclass
@@ -70,14 +67,8 @@ class ApplyResult:
         return f"{prefix}{c['created']} created, {c['updated']} updated, {c['deleted']} deleted"
 
 
-# `enabled` on update: a toggle from the CLI (`tasks disable`, say) outlives an apply that
-# changes other fields; the file wins when its own `enabled` changes.
-_KEEP_TOGGLE = ("CASE WHEN coalesce(json_extract(spec, '$.enabled'), 1) = "
-                "coalesce(json_extract(excluded.spec, '$.enabled'), 1) THEN enabled ELSE excluded.enabled END")
-
-
 def canonical(spec) -> str:
-    return json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return audit.canonical(spec)
 
 
 def current_actor() -> str:
@@ -87,12 +78,12 @@ def current_actor() -> str:
         return f"uid:{os.getuid()}"
 
 
-def plan(store: Store, config: Config) -> tuple[list[Change], dict]:
+def plan(conn, config: Config) -> tuple[list[Change], dict]:
     """The changes needed, and the rows to write for them (used by :func:`apply_config`)."""
     changes: list[Change] = []
     writes: dict = {"upsert": {}, "delete": {}, "links": {}}
-    for section, (table, kind) in TABLES.items():
-        existing = {r["name"]: r["spec"] for r in store.db.query(f"SELECT name, spec FROM {table}")}
+    for section, (_, kind) in TABLES.items():
+        existing = stored.object_specs(conn, kind)
         upserts, deletes = [], []
         for name, definition in config.objects[section].items():
             text = canonical(definition.spec)
@@ -109,7 +100,7 @@ def plan(store: Store, config: Config) -> tuple[list[Change], dict]:
                 changes.append(Change("deleted", kind, name, json.loads(old_text), {}))
                 deletes.append(name)
         writes["upsert"][section], writes["delete"][section] = upserts, deletes
-    existing_settings = {r["name"]: r["spec"] for r in store.db.query("SELECT name, spec FROM settings")}
+    existing_settings = stored.settings(conn)
     setting_rows = []
     for name, value in config.settings.items():
         text = canonical(value)
@@ -122,8 +113,8 @@ def plan(store: Store, config: Config) -> tuple[list[Change], dict]:
     for name in gone:
         changes.append(Change("deleted", "setting", name, {name: json.loads(existing_settings[name])}, {}))
     writes["settings"], writes["settings_gone"] = setting_rows, gone
-    for link_table, (a, b) in LINKS.items():
-        have = {(r[a], r[b]) for r in store.db.query(f"SELECT {a}, {b} FROM {link_table}")}
+    for link_table in LINKS:
+        have = stored.link_pairs(conn, link_table)
         want = getattr(config, link_table)
         writes["links"][link_table] = (want - have, have - want)
     return changes, writes
@@ -133,55 +124,39 @@ def apply_config(
     store: Store, config: Config, *, dry_run: bool = False, clock: Clock | None = None,
     actor: str | None = None, source: str | None = None,
 ) -> ApplyResult:
-    """Diff ``config`` against the database and apply it in one transaction (all or nothing)."""
+    """Diff ``config`` against the database and apply it in one transaction (all or nothing):
+    the objects, their links and one audit row per change are written together or not at all."""
     if dry_run:
-        changes, _ = plan(store, config)
+        changes, _ = plan(store.conn, config)
         return ApplyResult(changes, True)
     now = to_iso((clock or Clock()).now())
     actor = actor or current_actor()
     with store.write() as db:
-        changes, writes = plan(store, config)
+        conn = db.conn
+        stored.lock_for_change(conn)  # the diff stays true until it is written (other engines, CLIs)
+        changes, writes = plan(conn, config)
         links_changed = any(add or remove for add, remove in writes["links"].values())
         if not changes and not links_changed:
             return ApplyResult([], False)
-        conn = db.conn
-        for section, (table, _) in TABLES.items():
-            for name in writes["delete"][section]:
-                conn.execute(f"DELETE FROM {table} WHERE name = ?", (name,))
+        for section, (_, kind) in TABLES.items():
+            stored.delete_objects(conn, kind, writes["delete"][section])
         for section in ("schedules", "webhooks", "events", "tasks"):
-            table = TABLES[section][0]
+            kind = TABLES[section][1]
             rows = writes["upsert"][section]
-            if not rows:
-                continue
-            extra_cols = ", action, retired_at" if table == "tasks" else ""
-            extra_vals = ", ?, NULL" if table == "tasks" else ""
-            extra_set = ", action = excluded.action, retired_at = NULL" if table == "tasks" else ""
-            conn.executemany(
-                f"INSERT INTO {table} (name, spec, enabled, description, file, created_at, updated_at{extra_cols}) "
-                f"VALUES (?, ?, ?, ?, ?, ?, ?{extra_vals}) ON CONFLICT(name) DO UPDATE SET "
-                f"spec = excluded.spec, enabled = {_KEEP_TOGGLE}, description = excluded.description, "
-                f"file = excluded.file, updated_at = excluded.updated_at{extra_set}",
-                (
-                    (d.name, text, int(d.spec.get("enabled", True)), d.spec.get("description", ""),
-                     d.file, now, now, *((d.spec["action"],) if table == "tasks" else ()))
-                    for d, text in rows
-                ),
-            )
-        conn.executemany(
-            "INSERT INTO settings (name, spec, file, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, file = excluded.file, updated_at = excluded.updated_at",
-            [(n, text, f, now, now) for n, text, f in writes["settings"]],
-        )
-        conn.executemany("DELETE FROM settings WHERE name = ?", [(n,) for n in writes["settings_gone"]])
-        for link_table, (a, b) in LINKS.items():
+            if rows:
+                stored.upsert_objects(conn, kind, (
+                    (d.name, text, d.spec.get("enabled", True), d.spec.get("description", ""), d.file,
+                     *((d.spec["action"],) if kind == "task" else ()))
+                    for d, text in rows), now)
+        stored.upsert_settings(conn, writes["settings"], now)
+        stored.delete_settings(conn, writes["settings_gone"])
+        for link_table in LINKS:
             add, remove = writes["links"][link_table]
-            conn.executemany(f"DELETE FROM {link_table} WHERE {a} = ? AND {b} = ?", sorted(remove))
-            conn.executemany(f"INSERT INTO {link_table} ({a}, {b}) VALUES (?, ?)", sorted(add))
-        gone = writes["delete"]["schedules"]  # a schedule added again later starts afresh
-        conn.executemany("DELETE FROM schedule_state WHERE schedule = ?", [(n,) for n in gone])
-        audit_rows(conn, ((c.action, c.kind, c.name, c.changes) for c in changes), now,
-                   actor=actor, source=source or "apply")
-        bump_generation(conn)
+            stored.change_links(conn, link_table, add, remove)
+        stored.forget_schedule_state(conn, writes["delete"]["schedules"])  # added again: starts afresh
+        audit.record(conn, ((c.action, c.kind, c.name, c.changes) for c in changes), now,
+                     actor=actor, source=source or "apply")
+        stored.bump_generation(conn)
     return ApplyResult(changes, False)
 
 
@@ -189,15 +164,12 @@ def audit_rows(conn, entries: Iterable[tuple[str, str, str, dict]], now: str, *,
                actor: str | None = None, source: str) -> None:
     """One audit row per ``(action, kind, name, changes)``; ``changes`` must already be redacted.
     ``entries`` may be a generator: rows are made as they are written."""
-    actor = actor or current_actor()
-    conn.executemany(
-        "INSERT INTO audit (time, actor, action, kind, name, changes, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        ((now, actor, action, kind, name, canonical(changes), source) for action, kind, name, changes in entries))
+    audit.record(conn, entries, now, actor=actor or current_actor(), source=source)
 
 
 def bump_generation(conn) -> None:
     """Tell running engines the configuration changed: they reload it on their next step."""
-    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_generation'")
+    stored.bump_generation(conn)
 
 
 def _diff(old: dict, new: dict) -> dict:

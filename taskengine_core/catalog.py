@@ -4,28 +4,25 @@ from __future__ import annotations
 
 import json
 
-from taskengine_core.apply import audit_rows, bump_generation
+from taskengine_core.apply import current_actor
 from taskengine_core.clock import Clock, to_iso
 from taskengine_core.errors import NotFoundError
-from taskengine_core.store import Store, where
+from taskengine_core.store import Store, audit
+from taskengine_core.store import config as stored
 
-TABLE_OF_KIND = {"task": "tasks", "schedule": "schedules", "event": "event_rules", "webhook": "webhooks"}
-
-
-def _links(store: Store, sql: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for a, b in store.conn.execute(sql):
-        out.setdefault(a, []).append(b)
-    return out
+TABLE_OF_KIND = stored.TABLE_OF_KIND
+_SECTION_KIND = {"tasks": "task", "schedules": "schedule", "events": "event", "webhooks": "webhook",
+                 "event_rules": "event"}
 
 
 def list_tasks(store: Store) -> list[dict]:
-    schedules = _links(store, "SELECT task, schedule FROM task_schedules ORDER BY schedule")
-    events = _links(store, "SELECT task, event_rule FROM task_events ORDER BY event_rule")
-    webhooks = _links(store, "SELECT task, webhook FROM task_webhooks ORDER BY webhook")
+    conn = store.conn
+    schedules = stored.links_of_tasks(conn, "task_schedules")
+    events = stored.links_of_tasks(conn, "task_events")
+    webhooks = stored.links_of_tasks(conn, "task_webhooks")
     rows = []
-    for r in store.db.query("SELECT * FROM tasks ORDER BY name"):
-        spec = json.loads(r["spec"])
+    for r in stored.object_rows(conn, "task"):
+        spec = _spec(r["spec"])
         rows.append({
             "name": r["name"], "action": r["action"], "enabled": bool(r["enabled"]),
             "retired_at": r["retired_at"], "description": r["description"],
@@ -44,27 +41,22 @@ def get_task(store: Store, name: str) -> dict:
 
 
 def list_objects(store: Store, kind: str) -> list[dict]:
-    table = TABLE_OF_KIND[kind]
-    link_sql = {
-        "schedule": "SELECT schedule, task FROM task_schedules ORDER BY task",
-        "event": "SELECT event_rule, task FROM task_events ORDER BY task",
-        "webhook": "SELECT webhook, task FROM task_webhooks ORDER BY task",
-    }[kind]
-    tasks = _links(store, link_sql)
+    conn = store.conn
+    tasks = stored.tasks_linked(conn, stored.LINK_OF_KIND[kind])
     return [
         {"name": r["name"], "enabled": bool(r["enabled"]), "description": r["description"],
-         "tasks": tasks.get(r["name"], []), "spec": json.loads(r["spec"]), "file": r["file"],
+         "tasks": tasks.get(r["name"], []), "spec": _spec(r["spec"]), "file": r["file"],
          "updated_at": r["updated_at"]}
-        for r in store.db.query(f"SELECT * FROM {table} ORDER BY name")
+        for r in stored.object_rows(conn, kind)
     ]
 
 
 def object_exists(store: Store, section: str, name: str) -> bool:
     """Whether the rule-file ``section`` (``webhooks``, ``tasks``, ...) defines ``name``."""
-    table = {"events": "event_rules"}.get(section, section)
-    if table not in TABLE_OF_KIND.values():
+    kind = _SECTION_KIND.get(section)
+    if kind is None:
         return True  # not a section this catalog knows: the attempt checks it
-    return store.conn.execute(f"SELECT 1 FROM {table} WHERE name = ?", (name,)).fetchone() is not None
+    return stored.object_exists(store.conn, kind, name)
 
 
 def set_enabled(store: Store, kind: str, name: str, enabled: bool, *, clock: Clock | None = None,
@@ -74,23 +66,23 @@ def set_enabled(store: Store, kind: str, name: str, enabled: bool, *, clock: Clo
     table = TABLE_OF_KIND[kind]
     now = to_iso((clock or Clock()).now())
     with store.write() as db:
-        row = db.execute(f"SELECT enabled FROM {table} WHERE name = ?", (name,)).fetchone()
-        if row is None:
+        stored.lock_for_change(db.conn)
+        current = stored.object_enabled(db.conn, kind, name)
+        if current is None:
             raise NotFoundError(f"no {kind} named {name!r}; see 'taskengine {table.replace('event_rules', 'events')} list'")
-        if bool(row[0]) == enabled:
+        # the update says whether it changed the row: another writer may have toggled it meanwhile
+        if current == enabled or not stored.set_enabled(db.conn, kind, name, enabled, now):
             return False
-        db.execute(f"UPDATE {table} SET enabled = ?, updated_at = ? WHERE name = ?", (int(enabled), now, name))
-        audit_rows(db.conn, [("enabled" if enabled else "disabled", kind, name,
-                              {"enabled": {"from": not enabled, "to": enabled}})], now, actor=actor,
-                   source=source)
-        bump_generation(db.conn)
+        audit.record(db.conn, [("enabled" if enabled else "disabled", kind, name,
+                                {"enabled": {"from": not enabled, "to": enabled}})], now,
+                     actor=actor or current_actor(), source=source)
+        stored.bump_generation(db.conn)
     return True
 
 
 def list_audit(store: Store, limit: int = 100, kind: str | None = None, name: str | None = None) -> list[dict]:
-    clause, params = where(kind=kind, name=name)
-    sql = f"SELECT * FROM audit{clause} ORDER BY id DESC LIMIT ?"
-    rows = list(store.db.query(sql, params + [limit]))
-    for row in rows:
-        row["changes"] = json.loads(row["changes"])
-    return rows
+    return audit.entries(store.conn, limit, kind=kind, name=name)
+
+
+def _spec(value):
+    return json.loads(value) if isinstance(value, str) else value

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from taskengine_core.durations import parse_duration
 from taskengine_core.rules.schema import DEFAULT_CONCURRENCY
-from taskengine_core.store import Store
+from taskengine_core.store import Store, config
 
 DEFAULT_BACKOFF = 10.0
 DEFAULT_MAX_BACKOFF = 3600.0
@@ -111,19 +111,14 @@ class Runtime:
 
 
 def config_generation(store: Store) -> int:
-    row = store.conn.execute("SELECT value FROM meta WHERE key = 'config_generation'").fetchone()
-    return int(row[0]) if row else 0
+    return config.generation(store.conn)
 
 
 def load_runtime(store: Store) -> Runtime:
     """The configuration as stored now, read in one snapshot so that a concurrent apply is
     never seen half done."""
-    with store._lock:
-        store.conn.execute("BEGIN")
-        try:
-            return _load_runtime(store)
-        finally:
-            store.conn.execute("COMMIT")
+    with config.snapshot(store) as conn:
+        return _load_runtime(conn)
 
 
 def refresh_runtime(store: Store, runtime: Runtime) -> Runtime:
@@ -132,33 +127,17 @@ def refresh_runtime(store: Store, runtime: Runtime) -> Runtime:
     when the change log was pruned past ``runtime`` or names too many objects)."""
     if config_generation(store) == runtime.generation:  # every loop step: one read, no transaction
         return runtime
-    with store._lock:
-        store.conn.execute("BEGIN")
-        try:
-            generation = config_generation(store)
-            if generation == runtime.generation:
-                return runtime
-            changes, last = _changes_since(store.conn, runtime.changes_seq)
-            if changes is None or len(changes) > FULL_RELOAD_AT:
-                return _load_runtime(store)
-            return _patched(store, runtime, generation, changes, last)
-        finally:
-            store.conn.execute("COMMIT")
+    with config.snapshot(store) as conn:
+        generation = config.generation(conn)
+        if generation == runtime.generation:
+            return runtime
+        changes, last = config.changes_since(conn, runtime.changes_seq, FULL_RELOAD_AT + 1)
+        if changes is None or len(changes) > FULL_RELOAD_AT:
+            return _load_runtime(conn)
+        return _patched(conn, runtime, generation, changes, last)
 
 
-def _changes_since(conn, seq: int) -> tuple[set[tuple[str, str]] | None, int]:
-    """The ``(kind, name)`` pairs logged after ``seq`` and the last seq; ``None`` when the log
-    no longer reaches back to ``seq`` (pruned) or names too many objects to patch."""
-    pruned = conn.execute("SELECT value FROM meta WHERE key = 'config_changes_pruned_through'").fetchone()
-    if pruned is None or seq < int(pruned[0]):
-        return None, 0
-    rows = conn.execute("SELECT DISTINCT kind, name FROM config_changes WHERE seq > ? LIMIT ?",
-                        (seq, FULL_RELOAD_AT + 1)).fetchall()
-    last = conn.execute("SELECT max(seq) FROM config_changes").fetchone()[0] or 0
-    return {(kind, name) for kind, name in rows}, last
-
-
-def _patched(store: Store, runtime: Runtime, generation: int, changes: set[tuple[str, str]],
+def _patched(conn, runtime: Runtime, generation: int, changes: set[tuple[str, str]],
              last: int) -> Runtime:
     def named(kind: str) -> list[str]:
         return sorted(name for k, name in changes if k == kind)
@@ -166,8 +145,7 @@ def _patched(store: Store, runtime: Runtime, generation: int, changes: set[tuple
     tasks = runtime.tasks
     if task_names := named("task"):
         tasks = dict(tasks)
-        found = {r["name"]: TaskConfig.from_row(r) for r in store.db.query(
-            "SELECT * FROM tasks WHERE name IN (SELECT value FROM json_each(?))", [json.dumps(task_names)])}
+        found = _read_tasks(conn, task_names)
         for name in task_names:
             if name in found:
                 tasks[name] = found[name]
@@ -175,9 +153,9 @@ def _patched(store: Store, runtime: Runtime, generation: int, changes: set[tuple
                 tasks.pop(name, None)
     rules = runtime.rules
     if rule_names := named("event"):
-        found = _read_rules(store, "WHERE name IN (SELECT value FROM json_each(?))", [json.dumps(rule_names)])
+        found = _read_rules(conn, rule_names)
         rules = rules.updated({name: found.get(name) for name in rule_names})
-    settings = _read_settings(store) if named("setting") else runtime.settings
+    settings = _read_settings(conn) if named("setting") else runtime.settings
     return Runtime(generation, tasks, rules, settings, last)
 
 
@@ -191,33 +169,27 @@ def rules_for_explaining(store: Store, event_type) -> tuple[list, dict[str, Task
     def listens(rule) -> bool:
         return type_reason(rule, None, MISSING if event_type is None else event_type) is None
 
-    with store._lock:
-        store.conn.execute("BEGIN")  # one snapshot, as for the engine
-        try:
-            rules = list(_read_rules(store, wanted=listens).values())
-            names = sorted({task for rule in rules if listens(rule) for task in rule.payload.tasks})
-            tasks = {r["name"]: TaskConfig.from_row(r) for r in store.db.query(
-                "SELECT * FROM tasks WHERE name IN (SELECT value FROM json_each(?))", [json.dumps(names)])}
-        finally:
-            store.conn.execute("COMMIT")
+    with config.snapshot(store) as conn:  # one snapshot, as for the engine
+        rules = list(_read_rules(conn, wanted=listens).values())
+        names = sorted({task for rule in rules if listens(rule) for task in rule.payload.tasks})
+        tasks = _read_tasks(conn, names)
     return rules, tasks
 
 
-def _read_rules(store: Store, where_sql: str = "", params: list | None = None, *, wanted=None) -> dict:
-    """Rules as stored (``where_sql`` picks some); ``wanted(rule)`` False leaves a rule's
+def _read_tasks(conn, names: list[str] | None = None) -> dict[str, TaskConfig]:
+    return {r["name"]: TaskConfig.from_row(r) for r in config.task_rows(conn, names)}
+
+
+def _read_rules(conn, names: list[str] | None = None, *, wanted=None) -> dict:
+    """Rules as stored (all, or those ``names`` names); ``wanted(rule)`` False leaves a rule's
     conditions uncompiled (an always-true condition stands in: never to be evaluated)."""
     from taskengine_core.conditions import compile_conditions
     from taskengine_core.rule_index import Rule
 
-    links: dict[str, list[str]] = {}
-    link_sql = "SELECT event_rule, task FROM task_events"
-    if where_sql:
-        link_sql += " " + where_sql.replace("name IN", "event_rule IN")
-    for rule_name, task in store.conn.execute(link_sql + " ORDER BY task", params or []):
-        links.setdefault(rule_name, []).append(task)
+    links = config.tasks_linked(conn, "task_events", names)
     rules, always = {}, compile_conditions(None)
-    for row in store.db.query(f"SELECT * FROM event_rules {where_sql}", params or []):
-        spec = json.loads(row["spec"])
+    for row in config.rule_rows(conn, names):
+        spec = _spec(row["spec"])
         on = spec["on"]
         throttle = spec.get("throttle") or {}
         payload = RulePayload(
@@ -233,31 +205,27 @@ def _read_rules(store: Store, where_sql: str = "", params: list | None = None, *
     return rules
 
 
-def _read_settings(store: Store) -> dict:
-    return {r["name"]: json.loads(r["spec"]) for r in store.db.query("SELECT * FROM settings")}
+def _spec(value):
+    return json.loads(value) if isinstance(value, str) else value
 
 
-def _load_runtime(store: Store) -> Runtime:
+def _read_settings(conn) -> dict:
+    return {name: _spec(spec) for name, spec in config.settings(conn).items()}
+
+
+def _load_runtime(conn) -> Runtime:
     """Everything, inside the caller's read transaction."""
     from taskengine_core.rule_index import RuleIndex
 
-    generation = config_generation(store)
-    last = store.conn.execute("SELECT max(seq) FROM config_changes").fetchone()[0] or 0
-    tasks = {r["name"]: TaskConfig.from_row(r) for r in store.db.query("SELECT * FROM tasks")}
-    rules = _read_rules(store)
-    return Runtime(generation, tasks, RuleIndex(rules.values()), _read_settings(store), last)
+    generation = config.generation(conn)
+    last = config.last_change(conn)
+    tasks = _read_tasks(conn)
+    rules = _read_rules(conn)
+    return Runtime(generation, tasks, RuleIndex(rules.values()), _read_settings(conn), last)
 
 
 def prune_config_changes(conn, batch: int) -> bool:
     """Delete a batch of the change log's rows older than the newest ``CONFIG_CHANGES_KEPT``
     (inside the caller's write transaction); returns whether more remain. An engine that had
     not read that far reloads everything."""
-    last = conn.execute("SELECT max(seq) FROM config_changes").fetchone()[0] or 0
-    first = conn.execute("SELECT min(seq) FROM config_changes").fetchone()[0] or 0
-    if first > last - CONFIG_CHANGES_KEPT:
-        return False
-    through = min(last - CONFIG_CHANGES_KEPT, first + batch - 1)
-    conn.execute("DELETE FROM config_changes WHERE seq <= ?", (through,))
-    conn.execute("UPDATE meta SET value = ? WHERE key = 'config_changes_pruned_through' "
-                 "AND CAST(value AS INTEGER) < ?", (str(through), through))
-    return through < last - CONFIG_CHANGES_KEPT
+    return config.prune_changes(conn, CONFIG_CHANGES_KEPT, batch)

@@ -8,45 +8,31 @@ from datetime import timedelta
 from taskengine_core.clock import Clock, to_iso
 from taskengine_core.errors import NotFoundError
 from taskengine_core.events import DEDUP_WINDOW_SECONDS, row_to_event
-from taskengine_core.store import Store, where
-
-FINAL_RUN_STATUSES = ("succeeded", "failed", "cancelled", "skipped", "interrupted")
-# word for word the WHERE of the partial indexes runs_by_status and runs_expiry (SQLite uses a
-# partial index only when the query's WHERE holds that very term)
-_FINAL_RUN = "status IN ('succeeded', 'failed', 'cancelled', 'skipped', 'interrupted')"
-RUN_LIST_COLUMNS = ("id, task, status, trigger, event_id, rule, schedule, slot, created_at, "
-                    "not_before, started_at, finished_at, attempt, max_attempts, duration, error, attention")
+from taskengine_core.store import Store, logs, retention
 
 
 def list_runs(store: Store, *, task: str | None = None, status: str | None = None,
               since_seconds: float | None = None, limit: int = 50, clock: Clock | None = None) -> list[dict]:
-    clause, params = where(task=task, status=status)
+    since = None
     if since_seconds is not None:
-        clause += (" AND" if clause else " WHERE") + " created_at >= ?"
-        params.append(to_iso((clock or Clock()).now() - timedelta(seconds=since_seconds)))
-    if status in FINAL_RUN_STATUSES:  # the very term of the partial index runs_by_status
-        clause += f" AND {_FINAL_RUN}"
-    sql = f"SELECT {RUN_LIST_COLUMNS} FROM runs{clause}"
-    sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
-    return list(store.db.query(sql, params + [limit]))
+        since = to_iso((clock or Clock()).now() - timedelta(seconds=since_seconds))
+    return logs.list_runs(store.conn, task=task, status=status, since=since, limit=limit)
 
 
 def show_run(store: Store, run_id: str) -> dict:
-    rows = list(store.db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
-    if not rows:
+    conn = store.conn
+    run = logs.run(conn, run_id)
+    if run is None:
         raise NotFoundError(f"no run with id {run_id!r}; see 'taskengine logs list'")
-    run = rows[0]
     run["output"] = json.loads(run["output"]) if run["output"] else None
     run["params"] = json.loads(run["params"]) if run["params"] else None
     run["attempts"] = []
-    for a in store.db.query("SELECT * FROM attempts WHERE run_id = ? ORDER BY number", [run_id]):
+    for a in logs.attempts(conn, run_id):
         a["output"] = json.loads(a["output"]) if a["output"] else None
         run["attempts"].append(a)
-    run["decisions"] = list(store.db.query(
-        "SELECT time, decision, reason, rule, schedule FROM decisions WHERE run_id = ? ORDER BY id", [run_id]))
+    run["decisions"] = logs.run_decisions(conn, run_id)
     if run["event_id"]:
-        event = store.conn.execute(
-            "SELECT id, type, source, source_id, data, time FROM events WHERE id = ?", (run["event_id"],)).fetchone()
+        event = logs.event_row(conn, run["event_id"])
         run["event"] = row_to_event(event) if event else None
     return run
 
@@ -56,15 +42,11 @@ def explain_event(store: Store, event_id: str) -> dict:
     from taskengine_core.model import rules_for_explaining
     from taskengine_core.rule_index import explain_rules
 
-    row = store.conn.execute(
-        "SELECT id, type, source, source_id, data, time, processed_at, duplicate_of FROM events WHERE id = ?",
-        (event_id,)).fetchone()
+    row = logs.event_outcome(store.conn, event_id)
     if row is None:
         raise NotFoundError(f"no event with id {event_id!r}; see 'taskengine emit' or the HTTP ingress")
     event = row_to_event(row[:6])
-    decisions = list(store.db.query(
-        "SELECT time, decision, reason, rule, task, run_id FROM decisions WHERE event_id = ? ORDER BY id",
-        [event_id]))
+    decisions = logs.event_decisions(store.conn, event_id)
     current, tasks = rules_for_explaining(store, event.get("type"))
     rules = []
     for rule, matched, reason in explain_rules(current, event):
@@ -138,55 +120,37 @@ class Pruner:
         return not self.done
 
     def _runs(self, conn) -> bool:
-        ids = [r[0] for r in conn.execute(
-            f"DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs INDEXED BY runs_expiry WHERE "
-            f"coalesce(finished_at, created_at) < ? AND {_FINAL_RUN} LIMIT ?) RETURNING id",
-            (self.cutoff, self.batch))]  # attempts go with them (ON DELETE CASCADE)
-        conn.execute("DELETE FROM decisions WHERE run_id IN (SELECT value FROM json_each(?))",
-                     (json.dumps(ids),))
+        ids = retention.delete_finished_runs(conn, self.cutoff, self.batch)
         self.removed["runs"] += len(ids)
         return len(ids) == self.batch
 
-    def _scan(self, conn, sql: str, cutoff: str) -> list[tuple]:
-        """The next ``batch`` rows ``(time, rowid, deletable)`` before ``cutoff``, from the cursor
-        on, in index order; moves the cursor past them."""
-        last_time, last_id = self._cursor
-        rows = conn.execute(sql, {"cut": cutoff, "t": last_time, "id": last_id, "n": self.batch}).fetchall()
+    def _scanned(self, rows: list[tuple]) -> list:
+        """The deletable ones of ``(time, key, deletable)`` rows; moves the cursor past them all."""
         if rows:
             self._cursor = (rows[-1][0], rows[-1][1])
-        return rows
+        return [r[1] for r in rows if r[2]]
 
     def _decisions(self, conn) -> bool:
         """Decisions older than the cut-off whose run is gone, or that never had one."""
-        rows = self._scan(conn, "SELECT time, id, run_id IS NULL OR NOT EXISTS "
-                          "(SELECT 1 FROM runs WHERE runs.id = decisions.run_id) FROM decisions "
-                          "WHERE time >= :t AND time < :cut AND (time > :t OR id > :id) "
-                          "ORDER BY time, id LIMIT :n", self.cutoff)
-        gone = [r[1] for r in rows if r[2]]
-        conn.execute("DELETE FROM decisions WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(gone),))
+        rows = retention.decisions_before(conn, self.cutoff, self._cursor, self.batch)
+        gone = self._scanned(rows)
+        retention.delete_decisions(conn, gone)
         self.removed["decisions"] += len(gone)
         return len(rows) == self.batch
 
     def _events(self, conn) -> bool:
         """Processed events past the cut-off that no remaining run refers to."""
-        rows = self._scan(conn, "SELECT received_at, seq, processed_at IS NOT NULL AND NOT EXISTS "
-                          "(SELECT 1 FROM runs WHERE runs.event_id = events.id) FROM events "
-                          "WHERE received_at >= :t AND received_at < :cut AND (received_at > :t OR seq > :id) "
-                          "ORDER BY received_at, seq LIMIT :n", self.event_cutoff)
-        gone = [r[1] for r in rows if r[2]]
-        conn.execute("DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?))", (json.dumps(gone),))
+        rows = retention.events_before(conn, self.event_cutoff, self._cursor, self.batch)
+        gone = self._scanned(rows)
+        retention.delete_events(conn, gone)
         self.removed["events"] += len(gone)
         return len(rows) == self.batch
 
     def _throttles(self, conn) -> bool:
-        return conn.execute("DELETE FROM throttles WHERE (rule, key) IN (SELECT rule, key FROM throttles "
-                            "WHERE until < ? LIMIT ?)", (self.cutoff, self.batch)).rowcount == self.batch
+        return retention.delete_ended_throttles(conn, self.cutoff, self.batch) == self.batch
 
     def _slots(self, conn) -> bool:
-        # slot keys only guard against firing again, and next fire times never move back
-        return conn.execute("DELETE FROM schedule_slots WHERE (schedule, due) IN (SELECT schedule, due "
-                            "FROM schedule_slots WHERE due < ? LIMIT ?)",
-                            (self.cutoff, self.batch)).rowcount == self.batch
+        return retention.delete_old_slots(conn, self.cutoff, self.batch) == self.batch
 
     def _config_changes(self, conn) -> bool:
         from taskengine_core.model import prune_config_changes

@@ -96,8 +96,9 @@ def _print_version(ctx: click.Context, _param, value: bool) -> None:
 @click.group(cls=LazyGroup)
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True,
               callback=_print_version, help="Show core and plugin versions and exit.")
-@click.option("--db", "db", metavar="PATH", envvar="TASKENGINE_DB",
-              help="SQLite database file [env TASKENGINE_DB; default: the user data directory].")
+@click.option("--db", "db", metavar="PATH|URL", envvar="TASKENGINE_DB",
+              help="SQLite database file (or sqlite:///PATH), or postgresql://USER@HOST:PORT/DB "
+                   "[env TASKENGINE_DB; default: the user data directory].")
 @click.pass_context
 def cli(ctx: click.Context, db: str | None) -> None:
     """taskengine: tasks fired by schedules and events, every decision logged in SQLite."""

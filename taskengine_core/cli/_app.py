@@ -21,6 +21,7 @@ class App:
     """Per-invocation state, created by the top-level group and found with ``pass_app``."""
 
     db_option: str | None = None
+    target: Any = None  # what the database was opened by: the SQLite path, or the URL as given
     _manager: Any = None
     _store: Any = None
     extra_plugins: list = field(default_factory=list)
@@ -49,8 +50,16 @@ class App:
         if self._store is None:
             from taskengine_core.store import Store, resolve_db_path
 
+            named = self.db_option or os.environ.get("TASKENGINE_DB")
+            if named and "://" in named:  # sqlite:///PATH or postgresql://... (others refused)
+                from taskengine_core.store import is_postgres_target, open_store
+
+                self._store = open_store(named, create=create)
+                self.target = named if is_postgres_target(named) else self._store.path
+                return self._store
             path, explicit = resolve_db_path(self.db_option)
             self._store = Store(path, create_dir=create and not explicit, create=create)
+            self.target = path
         return self._store
 
     def close(self) -> None:

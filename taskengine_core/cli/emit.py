@@ -21,6 +21,7 @@ def emit(app: App, type_: str, pairs: tuple[str, ...], data_json: str | None, so
     """Commit an event to the inbox and print its id. The running engine evaluates it; if no
     engine runs, it waits in the inbox until one starts."""
     from taskengine_core.events import event_from_json, insert_events
+    from taskengine_core.store.logs import duplicate_of
     from taskengine_core.wakeup import poke
 
     data: dict = {}
@@ -41,7 +42,7 @@ def emit(app: App, type_: str, pairs: tuple[str, ...], data_json: str | None, so
     store = app.store()
     event_id = insert_events(store, [event])[0]
     poke(store.path)  # a running engine evaluates it now, not at its next poll
-    dup = store.conn.execute("SELECT duplicate_of FROM events WHERE id = ?", (event_id,)).fetchone()[0]
+    dup = duplicate_of(store.conn, event_id)
     click.echo(event_id)
     if dup:
         click.echo(f"duplicate of event {dup} (same source and id): it triggers nothing", err=True)

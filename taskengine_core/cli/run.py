@@ -36,7 +36,7 @@ def run(app: App, rules: tuple[str, ...], listen: str | None, workers: int | Non
         for change in result.changes:
             click.echo(change.describe(), err=True)
         click.echo(result.summary(), err=True)
-    engine = Engine(store.path, manager=app.manager, workers=workers)
+    engine = Engine(app.target, manager=app.manager, workers=workers)
     from taskengine_core.secrets import RedactingFilter
 
     for handler in logging.getLogger().handlers:  # what the engine logs never shows a secret

@@ -16,7 +16,9 @@ def _summariser(app: App):
 
     store = app.store()
     zone = _default_zone(store)
-    state = {r[0]: r[1] for r in store.conn.execute("SELECT schedule, next_fire FROM schedule_state")}
+    from taskengine_core.store.dashboard import schedule_states
+
+    state = {name: row["next_fire"] for name, row in schedule_states(store.conn).items()}
     now = Clock().now()
 
     def summarise(name: str, spec: dict) -> dict:
@@ -33,8 +35,10 @@ def _summariser(app: App):
 def _default_zone(store) -> str:
     import json
 
-    row = store.conn.execute("SELECT spec FROM settings WHERE name = 'timezone'").fetchone()
-    return json.loads(row[0]) if row else "UTC"
+    from taskengine_core.store.config import setting
+
+    spec = setting(store.conn, "timezone")
+    return json.loads(spec) if spec else "UTC"
 
 
 @click.group(invoke_without_command=True)
@@ -71,15 +75,17 @@ def schedules_next(app: App, name: str, count: int, after: str | None, as_json: 
     from taskengine_core.errors import NotFoundError
     from taskengine_core.recurrence import compile_schedule
 
+    from taskengine_core.store.config import object_spec
+
     store = app.store()
-    row = store.conn.execute("SELECT spec FROM schedules WHERE name = ?", (name,)).fetchone()
-    if row is None:
+    spec = object_spec(store.conn, "schedule", name)
+    if spec is None:
         raise NotFoundError(f"no schedule named {name!r}; see 'taskengine schedules list'")
     try:
         start = from_iso(after) if after else Clock().now()
     except ValueError:
         raise click.UsageError(f"--after {after!r}: expected an ISO date-time such as 2026-12-01T09:00Z") from None
-    recurrence = compile_schedule(json.loads(row[0]), _default_zone(store))
+    recurrence = compile_schedule(json.loads(spec), _default_zone(store))
     times = recurrence.upcoming(start, count)
     zone = recurrence.timezone
     rows = [{"local": t.astimezone(zone).isoformat(), "utc": t.strftime("%Y-%m-%dT%H:%M:%SZ")} for t in times]

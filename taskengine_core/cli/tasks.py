@@ -96,7 +96,7 @@ def tasks_run(app: App, name: str, params: tuple[str, ...], no_wait: bool, dry_r
                                "event (see 'taskengine logs list', 'taskengine emit')")
     event_id = event_ref
     store = app.store()
-    engine = Engine(store.path, manager=app.manager, workers=1)
+    engine = Engine(app.target, manager=app.manager, workers=1)
     run_id = engine.queue_run(name, overrides, actor="cli", event_id=event_id)
     if no_wait:
         click.echo(run_id)

@@ -7,8 +7,9 @@ never by OFFSET, so the thousandth page costs what the first does.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
+
+from taskengine_core.store.sql import indexed_by, json_text, rows_as_dicts
 
 RUN_COLUMNS = ("rowid AS seq, id, task, status, trigger, event_id, rule, schedule, slot, created_at, "
                "not_before, started_at, finished_at, attempt, max_attempts, duration, error, attention")
@@ -42,16 +43,14 @@ class Cursor:
         return cls(created_at, int(seq)) if seq.isdigit() else None
 
 
-def _rows(conn: sqlite3.Connection, sql: str, params=()) -> list[dict]:
-    cursor = conn.execute(sql, params)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row)) for row in cursor]
+def _rows(conn, sql: str, params=()) -> list[dict]:
+    return rows_as_dicts(conn.execute(sql, params))
 
 
 # -- overview ----------------------------------------------------------------------------------
 
 
-def queue_depth(conn: sqlite3.Connection) -> dict:
+def queue_depth(conn) -> dict:
     """Inbox waiting, runs pending (due now and later) and running, each from a partial index."""
     inbox = conn.execute("SELECT count(*) FROM events WHERE processed_at IS NULL").fetchone()[0]
     pending = conn.execute("SELECT count(*) FROM runs WHERE status = 'pending'").fetchone()[0]
@@ -59,18 +58,18 @@ def queue_depth(conn: sqlite3.Connection) -> dict:
     return {"inbox": inbox, "pending": pending, "running": running}
 
 
-def runs_by_status_since(conn: sqlite3.Connection, since: str) -> dict[str, int]:
+def runs_by_status_since(conn, since: str) -> dict[str, int]:
     return dict(conn.execute("SELECT status, count(*) FROM runs WHERE created_at >= ? GROUP BY status",
                              (since,)).fetchall())
 
 
-def latest_failures(conn: sqlite3.Connection, limit: int = 10) -> list[dict]:
+def latest_failures(conn, limit: int = 10) -> list[dict]:
     # walks runs by time from the newest; failures are a small share of recent runs
-    return _rows(conn, f"SELECT {RUN_COLUMNS} FROM runs INDEXED BY runs_by_created WHERE status = 'failed' "
+    return _rows(conn, f"SELECT {RUN_COLUMNS} FROM runs{indexed_by(conn, 'runs_by_created')} WHERE status = 'failed' "
                        "ORDER BY created_at DESC LIMIT ?", (limit,))
 
 
-def next_fires(conn: sqlite3.Connection, limit: int = 10) -> list[dict]:
+def next_fires(conn, limit: int = 10) -> list[dict]:
     return _rows(conn, "SELECT s.schedule, s.next_fire, c.enabled FROM schedule_state s "
                        "JOIN schedules c ON c.name = s.schedule WHERE s.next_fire IS NOT NULL "
                        "ORDER BY s.next_fire LIMIT ?", (limit,))
@@ -79,7 +78,7 @@ def next_fires(conn: sqlite3.Connection, limit: int = 10) -> list[dict]:
 # -- runs --------------------------------------------------------------------------------------
 
 
-def runs_page(conn: sqlite3.Connection, where: RunFilter, after: Cursor | None, limit: int) -> list[dict]:
+def runs_page(conn, where: RunFilter, after: Cursor | None, limit: int) -> list[dict]:
     """Newest first, ``limit`` rows older than ``after``."""
     clauses, params = [], []
     for column in ("task", "status", "trigger"):
@@ -103,20 +102,21 @@ def runs_page(conn: sqlite3.Connection, where: RunFilter, after: Cursor | None, 
     return _rows(conn, sql, (*params, limit))
 
 
-def runs_by_ids(conn: sqlite3.Connection, ids: list[str]) -> list[dict]:
+def runs_by_ids(conn, ids: list[str]) -> list[dict]:
     if not ids:
         return []
     marks = ",".join("?" * len(ids))
     return _rows(conn, f"SELECT {RUN_COLUMNS} FROM runs WHERE id IN ({marks})", ids)
 
 
-def run_trace(conn: sqlite3.Connection, run_id: str) -> dict | None:
+def run_trace(conn, run_id: str) -> dict | None:
     """A run with everything around it: the event that caused it and what each rule decided
     about that event, its attempts, the events it emitted and the webhook deliveries it made."""
     found = _rows(conn, "SELECT rowid AS seq, * FROM runs WHERE id = ?", (run_id,))
     if not found:
         return None
     run = found[0]
+    run.pop("rowid", None)  # PostgreSQL's rowid is a column, so ``*`` has it too: ``seq`` is enough
     run["params"] = _json(run["params"])
     run["output"] = _json(run["output"])
     run["attempts"] = _rows(conn, "SELECT number, started_at, finished_at, outcome, error, traceback, "
@@ -134,7 +134,7 @@ def run_trace(conn: sqlite3.Connection, run_id: str) -> dict | None:
     # the engine's own events about this run (task.started, task.failed, ...), stored while it ran
     run["emitted"] = _rows(conn, "SELECT id, type, source, time, processed_at FROM events "
                                  "WHERE received_at >= ? AND received_at <= ? AND source = 'taskengine' "
-                                 "AND json_extract(data, '$.run_id') = ? ORDER BY seq LIMIT 100",
+                                 f"AND {json_text(conn, 'data', 'run_id')} = ? ORDER BY seq LIMIT 100",
                            (run["created_at"], run["finished_at"] or "9999", run_id))
     run["deliveries"] = _rows(conn, "SELECT id, webhook, status, type, attempts, max_attempts, last_status_code, "
                                     "last_error, created_at, finished_at FROM webhook_deliveries "
@@ -142,7 +142,7 @@ def run_trace(conn: sqlite3.Connection, run_id: str) -> dict | None:
     return run
 
 
-def event(conn: sqlite3.Connection, event_id: str) -> dict | None:
+def event(conn, event_id: str) -> dict | None:
     found = _rows(conn, "SELECT id, type, source, source_id, data, time, received_at, processed_at, "
                         "duplicate_of FROM events WHERE id = ?", (event_id,))
     if not found:
@@ -151,28 +151,28 @@ def event(conn: sqlite3.Connection, event_id: str) -> dict | None:
     return found[0]
 
 
-def event_decisions(conn: sqlite3.Connection, event_id: str) -> list[dict]:
+def event_decisions(conn, event_id: str) -> list[dict]:
     return _rows(conn, "SELECT time, decision, reason, rule, task, run_id FROM decisions "
                        "WHERE event_id = ? ORDER BY id", (event_id,))
 
 
-def recent_events(conn: sqlite3.Connection, limit: int = 20) -> list[dict]:
+def recent_events(conn, limit: int = 20) -> list[dict]:
     return _rows(conn, "SELECT id, type, source, time, received_at, processed_at, duplicate_of FROM events "
                        "ORDER BY seq DESC LIMIT ?", (limit,))
 
 
-def task_runs(conn: sqlite3.Connection, task: str, limit: int = 10) -> list[dict]:
+def task_runs(conn, task: str, limit: int = 10) -> list[dict]:
     return runs_page(conn, RunFilter(task=task), None, limit)
 
 
 # -- schedules ---------------------------------------------------------------------------------
 
 
-def schedule_states(conn: sqlite3.Connection) -> dict[str, dict]:
+def schedule_states(conn) -> dict[str, dict]:
     return {r["schedule"]: r for r in _rows(conn, "SELECT schedule, next_fire, last_slot FROM schedule_state")}
 
 
-def missed_slots(conn: sqlite3.Connection, limit: int = 50) -> list[dict]:
+def missed_slots(conn, limit: int = 50) -> list[dict]:
     """Slots that did not fire as planned (missed, coalesced, skipped), newest first."""
     return _rows(conn, "SELECT schedule, due, status, claimed_at, reason FROM schedule_slots "
                        "WHERE status != 'fired' ORDER BY claimed_at DESC LIMIT ?", (limit,))
@@ -181,13 +181,13 @@ def missed_slots(conn: sqlite3.Connection, limit: int = 50) -> list[dict]:
 # -- webhooks ----------------------------------------------------------------------------------
 
 
-def delivery_attempts(conn: sqlite3.Connection, delivery_id: str) -> list[dict]:
+def delivery_attempts(conn, delivery_id: str) -> list[dict]:
     return _rows(conn, "SELECT number, started_at, duration, address, status_code, outcome, error, "
                        "response_excerpt FROM webhook_attempts WHERE delivery_id = ? ORDER BY number",
                  (delivery_id,))
 
 
-def webhook_outcomes(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
+def webhook_outcomes(conn) -> list[tuple[str, str, int]]:
     """Attempts by destination and outcome, for the metrics endpoint."""
     return conn.execute("SELECT d.webhook, a.outcome, count(*) FROM webhook_attempts a "
                         "JOIN webhook_deliveries d ON d.id = a.delivery_id GROUP BY 1, 2").fetchall()
@@ -196,14 +196,14 @@ def webhook_outcomes(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
 # -- metrics -----------------------------------------------------------------------------------
 
 
-def oldest_due_pending(conn: sqlite3.Connection, now: str) -> str | None:
+def oldest_due_pending(conn, now: str) -> str | None:
     """The due time of the longest-waiting run that is due now (schedule lateness seen live)."""
     row = conn.execute("SELECT min(not_before) FROM runs WHERE status = 'pending' AND not_before <= ?",
                        (now,)).fetchone()
     return row[0] if row else None
 
 
-def finished_run(conn: sqlite3.Connection, run_id: str) -> dict | None:
+def finished_run(conn, run_id: str) -> dict | None:
     found = _rows(conn, "SELECT task, status, trigger, slot, not_before, started_at, duration FROM runs "
                         "WHERE id = ?", (run_id,))
     return found[0] if found else None
@@ -212,7 +212,7 @@ def finished_run(conn: sqlite3.Connection, run_id: str) -> dict | None:
 # -- wiring ------------------------------------------------------------------------------------
 
 
-def wiring(conn: sqlite3.Connection) -> tuple[list[tuple[str, str]], list[tuple[tuple[str, str], tuple[str, str]]]]:
+def wiring(conn) -> tuple[list[tuple[str, str]], list[tuple[tuple[str, str], tuple[str, str]]]]:
     """Nodes ``(kind, name)`` and edges between them: schedule→task, event→task, task→webhook.
     What ``taskengine graph`` draws, and the dashboard's picture."""
     nodes = [("schedule", r[0]) for r in conn.execute("SELECT name FROM schedules ORDER BY name")]

@@ -15,13 +15,13 @@ async def audited(dash, grant: Grant, action: str, kind: str, name: str, changes
     """Carry out ``do`` (in a worker thread), then record it; returns what ``do`` returned."""
 
     def call():
-        from taskengine_core.apply import audit_rows
         from taskengine_core.clock import to_iso
+        from taskengine_core.store import audit
 
         result = do()
         with dash.engine._thread_store().write() as db:
-            audit_rows(db.conn, [(action, kind, name, dash.renderer.masked(changes))],
-                       to_iso(dash.engine.clock.now()), actor=grant.actor, source=SOURCE)
+            audit.record(db.conn, [(action, kind, name, dash.renderer.masked(changes))],
+                         to_iso(dash.engine.clock.now()), actor=grant.actor, source=SOURCE)
         return result
 
     return await asyncio.to_thread(call)
