@@ -11,9 +11,6 @@ import pytest
 
 from tests.conftest import FakeClock
 
-# the configuration (apply, loading the runtime) goes through the portable config store
-pytest.importorskip("taskengine_core.store.config")
-
 RULES = """
 tasks:
   hello:
