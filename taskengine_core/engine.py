@@ -4,6 +4,8 @@ plugin event sources and lifecycle hooks around it. Also the Python API (``Engin
 from __future__ import annotations
 
 import logging
+import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -13,15 +15,17 @@ from taskengine_core.context import EngineInfo, SourceContext
 from taskengine_core.durations import parse_duration
 from taskengine_core.evaluator import Evaluator
 from taskengine_core.events import Event, inbox_waiting, insert_events, row_to_event
-from taskengine_core.executor import DEFAULT_WORKERS, Executor
+from taskengine_core.cluster import LEASE_SECONDS
+from taskengine_core.errors import TaskEngineError
+from taskengine_core.executor import DEFAULT_LEASE, DEFAULT_WORKERS, Executor
 from taskengine_core.loop_guard import LoopGuard
 from taskengine_core.scheduler import Scheduler
 from taskengine_core.model import Runtime, load_runtime, refresh_runtime
 from taskengine_core.secrets import SecretResolver
-from taskengine_core.store import Store
+from taskengine_core.store import Store, is_postgres_target, open_store
 from taskengine_core.store.checkpoint import Checkpointer
 from taskengine_core.task_logs import PRUNE_PAUSE
-from taskengine_core.wakeup import WakeListener, poke
+from taskengine_core.wakeup import listener, poke
 from taskengine_core.worker import AttemptRunner
 
 log = logging.getLogger("taskengine.engine")
@@ -32,6 +36,26 @@ PRUNE_EVERY = 3600.0
 # from the ingress as often as it commits. An event arriving after a quiet spell is evaluated
 # at once.
 EVALUATION_GAP = 0.01
+
+
+LEASE_ENV = "TASKENGINE_LEASE_SECONDS"
+
+
+def lease_seconds(shared: bool) -> float:
+    """How long a run's lease lasts (renewed every third of it): ``TASKENGINE_LEASE_SECONDS``,
+    else 30 s on a database several engines share (a dead node's runs are taken over after it)
+    and 60 s on SQLite (where a dead process is noticed by its pid first)."""
+    text = os.environ.get(LEASE_ENV, "").strip()
+    if not text:
+        return LEASE_SECONDS if shared else DEFAULT_LEASE
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 1 <= value <= 86400:
+        raise TaskEngineError(f"{LEASE_ENV}={text[:20]!r}: expected seconds between 1 and 86400 (how long "
+                              "a dead engine's runs wait before another engine takes them over)")
+    return value
 
 
 class Engine:
@@ -46,7 +70,9 @@ class Engine:
         self.clock = clock or Clock()
         self.manager = manager or get_plugin_manager()
         self.registry = self.manager.registry()
-        self.store = Store(db_path)
+        self.shared = is_postgres_target(self.db_path)  # several engines, perhaps on several machines
+        lease = lease_seconds(self.shared)
+        self.store = open_store(db_path)  # an SQLite file, or postgresql://... shared with other engines
         self.poll_interval = poll_interval
         self.wake = threading.Event()
         self.stopping = threading.Event()
@@ -65,7 +91,7 @@ class Engine:
         from taskengine_core.notify import HooksWithNotifications, RunNotifications
 
         self.notifications = RunNotifications(self)  # a task's notify: on its outcome
-        self.executor = Executor(self.store, runner, clock=self.clock, workers=workers,
+        self.executor = Executor(self.store, runner, clock=self.clock, workers=workers, lease=lease,
                                  hook=HooksWithNotifications(self.manager.hook, self.notifications),
                                  wake=self.wake)
         self.info = self._engine_info(None)
@@ -79,7 +105,7 @@ class Engine:
         self._checkpointer: Checkpointer | None = None
         self.loop_guard = LoopGuard("engine loop", log)  # backoff on failures; /healthz's heartbeat
         # other processes (taskengine emit, config changes) poke it after their commit
-        self._wakeup = WakeListener(self.db_path, self.wake.set) if wake_listener else None
+        self._wakeup = listener(self.db_path, self.wake.set) if wake_listener else None
 
     # -- the Python API --------------------------------------------------------------------------
 
@@ -93,7 +119,7 @@ class Engine:
         already validated them (the ingress does, per request)."""
         ids = insert_events(self._thread_store(), events, clock=self.clock, checked=checked)
         if self._loop_thread is None:  # not running here: a running engine elsewhere looks now
-            poke(self.db_path)
+            poke(self._thread_store())
         elif time.monotonic() >= self._next_evaluation:  # else the loop is about to evaluate anyway
             self.wake.set()
         return ids
@@ -106,6 +132,8 @@ class Engine:
         from taskengine_core.errors import NotFoundError, SecretError
         from taskengine_core.evaluator import NewRun, insert_runs
         from taskengine_core.secrets import LITERAL_SECRET, literal_secrets
+        from taskengine_core.store import inbox
+        from taskengine_core.store.decisions import record_decision
 
         if literal := literal_secrets(params or {}):  # the run's parameters are stored as given
             raise SecretError(f"parameter {literal[0]}: {LITERAL_SECRET}")
@@ -120,14 +148,12 @@ class Engine:
         now = to_iso(self.clock.now())
         run = NewRun(config, "manual", now, params=params or None, event_id=event_id)
         with self._thread_store().write() as db:  # callable from any thread
-            if event_id is not None and db.conn.execute(
-                    "SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone() is None:
+            if event_id is not None and not inbox.exists(db.conn, event_id):
                 raise NotFoundError(f"no event with id {event_id!r}; see 'taskengine logs list' "
                                     "or 'taskengine emit'")
             insert_runs(db.conn, [run], now)
-            db.conn.execute("INSERT INTO decisions (time, decision, reason, task, run_id, event_id) "
-                            "VALUES (?, 'manual', ?, ?, ?, ?)",
-                            (now, f"run by hand by {actor}", task, run.id, event_id))
+            record_decision(db.conn, now, "manual", f"run by hand by {actor}", task=task, run_id=run.id,
+                            event_id=event_id)
         self.wake.set()
         return run.id
 
@@ -137,12 +163,13 @@ class Engine:
         import time
 
         from taskengine_core.runs import FINAL
+        from taskengine_core.store.runs import status as run_status
 
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._refresh_config()
             self.executor.step(self.runtime, only=run_id)
-            status = self.store.conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+            status = run_status(self.store.conn, run_id)
             if status in FINAL and self.executor.idle():
                 return status
             if deadline is not None and time.monotonic() > deadline:
@@ -162,8 +189,9 @@ class Engine:
     def start(self, *, listen: str | None = None, token: str | None = None, ui: bool = False) -> None:
         """Start everything; with ``listen``, the HTTP ingress, and with ``ui`` the dashboard
         and /metrics on the same listener."""
-        self._checkpointer = Checkpointer(self.db_path)
-        self._checkpointer.start()  # from now on this process's commits leave checkpoints to it
+        if not self.shared:  # SQLite's WAL; a server checkpoints by itself
+            self._checkpointer = Checkpointer(self.db_path)
+            self._checkpointer.start()  # from now on this process's commits leave checkpoints to it
         try:
             if self._wakeup is not None:
                 self._wakeup.start()
@@ -196,7 +224,8 @@ class Engine:
         self.executor.stop(0)
         if self._wakeup is not None:
             self._wakeup.stop()
-        self._checkpointer.stop()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
 
     def stop(self, grace: float = 30.0) -> None:
         """Stop claiming runs; let in-flight runs finish within ``grace``; mark the rest interrupted."""
@@ -310,13 +339,14 @@ class Engine:
     def _thread_store(self) -> Store:
         store = getattr(self._local, "store", None)
         if store is None:
-            store = self._local.store = Store(self.db_path, migrate=False, create=False,
-                                              identity=self.store.identity)
+            store = self._local.store = open_store(self.db_path, migrate=False, create=False,
+                                                   identity=self.store.identity)
         return store
 
     def _load_event(self, event_id: str) -> dict | None:
-        row = self._thread_store().conn.execute(
-            "SELECT id, type, source, source_id, data, time FROM events WHERE id = ?", (event_id,)).fetchone()
+        from taskengine_core.store import inbox
+
+        row = inbox.load(self._thread_store().conn, event_id)
         return row_to_event(row) if row else None
 
     def _maybe_prune(self) -> None:

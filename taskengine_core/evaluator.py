@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import functools
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import timedelta
 
 from taskengine_core.clock import Clock, from_iso, to_iso
 from taskengine_core.conditions import get_path
-from taskengine_core.events import INTERNAL_SOURCE, inbox_waiting
+from taskengine_core.events import INTERNAL_SOURCE
 from taskengine_core.ids import new_id, new_ids
 from taskengine_core.model import RulePayload, Runtime, TaskConfig
+from taskengine_core.store import inbox, runs as run_store, throttles
+from taskengine_core.store.decisions import insert_decisions
 
 MAX_CHAIN_DEPTH = 10
 MAX_BATCH_BYTES = 16 * 1024 * 1024  # event data read in one evaluation pass
-_RUN_COLUMNS = ("id, task, status, trigger, event_id, rule, schedule, slot, params, not_before, "
-                "created_at, max_attempts, depth")
 
 
 @dataclass
@@ -43,12 +42,11 @@ class NewRun:
                 self.not_before, now, self.task.retry.attempts, self.depth)
 
 
-def insert_runs(conn: sqlite3.Connection, runs: list[NewRun], now: str) -> None:
+def insert_runs(conn, runs: list[NewRun], now: str) -> None:
     """Insert runs (inside the caller's transaction)."""
     for run, run_id in zip((r for r in runs if not r.id), new_ids(sum(1 for r in runs if not r.id))):
         run.id = run_id
-    conn.executemany(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 13)})",
-                     [r.row(now) for r in runs])
+    run_store.insert(conn, [r.row(now) for r in runs])
 
 
 class Evaluator:
@@ -59,37 +57,41 @@ class Evaluator:
 
     def process_pending(self, store, runtime: Runtime, limit: int = 1000) -> int:
         """Evaluate up to ``limit`` unprocessed events; returns how many were processed."""
-        if not inbox_waiting(store.conn):
+        if not inbox.waiting(store.conn):
             return 0  # nothing waits: no write transaction
         with store.write() as db:
             conn = db.conn
-            waiting, listened = _take(_waiting_events(conn, limit), runtime)
+            # claimed by seq (PostgreSQL: locked, another engine's batch is skipped), and exactly
+            # these are marked processed: never "every seq up to the last", which with several
+            # writers could mark an event committed late without evaluating it
+            waiting, listened = _take(inbox.claim_waiting(conn, limit), runtime)
             if not waiting:
                 return 0
             now_dt = self.clock.now()
             now = to_iso(now_dt)
             batch = _Batch(conn, now_dt)
-            for event in _read_events(conn, listened):
+            matched = []
+            for event in inbox.read_events(conn, listened):
                 del event["seq"]  # the rest is the event as rules and templates see it
-                self._evaluate(event, runtime, batch)
+                matched.append((event, runtime.rules.match(event)))
+            batch.load_throttles({batch.throttle_slot(rule.payload, event) for event, rules in matched
+                                  for rule in rules if rule.payload.enabled and rule.payload.throttle_window})
+            for event, rules in matched:
+                self._evaluate(event, rules, runtime, batch)
             insert_runs(conn, batch.runs, now)
-            conn.executemany(
-                "INSERT INTO decisions (time, decision, reason, event_id, rule, task, run_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(now, d, reason, e, rule, task, run.id if run else None)
-                 for d, reason, e, rule, task, run in batch.decisions])
-            # the batch is every unprocessed event up to its last seq (writes are serialised)
-            conn.execute("UPDATE events SET processed_at = ? WHERE processed_at IS NULL AND seq <= ?",
-                         (now, waiting[-1][0]))
+            insert_decisions(conn, ("time", "decision", "reason", "event_id", "rule", "task", "run_id"),
+                             [(now, d, reason, e, rule, task, run.id if run else None)
+                              for d, reason, e, rule, task, run in batch.decisions])
+            inbox.mark_processed(conn, [seq for seq, _, _ in waiting], now)
             batch.save_throttles()
             return len(waiting)
 
-    def _evaluate(self, event: dict, runtime: Runtime, batch: "_Batch") -> None:
+    def _evaluate(self, event: dict, rules: list, runtime: Runtime, batch: "_Batch") -> None:
         depth = 0
         if event["source"] == INTERNAL_SOURCE:
             depth = event["data"].get("depth", 0)
             depth = (depth if isinstance(depth, int) else MAX_CHAIN_DEPTH) + 1
-        for rule in runtime.rules.match(event):
+        for rule in rules:
             payload: RulePayload = rule.payload
             if not payload.enabled:
                 batch.decide("skipped", "event rule is disabled", event, payload.name)
@@ -129,17 +131,6 @@ class Evaluator:
         return fired
 
 
-# The inbox is read with one statement that returns one JSON value, not a row per event: SQLite
-# hands the GIL back between rows, and while the ingress's event loop holds it, getting it back
-# takes a while each time, with the write lock held all along.
-
-def _waiting_events(conn: sqlite3.Connection, limit: int) -> list[list]:
-    """``[seq, type, size of data]`` of up to ``limit`` unprocessed events, oldest first."""
-    return sorted(json.loads(conn.execute(
-        "SELECT json_group_array(json_array(seq, type, length(data))) FROM (SELECT seq, type, data "
-        "FROM events WHERE processed_at IS NULL ORDER BY seq LIMIT ?)", (limit,)).fetchone()[0]))
-
-
 def _take(waiting: list[list], runtime: Runtime) -> tuple[list[list], list[int]]:
     """This pass's events, and the seqs of those some rule listens for (only they are read
     whole: nothing to parse or match in the rest). The pass stops before the listened data adds
@@ -155,21 +146,6 @@ def _take(waiting: list[list], runtime: Runtime) -> tuple[list[list], list[int]]
     return waiting, listened
 
 
-def _read_events(conn: sqlite3.Connection, seqs: list[int]) -> list[dict]:
-    """The inbox events with these sequence numbers, oldest first, their data parsed. The data
-    column is spliced into the one JSON value as the text it is (SQLite's json() would turn huge
-    integers into floats), so Python parses everything in one call; a NULL becomes ``null``."""
-    if not seqs:
-        return []
-    text = conn.execute(
-        "SELECT '[' || coalesce(group_concat('{\"seq\":' || seq || ',\"id\":' || json_quote(id) || "
-        "',\"type\":' || json_quote(type) || ',\"source\":' || json_quote(source) || "
-        "',\"source_id\":' || json_quote(source_id) || ',\"time\":' || json_quote(time) || "
-        "',\"data\":' || coalesce(data, 'null') || '}', ','), '') || ']' FROM events "
-        "WHERE seq IN (SELECT value FROM json_each(?))", (json.dumps(seqs),)).fetchone()[0]
-    return sorted(json.loads(text), key=lambda row: row["seq"])
-
-
 @functools.lru_cache(maxsize=256)  # a batch's events mostly share a time (emitted together)
 def _due(event_time: str, delay: float) -> str:
     try:
@@ -181,7 +157,7 @@ def _due(event_time: str, delay: float) -> str:
 class _Batch:
     """Runs, decisions and throttle windows gathered while evaluating one batch of events."""
 
-    def __init__(self, conn: sqlite3.Connection, now) -> None:
+    def __init__(self, conn, now) -> None:
         self.conn, self.now = conn, now
         self.runs: list[NewRun] = []
         self.decisions: list[tuple] = []
@@ -196,10 +172,16 @@ class _Batch:
         values = [get_path(event, path) for path in payload.throttle_key]
         return payload.name, json.dumps([v if found else None for found, v in values], default=str)
 
+    def load_throttles(self, slots: set[tuple[str, str]]) -> None:
+        """Read the windows this batch may test, in one query; on PostgreSQL each is locked
+        until the batch commits, so another engine's batch waits for this one's windows."""
+        if slots:
+            found = throttles.lock_and_read(self.conn, sorted(slots))
+            self._throttles.update({slot: found.get(slot, "") for slot in slots})
+
     def throttled(self, slot: tuple[str, str]) -> bool:
         if slot not in self._throttles:
-            row = self.conn.execute("SELECT until FROM throttles WHERE rule = ? AND key = ?", slot).fetchone()
-            self._throttles[slot] = row[0] if row else ""
+            self._throttles[slot] = throttles.until(self.conn, *slot) or ""
         return self._throttles[slot] > to_iso(self.now)
 
     def start_throttle(self, slot: tuple[str, str], window: float) -> None:
@@ -207,7 +189,4 @@ class _Batch:
         self._changed.add(slot)
 
     def save_throttles(self) -> None:
-        self.conn.executemany(
-            "INSERT INTO throttles (rule, key, until) VALUES (?, ?, ?) "
-            "ON CONFLICT(rule, key) DO UPDATE SET until = excluded.until",
-            [(rule, key, self._throttles[(rule, key)]) for rule, key in self._changed])
+        throttles.save(self.conn, [(rule, key, self._throttles[(rule, key)]) for rule, key in self._changed])

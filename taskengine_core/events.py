@@ -15,7 +15,8 @@ from taskengine_core.clock import Clock, from_iso, to_iso
 from taskengine_core.errors import EventError
 from taskengine_core.event_check import plainly_valid
 from taskengine_core.ids import new_id
-from taskengine_core.store import Store
+from taskengine_core.store import Store, inbox
+from taskengine_core.store.decisions import insert_decisions
 
 TYPE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$(?!\n)"  # (?!\n): Python's $ also matches before a final newline
 MAX_ID_LENGTH = 200
@@ -213,28 +214,12 @@ def insert_events(store: Store, events: Iterable[Event], *, clock: Clock | None 
         return _insert(db.conn, events, texts, now, window_start)
 
 
-DUPLICATE_KEYS_PER_QUERY = 400  # (source, id) pairs bound in one query: 801 parameters, under SQLite's old 999
-
-
-def _originals(conn, keys: list[tuple[str, str]], window_start: str) -> dict[tuple[str, str], str]:
-    """The first inbox event within the dedup window for each (source, source id), one query
-    per DUPLICATE_KEYS_PER_QUERY keys. Bound as parameters: compared whole, NUL characters included."""
-    found: dict[tuple[str, str], str] = {}
-    for i in range(0, len(keys), DUPLICATE_KEYS_PER_QUERY):
-        chunk = keys[i:i + DUPLICATE_KEYS_PER_QUERY]
-        values = ", ".join(["(?, ?)"] * len(chunk))
-        for source, source_id, event_id in conn.execute(
-                f"WITH k(source, source_id) AS (VALUES {values}) SELECT e.source, e.source_id, e.id "
-                "FROM k CROSS JOIN events e WHERE e.source = k.source AND e.source_id = k.source_id "
-                "AND e.received_at >= ? AND e.duplicate_of IS NULL ORDER BY e.seq",
-                [*(part for key in chunk for part in key), window_start]):
-            found.setdefault((source, source_id), event_id)
-    return found
+DUPLICATE_KEYS_PER_QUERY = inbox.DUPLICATE_KEYS_PER_QUERY
 
 
 def _insert(conn, events: list[Event], texts: list[str], now: str, window_start: str) -> list[str]:
     keys = list({(e.source, e.source_id): None for e in events if e.source_id is not None})
-    seen = _originals(conn, keys, window_start) if keys else {}
+    seen = inbox.originals(conn, keys, window_start) if keys else {}
     rows = []
     for event, text in zip(events, texts):
         duplicate_of = None
@@ -246,18 +231,15 @@ def _insert(conn, events: list[Event], texts: list[str], now: str, window_start:
         rows.append((event.id, event.type, event.source, event.source_id, text,
                      to_iso(event.time) if event.time else now, now,
                      now if duplicate_of else None, duplicate_of))
-    conn.executemany(
-        "INSERT INTO events (id, type, source, source_id, data, time, received_at, processed_at, duplicate_of) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    inbox.insert(conn, rows)
     dup_rows = [(now, "duplicate", f"duplicate of event {r[8]} (same source and id)", r[0]) for r in rows if r[8]]
-    if dup_rows:
-        conn.executemany("INSERT INTO decisions (time, decision, reason, event_id) VALUES (?, ?, ?, ?)", dup_rows)
+    insert_decisions(conn, ("time", "decision", "reason", "event_id"), dup_rows)
     return [r[0] for r in rows]
 
 
 def inbox_waiting(conn) -> bool:
     """Whether any event waits to be evaluated."""
-    return conn.execute("SELECT 1 FROM events WHERE processed_at IS NULL LIMIT 1").fetchone() is not None
+    return inbox.waiting(conn)
 
 
 def row_to_event(row: dict | tuple) -> dict:

@@ -14,12 +14,13 @@ from datetime import timedelta
 
 from taskengine_core.clock import Clock, from_iso, to_iso
 from taskengine_core.context import RunInfo
+from taskengine_core.errors import StoreBusy
 from taskengine_core.holds import hold_runs, seconds_until_resume
 from taskengine_core.model import Runtime
 from taskengine_core.runs import (Claimed, Outcome, claim_due, find_orphans, lease_owner,
                                   record_outcomes, renew_leases)
-from taskengine_core.store import Store
-from taskengine_core.store.db import BUSY_TIMEOUT_MS
+from taskengine_core.store import Store, runs as run_store
+from taskengine_core.store.decisions import record_decision
 from taskengine_core.worker import AttemptRunner
 
 log = logging.getLogger("taskengine.executor")
@@ -80,9 +81,7 @@ class Executor:
                     db.conn, now, self.owner, self.lease):
                 task = runtime.tasks.get(task_name)
                 if task is None:
-                    db.conn.execute("UPDATE runs SET status = 'interrupted', finished_at = ?, attention = 1, "
-                                    "error = 'interrupted; the task no longer exists' WHERE id = ?",
-                                    (to_iso(now), run_id))
+                    run_store.interrupt(db.conn, run_id, to_iso(now), "interrupted; the task no longer exists")
                     continue
                 run = Claimed(run_id, task, trigger, None, None, None, None, None, attempt, max_attempts, depth,
                               started_at=from_iso(started) if started else None)
@@ -91,8 +90,7 @@ class Executor:
                                             "the action is not idempotent, so it is not re-run: check it and "
                                             "run the task by hand")
                 outcomes.append(outcome)
-                db.conn.execute("INSERT INTO decisions (time, decision, reason, task, run_id) "
-                                "VALUES (?, 'interrupted', ?, ?, ?)", (to_iso(now), outcome.error, task_name, run_id))
+                record_decision(db.conn, to_iso(now), "interrupted", outcome.error, task=task_name, run_id=run_id)
             record_outcomes(db.conn, outcomes, now, self.rng, self.runner.secrets.redactor.scrub,
                             runtime.listens)
         return [o.run.id for o in outcomes]
@@ -130,7 +128,7 @@ class Executor:
         if not outcomes:
             return True
         conn = self.store.conn
-        conn.execute(f"PRAGMA busy_timeout = {max(100, int(within * 1000))}")
+        run_store.limit_lock_wait(conn, max(0.1, within))
         try:
             self._write(outcomes)
             return True
@@ -138,7 +136,7 @@ class Executor:
             log.exception("recording finished runs failed while stopping")
             return False
         finally:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            run_store.limit_lock_wait(conn, None)
 
     @staticmethod
     def _wait_for_cancelled(entries: list[_InFlight]) -> None:
@@ -181,11 +179,10 @@ class Executor:
         return len(outcomes) + len(claimed)
 
     def next_due_in(self) -> float | None:
-        row = self.store.conn.execute(
-            "SELECT min(not_before) FROM runs WHERE status = 'pending'").fetchone()
-        if not row or row[0] is None:
+        next_due = run_store.next_due(self.store.conn)
+        if next_due is None:
             return None
-        due = max(0.0, (from_iso(row[0]) - self.clock.now()).total_seconds())
+        due = max(0.0, (from_iso(next_due) - self.clock.now()).total_seconds())
         held = seconds_until_resume(self.store.conn, self.clock.now())  # paused: None or until when
         return None if held is None else max(due, held)
 
@@ -265,13 +262,7 @@ class Executor:
         return claimed
 
     def _anything_due(self, only: str | None) -> bool:
-        if only is not None:
-            sql = "SELECT 1 FROM runs WHERE id = ? AND status = 'pending' AND not_before <= ?"
-            params = (only, to_iso(self.clock.now()))
-        else:
-            sql = "SELECT 1 FROM runs WHERE status = 'pending' AND not_before <= ? LIMIT 1"
-            params = (to_iso(self.clock.now()),)
-        return self.store.conn.execute(sql, params).fetchone() is not None
+        return run_store.anything_due(self.store.conn, to_iso(self.clock.now()), only)
 
     def _notify_finished(self, outcomes: list[Outcome]) -> None:
         if self.hook is None:
@@ -294,9 +285,7 @@ class Executor:
             self.recover(self._runtime)
         if now_mono >= self._next_cancel_check and self._active():
             self._next_cancel_check = now_mono + 0.5
-            ids = [r[0] for r in self.store.conn.execute(
-                "SELECT id FROM runs WHERE status = 'running' AND cancel_requested = 1 AND lease_owner = ?",
-                (self.owner,))]
+            ids = run_store.cancel_requested(self.store.conn, self.owner)
             with self._lock:
                 for run_id in ids:
                     if run_id in self._inflight:
@@ -350,6 +339,15 @@ def _kept_after_failure(outcomes: list[Outcome], exc: BaseException) -> list[Out
     return kept
 
 
+_TRANSIENT = ("locked", "busy", "lock timeout", "deadlock detected", "could not serialize",
+              "server closed the connection", "connection is lost", "connection failed")
+
+
 def _transient(exc: Exception) -> bool:
+    """Whether the write failed because of other writers or the connection (SQLite's lock,
+    PostgreSQL's lock timeout or a deadlock another engine was part of, a server restart), not
+    because of the outcomes themselves: then they are written again as they are."""
+    if isinstance(exc, StoreBusy):
+        return True
     text = str(exc)
-    return "locked" in text or "busy" in text
+    return any(part in text for part in _TRANSIENT)

@@ -12,15 +12,12 @@ path, and only index-served, bounded queries (:mod:`taskengine_core.store.health
 
 from __future__ import annotations
 
-import os
-import sqlite3
 import threading
-from urllib.parse import quote
 
 from taskengine_core import __version__
 from taskengine_core.clock import to_iso
 from taskengine_core.errors import DatabaseFileError
-from taskengine_core.store.health_queries import health_counts
+from taskengine_core.store.health_queries import health_counts, open_reader, read_errors
 
 DEFAULT_STALL_AFTER = 30.0  # seconds without a completed loop step before work waiting is a stall
 READ_TIMEOUT = 1.0
@@ -29,7 +26,7 @@ READ_TIMEOUT = 1.0
 class HealthCheck:
     def __init__(self, engine, *, stall_after: float = DEFAULT_STALL_AFTER) -> None:
         self.engine, self.stall_after = engine, stall_after
-        self._conn: sqlite3.Connection | None = None
+        self._conn = None
         self._lock = threading.Lock()
 
     def report(self) -> tuple[int, dict]:
@@ -43,8 +40,9 @@ class HealthCheck:
         if not reasons:
             try:
                 counts = self._read()
-            except sqlite3.Error as exc:
-                reasons.append(f"database {self.engine.db_path} cannot be read within {READ_TIMEOUT:g}s: {exc}")
+            except read_errors() as exc:
+                self.close()  # a broken connection (a server restarted, say) is opened anew next time
+                reasons.append(f"database {self.engine.store.path} cannot be read within {READ_TIMEOUT:g}s: {exc}")
         body = {"status": "ok", "version": __version__}
         for key in ("inbox", "runs_pending", "runs_running"):
             body[key] = counts[key] if counts else None
@@ -83,9 +81,7 @@ class HealthCheck:
 
         with self._lock:
             if self._conn is None:
-                path = quote(os.path.abspath(self.engine.db_path))
-                self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=READ_TIMEOUT,
-                                             check_same_thread=False, isolation_level=None)
+                self._conn = open_reader(self.engine.db_path, READ_TIMEOUT)
             now = self.engine.clock.now()
             counts = health_counts(self._conn, to_iso(now))
             counts["paused"] = current_pause(self._conn, now)  # since, until, reason, by: runs wait

@@ -89,9 +89,8 @@ def resume(conn, now: datetime, *, actor: str, source: str, why: str = "resumed"
     from taskengine_core.store.holds import read_pause, write_pause
 
     before = read_pause(conn)
-    if before is None:
+    if before is None or not write_pause(conn, None):  # none, or another engine ended it first
         return None
-    write_pause(conn, None)
     audit_rows(conn, [("resumed", "engine", "runs", {"pause": {"from": before, "to": None}})], to_iso(now),
                actor=actor, source=source)
     record_decision(conn, to_iso(now), "resumed", f"{why}; paused since {before['since']}")
@@ -234,12 +233,12 @@ def hold_runs(conn, runtime, now: datetime) -> bool:
             continue
         if window.policy == "skip" and attempt == 0:
             why = f"blackout window {window.name!r} until {to_iso(window.ends)} (policy: skip)"
-            skip_run(conn, run_id, now_text, why)
-            record_decision(conn, now_text, "skipped", why, task=task_name, run_id=run_id)
+            if skip_run(conn, run_id, now_text, why):
+                record_decision(conn, now_text, "skipped", why, task=task_name, run_id=run_id)
         else:  # a retry of a run already under way is deferred, never dropped
             why = f"blackout window {window.name!r}: deferred to {to_iso(window.ends)}"
-            defer_run(conn, run_id, to_iso(window.ends))
-            record_decision(conn, now_text, "deferred", why, task=task_name, run_id=run_id)
+            if defer_run(conn, run_id, to_iso(window.ends)):
+                record_decision(conn, now_text, "deferred", why, task=task_name, run_id=run_id)
     return False
 
 

@@ -142,9 +142,9 @@ class RunNotifications:
                 self._thread.start()
 
     def _work(self) -> None:
-        from taskengine_core.store import Store
+        from taskengine_core.store import open_store
 
-        store = Store(self.engine.db_path, migrate=False)
+        store = open_store(self.engine.db_path, migrate=False)
         try:
             while True:
                 item = self._queue.get()

@@ -17,12 +17,11 @@ from taskengine_core.clock import to_iso
 from taskengine_core.events import INTERNAL_SOURCE, row_to_event
 from taskengine_core.ids import new_id
 from taskengine_core.model import Runtime, TaskConfig
+from taskengine_core.store import attempts as attempt_store, inbox, runs as run_store
+from taskengine_core.store.decisions import insert_decisions
+from taskengine_core.store.sql import is_postgres
 
 FINAL = ("succeeded", "failed", "cancelled", "skipped", "interrupted")
-# the triggering event comes with the claim, so workers need no query of their own
-_CLAIM_COLUMNS = ("r.id, r.task, r.trigger, r.event_id, r.rule, r.schedule, r.slot, r.params, r.attempt, "
-                  "r.max_attempts, r.depth, e.id, e.type, e.source, e.source_id, e.data, e.time")
-_CLAIM_FROM = "runs r LEFT JOIN events e ON e.id = r.event_id"
 
 
 _OWNERS = itertools.count(1)
@@ -115,31 +114,40 @@ class Outcome:
         return (self.finished_at - self.started_at).total_seconds()
 
 
+# concurrency policies that allow one run of a task at a time
+SINGLE = ("queue", "skip", "replace")
+
+
 def claim_due(conn, runtime: Runtime, now: datetime, owner: str, lease: float, limit: int,
               only: str | None = None, extra_busy: dict[str, int] | None = None
               ) -> tuple[list[Claimed], list[tuple]]:
     """Claim up to ``limit`` due runs (or just run ``only``), honouring each task's concurrency
     policy. Returns the claimed runs and the running runs to cancel (policy ``replace``).
+
+    Safe with several engines on one database: the due runs are locked as they are read
+    (others skip them), a task limited to one run is locked before its running runs are
+    counted, and a run counts as claimed only if marking it running changed its row.
     """
     if limit <= 0:
         return [], []
     now_text = to_iso(now)
-    busy = dict(conn.execute(
-        "SELECT task, count(*) FROM runs WHERE status = 'running' GROUP BY task").fetchall())
+    busy = run_store.running_counts(conn)
     for task_name, count in (extra_busy or {}).items():  # abandoned (timed-out) actions still running
         busy[task_name] = busy.get(task_name, 0) + count
     # a busy queue task's waiting runs are left out in SQL, so they cannot crowd out other tasks
     waiting = [t for t in busy if (runtime.tasks.get(t) and runtime.tasks[t].concurrency == "queue")]
-    exclude = f" AND r.task NOT IN ({', '.join('?' * len(waiting))})" if waiting else ""
-    if only is not None:
-        rows = conn.execute(f"SELECT {_CLAIM_COLUMNS} FROM {_CLAIM_FROM} WHERE r.status = 'pending' "
-                            "AND r.id = ? AND r.not_before <= ?", (only, now_text)).fetchall()
-    else:
-        rows = conn.execute(
-            f"SELECT {_CLAIM_COLUMNS} FROM {_CLAIM_FROM} WHERE r.status = 'pending' AND r.not_before <= ?"
-            f"{exclude} ORDER BY r.not_before, r.rowid LIMIT ?", (now_text, *waiting, limit * 4)).fetchall()
+    rows = run_store.due(conn, now_text, limit * 4, exclude_tasks=waiting, only=only)
     if not rows:
         return [], []
+    limited = sorted({row[1] for row in rows if runtime.tasks.get(row[1]) is not None
+                      and runtime.tasks[row[1]].concurrency in SINGLE})
+    if limited and is_postgres(conn):
+        # another engine may have started runs of these tasks since ``busy`` was read: count
+        # again under each task's lock, which holds until this transaction commits
+        run_store.lock_tasks(conn, limited)
+        fresh = run_store.running_counts(conn, limited)
+        for task_name in limited:
+            busy[task_name] = fresh.get(task_name, 0) + (extra_busy or {}).get(task_name, 0)
     claimed: list[Claimed] = []
     skipped, cancelled, replaced = [], [], []
     replace_last: dict[str, str] = {}
@@ -176,31 +184,19 @@ def claim_due(conn, runtime: Runtime, now: datetime, owner: str, lease: float, l
                                started_at=now, event=row_to_event(row[11:17]) if row[11] else None))
         busy[task_name] = in_progress + 1
     expires = to_iso(now + timedelta(seconds=lease))
-    conn.executemany(
-        "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = coalesce(started_at, ?), "
-        "lease_owner = ?, lease_expires = ? WHERE id = ? AND status = 'pending'",
-        [(now_text, owner, expires, c.id) for c in claimed])
-    conn.executemany(
-        "UPDATE runs SET status = 'skipped', finished_at = ?, error = ? WHERE id = ?",
-        [(now_text, why, run_id) for run_id, _, why in skipped])
-    conn.executemany(
-        "INSERT INTO decisions (time, decision, reason, task, run_id) VALUES (?, 'skipped', ?, ?, ?)",
-        [(now_text, why, task, run_id) for run_id, task, why in skipped])
-    conn.executemany(
-        "UPDATE runs SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ?",
-        [(now_text, why, run_id) for run_id, why in cancelled])
+    started = run_store.start(conn, [c.id for c in claimed], now_text, owner, expires)
+    claimed = [c for c in claimed if c.id in started]  # another engine's claim won the rest
+    run_store.skip(conn, [(run_id, why) for run_id, _, why in skipped], now_text)
+    insert_decisions(conn, ("time", "decision", "reason", "task", "run_id"),
+                     [(now_text, "skipped", why, task, run_id) for run_id, task, why in skipped])
+    run_store.cancel(conn, cancelled, now_text)
     to_cancel = []
     claimed_ids = {c.id for c in claimed}
     for task_name in replaced:
-        ids = [r[0] for r in conn.execute(
-            "SELECT id FROM runs INDEXED BY runs_running WHERE task = ? AND status = 'running' "
-            "AND cancel_requested = 0", (task_name,))
-            if r[0] not in claimed_ids]
-        conn.executemany("UPDATE runs SET cancel_requested = 1 WHERE id = ?", [(i,) for i in ids])
-        to_cancel.extend((i, task_name) for i in ids)
+        to_cancel.extend((i, task_name) for i in run_store.request_cancel(conn, task_name, claimed_ids))
     if claimed and runtime.listens("task.started"):
-        started = [internal_event("task.started", c, now_text, {"attempt": c.attempt}) for c in claimed]
-        insert_internal_events(conn, started, now_text)
+        started_events = [internal_event("task.started", c, now_text, {"attempt": c.attempt}) for c in claimed]
+        insert_internal_events(conn, started_events, now_text)
     return claimed, to_cancel
 
 
@@ -210,10 +206,8 @@ def internal_event(type_: str, run: Claimed, now: str, extra: dict) -> tuple:
 
 
 def insert_internal_events(conn, events: list[tuple], now: str) -> None:
-    conn.executemany(
-        "INSERT INTO events (id, type, source, data, time, received_at) VALUES (?, ?, ?, ?, ?, ?)",
-        [(eid, type_, INTERNAL_SOURCE, json.dumps(data, default=str), time, now)
-         for eid, type_, data, time in events])
+    inbox.insert_internal(conn, [(eid, type_, INTERNAL_SOURCE, json.dumps(data, default=str), time, now)
+                                 for eid, type_, data, time in events])
 
 
 def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
@@ -227,31 +221,25 @@ def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
     now_text = to_iso(now)
     for o in outcomes:
         o.output, o.error, o.traceback = redact(o.output), _storable(redact(o.error)), _storable(redact(o.traceback))
-    conn.executemany(
-        "INSERT INTO attempts (run_id, number, started_at, finished_at, outcome, error, traceback, output, "
-        "duration, plugin, plugin_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(run_id, number) DO NOTHING",
-        [(o.run.id, o.run.attempt, to_iso(o.started_at), to_iso(o.finished_at), o.status, o.error,
-          o.traceback, _json(o.output), o.duration, o.plugin, o.plugin_version) for o in outcomes])
-    ended = []
+    attempt_store.insert(conn, [(o.run.id, o.run.attempt, to_iso(o.started_at), to_iso(o.finished_at), o.status,
+                                 o.error, o.traceback, _json(o.output), o.duration, o.plugin, o.plugin_version)
+                                for o in outcomes])
+    ending = []  # (outcome, status)
     for o in outcomes:
         run = o.run
         if (o.status in ("failed", "timeout", "interrupted") and o.retryable and not o.attention
                 and run.attempt < run.max_attempts):
             delay = run.task.retry.delay_after(run.attempt, rng)
-            conn.execute(
-                "UPDATE runs SET status = 'pending', not_before = ?, error = ?, lease_owner = NULL, "
-                "lease_expires = NULL, cancel_requested = 0 WHERE id = ? AND status = 'running' AND attempt = ?",
-                (to_iso(now + timedelta(seconds=delay)), o.error, run.id, run.attempt))
+            run_store.retry(conn, run.id, run.attempt, to_iso(now + timedelta(seconds=delay)), o.error)
             continue
-        status = "failed" if o.status == "timeout" else o.status
-        if conn.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, error = ?, output = ?, duration = ?, plugin = ?, "
-                "plugin_version = ?, attention = ?, lease_owner = NULL, lease_expires = NULL "
-                "WHERE id = ? AND status = 'running' AND attempt = ?",
-                (status, now_text, o.error, _json(o.output), o.duration, o.plugin, o.plugin_version,
-                 int(status == "interrupted" or o.attention or _kept_for_attention(o, status)),
-                 run.id, run.attempt)).rowcount:
+        ending.append((o, "failed" if o.status == "timeout" else o.status))
+    finished = run_store.finish(conn, [
+        (o.run.id, o.run.attempt, status, o.error, _json(o.output), o.duration, o.plugin, o.plugin_version,
+         status == "interrupted" or o.attention or _kept_for_attention(o, status)) for o, status in ending], now_text)
+    ended = []
+    for o, status in ending:
+        if o.run.id in finished:
+            finished.discard(o.run.id)  # the same run reported twice in one batch ends once
             o.final_status = status
             ended.append(o)
     done = [o for o in ended if o.final_status in ("succeeded", "failed")]
@@ -262,12 +250,11 @@ def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
     retire(conn, [o.run.task.name for o in done if o.run.task.delete_after_run and o.final_status == "succeeded"],
            now_text)
     kept = [o for o in ended if _kept_for_attention(o, o.final_status)]
-    conn.executemany(
-        "INSERT INTO decisions (time, decision, reason, task, run_id) VALUES (?, 'attention', ?, ?, ?)",
-        [(now_text, "delete_after_run: the task is not retired because this run "
-          f"{'failed' if o.final_status == 'failed' else 'was interrupted'}; fix "
-          f"the cause and run it by hand ('taskengine tasks run {o.run.task.name}'): it is retired "
-          "after its first successful run", o.run.task.name, o.run.id) for o in kept])
+    insert_decisions(conn, ("time", "decision", "reason", "task", "run_id"), [
+        (now_text, "attention", "delete_after_run: the task is not retired because this run "
+         f"{'failed' if o.final_status == 'failed' else 'was interrupted'}; fix "
+         f"the cause and run it by hand ('taskengine tasks run {o.run.task.name}'): it is retired "
+         "after its first successful run", o.run.task.name, o.run.id) for o in kept])
     return ended
 
 
@@ -283,8 +270,7 @@ def retire(conn, names: list[str], now_text: str) -> None:
         return
     from taskengine_core.apply import audit_rows, bump_generation
 
-    conn.executemany("UPDATE tasks SET retired_at = ? WHERE name = ? AND retired_at IS NULL",
-                     [(now_text, name) for name in names])
+    run_store.retire_tasks(conn, names, now_text)
     audit_rows(conn, [("retired", "task", name, {"retired_at": {"to": now_text}}) for name in names],
                now_text, source="engine")
     bump_generation(conn)
@@ -307,17 +293,21 @@ def _json(value: Any) -> str | None:
 
 
 def renew_leases(conn, owner: str, expires: datetime) -> None:
-    conn.execute("UPDATE runs SET lease_expires = ? WHERE lease_owner = ? AND status = 'running'",
-                 (to_iso(expires), owner))
+    run_store.renew_leases(conn, owner, to_iso(expires))
 
 
 def find_orphans(conn, now: datetime, owner: str, lease: float) -> list[tuple]:
-    """Runs left ``running`` by a process that is gone. On this host the pid decides (a live
-    owner whose loop stalled keeps its runs); elsewhere an expired lease does. A lease expired
-    for ten lease periods counts even for a live pid, which by then is most likely reused."""
-    rows = conn.execute(
-        "SELECT id, task, attempt, max_attempts, lease_owner, lease_expires, started_at, depth, trigger "
-        "FROM runs WHERE status = 'running' AND (lease_owner IS NULL OR lease_owner != ?)", (owner,)).fetchall()
+    """Runs left ``running`` by a process that is gone.
+
+    On a database shared across machines (PostgreSQL) only the lease decides: a run whose lease
+    expired is any node's to recover (a live node renews its leases), and the rows are locked so
+    two nodes never recover the same run. On SQLite (one machine) the pid decides for owners on
+    this host (a live owner whose loop stalled keeps its runs); elsewhere an expired lease does.
+    A lease expired for ten lease periods counts even for a live pid, which by then is most
+    likely reused."""
+    if is_postgres(conn):
+        return run_store.claim_expired(conn, owner, to_iso(now))
+    rows = run_store.running_of_others(conn, owner)
     expired, long_expired = to_iso(now), to_iso(now - timedelta(seconds=10 * lease))
     orphans = []
     for row in rows:

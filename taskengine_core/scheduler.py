@@ -25,7 +25,8 @@ from taskengine_core.clock import Clock, from_iso, to_iso
 from taskengine_core.durations import format_duration, parse_duration
 from taskengine_core.evaluator import NewRun, insert_runs
 from taskengine_core.model import Runtime
-from taskengine_core.store import Store
+from taskengine_core.store import Store, slots as slot_store
+from taskengine_core.store.decisions import insert_decisions
 
 log = logging.getLogger("taskengine.scheduler")
 DEFAULT_MAX_LATENESS = 300.0
@@ -102,7 +103,7 @@ class Scheduler:
         """
         zone = runtime.settings.get("timezone") or "UTC"
         links: dict[str, list[str]] = {}
-        for task, schedule in self.store.conn.execute("SELECT task, schedule FROM task_schedules ORDER BY task"):
+        for task, schedule in slot_store.task_links(self.store.conn):
             links.setdefault(schedule, []).append(task)
         now = self.clock.now()
         now_text = to_iso(now)
@@ -111,9 +112,7 @@ class Scheduler:
         upcoming_of: dict[str, tuple] = {}  # spec text -> (next fire after now, its text)
         parsed: dict[str, datetime] = {}  # stored next fire text -> datetime (shared)
         schedules, nexts, writes = {}, {}, []
-        for name, spec_text, enabled, stored_hash, stored_next in self.store.conn.execute(
-                "SELECT s.name, s.spec, s.enabled, st.spec_hash, st.next_fire FROM schedules s "
-                "LEFT JOIN schedule_state st ON st.schedule = s.name"):
+        for name, spec_text, enabled, stored_hash, stored_next in slot_store.schedules_with_state(self.store.conn):
             definition = definitions.get(spec_text, _MISSING)
             if definition is _MISSING:
                 definition = known.get(spec_text)
@@ -153,10 +152,7 @@ class Scheduler:
             writes.append((name, definition.digest, upcoming_text, now_text))
         if writes:
             with self.store.write() as db:
-                db.conn.executemany(
-                    "INSERT INTO schedule_state (schedule, spec_hash, next_fire, updated_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(schedule) DO UPDATE SET spec_hash = excluded.spec_hash, "
-                    "next_fire = excluded.next_fire, updated_at = excluded.updated_at", writes)
+                slot_store.save_states(db.conn, writes)
         self._schedules, self._next = schedules, nexts
         self._definitions = {text: d for text, d in definitions.items() if d is not None}
         self._definitions_zone = zone
@@ -229,21 +225,18 @@ class Scheduler:
                 upcoming = next_after(upcoming)
             plan = [(iso(s), status, why) for s, status, why in self._plan(schedule, slots, now)]
             work.append((schedule, plan, upcoming, slots[-1]))
-        slot_keys = [(schedule.name, slot) for schedule, plan, _, _ in work for slot, _, _ in plan]
         runs, decisions = [], []
         with self.store.write() as db:
             conn = db.conn
-            # Under the write lock: a slot already in the table was claimed by another engine.
-            taken = set(conn.execute(
-                "SELECT s.schedule, s.due FROM json_each(?) j JOIN schedule_slots s ON "
-                "s.schedule = json_extract(j.value, '$[0]') AND s.due = json_extract(j.value, '$[1]')",
-                (json.dumps(slot_keys),))) if slot_keys else ()
-            claims, states = [], []
+            # Each slot is claimed by its unique key: a slot another engine (or an earlier pass)
+            # claimed is not won here, and only won slots get runs.
+            won = slot_store.claim(conn, [(schedule.name, slot, status, now_text, reason)
+                                          for schedule, plan, _, _ in work for slot, status, reason in plan])
+            states = []
             for schedule, plan, upcoming, last in work:
                 for slot, status, reason in plan:
-                    if (schedule.name, slot) in taken:
+                    if (schedule.name, slot) not in won:
                         continue
-                    claims.append((schedule.name, slot, status, now_text, reason))
                     if reason:
                         log.info("schedule %s slot %s %s: %s", schedule.name, slot, status, reason)
                     if status == "fired":
@@ -251,14 +244,10 @@ class Scheduler:
                     else:
                         decisions.append((now_text, status, reason, schedule.name, slot, None, None))
                 states.append((iso(upcoming) if upcoming else None, iso(last), now_text, schedule.name))
-            conn.executemany("INSERT INTO schedule_slots (schedule, due, status, claimed_at, reason) "
-                             "VALUES (?, ?, ?, ?, ?)", claims)
             insert_runs(conn, runs, now_text)
-            conn.executemany(
-                "INSERT INTO decisions (time, decision, reason, schedule, slot, task, run_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(*d[:6], d[6].id if d[6] else None) for d in decisions])
-            conn.executemany("UPDATE schedule_state SET next_fire = ?, last_slot = ?, updated_at = ? "
-                             "WHERE schedule = ?", states)
+            insert_decisions(conn, ("time", "decision", "reason", "schedule", "slot", "task", "run_id"),
+                             [(*d[:6], d[6].id if d[6] else None) for d in decisions])
+            slot_store.advance(conn, states)
         for schedule, _, upcoming, _ in work:
             if upcoming is not None:
                 self._next[schedule.name] = upcoming

@@ -8,6 +8,10 @@ poll. The datagram carries nothing: it only says "look now", so a stray or hosti
 read of the inbox, and wake-ups are coalesced (at most one per millisecond). The commit is what
 counts: without a listener (another OS, every slot taken) the engine still finds the work at
 its next poll.
+
+On PostgreSQL (several engines, perhaps on several machines) the same is done with the
+server's ``NOTIFY``/``LISTEN`` (:mod:`taskengine_core.store.postgres.wake`): every engine on the
+database listens, whatever machine it runs on.
 """
 
 from __future__ import annotations
@@ -32,9 +36,31 @@ def _address(db_path: str, slot: int) -> str:
     return f"\0taskengine-wake-{digest[:32]}-{slot}"
 
 
-def poke(db_path: str | os.PathLike) -> int:
-    """Tell every engine listening on ``db_path`` to look now; returns how many were told.
-    Never raises: a wake-up is an optimisation, the committed row is the message."""
+def _postgres_url(target) -> str | None:
+    text = str(getattr(target, "url", None) or target)
+    return text if text.startswith(("postgresql://", "postgres://")) else None
+
+
+def poke(target) -> int:
+    """Tell every engine listening on the database to look now; returns how many were told
+    (on PostgreSQL: 1 when the notification was sent). ``target``: the SQLite file's path, a
+    ``postgresql://`` URL, or a store (its own connection sends the notification). Never
+    raises: a wake-up is an optimisation, the committed row is the message."""
+    conn = getattr(target, "conn", None)
+    if conn is not None and getattr(conn, "dialect", None) == "postgresql":
+        from taskengine_core.store.postgres.wake import notify
+
+        try:
+            notify(conn)
+            return 1
+        except Exception:  # noqa: BLE001 - the committed row is the message
+            return 0
+    url = _postgres_url(target)
+    if url is not None:
+        from taskengine_core.store.postgres.wake import poke_url
+
+        return poke_url(url)
+    db_path = getattr(target, "path", target)
     if not SUPPORTED:
         return 0
     told = 0
@@ -50,6 +76,17 @@ def poke(db_path: str | os.PathLike) -> int:
     except OSError:
         pass
     return told
+
+
+def listener(target, on_wake: Callable[[], None]):
+    """What wakes an engine on this database: a ``NotifyListener`` for a ``postgresql://`` URL,
+    else a :class:`WakeListener` on the SQLite file. Both have ``start()`` and ``stop()``."""
+    url = _postgres_url(target)
+    if url is not None:
+        from taskengine_core.store.postgres.wake import NotifyListener
+
+        return NotifyListener(url, on_wake)
+    return WakeListener(target, on_wake)
 
 
 class WakeListener:

@@ -99,14 +99,14 @@ def test_a_bad_event_in_a_batch_stores_nothing(db_path, event, message):
 def test_the_evaluator_reads_every_field_as_it_was_emitted(db_path):
     """The evaluator reads a batch as one JSON value built by SQLite: quotes, backslashes, NUL
     characters, non-ASCII text and huge integers come through unchanged."""
-    from taskengine_core.evaluator import _read_events, _waiting_events
+    from taskengine_core.store.inbox import claim_waiting, read_events
 
     engine = Engine(db_path)
     weird = 'q"uo\\te \x00 Zoë 東京 \u2028'
     data = {"big": 2**70, weird: [weird, None, 1.5, {"x": True}]}
     engine.emit_many([Event("a.b", data, source=weird, source_id=weird), Event("c", {})])
     conn = sqlite3.connect(db_path)
-    rows = _read_events(conn, [seq for seq, _, _ in _waiting_events(conn, 10)])
+    rows = read_events(conn, [seq for seq, _, _ in claim_waiting(conn, 10)])
     assert [(r["type"], r["source"], r["source_id"], r["data"]) for r in rows] == [
         ("a.b", weird, weird, data), ("c", "api", None, {})]
     assert type(rows[0]["data"]["big"]) is int

@@ -661,16 +661,16 @@ def test_duplicates_within_one_batch_and_across_batches(db_path):
 
 def test_event_data_survives_the_inbox_exactly(db_path):
     """Huge integers, floats, non-ASCII text and nesting come out of the inbox as they went in."""
-    from taskengine_core.evaluator import _read_events, _waiting_events
+    from taskengine_core.store.inbox import claim_waiting, read_events
     from taskengine_core.events import row_to_event
 
     data = {"big": 2**70, "neg": -(2**65), "f": 0.1, "text": "Zoë 東京 \u2028", "nested": {"a": [1, None, True]}}
     engine = Engine(db_path)
     event_id = engine.emit("go", data, source="s", id="x")
     conn = sqlite3.connect(db_path)
-    waiting = _waiting_events(conn, 10)
+    waiting = claim_waiting(conn, 10)
     assert [event_type for _, event_type, _ in waiting] == ["go"]
-    [row] = _read_events(conn, [seq for seq, _, _ in waiting])
+    [row] = read_events(conn, [seq for seq, _, _ in waiting])
     event = row_to_event(row)
     assert event["data"] == data and type(event["data"]["big"]) is int
     assert (event["id"], event["type"], event["source"], event["source_id"]) == (event_id, "go", "s", "x")

@@ -108,3 +108,27 @@ def test_without_the_listener_the_engine_still_polls(applied, db_path):
             "SELECT count(*) FROM runs WHERE started_at IS NOT NULL").fetchone()[0] == 1)
     finally:
         engine.stop(5)
+
+
+def test_on_postgresql_a_poke_by_url_or_by_store_wakes_every_listening_engine(postgres_url):
+    import threading
+
+    from taskengine_core.store import open_store
+    from taskengine_core.wakeup import listener, poke
+
+    store = open_store(postgres_url)
+    woken = [threading.Event(), threading.Event()]
+    listeners = [listener(postgres_url, event.set) for event in woken]
+    try:
+        assert all(item.start() for item in listeners)
+        assert poke(postgres_url) == 1
+        assert all(event.wait(10) for event in woken)
+        for event in woken:
+            event.clear()
+        assert poke(store) == 1  # over the store's own connection: no new one
+        assert all(event.wait(10) for event in woken)
+    finally:
+        for item in listeners:
+            item.stop()
+        store.close()
+    assert poke("postgresql://nobody@127.0.0.1:1/none") == 0  # unreachable: no error, nobody told
