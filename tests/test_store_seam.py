@@ -63,9 +63,6 @@ def test_files_this_wave_moved_hold_no_sql():
     assert not left, "SQL outside taskengine_core/store/:\n" + "\n".join(left)
 
 
-@pytest.mark.xfail(strict=False, reason="the runtime path (seam-runtime) and the webhook plugin "
-                                        "(seam-webhook) move their SQL in parallel; the coordinator "
-                                        "removes this mark at the merge")
 def test_no_sql_outside_the_store():
     found = sql_outside_the_store()
     assert not found, f"{len(found)} lines of SQL outside taskengine_core/store/:\n" + "\n".join(found)

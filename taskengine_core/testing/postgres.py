@@ -66,11 +66,11 @@ class PostgresServer:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def create_database(self) -> str:
-        import psycopg
+        """``postgresql://...`` of a new, empty database on this server."""
+        from taskengine_core.store.postgres.admin import create_database
 
         name = f"te_{os.getpid()}_{next(self._names)}"
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+        create_database(self.url(), name)
         return self.url(name)
 
     def stop(self) -> None:
