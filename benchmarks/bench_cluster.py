@@ -135,7 +135,7 @@ def takeover(target: str, tmp: Path) -> float:
     from taskengine_core.plugins import get_plugin_manager
     from taskengine_core.store import open_store
 
-    apply_rules(target, "tasks:\n  slow: {action: bench.hold, with: {seconds: 600}, retries: 3}\n"
+    apply_rules(target, "tasks:\n  slow: {action: bench.hold, with: {seconds: 600}, retry: {attempts: 3}}\n"
                         "events:\n  r: {on: hold, tasks: [slow]}\n", tmp)
     running = start_nodes(target, 3)
     try:

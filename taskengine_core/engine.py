@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from taskengine_core.clock import Clock
-from taskengine_core.context import EngineInfo, SourceContext
+from taskengine_core.context import EngineInfo
 from taskengine_core.durations import parse_duration
 from taskengine_core.evaluator import Evaluator
 from taskengine_core.events import Event, inbox_waiting, insert_events, row_to_event
@@ -22,6 +22,7 @@ from taskengine_core.loop_guard import LoopGuard
 from taskengine_core.scheduler import Scheduler
 from taskengine_core.model import Runtime, load_runtime, refresh_runtime
 from taskengine_core.secrets import SecretResolver
+from taskengine_core.sources import EventSources
 from taskengine_core.store import Store, is_postgres_target, open_store
 from taskengine_core.store.checkpoint import Checkpointer
 from taskengine_core.task_logs import PRUNE_PAUSE
@@ -96,7 +97,7 @@ class Engine:
                                  wake=self.wake)
         self.info = self._engine_info(None)
         self._loop_thread: threading.Thread | None = None
-        self._sources: list[tuple[threading.Thread, SourceContext]] = []
+        self.sources = EventSources(self, owner=self.executor.owner, lease=lease)
         self._next_prune = 0.0
         self._pruner = None  # a retention prune in progress: one short batch per loop step
         self._next_optimize = self.clock.monotonic() + PRUNE_EVERY  # not at start: nothing ran yet
@@ -105,7 +106,12 @@ class Engine:
         self._checkpointer: Checkpointer | None = None
         self.loop_guard = LoopGuard("engine loop", log)  # backoff on failures; /healthz's heartbeat
         # other processes (taskengine emit, config changes) poke it after their commit
-        self._wakeup = listener(self.db_path, self.wake.set) if wake_listener else None
+        self._wakeup = listener(self.db_path, self._woken) if wake_listener else None
+
+    def _woken(self) -> None:
+        self.wake.set()
+        if self.shared:  # another engine may have queued webhook deliveries too
+            self.deliveries.queued()
 
     # -- the Python API --------------------------------------------------------------------------
 
@@ -203,7 +209,7 @@ class Engine:
                 self.ingress = Ingress(self, listen, token=token, ui=ui)
                 self.ingress.start()
                 self.info = self._engine_info(self.ingress.address)
-            self._start_sources()
+            self.sources.start()
         except BaseException:
             self._undo_start()
             raise
@@ -216,8 +222,7 @@ class Engine:
 
     def _undo_start(self) -> None:
         """Stop what a failed :meth:`start` had started, newest first."""
-        for thread, ctx in self._sources:
-            ctx.stopping.set()
+        self.sources.stop(join=False)
         if self.ingress is not None:
             self.ingress.stop()
             self.ingress = None
@@ -239,16 +244,14 @@ class Engine:
         self.wake.set()
         if self.ingress is not None:
             self.ingress.stop()
-        for thread, ctx in self._sources:
-            ctx.stopping.set()
+        self.sources.stop(join=False)
         if self._loop_thread is not None:
             self._loop_thread.join()
         if self._wakeup is not None:
             self._wakeup.stop()
         self.executor.stop(grace)
         self.notifications.stop()
-        for thread, _ in self._sources:
-            thread.join(timeout=5)
+        self.sources.stop()
         self.store.optimize(wait=False)  # statistics for what this engine's queries used
         if self._checkpointer is not None:
             self._checkpointer.stop()
@@ -259,6 +262,8 @@ class Engine:
         done = self.scheduler.tick(self.runtime)
         if evaluate:
             done += self._evaluate()
+        if done and self.shared:  # new runs: the other engines on the database may claim them now
+            poke(self.store)
         done += self.executor.step(self.runtime)
         self._maybe_prune()
         return done
@@ -336,6 +341,10 @@ class Engine:
             self.runtime = runtime
             log.info("configuration reloaded (generation %s)", runtime.generation)
 
+    def open_thread_store(self):
+        """A store of its own for a thread that closes it when done (a lease's thread)."""
+        return open_store(self.db_path, migrate=False, create=False, identity=self.store.identity)
+
     def _thread_store(self) -> Store:
         store = getattr(self._local, "store", None)
         if store is None:
@@ -370,26 +379,3 @@ class Engine:
         keep = parse_duration(self.runtime.settings.get("retention", DEFAULT_RETENTION), clamp=True)
         self._pruner = Pruner(self.store, keep, clock=self.clock)
         self._maybe_prune()
-
-    def _start_sources(self) -> None:
-        for name, item in self.registry.triggers.items():
-            settings = self.runtime.settings.get(name)
-            if settings is None:
-                continue  # a source runs only when its settings section is configured
-            ctx = SourceContext(name=name, settings=self.secrets.resolve(settings),
-                                emit=lambda type, data=None, id=None, _n=name: self.emit(
-                                    type, data, source=_n, id=id),
-                                state=self.source_state(name),
-                                emit_many=lambda events, _n=name: self.emit_many(
-                                    [Event(e["type"], e.get("data") or {}, source=_n, source_id=e.get("id"))
-                                     for e in events]))
-            thread = threading.Thread(target=self._run_source, args=(item, ctx),
-                                      name=f"taskengine-source-{name}", daemon=True)
-            thread.start()
-            self._sources.append((thread, ctx))
-
-    def _run_source(self, item, ctx: SourceContext) -> None:
-        try:
-            item.func(ctx)
-        except Exception:  # noqa: BLE001 - a broken source must not stop the engine
-            log.exception("event source %s (%s) failed", ctx.name, item.plugin)

@@ -28,6 +28,6 @@ def toggle(app: App, kind: str, name: str, enabled: bool) -> None:
 
     changed = set_enabled(app.store(), kind, name, enabled)
     if changed:
-        poke(app.store().path)  # a running engine picks the change up now
+        poke(app.store())  # a running engine picks the change up now
     state = "enabled" if enabled else "disabled"
     click.echo(f"{kind} {name} {state}" if changed else f"{kind} {name} was already {state}", err=True)

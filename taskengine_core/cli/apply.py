@@ -22,7 +22,7 @@ def apply_(app: App, paths: tuple[str, ...], dry_run: bool) -> None:
     if not dry_run:
         from taskengine_core.wakeup import poke
 
-        poke(app.store().path)  # a running engine picks the change up now
+        poke(app.store())  # a running engine picks the change up now
     for change in result.changes:
         click.echo(change.describe(dry_run))
     click.echo(result.summary(), err=True)

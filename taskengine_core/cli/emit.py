@@ -41,7 +41,7 @@ def emit(app: App, type_: str, pairs: tuple[str, ...], data_json: str | None, so
     event = event_from_json(body, default_source="cli")
     store = app.store()
     event_id = insert_events(store, [event])[0]
-    poke(store.path)  # a running engine evaluates it now, not at its next poll
+    poke(store)  # a running engine evaluates it now, not at its next poll
     dup = duplicate_of(store.conn, event_id)
     click.echo(event_id)
     if dup:
