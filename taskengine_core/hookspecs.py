@@ -47,10 +47,12 @@ def register_actions(register: Callable[..., None]) -> None:
 def register_triggers(register: Callable[..., None]) -> None:
     """Register event sources: long-running producers of events.
 
-    :param register: call ``register(name, func, *, schema=None, description="")``.
-        ``func(ctx)`` runs in its own thread while the engine runs; it reads its settings from
-        ``ctx.settings``, calls ``ctx.emit(type, data, id=...)`` for each event and returns
-        when ``ctx.stopping`` is set. ``schema`` describes its settings section.
+    :param register: call ``register(name, func, *, schema=None, description="",
+        runs_on="every_node")``. ``func(ctx)`` runs in its own thread while the engine runs; it
+        reads its settings from ``ctx.settings``, calls ``ctx.emit(type, data, id=...)`` for
+        each event and returns when ``ctx.stopping`` is set. ``schema`` describes its settings
+        section. ``runs_on="one_node"``: with several engines on one database, only the engine
+        holding the source's lease runs it (a poller of a shared system).
     :return: nothing; items go through ``register``.
     """
 

@@ -88,3 +88,11 @@ def test_runs_on_is_checked_at_registration():
         register("x", lambda ctx: None, runs_on="everywhere")
     register("y", lambda ctx: None, runs_on="one_node")
     assert registry.triggers["y"].as_dict()["runs_on"] == "one_node"
+
+
+def test_plugins_json_says_where_each_source_runs(run_cli):
+    import json
+
+    rows = {row["name"]: row for row in json.loads(run_cli("plugins", "--json").stdout)}
+    assert rows["vm"]["runs_on"] == {"vm": "one_node"}
+    assert rows["logwatch"]["runs_on"] == {"logwatch": "every_node"}

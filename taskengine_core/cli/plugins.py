@@ -30,10 +30,12 @@ def plugins(app: App, show_all: bool, as_json: bool) -> None:
             "name": name, "distribution": info.distribution, "version": info.version,
             "status": "ok", "actions": provides["action"], "triggers": provides["trigger"],
             "notifiers": provides["notifier"], "settings": provides["settings"], "hooks": hooks,
+            # where each trigger runs when several engines share a database
+            "runs_on": {i.name: i.runs_on for i in items if i.kind == "trigger"},
         })
     for broken in manager.broken:
         rows.append({"name": broken.name, "distribution": broken.distribution, "version": "",
                      "status": f"broken: {broken.error}", "actions": [], "triggers": [],
-                     "notifiers": [], "settings": [], "hooks": []})
+                     "notifiers": [], "settings": [], "hooks": [], "runs_on": {}})
     emit_rows(rows, ["name", "distribution", "version", "status", "actions", "triggers", "notifiers"],
               as_json=as_json, empty="no plugins installed")
