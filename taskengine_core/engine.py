@@ -15,7 +15,7 @@ from taskengine_core.context import EngineInfo
 from taskengine_core.durations import parse_duration
 from taskengine_core.evaluator import Evaluator
 from taskengine_core.events import Event, inbox_waiting, insert_events, row_to_event
-from taskengine_core.cluster import LEASE_SECONDS
+from taskengine_core.cluster import LEASE_SECONDS, NodeHeartbeat
 from taskengine_core.errors import TaskEngineError
 from taskengine_core.executor import DEFAULT_LEASE, DEFAULT_WORKERS, Executor
 from taskengine_core.loop_guard import LoopGuard
@@ -98,6 +98,7 @@ class Engine:
         self.info = self._engine_info(None)
         self._loop_thread: threading.Thread | None = None
         self.sources = EventSources(self, owner=self.executor.owner, lease=lease)
+        self.heartbeat = NodeHeartbeat(self.executor.owner, self.open_thread_store, clock=self.clock, lease=lease)
         self._next_prune = 0.0
         self._pruner = None  # a retention prune in progress: one short batch per loop step
         self._next_optimize = self.clock.monotonic() + PRUNE_EVERY  # not at start: nothing ran yet
@@ -210,6 +211,7 @@ class Engine:
                 self.ingress.start()
                 self.info = self._engine_info(self.ingress.address)
             self.sources.start()
+            self.heartbeat.begin()
         except BaseException:
             self._undo_start()
             raise
@@ -223,6 +225,7 @@ class Engine:
     def _undo_start(self) -> None:
         """Stop what a failed :meth:`start` had started, newest first."""
         self.sources.stop(join=False)
+        self.heartbeat.close()
         if self.ingress is not None:
             self.ingress.stop()
             self.ingress = None
@@ -252,6 +255,7 @@ class Engine:
         self.executor.stop(grace)
         self.notifications.stop()
         self.sources.stop()
+        self.heartbeat.close()
         self.store.optimize(wait=False)  # statistics for what this engine's queries used
         if self._checkpointer is not None:
             self._checkpointer.stop()

@@ -63,6 +63,8 @@ def dump_db(path: Path) -> list[str]:
     try:
         out = []
         for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"):
+            if name == "nodes":  # a running engine's heartbeat: liveness, not data a command changes
+                continue
             for row in conn.execute(f'SELECT * FROM "{name}" ORDER BY 1'):
                 out.append(f"{name}: {row!r}")
         return out

@@ -96,3 +96,13 @@ def test_plugins_json_says_where_each_source_runs(run_cli):
     rows = {row["name"]: row for row in json.loads(run_cli("plugins", "--json").stdout)}
     assert rows["vm"]["runs_on"] == {"vm": "one_node"}
     assert rows["logwatch"]["runs_on"] == {"logwatch": "every_node"}
+
+
+def test_each_engine_reports_a_heartbeat_and_leaves_at_a_clean_stop(engines, db_target):
+    from taskengine_core.store import leases, open_store
+
+    a, b = engines("a"), engines("b")
+    store = open_store(db_target)
+    assert _wait_for(lambda: {n["id"] for n in leases.nodes(store.conn)} == {a.executor.owner, b.executor.owner})
+    a.stop(1)
+    assert {n["id"] for n in leases.nodes(store.conn)} == {b.executor.owner}

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from taskengine_core.clock import to_iso
 from taskengine_core.store import dashboard as q
+from taskengine_core.store import leases
 
 
 def routes(dash):
@@ -26,7 +27,7 @@ def _overview(store, since: str, now) -> dict:
     conn = store.conn
     return {"depth": q.queue_depth(conn), "by_status": q.runs_by_status_since(conn, since),
             "failures": q.latest_failures(conn), "next": q.next_fires(conn),
-            "pause": current_pause(conn, now)}
+            "pause": current_pause(conn, now), "nodes": leases.nodes(conn), "leases": leases.holders(conn)}
 
 
 def _health(engine, data: dict) -> dict:
