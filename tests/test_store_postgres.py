@@ -135,3 +135,43 @@ def test_notify_wakes_every_listening_engine(postgres_url):
         for listener in listeners:
             listener.stop()
     assert poke_url("postgresql://postgres@127.0.0.1:1/none") == 0
+
+
+def test_many_rows_go_in_multi_row_inserts_with_the_same_result(postgres_url):
+    from taskengine_core.store.postgres.connection import multi_row_insert
+
+    assert multi_row_insert("INSERT INTO meta (key, value) VALUES (?, ?)") is not None
+    assert multi_row_insert("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING") is not None
+    assert multi_row_insert("INSERT INTO meta (key, value) VALUES (?, ?) "
+                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value") is None
+    assert multi_row_insert("INSERT INTO meta (key, value) VALUES (?, ?) RETURNING key") is None
+    store = open_store(postgres_url)
+    rows = [(f"k{i:04d}", f"v{i}") for i in range(1234)] + [("k0001", "again")]
+    with store.write() as db:
+        db.executemany("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", rows)
+        db.executemany("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+                       "value = excluded.value", [("k0002", "x"), ("k0002", "y")])  # row by row, in order
+    values = dict(store.conn.execute("SELECT key, value FROM meta WHERE key LIKE 'k%'").fetchall())
+    assert len(values) == 1234 and values["k0001"] == "v1" and values["k0002"] == "y"
+    with pytest.raises(Exception):
+        with store.write() as db:  # all or nothing across the chunks
+            db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [(f"n{i}", "v") for i in range(900)]
+                           + [("n1", "dup")])
+    assert store.conn.execute("SELECT count(*) FROM meta WHERE key LIKE 'n%'").fetchone()[0] == 0
+
+
+def test_many_keyed_updates_go_as_one_statement_with_the_same_result(postgres_url):
+    from taskengine_core.store.postgres.connection import keyed_update
+
+    assert keyed_update("UPDATE schedule_state SET next_fire = ?, last_slot = ? WHERE schedule = ?") == (
+        "schedule_state", ("next_fire", "last_slot"), ("schedule",))
+    assert keyed_update("UPDATE runs SET attempt = attempt + 1 WHERE id = ?") is None
+    assert keyed_update("UPDATE runs SET status = ? WHERE id = ? AND status = 'running'") is None
+    store = open_store(postgres_url)
+    with store.write() as db:
+        db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [(f"u{i}", "old") for i in range(300)])
+        db.executemany("UPDATE meta SET value = ? WHERE key = ?", [(f"new{i}", f"u{i}") for i in range(0, 300, 2)])
+        db.executemany("UPDATE meta SET value = ? WHERE key = ?", [("a", "u1"), ("b", "u1")])  # in order
+    values = dict(store.conn.execute("SELECT key, value FROM meta WHERE key LIKE 'u%'").fetchall())
+    assert values["u0"] == "new0" and values["u298"] == "new298" and values["u3"] == "old"
+    assert values["u1"] == "b"

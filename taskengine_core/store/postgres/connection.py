@@ -4,6 +4,7 @@ placeholders (turned into psycopg's ``%s`` once per statement text), integers fo
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -11,6 +12,7 @@ import psycopg
 from psycopg.types.numeric import IntDumper
 
 POSTGRESQL = "postgresql"
+_COLUMN_TYPES: dict[str, dict[str, str]] = {}  # table -> column -> type (the schema is the same everywhere)
 
 
 @lru_cache(maxsize=4096)
@@ -42,6 +44,43 @@ def translate(sql: str) -> str:
             out.append(ch)
         i += 1
     return "".join(out)
+
+
+_INSERT_VALUES = re.compile(
+    r"^\s*INSERT\s+INTO\s+(\w+)\s*\(([^)]*)\)\s*VALUES\s*\(\s*\?\s*(?:,\s*\?\s*)*\)(.*)$",
+    re.IGNORECASE | re.DOTALL)
+ROWS_PER_INSERT = 5000
+
+
+@lru_cache(maxsize=512)
+def multi_row_insert(sql: str) -> tuple[str, tuple[str, ...], str] | None:
+    """``(table, columns, tail)`` of ``INSERT INTO t (...) VALUES (?, ...) [tail]`` when its
+    rows can go in one statement: not with ``DO UPDATE`` (two rows of one statement may not
+    update the same row) nor ``RETURNING``."""
+    found = _INSERT_VALUES.match(sql)
+    if found is None:
+        return None
+    tail = found.group(3)
+    if re.search(r"\bDO\s+UPDATE\b|\bRETURNING\b", tail, re.IGNORECASE):
+        return None
+    columns = tuple(c.strip() for c in found.group(2).split(","))
+    return found.group(1), columns, tail
+
+
+_UPDATE_BY_KEY = re.compile(
+    r"^\s*UPDATE\s+(\w+)\s+SET\s+((?:\w+\s*=\s*\?\s*,\s*)*\w+\s*=\s*\?)\s+"
+    r"WHERE\s+((?:\w+\s*=\s*\?\s+AND\s+)*\w+\s*=\s*\?)\s*$", re.IGNORECASE | re.DOTALL)
+
+
+@lru_cache(maxsize=512)
+def keyed_update(sql: str) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
+    """``(table, set columns, key columns)`` of ``UPDATE t SET a = ?, ... WHERE k = ? [AND ...]``."""
+    found = _UPDATE_BY_KEY.match(sql)
+    if found is None:
+        return None
+    sets = tuple(part.split("=")[0].strip() for part in found.group(2).split(","))
+    keys = tuple(part.split("=")[0].strip() for part in re.split(r"\s+AND\s+", found.group(3), flags=re.I))
+    return found.group(1), sets, keys
 
 
 class _BoolAsInt(IntDumper):
@@ -84,9 +123,53 @@ class PgConnection:
         return self.raw.execute(translate(sql), tuple(params) if isinstance(params, list) else params)
 
     def executemany(self, sql: str, rows: Iterable[Sequence]) -> psycopg.Cursor:
+        """Each row once, as SQLite's ``executemany`` does. A plain ``INSERT ... VALUES`` goes as
+        one statement per :data:`ROWS_PER_INSERT` rows, its columns as arrays
+        (``INSERT ... SELECT * FROM unnest(...)``): one round trip and a short statement rather
+        than one per row (1,000 runs fired at one instant: several times faster)."""
+        rows = list(rows)
         cursor = self.raw.cursor()
-        cursor.executemany(translate(sql), list(rows))
+        parts = multi_row_insert(sql) if len(rows) > 1 else None
+        if parts is None:
+            update = keyed_update(sql) if len(rows) > 1 else None
+            if update is not None and self._update_by_key(cursor, update, rows):
+                return cursor
+            cursor.executemany(translate(sql), rows)
+            return cursor
+        table, columns, tail = parts
+        types = self._column_types(table)
+        casts = ", ".join(f"%s::{types[c]}[]" for c in columns)
+        statement = (f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({casts})"
+                     + translate(tail))
+        for start in range(0, len(rows), ROWS_PER_INSERT):
+            chunk = rows[start:start + ROWS_PER_INSERT]
+            cursor.execute(statement, [list(column) for column in zip(*chunk)])
         return cursor
+
+    def _update_by_key(self, cursor, update, rows: list[Sequence]) -> bool:
+        """``UPDATE t SET ... WHERE key = ?`` for many rows as one statement over arrays, when
+        each row names a different key (else the caller updates row by row, in order)."""
+        table, sets, keys = update
+        if len({tuple(row[len(sets):]) for row in rows}) != len(rows):
+            return False
+        types = self._column_types(table)
+        columns = sets + keys
+        casts = ", ".join(f"%s::{types[c]}[]" for c in columns)
+        statement = (f"UPDATE {table} SET {', '.join(f'{c} = v.{c}' for c in sets)} "
+                     f"FROM unnest({casts}) AS v({', '.join(columns)}) "
+                     f"WHERE {' AND '.join(f'{table}.{k} = v.{k}' for k in keys)}")
+        for start in range(0, len(rows), ROWS_PER_INSERT):
+            chunk = rows[start:start + ROWS_PER_INSERT]
+            cursor.execute(statement, [list(column) for column in zip(*chunk)])
+        return True
+
+    def _column_types(self, table: str) -> dict[str, str]:
+        types = _COLUMN_TYPES.get(table)
+        if types is None:
+            types = _COLUMN_TYPES[table] = {name: kind for name, kind in self.raw.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = %s", (table,))}
+        return types
 
     def query(self, sql: str, params: Sequence | None = None) -> Iterator[dict]:
         cursor = self.execute(sql, params)
