@@ -49,6 +49,7 @@ log = logging.getLogger("taskengine.webhook")
 PRUNE_EVERY = 3600.0
 PACE = 0.005  # while messages are queued, at most one database pass per this many seconds
 PRUNE_PAUSE = 0.005  # between two batches of a retention prune
+HOLD = 4  # claimed messages a destination may hold, in units of its concurrency
 RIDE_WAIT = 0.05  # while runs queue deliveries, finished attempts wait this long for a ride
 RIDING = 0.2  # rides count as ongoing for this long after the last one
 
@@ -365,8 +366,9 @@ class Dispatcher:
     def _pass_locked(self, results, released, hints, scan, held, claiming) -> _Pass:
         """Look for work in a read transaction; then, if there is any, one write transaction:
         record finished attempts, give back released messages, claim due ones. A destination
-        holds up to ``2 * concurrency`` claimed messages (those in flight and as many queued, so
-        a worker that finishes starts the next at once)."""
+        holds up to ``HOLD * concurrency`` claimed messages (those in flight and the rest queued,
+        so a worker that finishes starts the next at once, and rides can claim what runs queue
+        while every worker is busy with a slow receiver)."""
         now = datetime.now(timezone.utc)
         out, orphans, stale, gone_names = _Pass(wait=self.poll), [], False, set()
         with self._deliveries.read() as conn:
@@ -407,7 +409,7 @@ class Dispatcher:
         return out
 
     def _claim(self, conn, names, held, now, out: _Pass) -> None:
-        limit = 2 * self._conf.concurrency
+        limit = HOLD * self._conf.concurrency
         for name in names:
             dest = self._dests.get(name)
             if dest is None or not dest.enabled:
@@ -481,7 +483,9 @@ class Dispatcher:
                 for message in out.claimed:
                     self._riding[message.webhook] = self._riding.get(message.webhook, 0) + 1
                     self._held[message.webhook] = self._held.get(message.webhook, 0) + 1
-            return _Ride(self, out, results, released)
+            complete = {n for n in names if n not in out.more
+                        and (dest := self._dests.get(n)) is not None and dest.enabled}
+            return _Ride(self, out, results, released, complete)
         finally:
             self._db_lock.release()
 
@@ -492,8 +496,11 @@ class _Ride:
     out: _Pass
     results: list
     released: list
+    complete: set[str]  # destinations with nothing left due after the claim
 
-    def committed(self) -> None:
+    def committed(self) -> set[str]:
+        """Hand the claims to the loop; returns the destinations whose due deliveries were all
+        claimed (their senders need not wake the dispatcher)."""
         d, out = self.dispatcher, self.out
         after_commit(d.info, out.decided)
         try:
@@ -505,6 +512,8 @@ class _Ride:
             if out.claimed:
                 with d._deliveries.write() as conn:
                     db.release(conn, [m.id for m in out.claimed], d.owner)
+            return set()
+        return self.complete
 
     def rolled_back(self) -> None:
         d = self.dispatcher

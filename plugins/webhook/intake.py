@@ -36,6 +36,7 @@ class _Entry:
     rows: list[dict]  # without max_attempts: that comes from the destination
     done: bool = False
     error: BaseException | None = None
+    taken: bool = False  # claimed by this engine's dispatcher in the same transaction
 
 
 class _Intake:
@@ -46,7 +47,7 @@ class _Intake:
         self._pending: list[_Entry] = []
         self._writing = False
 
-    def submit(self, webhook: str, rows: list[dict]) -> None:
+    def submit(self, webhook: str, rows: list[dict]) -> bool:
         entry = _Entry(webhook, rows)
         with self._cond:
             self._pending.append(entry)
@@ -55,7 +56,7 @@ class _Intake:
             if entry.done:
                 if entry.error is not None:
                     raise entry.error
-                return
+                return entry.taken
             self._writing = True
         batch: list[_Entry] = []  # filled once the transaction has begun (see _write)
         try:
@@ -74,6 +75,7 @@ class _Intake:
                 self._cond.notify_all()
         if entry.error is not None:
             raise entry.error
+        return entry.taken
 
     def _write(self, batch: list[_Entry]) -> None:
         """One transaction on the writing thread's own connection for everybody's rows: those
@@ -93,8 +95,11 @@ class _Intake:
             for rider in riders:
                 rider.rolled_back()
             raise
+        taken: set[str] = set()
         for rider in riders:
-            rider.committed()
+            taken |= rider.committed()
+        for e in batch:
+            e.taken = e.error is None and e.webhook in taken
 
     @staticmethod
     def _enqueue(conn, batch: list[_Entry], now: datetime) -> set[str]:
@@ -131,14 +136,15 @@ _intakes: "weakref.WeakKeyDictionary[Deliveries, _Intake]" = weakref.WeakKeyDict
 _lock = threading.Lock()
 
 
-def commit(database, webhook: str, rows: list[dict]) -> None:
+def commit(database, webhook: str, rows: list[dict]) -> bool:
     """Commit ``rows`` (deliveries to ``webhook``) to ``database`` (the engine's
     :class:`~taskengine_core.deliveries.Deliveries`, or what
     :func:`~taskengine_core.deliveries.deliveries_for` takes); returns after the commit.
-    Raises :class:`ActionError` when the webhook is unknown or disabled."""
+    Raises :class:`ActionError` when the webhook is unknown or disabled. Returns whether this
+    engine's dispatcher claimed them in that transaction (then it needs no wake-up)."""
     deliveries = deliveries_for(database)
     with _lock:
         intake = _intakes.get(deliveries)
         if intake is None:
             intake = _intakes[deliveries] = _Intake(deliveries)
-    intake.submit(webhook, rows)
+    return intake.submit(webhook, rows)
