@@ -173,6 +173,7 @@ class Dispatcher:
                             task.cancel()
                         await asyncio.gather(*self._tasks, return_exceptions=True)
                         break
+                held = self._publish_held()  # rides claim up to the limit with it
                 riding = not self._stopping and time.monotonic() - self._last_ride < RIDING
                 since = self._unwritten_since
                 if riding and not self._hints and not self._scan:
@@ -186,7 +187,6 @@ class Dispatcher:
                 results, released = self._take() if write else ([], [])
                 hints, self._hints = self._hints, set()
                 scan, self._scan = self._scan, False
-                held = self._publish_held()
                 try:
                     done = await loop.run_in_executor(pool, self._pass, results, released, hints,
                                                       scan, held, not self._stopping)
