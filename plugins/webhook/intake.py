@@ -19,6 +19,7 @@ and the engine's writers take turns), so a transaction does as much as it can:
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from taskengine_core.deliveries import Deliveries, deliveries_for
 from taskengine_core.errors import ActionError
 
 from . import store as db
+
+log = logging.getLogger("taskengine.webhook")
 
 
 @dataclass
@@ -96,8 +99,11 @@ class _Intake:
                 rider.rolled_back()
             raise
         taken: set[str] = set()
-        for rider in riders:
-            taken |= rider.committed()
+        for rider in riders:  # committed: whatever happens now, the senders' rows are stored
+            try:
+                taken |= rider.committed()
+            except Exception:  # noqa: BLE001 - its claims are recovered at lease expiry
+                log.exception("webhook dispatcher: taking in the deliveries it claimed failed")
         for e in batch:
             e.taken = e.error is None and e.webhook in taken
 
