@@ -384,13 +384,7 @@ class Dispatcher:
             wanted = sorted(db.due_webhooks(conn, now, hints)) if claiming and hints else []
         if results or released or stale or gone_names or wanted:
             with self._deliveries.write() as conn:
-                self._reload(conn, out)
-                if results:
-                    out.decided = db.record(conn, results, self._dests, self._conf, now,
-                                            self.owner, self.rng)
-                    if any(a.gone for a in results):
-                        self._reload(conn, out)
-                db.release(conn, released, self.owner)
+                self._write_results(conn, results, released, now, out)
                 if stale:
                     db.recover(conn, now, self._is_gone)
                 if gone_names:
@@ -407,6 +401,16 @@ class Dispatcher:
         for data in orphans:
             emit_final(self.info, "failed", {**data, "status": "failed", "status_code": None}, 0)
         return out
+
+    def _write_results(self, conn, results, released, now, out: _Pass) -> None:
+        """Record finished attempts and give back released ids (reloading destinations first,
+        and again after a 410 disabled one)."""
+        self._reload(conn, out)
+        if results:
+            out.decided = db.record(conn, results, self._dests, self._conf, now, self.owner, self.rng)
+            if any(a.gone for a in results):
+                self._reload(conn, out)
+        db.release(conn, released, self.owner)
 
     def _claim(self, conn, names, held, now, out: _Pass) -> None:
         limit = HOLD * self._conf.concurrency
@@ -466,13 +470,7 @@ class Dispatcher:
             out = _Pass(wait=self.poll)
             try:
                 with queue_store.savepoint(conn, "webhook_ride"):
-                    self._reload(conn, out)
-                    if results:
-                        out.decided = db.record(conn, results, self._dests, self._conf, now,
-                                                self.owner, self.rng)
-                        if any(a.gone for a in results):
-                            self._reload(conn, out)
-                    db.release(conn, released, self.owner)
+                    self._write_results(conn, results, released, now, out)
                     self._claim(conn, sorted(names), held, now, out)
             except Exception:  # noqa: BLE001 - the dispatcher's own pass does it instead
                 log.exception("webhook dispatcher: writing in the intake's transaction failed")
