@@ -50,6 +50,7 @@ import time
 from pathlib import Path
 
 CONNECTIONS = 32
+CPU_MS: dict[str, list[float]] = {}  # per engine path: CPU (all of this process's threads) per delivery
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 _LENGTH = re.compile(rb"content-length:\s*(\d+)", re.I)
 
@@ -140,6 +141,7 @@ events:
     engine.start()
     conn = sqlite3.connect(db)
     try:
+        cpu = time.process_time()
         started = time.perf_counter()
         if path == "action":
             engine.emit_many([Event("bench.event", payload(i)) for i in range(n)])
@@ -149,6 +151,7 @@ events:
                            ).fetchone()[0] < n:
             time.sleep(0.005)
         elapsed = time.perf_counter() - started
+        CPU_MS.setdefault(path, []).append((time.process_time() - cpu) / n * 1000)
         logged = conn.execute("SELECT count(*) FROM webhook_attempts").fetchone()[0]
         assert logged == n, f"{logged} attempts logged for {n} deliveries"
     finally:
@@ -246,6 +249,7 @@ def main() -> None:
             figures = {"requests, serial, one Session": median_of(args.runs, requests_serial, url, serial_n),
                        f"aiohttp, {CONNECTIONS} connections": median_of(args.runs, aiohttp_client, url, n),
                        f"raw asyncio streams, {CONNECTIONS} connections": median_of(args.runs, raw_asyncio, url, n)}
+            CPU_MS.clear()
             for path in paths:
                 figures[f"engine ({path} path), durable + logged"] = median_of(args.runs, engine_run, url, n, path)
         finally:
@@ -253,9 +257,15 @@ def main() -> None:
             proc.wait()
         serial = figures["requests, serial, one Session"]
         ceiling = figures[f"raw asyncio streams, {CONNECTIONS} connections"]
+        client = figures[f"aiohttp, {CONNECTIONS} connections"]
         print(f"\n{mode}:")
         for name, rate in figures.items():
-            print(f"  {name:<45} {rate:>9,.0f}/s   {rate / serial:6.1f}x serial   {rate / ceiling:5.2f}x raw")
+            line = (f"  {name:<45} {rate:>9,.0f}/s   {rate / serial:6.1f}x serial   "
+                    f"{rate / client:5.2f}x aiohttp-{CONNECTIONS}   {rate / ceiling:5.2f}x raw")
+            path = name.split("(")[1].split(" ")[0] if name.startswith("engine") else None
+            if path in CPU_MS:  # includes this script's polling of the database every 5 ms
+                line += f"   {statistics.median(CPU_MS[path]):.2f} ms CPU/delivery"
+            print(line)
 
 
 if __name__ == "__main__":

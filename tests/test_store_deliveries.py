@@ -298,3 +298,19 @@ def test_concurrent_recovery_requeues_each_delivery_once(db_target, store):
     for t in threads:
         t.join()
     assert sorted(recovered) == [f"m{i:04d}" for i in range(50)]
+
+
+def test_a_savepoint_undoes_only_its_own_part_of_the_transaction(store):
+    # the dispatcher's ride: what it writes in the intake's transaction may fail without
+    # costing the runs their queued deliveries (PostgreSQL would otherwise abort them all)
+    with store.write() as db:
+        queue.enqueue(db.conn, rows(2), at())
+        with pytest.raises(ZeroDivisionError):
+            with queue.savepoint(db.conn, "webhook_ride"):
+                assert len(queue.claim_due(db.conn, "a", 5, at(), "node-1", at(60))) == 2
+                queue.enqueue(db.conn, rows(1, prefix="x"), at())
+                1 / 0
+        with queue.savepoint(db.conn, "webhook_ride"):  # usable again after the failure
+            assert [m["id"] for m in queue.claim_due(db.conn, "a", 1, at(), "node-1", at(60))] == ["m0000"]
+    listed = {d["id"]: d["status"] for d in queue.list_deliveries(store.conn)}
+    assert listed == {"m0000": "sending", "m0001": "pending"}

@@ -45,11 +45,12 @@ def send(params: dict, ctx: ActionContext) -> dict:
     now = datetime.now(timezone.utc)
     body, content_type, kind = build_body(params, ctx, now)
     delivery_id = f"msg_{ctx.run_id}"
-    commit(ctx.deliveries, name, [{
+    taken = commit(ctx.deliveries, name, [{
         "id": delivery_id, "webhook": name, "type": kind, "body": body,
         "content_type": content_type, "headers": params.get("headers") or {}, "task": ctx.task,
         "run_id": ctx.run_id, "event_id": (ctx.event or {}).get("id")}])
-    ctx.deliveries.queued(name)
+    if not taken:  # the dispatcher did not claim it in the same transaction: tell it
+        ctx.deliveries.queued(name)
     return {"delivery_id": delivery_id, "webhook": name}
 
 
@@ -62,8 +63,8 @@ def enqueue(database, webhook: str, payloads: list, *, type: str = "taskengine.a
     rows = [{"id": db.new_message_id(), "webhook": webhook, "type": type,
              "body": json.dumps(p, ensure_ascii=False, separators=(",", ":"), allow_nan=False),
              "content_type": "application/json"} for p in payloads]
-    commit(database, webhook, rows)
-    wake_for(database, webhook)  # the dispatchers of this process; others find them at their poll
+    if not commit(database, webhook, rows):
+        wake_for(database, webhook)  # the dispatchers of this process; others find them at their poll
     return [r["id"] for r in rows]
 
 

@@ -15,6 +15,11 @@ a lease, and a result is recorded only while the lease is still this dispatcher'
 left ``sending`` by a dead process of this host are put back at start; those of an engine that
 died elsewhere once their lease expires, by whichever dispatcher looks first. On stop, requests
 in flight get a few seconds to finish; the rest are given back (``pending``, attempt not counted).
+
+On a busy engine the dispatcher makes few commits of its own: when ``webhook.send`` runs commit
+their deliveries (:mod:`.intake`), :meth:`Dispatcher.ride` records the attempts finished so far
+and claims the new deliveries in that same transaction, and hands what it claimed to the loop
+once it is committed. Commits, not CPU, bound the durable path (each waits for an fsync).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from taskengine_core.clock import from_iso
 from taskengine_core.context import EngineInfo
 from taskengine_core import runs as core_runs
 
+from taskengine_core.store import deliveries as queue_store
+
 from . import store as db
 from .config import Preparer, WebhookSettings
 from .delivery import Attempt, attempt
@@ -42,6 +49,9 @@ log = logging.getLogger("taskengine.webhook")
 PRUNE_EVERY = 3600.0
 PACE = 0.005  # while messages are queued, at most one database pass per this many seconds
 PRUNE_PAUSE = 0.005  # between two batches of a retention prune
+HOLD = 4  # claimed messages a destination may hold, in units of its concurrency
+RIDE_WAIT = 0.05  # while runs queue deliveries, finished attempts wait this long for a ride
+RIDING = 0.2  # rides count as ongoing for this long after the last one
 
 
 @dataclass
@@ -64,8 +74,18 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
         # loop-side state (touched only on the loop thread)
+        # finished attempts and given-back ids not yet written: appended on the loop thread,
+        # taken by the database thread's pass or by a ride (the intake's thread), under _handoff
+        self._handoff = threading.Lock()
         self._results: list[Attempt] = []
         self._released: list[str] = []
+        self._held: dict[str, int] = {}  # claimed and not finished, per destination (_handoff)
+        self._riding: dict[str, int] = {}  # claimed by rides, not yet in the loop's queues (_handoff)
+        self._db_lock = threading.Lock()  # one writer of the db-thread state at a time
+        self._closing = False  # no more rides (_handoff)
+        self._unwritten_since: float | None = None  # monotonic: the oldest unwritten result (_handoff)
+        self._last_ride = -RIDING  # monotonic, loop thread
+        self._sessions: list = []
         self._hints: set[str] = set()
         self._scan = True
         self._queues: dict[str, deque] = {}  # claimed, waiting for a worker
@@ -139,7 +159,7 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         unsubscribe = self._deliveries.subscribe(self.wake)
         self._ready.set()
-        sessions: list = []
+        sessions = self._sessions
         deadline = None
         try:
             await loop.run_in_executor(pool, self._recover)
@@ -153,50 +173,123 @@ class Dispatcher:
                             task.cancel()
                         await asyncio.gather(*self._tasks, return_exceptions=True)
                         break
-                results, self._results = self._results, []
-                released, self._released = self._released, []
+                held = self._publish_held()  # rides claim up to the limit with it
+                riding = not self._stopping and time.monotonic() - self._last_ride < RIDING
+                since = self._unwritten_since
+                if riding and not self._hints and not self._scan:
+                    # the next run's commit records the results (a ride): no commit of our own
+                    # unless none comes within RIDE_WAIT
+                    left = RIDE_WAIT if since is None else since + RIDE_WAIT - time.monotonic()
+                    if left > 0:
+                        await self._wait_wake(left)
+                        continue
+                write = not riding or (since is not None and time.monotonic() - since >= RIDE_WAIT)
+                results, released = self._take() if write else ([], [])
                 hints, self._hints = self._hints, set()
                 scan, self._scan = self._scan, False
-                held = {n: self._workers.get(n, 0) + len(q) for n, q in self._queues.items()}
                 try:
                     done = await loop.run_in_executor(pool, self._pass, results, released, hints,
                                                       scan, held, not self._stopping)
                 except Exception:  # noqa: BLE001 - rolled back; keep everything for the next pass
                     log.exception("webhook dispatcher: database pass failed; retrying")
-                    self._results[:0], self._released[:0] = results, released
+                    self._give_back(results, released)
                     self._hints |= hints
                     self._scan = True
                     await asyncio.sleep(self.poll)
                     continue
-                if done.dests is not None:
-                    self._current = done.dests
-                if done.settings is not None or not sessions:  # new egress rules: new client
-                    policy = policy_for(done.settings or self._conf)
-                    sessions.append((make_session(policy), policy))
-                    self._client = sessions[-1]
-                self._hints |= done.more
-                for message in done.claimed:
-                    self._queues.setdefault(message.webhook, deque()).append(message)
-                self._start_workers()
-                if self._results or self._released:
+                self._absorb(done)
+                if (self._results or self._released) and time.monotonic() - self._last_ride >= RIDING:
                     if any(self._queues.values()) and not self._stopping:
                         await asyncio.sleep(PACE)  # workers are busy: let more finish per pass
                     continue
                 wait = done.wait if not self._stopping else 0.05
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(0.001, wait))
-                except asyncio.TimeoutError:
+                if not await self._wait_wake(wait):
                     self._scan = True
-                self._wake.clear()
-            # the last results, and deliveries given back because the engine stops
+            # the last results, and deliveries given back because the engine stops; rides that
+            # claimed before the stop began are committed (or rolled back) and taken in first
+            with self._handoff:
+                self._closing = True
+            for _ in range(500):
+                with self._handoff:
+                    if not any(self._riding.values()):
+                        break
+                await asyncio.sleep(0.01)
             for queue in self._queues.values():
-                self._released += [m.id for m in queue]
-            await loop.run_in_executor(pool, self._final, self._results, self._released)
+                self._add_released([m.id for m in queue])
+            results, released = self._take()
+            await loop.run_in_executor(pool, self._final, results, released)
         finally:
             for session, _ in sessions:
                 await session.close()
             unsubscribe()
             pool.shutdown(wait=True)
+
+    async def _wait_wake(self, timeout: float) -> bool:
+        """Wait for a wake-up, at most ``timeout`` seconds; whether one came."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=max(0.001, timeout))
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            self._wake.clear()
+
+    def _take(self) -> tuple[list, list]:
+        with self._handoff:
+            results, self._results = self._results, []
+            released, self._released = self._released, []
+            self._unwritten_since = None
+        return results, released
+
+    def _give_back(self, results: list, released: list) -> None:
+        with self._handoff:
+            self._results[:0], self._released[:0] = results, released
+            if (results or released) and self._unwritten_since is None:
+                self._unwritten_since = time.monotonic()
+
+    def _add_released(self, ids: list[str]) -> None:
+        with self._handoff:
+            self._released += ids
+            if self._unwritten_since is None:
+                self._unwritten_since = time.monotonic()
+
+    def _publish_held(self) -> dict[str, int]:
+        """Claimed messages per destination (queued or in flight, or claimed by a ride that the
+        loop has not taken in yet), published for rides; returns a copy."""
+        held = {n: self._workers.get(n, 0) + len(q) for n, q in self._queues.items()}
+        with self._handoff:
+            for name, count in self._riding.items():
+                held[name] = held.get(name, 0) + count
+            self._held = held
+            return dict(held)
+
+    def _absorb(self, done: _Pass) -> None:
+        """Take in what a pass or a ride found (loop thread): destinations, settings, claims."""
+        if done.dests is not None:
+            self._current = done.dests
+        if done.settings is not None or not self._sessions:  # new egress rules: new client
+            policy = policy_for(done.settings or self._conf)
+            self._sessions.append((make_session(policy), policy))
+            self._client = self._sessions[-1]
+        self._hints |= done.more
+        for message in done.claimed:
+            self._queues.setdefault(message.webhook, deque()).append(message)
+        self._start_workers()
+
+    def _adopt(self, done: _Pass) -> None:
+        """A ride's claims, now committed, join the queues (loop thread)."""
+        self._last_ride = time.monotonic()
+        with self._handoff:
+            for message in done.claimed:
+                self._riding[message.webhook] -= 1
+        if self._stopping:  # too late to send them: given back at the end of _main
+            for message in done.claimed:
+                self._queues.setdefault(message.webhook, deque()).append(message)
+            self._wake.set()
+            return
+        self._absorb(done)
+        self._publish_held()
+        self._wake.set()
 
     def _start_workers(self) -> None:
         """Up to ``concurrency`` workers per destination, each sending one message at a time
@@ -204,7 +297,7 @@ class Dispatcher:
         for name, queue in self._queues.items():
             dest = self._current.get(name)
             if dest is None or not dest.enabled:  # deleted or disabled (410) meanwhile
-                self._released += [m.id for m in queue]
+                self._add_released([m.id for m in queue])
                 queue.clear()
                 continue
             busy = self._workers.get(name, 0)
@@ -226,13 +319,16 @@ class Dispatcher:
                     result = await attempt(session, dest, message, policy=policy,
                                            prepare=self._prepare)
                 except asyncio.CancelledError:
-                    self._released.append(message.id)
+                    self._add_released([message.id])
                     raise
                 except Exception:  # noqa: BLE001 - a bug must not leave it claimed forever
                     log.exception("webhook %s: delivery %s: unexpected error", name, message.id)
-                    self._released.append(message.id)
+                    self._add_released([message.id])
                     continue
-                self._results.append(result)
+                with self._handoff:
+                    self._results.append(result)
+                    if self._unwritten_since is None:
+                        self._unwritten_since = time.monotonic()
                 self._wake.set()
         finally:
             self._workers[name] -= 1
@@ -263,11 +359,16 @@ class Dispatcher:
             if conf != self._conf:
                 self._conf = out.settings = conf
 
-    def _pass(self, results, released, hints, scan, held, claiming) -> _Pass:
+    def _pass(self, *args) -> _Pass:
+        with self._db_lock:
+            return self._pass_locked(*args)
+
+    def _pass_locked(self, results, released, hints, scan, held, claiming) -> _Pass:
         """Look for work in a read transaction; then, if there is any, one write transaction:
         record finished attempts, give back released messages, claim due ones. A destination
-        holds up to ``2 * concurrency`` claimed messages (those in flight and as many queued, so
-        a worker that finishes starts the next at once)."""
+        holds up to ``HOLD * concurrency`` claimed messages (those in flight and the rest queued,
+        so a worker that finishes starts the next at once, and rides can claim what runs queue
+        while every worker is busy with a slow receiver)."""
         now = datetime.now(timezone.utc)
         out, orphans, stale, gone_names = _Pass(wait=self.poll), [], False, set()
         with self._deliveries.read() as conn:
@@ -279,16 +380,11 @@ class Dispatcher:
                 hints = hints | db.due_webhooks(
                     conn, now, [n for n, d in self._dests.items() if d.enabled])
             upcoming = db.next_due(conn, now)
-        wanted = sorted(hints) if claiming else []
+            # a ride may have claimed them already: a write only for what is still due
+            wanted = sorted(db.due_webhooks(conn, now, hints)) if claiming and hints else []
         if results or released or stale or gone_names or wanted:
             with self._deliveries.write() as conn:
-                self._reload(conn, out)
-                if results:
-                    out.decided = db.record(conn, results, self._dests, self._conf, now,
-                                            self.owner, self.rng)
-                    if any(a.gone for a in results):
-                        self._reload(conn, out)
-                db.release(conn, released, self.owner)
+                self._write_results(conn, results, released, now, out)
                 if stale:
                     db.recover(conn, now, self._is_gone)
                 if gone_names:
@@ -306,8 +402,18 @@ class Dispatcher:
             emit_final(self.info, "failed", {**data, "status": "failed", "status_code": None}, 0)
         return out
 
+    def _write_results(self, conn, results, released, now, out: _Pass) -> None:
+        """Record finished attempts and give back released ids (reloading destinations first,
+        and again after a 410 disabled one)."""
+        self._reload(conn, out)
+        if results:
+            out.decided = db.record(conn, results, self._dests, self._conf, now, self.owner, self.rng)
+            if any(a.gone for a in results):
+                self._reload(conn, out)
+        db.release(conn, released, self.owner)
+
     def _claim(self, conn, names, held, now, out: _Pass) -> None:
-        limit = 2 * self._conf.concurrency
+        limit = HOLD * self._conf.concurrency
         for name in names:
             dest = self._dests.get(name)
             if dest is None or not dest.enabled:
@@ -338,7 +444,80 @@ class Dispatcher:
 
     def _final(self, results, released) -> None:
         now = datetime.now(timezone.utc)
-        with self._deliveries.write() as conn:
+        with self._db_lock, self._deliveries.write() as conn:
             decided = db.record(conn, results, self._dests, self._conf, now, self.owner, self.rng)
             db.release(conn, released, self.owner)
         after_commit(self.info, decided)
+
+    # -- riding in the intake's transaction (its thread) -------------------------------------
+
+    def ride(self, conn, names: set[str], now: datetime) -> "_Ride | None":
+        """Inside the intake's write transaction ``conn``, which has just queued deliveries to
+        ``names``: record the finished attempts, give back released ids and claim those
+        deliveries (a savepoint: a failure here never costs the runs their commit). Returns
+        what to do once the transaction commits or rolls back; ``None`` when it did nothing
+        (the dispatcher is busy with a pass of its own, or stopping)."""
+        if self._stopping or self._loop is None or not self._db_lock.acquire(blocking=False):
+            return None
+        try:
+            with self._handoff:
+                if self._closing:
+                    return None
+                results, self._results = self._results, []
+                released, self._released = self._released, []
+                self._unwritten_since = None
+                held = dict(self._held)
+            out = _Pass(wait=self.poll)
+            try:
+                with queue_store.savepoint(conn, "webhook_ride"):
+                    self._write_results(conn, results, released, now, out)
+                    self._claim(conn, sorted(names), held, now, out)
+            except Exception:  # noqa: BLE001 - the dispatcher's own pass does it instead
+                log.exception("webhook dispatcher: writing in the intake's transaction failed")
+                self._generation = None  # what _reload saw was rolled back: read again
+                self._give_back(results, released)
+                return None
+            with self._handoff:
+                for message in out.claimed:
+                    self._riding[message.webhook] = self._riding.get(message.webhook, 0) + 1
+                    self._held[message.webhook] = self._held.get(message.webhook, 0) + 1
+            complete = {n for n in names if n not in out.more
+                        and (dest := self._dests.get(n)) is not None and dest.enabled}
+            return _Ride(self, out, results, released, complete)
+        finally:
+            self._db_lock.release()
+
+
+@dataclass
+class _Ride:
+    dispatcher: Dispatcher
+    out: _Pass
+    results: list
+    released: list
+    complete: set[str]  # destinations with nothing left due after the claim
+
+    def committed(self) -> set[str]:
+        """Hand the claims to the loop; returns the destinations whose due deliveries were all
+        claimed (their senders need not wake the dispatcher)."""
+        d, out = self.dispatcher, self.out
+        after_commit(d.info, out.decided)
+        try:
+            d._loop.call_soon_threadsafe(d._adopt, out)
+        except RuntimeError:  # the loop is gone: give the claims back now
+            with d._handoff:
+                for message in out.claimed:
+                    d._riding[message.webhook] -= 1
+            if out.claimed:
+                with d._deliveries.write() as conn:
+                    db.release(conn, [m.id for m in out.claimed], d.owner)
+            return set()
+        return self.complete
+
+    def rolled_back(self) -> None:
+        d = self.dispatcher
+        d._generation = None
+        with d._handoff:
+            for message in self.out.claimed:
+                d._riding[message.webhook] -= 1
+        d._give_back(self.results, self.released)
+        d.wake()

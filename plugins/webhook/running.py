@@ -39,3 +39,10 @@ def wake_for(database: object = None, webhook: str | None = None) -> None:
                    if not hasattr(database, "queued") or d.info.deliveries is database]
     for dispatcher in targets:
         dispatcher.wake(webhook)
+
+
+def dispatchers_of(deliveries: object) -> list[Dispatcher]:
+    """This process's dispatchers working on the queue ``deliveries`` (the intake lets them
+    write in its transactions)."""
+    with _lock:
+        return [d for d in _running.values() if d.info.deliveries is deliveries]

@@ -16,7 +16,8 @@ the caller's transaction.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 from taskengine_core.store.sql import in_values, indexed_by, is_postgres, rows_as_dicts
 
@@ -44,6 +45,21 @@ def enqueue(conn, rows: list[dict], now: str) -> None:
         [(r["id"], r["webhook"], r["type"], r["body"], r["content_type"],
           json.dumps(r.get("headers") or {}), r.get("task"), r.get("run_id"), r.get("event_id"),
           now, now, r["max_attempts"]) for r in rows])
+
+
+@contextmanager
+def savepoint(conn, name: str = "webhook_deliveries") -> Iterator[None]:
+    """Part of the caller's transaction that is undone alone when the block raises (the rest
+    of the transaction stays usable, on PostgreSQL too, where a failed statement would
+    otherwise abort it all)."""
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+        conn.execute(f"RELEASE SAVEPOINT {name}")
+        raise
+    conn.execute(f"RELEASE SAVEPOINT {name}")
 
 
 # -- the destinations a dispatcher sends to (the configuration's ``webhooks``) ----------------
