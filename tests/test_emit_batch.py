@@ -155,3 +155,21 @@ def test_a_nul_in_a_source_or_id_is_refused_on_postgresql(postgres_url):
         assert Engine(postgres_url).emit("go", {"text": "a\x00b"}) and one(postgres_url, "SELECT count(*) FROM events")[0] == 1
     finally:
         engine.store.close()
+
+
+def test_the_ingress_refuses_a_nul_in_an_id_on_postgresql_and_stores_the_rest(postgres_url):
+    """422 naming the field, as for any invalid event; events sharing its group commit are stored."""
+    import requests
+
+    engine = Engine(postgres_url)
+    engine.start(listen="127.0.0.1:0")
+    try:
+        url = f"http://{engine.ingress.address}/events"
+        refused = requests.post(url, json={"type": "go", "id": "a\x00b"}, timeout=10)
+        assert refused.status_code == 422
+        assert refused.json() == {"error": "invalid event: id: contains a NUL character, which a PostgreSQL "
+                                           "database cannot store: remove it", "field": "id"}
+        assert requests.post(url, json={"type": "go", "id": "ab"}, timeout=10).status_code == 202
+    finally:
+        engine.stop(grace=1)
+    assert [r["source_id"] for r in rows(postgres_url, "SELECT source_id FROM events")] == ["ab"]
