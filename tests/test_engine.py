@@ -722,10 +722,10 @@ def test_a_run_cut_off_by_stop_ends_its_worker_quietly(plugin_engine, db_path):
     assert run["status"] == "interrupted"
 
 
-@sqlite_only("another process holds SQLite's write lock (BEGIN IMMEDIATE) past the busy timeout")
 def test_a_finished_run_is_recorded_after_a_failed_write(plugin_engine, db_path):
     """Another process holds the write lock past the busy timeout just as a run finishes: the
-    outcome is kept and written by the next step, not lost (the run would stay 'running')."""
+    outcome is kept and written by the next step, not lost (the run would stay 'running').
+    On PostgreSQL another session holds the run's row past the lock timeout."""
     from taskengine_core.errors import StoreError
 
     engine = plugin_engine("""
@@ -739,14 +739,26 @@ def test_a_finished_run_is_recorded_after_a_failed_write(plugin_engine, db_path)
     deadline = time.monotonic() + 10
     while engine.executor._done.empty() and time.monotonic() < deadline:
         time.sleep(0.01)
-    engine.store.conn.execute("PRAGMA busy_timeout = 50")
-    import sqlite3
+    if is_postgres(db_path):
+        import psycopg
 
-    other = sqlite3.connect(db_path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # a backup, say, or a sqlite3 shell
-    with pytest.raises(StoreError, match="database is locked"):
-        engine.executor.step(engine.runtime)
-    other.execute("ROLLBACK")
+        engine.store.conn.execute("SET lock_timeout = 50")
+        other = psycopg.connect(db_path, autocommit=True)
+        other.execute("BEGIN")
+        other.execute("SELECT id FROM runs FOR UPDATE")  # a long transaction elsewhere, say
+        with pytest.raises(StoreError, match="lock timeout"):
+            engine.executor.step(engine.runtime)
+        other.execute("ROLLBACK")
+        other.close()
+    else:
+        engine.store.conn.execute("PRAGMA busy_timeout = 50")
+        import sqlite3
+
+        other = sqlite3.connect(db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # a backup, say, or a sqlite3 shell
+        with pytest.raises(StoreError, match="database is locked"):
+            engine.executor.step(engine.runtime)
+        other.execute("ROLLBACK")
     assert [r["status"] for r in runs(db_path)] == ["running"]
     engine.executor.step(engine.runtime)
     (run,) = runs(db_path)
