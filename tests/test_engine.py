@@ -9,7 +9,8 @@ import pytest
 
 from taskengine_core.engine import Engine
 from tests import plugins_for_tests
-from tests.backends import connection, db_path, dump, execute, is_postgres, one, rows, sqlite_only, stored_bytes  # noqa: F401
+from tests.backends import connection, dump, execute, is_postgres, one, rows, stored_bytes
+from tests.backends import db_path  # noqa: F401  (every test on SQLite and on PostgreSQL)
 from tests.conftest import FakeClock
 
 
@@ -820,30 +821,52 @@ def test_a_second_engine_in_the_same_process_recovers_the_first_ones_runs(applie
     assert second.executor.recover(second.runtime) == ["r1"]
 
 
-@sqlite_only("SQLite's write lock and busy_timeout PRAGMA, traced on the sqlite3 connection")
 def test_stop_does_not_wait_the_busy_timeout_on_a_locked_database(plugin_engine, db_path, monkeypatch, caplog):
     """Another process holds the write lock while the engine stops: each write waits no longer
-    than what is left of the grace (then FINAL_WRITE_WAIT), not SQLite's 30 s busy timeout."""
+    than what is left of the grace (then FINAL_WRITE_WAIT), not SQLite's 30 s busy timeout.
+    On PostgreSQL another session holds the run's row, and the wait is the lock_timeout (30 s)."""
     from taskengine_core import executor as executor_module
 
     monkeypatch.setattr(executor_module, "FINAL_WRITE_WAIT", 0.3)
     engine = _one_run_in_flight(plugin_engine, db_path, seconds=0.3)
-    import sqlite3
-
-    other = sqlite3.connect(db_path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
     statements: list[str] = []
-    engine.store.conn.set_trace_callback(statements.append)
-    engine.executor.stop(0.5)
-    engine.store.conn.set_trace_callback(None)
-    other.execute("ROLLBACK")
-    waits = [int(s.rsplit("=", 1)[1]) for s in statements if s.startswith("PRAGMA busy_timeout")]
+    if is_postgres(db_path):
+        import psycopg
+
+        other = psycopg.connect(db_path, autocommit=True)
+        other.execute("BEGIN")
+        other.execute("SELECT id FROM runs FOR UPDATE")
+        execute = engine.store.conn.execute
+
+        def traced(sql, params=None):
+            statements.append(sql)
+            return execute(sql, params)
+
+        engine.store.conn.execute = traced
+        engine.executor.stop(0.5)
+        del engine.store.conn.execute
+        other.execute("ROLLBACK")
+        other.close()
+        setting, now_set = "SET lock_timeout", ("30s",)
+        now = engine.store.conn.execute("SHOW lock_timeout").fetchone()
+    else:
+        import sqlite3
+
+        other = sqlite3.connect(db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        engine.store.conn.set_trace_callback(statements.append)
+        engine.executor.stop(0.5)
+        engine.store.conn.set_trace_callback(None)
+        other.execute("ROLLBACK")
+        setting, now_set = "PRAGMA busy_timeout", (30000,)
+        now = engine.store.conn.execute("PRAGMA busy_timeout").fetchone()
+    waits = [int(s.rsplit("=", 1)[1]) for s in statements if s.startswith(setting)]
     # every write at stop waited at most the grace (500 ms) or FINAL_WRITE_WAIT (300), not 30 s,
     # and the usual busy timeout came back after each
     short = [w for w in waits if w != 30000]
     assert short and all(w <= 500 for w in short) and short[-1] == 300 and waits[-1] == 30000
     assert "could not record 1 runs before stopping" in caplog.text
-    assert engine.store.conn.execute("PRAGMA busy_timeout").fetchone() == (30000,)
+    assert tuple(now) == now_set
     assert [r["status"] for r in runs(db_path)] == ["running"]  # the next start recovers it
 
 
