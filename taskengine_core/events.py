@@ -210,8 +210,20 @@ def insert_events(store: Store, events: Iterable[Event], *, clock: Clock | None 
     window_start = to_iso(datetime.fromtimestamp(now_dt.timestamp() - DEDUP_WINDOW_SECONDS, now_dt.tzinfo))
     events = list(events)
     texts = [data_text(event) if checked else checked_data_text(event) for event in events]
+    if getattr(store, "dialect", None) == "postgresql":
+        _refuse_nul(events)
     with store.write() as db:
         return _insert(db.conn, events, texts, now, window_start)
+
+
+def _refuse_nul(events: list[Event]) -> None:
+    """PostgreSQL's text cannot hold a NUL character (SQLite's can): say which field has one
+    rather than fail with the driver's error (the data is JSON, where a NUL is escaped)."""
+    for event in events:
+        for field, value in (("source", event.source), ("id", event.source_id)):
+            if isinstance(value, str) and "\x00" in value:
+                raise EventError(f"invalid event: {field}: contains a NUL character, which a PostgreSQL "
+                                 f"database cannot store: remove it", field=field)
 
 
 DUPLICATE_KEYS_PER_QUERY = inbox.DUPLICATE_KEYS_PER_QUERY

@@ -256,6 +256,8 @@ class Ingress:
             return rejection
         try:
             event_id = await self._commits.add(event)
+        except EventError as exc:  # what only the database can tell (PostgreSQL: a NUL in the id)
+            return _error(422, str(exc), field=exc.field)
         except TaskEngineError as exc:
             return _error(503, f"event not stored: {exc}")
         return web.Response(body=b'{"id": "%s"}' % event_id.encode(), status=202,

@@ -13,6 +13,10 @@ from click.testing import CliRunner
 from taskengine_core.cli import cli
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only(reason): about SQLite itself; not run on PostgreSQL (tests/backends.py)")
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
     """Point TASKENGINE_HOME and TASKENGINE_DB into this test's temporary directory."""
@@ -103,11 +107,11 @@ def applied(write_rules, db_path):
     from taskengine_core.apply import apply_config
     from taskengine_core.plugins import get_plugin_manager
     from taskengine_core.rules.validate import load_config
-    from taskengine_core.store import Store
+    from taskengine_core.store import open_store
 
     def apply(text: str, *, manager=None, name: str = "rules.yaml"):
         manager = manager or get_plugin_manager()
-        store = Store(db_path)
+        store = open_store(db_path)
         try:
             return apply_config(store, load_config([write_rules(text, name)], manager.registry()))
         finally:

@@ -4,23 +4,36 @@ duplicate semantics as a query per event, each event's data serialised once."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
 from taskengine_core.engine import Engine
 from taskengine_core.errors import EventError
 from taskengine_core.events import DUPLICATE_KEYS_PER_QUERY, Event
+from tests.backends import connection, db_path, is_postgres, one, rows, sqlite_only  # noqa: F401  (every test on SQLite and on PostgreSQL)
 
 
 def _selects_on_events(engine: Engine, emit) -> tuple[object, list[str]]:
     statements: list[str] = []
     store = engine._thread_store()
-    store.conn.set_trace_callback(statements.append)
-    try:
-        result = emit()
-    finally:
-        store.conn.set_trace_callback(None)
+    if getattr(store, "dialect", "sqlite") == "postgresql":  # no trace callback: record what the store functions execute
+        execute = store.conn.execute
+
+        def recording(sql, params=None):
+            statements.append(sql)
+            return execute(sql, params)
+
+        store.conn.execute = recording
+        try:
+            result = emit()
+        finally:
+            del store.conn.execute
+    else:
+        store.conn.set_trace_callback(statements.append)
+        try:
+            result = emit()
+        finally:
+            store.conn.set_trace_callback(None)
     return result, [s for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH")) and "events" in s]
 
 
@@ -38,11 +51,12 @@ def test_large_batches_check_duplicates_a_chunk_of_keys_per_query(db_path):
     again, selects = _selects_on_events(engine, lambda: engine.emit_many(
         [Event("go", source="crm", source_id=f"id-{i}") for i in range(n)]))
     assert len(selects) == 3
-    duplicate_of = dict(sqlite3.connect(db_path).execute("SELECT id, duplicate_of FROM events"))
+    duplicate_of = {r["id"]: r["duplicate_of"] for r in rows(db_path, "SELECT id, duplicate_of FROM events")}
     assert [duplicate_of[i] for i in first] == [None] * n
     assert [duplicate_of[i] for i in again] == first
 
 
+@sqlite_only("PostgreSQL's text cannot hold NUL: there such an id is refused (test_a_nul_in_a_source_or_id_is_refused_on_postgresql)")
 def test_batched_duplicate_check_compares_source_ids_whole(db_path):
     """NUL characters, and ids that differ only after one, stay apart; the first original in
     the inbox wins; duplicates within the batch point at the batch's first of their key."""
@@ -56,7 +70,7 @@ def test_batched_duplicate_check_compares_source_ids_whole(db_path):
         Event("go", source="s", source_id="a\x00c"),  # duplicate of ids[0], within the batch
         Event("go", source="s"),                      # no source id: never a duplicate
     ])
-    duplicate_of = dict(sqlite3.connect(db_path).execute("SELECT id, duplicate_of FROM events"))
+    duplicate_of = {r["id"]: r["duplicate_of"] for r in rows(db_path, "SELECT id, duplicate_of FROM events")}
     assert [duplicate_of[i] for i in ids] == [None, before[0], before[1], None, ids[0], None]
 
 
@@ -77,7 +91,7 @@ def test_the_data_stored_is_the_text_that_was_checked(db_path, monkeypatch):
     ids = engine.emit_many([Event("go", d) for d in data])
     monkeypatch.undo()
     assert [c for c in calls if c in data] == data  # once each
-    stored = dict(sqlite3.connect(db_path).execute("SELECT id, data FROM events"))
+    stored = {r["id"]: r["data"] for r in rows(db_path, "SELECT id, data FROM events")}
     assert [json.loads(stored[i]) for i in ids] == data
 
 
@@ -93,7 +107,7 @@ def test_a_bad_event_in_a_batch_stores_nothing(db_path, event, message):
     with pytest.raises(EventError) as err:
         engine.emit_many([Event("ok"), event])
     assert str(err.value).startswith(message)
-    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    assert one(db_path, "SELECT count(*) FROM events")[0] == 0
 
 
 def test_the_evaluator_reads_every_field_as_it_was_emitted(db_path):
@@ -104,12 +118,13 @@ def test_the_evaluator_reads_every_field_as_it_was_emitted(db_path):
     engine = Engine(db_path)
     weird = 'q"uo\\te \x00 Zoë 東京 \u2028'
     data = {"big": 2**70, weird: [weird, None, 1.5, {"x": True}]}
-    engine.emit_many([Event("a.b", data, source=weird, source_id=weird), Event("c", {})])
-    conn = sqlite3.connect(db_path)
-    rows = read_events(conn, [seq for seq, _, _ in claim_waiting(conn, 10)])
-    assert [(r["type"], r["source"], r["source_id"], r["data"]) for r in rows] == [
-        ("a.b", weird, weird, data), ("c", "api", None, {})]
-    assert type(rows[0]["data"]["big"]) is int
+    named = weird.replace("\x00", "") if is_postgres(db_path) else weird  # PostgreSQL text holds no NUL (data is JSON)
+    engine.emit_many([Event("a.b", data, source=named, source_id=named), Event("c", {})])
+    with connection(db_path) as conn:
+        read = read_events(conn, [seq for seq, _, _ in claim_waiting(conn, 10)])
+    assert [(r["type"], r["source"], r["source_id"], r["data"]) for r in read] == [
+        ("a.b", named, named, data), ("c", "api", None, {})]
+    assert type(read[0]["data"]["big"]) is int
 
 
 @pytest.mark.parametrize(("event", "field"), [
@@ -123,3 +138,38 @@ def test_the_attribute_fast_path_is_as_strict_as_the_schema(db_path, event, fiel
     with pytest.raises(EventError) as err:
         Engine(db_path).emit_many([event])
     assert err.value.field == field
+
+
+def test_a_nul_in_a_source_or_id_is_refused_on_postgresql(postgres_url):
+    """PostgreSQL's text cannot hold a NUL: the event names the field, and nothing is stored
+    (it used to fail with psycopg's DataError)."""
+    engine = Engine(postgres_url)
+    try:
+        for event, field in ((Event("go", source="s\x00t"), "source"), (Event("go", source_id="a\x00b"), "id")):
+            with pytest.raises(EventError) as err:
+                engine.emit_many([Event("ok"), event])
+            assert err.value.field == field
+            assert str(err.value) == (f"invalid event: {field}: contains a NUL character, which a PostgreSQL "
+                                      f"database cannot store: remove it")
+        assert one(postgres_url, "SELECT count(*) FROM events")[0] == 0
+        assert Engine(postgres_url).emit("go", {"text": "a\x00b"}) and one(postgres_url, "SELECT count(*) FROM events")[0] == 1
+    finally:
+        engine.store.close()
+
+
+def test_the_ingress_refuses_a_nul_in_an_id_on_postgresql_and_stores_the_rest(postgres_url):
+    """422 naming the field, as for any invalid event; events sharing its group commit are stored."""
+    import requests
+
+    engine = Engine(postgres_url)
+    engine.start(listen="127.0.0.1:0")
+    try:
+        url = f"http://{engine.ingress.address}/events"
+        refused = requests.post(url, json={"type": "go", "id": "a\x00b"}, timeout=10)
+        assert refused.status_code == 422
+        assert refused.json() == {"error": "invalid event: id: contains a NUL character, which a PostgreSQL "
+                                           "database cannot store: remove it", "field": "id"}
+        assert requests.post(url, json={"type": "go", "id": "ab"}, timeout=10).status_code == 202
+    finally:
+        engine.stop(grace=1)
+    assert [r["source_id"] for r in rows(postgres_url, "SELECT source_id FROM events")] == ["ab"]

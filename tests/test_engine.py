@@ -3,34 +3,29 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 
 import pytest
 
 from taskengine_core.engine import Engine
 from tests import plugins_for_tests
+from tests.backends import connection, dump, execute, is_postgres, one, rows, stored_bytes
+from tests.backends import db_path  # noqa: F401  (every test on SQLite and on PostgreSQL)
 from tests.conftest import FakeClock
 
 
 def runs(db_path, task=None):
-    conn = sqlite3.connect(db_path)
-    conn.row_factory = sqlite3.Row
     sql = "SELECT * FROM runs" + (" WHERE task = ?" if task else "") + " ORDER BY created_at, rowid"
-    return [dict(r) for r in conn.execute(sql, (task,) if task else ())]
+    return rows(db_path, sql, (task,) if task else ())
 
 
 def attempts(db_path, run_id):
-    conn = sqlite3.connect(db_path)
-    conn.row_factory = sqlite3.Row
-    return [dict(r) for r in conn.execute("SELECT * FROM attempts WHERE run_id = ? ORDER BY number", (run_id,))]
+    return rows(db_path, "SELECT * FROM attempts WHERE run_id = ? ORDER BY number", (run_id,))
 
 
 def decisions(db_path, **where):
-    conn = sqlite3.connect(db_path)
-    conn.row_factory = sqlite3.Row
-    clause = " AND ".join(f"{k} = ?" for k in where) or "1"
-    return [dict(r) for r in conn.execute(f"SELECT * FROM decisions WHERE {clause} ORDER BY id", tuple(where.values()))]
+    clause = " AND ".join(f"{k} = ?" for k in where) or "1 = 1"
+    return rows(db_path, f"SELECT * FROM decisions WHERE {clause} ORDER BY id", tuple(where.values()))
 
 
 @pytest.fixture
@@ -78,8 +73,7 @@ def test_emit_run_logged_end_to_end(applied, run_cli, engine_factory, db_path):
     assert "decisions: none (no rule matched when it was evaluated)" in explained
     assert "no     alice-login: data.user is 'bob', expected 'alice'" in explained
     # no rule listens for task.* events here, so the engine does not store them
-    assert sqlite3.connect(db_path).execute(
-        "SELECT count(*) FROM events WHERE source = 'taskengine'").fetchone()[0] == 0
+    assert one(db_path, "SELECT count(*) FROM events WHERE source = 'taskengine'")[0] == 0
 
 
 def test_thirty_day_delay_with_an_injected_clock(applied, engine_factory, db_path):
@@ -302,13 +296,11 @@ def test_a_dotted_param_adds_to_a_mapping_and_keeps_the_rest(applied, run_cli):
 
 
 def test_a_literal_secret_parameter_is_refused_and_nothing_stored(applied, run_cli, db_path, monkeypatch):
-    from tests.conftest import dump_db
-
     applied("""
         tasks:
           t: {action: command.run, with: {argv: [sh, -c, 'echo "$T"'], env: {T: x}}}
     """)
-    before = dump_db(db_path)
+    before = dump(db_path)
     literal = run_cli("tasks", "run", "t", "--param", "env.token=hunter2-canary")
     assert literal.exit_code == 1
     assert literal.stderr == ("Error: parameter env.token: a secret must be a reference such as ${env:NAME} "
@@ -317,11 +309,11 @@ def test_a_literal_secret_parameter_is_refused_and_nothing_stored(applied, run_c
     assert numeric.exit_code == 1 and "parameter env.password: a secret must be a reference" in numeric.stderr
     suffixed = run_cli("tasks", "run", "t", "--param", "env.GITHUB_TOKEN=ghp_canary")  # not just exact names
     assert suffixed.exit_code == 1 and "parameter env.GITHUB_TOKEN: a secret must be a reference" in suffixed.stderr
-    assert dump_db(db_path) == before
+    assert dump(db_path) == before
     monkeypatch.setenv("MY_TOKEN", "hunter2-canary")
     referenced = run_cli("tasks", "run", "t", "--param", "env.token=${env:MY_TOKEN}", "--json")
     assert referenced.exit_code == 0, referenced.output
-    stored = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))  # -wal too
+    stored = stored_bytes(db_path)  # SQLite: the file and its -wal too
     assert b"hunter2-canary" not in stored and b"${env:MY_TOKEN}" in stored
 
 
@@ -437,17 +429,18 @@ def test_runs_left_running_by_a_dead_process_are_recovered(applied, engine_facto
           safe: {action: test.record}
           unsafe: {action: test.sticky, retry: {attempts: 3}}
     """, manager=manager)
-    conn = sqlite3.connect(db_path)
     import socket
 
     dead = f"{socket.gethostname()}:999999:0" if owner == "gone" else _same_pid_restarted()
+    # SQLite (one machine): the dead pid decides, whatever the lease says. PostgreSQL (shared by
+    # machines): only the lease does (runs.find_orphans), so there the dead owner's lease has expired.
+    expires = "2026-01-01T00:01:00.000000Z" if is_postgres(db_path) else "2999-01-01T00:00:00.000000Z"
     for run_id, task in (("r-safe", "safe"), ("r-unsafe", "unsafe")):
-        conn.execute("INSERT INTO runs (id, task, status, trigger, not_before, created_at, started_at, attempt, "
+        execute(db_path, "INSERT INTO runs (id, task, status, trigger, not_before, created_at, started_at, attempt, "
                      "max_attempts, lease_owner, lease_expires) VALUES (?, ?, 'running', 'manual', "
                      "'2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:01.000000Z', "
-                     "1, ?, ?, '2999-01-01T00:00:00.000000Z')",
-                     (run_id, task, 1 if task == "safe" else 3, dead))  # safe: the default, one attempt
-    conn.commit()
+                     "1, ?, ?, ?)",
+                     (run_id, task, 1 if task == "safe" else 3, dead, expires))  # safe: the default, one attempt
     engine = engine_factory(manager=manager)
     recovered = engine.executor.recover(engine.runtime)
     assert sorted(recovered) == ["r-safe", "r-unsafe"]
@@ -494,20 +487,19 @@ def test_secrets_resolved_at_use_and_redacted_from_output(applied, engine_factor
     engine = engine_factory()
     engine.emit("go")
     engine.run_until_idle()
-    engine.store.conn.execute("PRAGMA wal_checkpoint(FULL)")
+    if not is_postgres(db_path):
+        engine.store.conn.execute("PRAGMA wal_checkpoint(FULL)")
     (run,) = runs(db_path)
     assert json.loads(run["output"])["stdout"] == "token=********\n"
-    raw = db_path.read_bytes()
+    raw = stored_bytes(db_path)
     assert b"s3cr3t-canary-value" not in raw
 
 
 def test_an_invalid_event_is_refused_and_nothing_written(run_cli, db_path):
-    from tests.conftest import dump_db
+    from taskengine_core.store import open_store
 
-    from taskengine_core.store import Store
-
-    Store(db_path).close()  # creates the database (a read or emit never does: test_db_safety.py)
-    before = dump_db(db_path)
+    open_store(db_path).close()  # creates the database (a read or emit never does: test_db_safety.py)
+    before = dump(db_path)
     bad_type = run_cli("emit", "not a type")
     assert bad_type.exit_code == 1
     assert bad_type.stderr == ("Error: invalid event: type: expected an event type such as user.login "
@@ -526,24 +518,24 @@ def test_an_invalid_event_is_refused_and_nothing_written(run_cli, db_path):
     assert nan.exit_code == 2 and "--data is not valid JSON: NaN is not JSON" in nan.stderr
     huge = run_cli("emit", "x", "--data", '{"w": 1e999}')
     assert huge.exit_code == 2 and "--data is not valid JSON: 1e999 is too large for a number" in huge.stderr
-    assert dump_db(db_path) == before
+    assert dump(db_path) == before
 
 
 def test_nan_typed_as_a_field_value_is_text_and_the_api_refuses_a_float_nan(run_cli, db_path):
     from taskengine_core.engine import Engine
     from taskengine_core.errors import EventError
-    from taskengine_core.store import Store
+    from taskengine_core.store import open_store
 
-    Store(db_path).close()  # emit needs a database (only apply and run create one)
+    open_store(db_path).close()  # emit needs a database (only apply and run create one)
     event_id = run_cli("emit", "x", "v=NaN", "w=-Infinity", "z=1e999").stdout.strip()
-    stored = sqlite3.connect(db_path).execute("SELECT data, json_valid(data) FROM events WHERE id = ?",
-                                              (event_id,)).fetchone()
+    valid = "(data::jsonb IS NOT NULL)::int" if is_postgres(db_path) else "json_valid(data)"  # PG: a cast error
+    stored = one(db_path, f"SELECT data, {valid} FROM events WHERE id = ?", (event_id,))
     assert stored == ('{"v":"NaN","w":"-Infinity","z":"1e999"}', 1)
     with pytest.raises(EventError, match=r"^invalid event: data\.a\.1: nan is not a JSON number"):
         Engine(db_path).emit("x", {"a": [1, float("nan")]})
     with pytest.raises(EventError, match="^invalid event: source: 'taskengine' is reserved"):
         Engine(db_path).emit("task.failed", {"depth": 99}, source="taskengine")
-    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM events").fetchone() == (1,)
+    assert one(db_path, "SELECT count(*) FROM events") == (1,)
 
 
 def test_retention_setting_prunes_old_runs_automatically(applied, engine_factory, db_path):
@@ -626,10 +618,9 @@ def test_an_event_arriving_between_evaluation_passes_is_not_left_waiting(db_path
 
     monkeypatch.setattr(engine_module, "EVALUATION_GAP", 0.5)
     engine = Engine(db_path, poll_interval=60)
-    conn = sqlite3.connect(db_path)
 
     def processed(event_id):
-        return conn.execute("SELECT processed_at FROM events WHERE id = ?", (event_id,)).fetchone()[0]
+        return one(db_path, "SELECT processed_at FROM events WHERE id = ?", (event_id,))[0]
 
     engine.start()
     try:
@@ -654,7 +645,7 @@ def test_duplicates_within_one_batch_and_across_batches(db_path):
     first = engine.emit("go", source="crm", id="7")
     ids = engine.emit_many([Event("go", source="crm", source_id="7"), Event("go", source="crm", source_id="8"),
                             Event("go", source="crm", source_id="8"), Event("go", source="other", source_id="8")])
-    duplicate_of = dict(sqlite3.connect(db_path).execute("SELECT id, duplicate_of FROM events"))
+    duplicate_of = {r["id"]: r["duplicate_of"] for r in rows(db_path, "SELECT id, duplicate_of FROM events")}
     assert [duplicate_of[i] for i in ids] == [first, None, ids[1], None]
     assert [d["event_id"] for d in decisions(db_path, decision="duplicate")] == [ids[0], ids[2]]
 
@@ -667,10 +658,10 @@ def test_event_data_survives_the_inbox_exactly(db_path):
     data = {"big": 2**70, "neg": -(2**65), "f": 0.1, "text": "Zoë 東京 \u2028", "nested": {"a": [1, None, True]}}
     engine = Engine(db_path)
     event_id = engine.emit("go", data, source="s", id="x")
-    conn = sqlite3.connect(db_path)
-    waiting = claim_waiting(conn, 10)
-    assert [event_type for _, event_type, _ in waiting] == ["go"]
-    [row] = read_events(conn, [seq for seq, _, _ in waiting])
+    with connection(db_path) as conn:
+        waiting = claim_waiting(conn, 10)
+        assert [event_type for _, event_type, _ in waiting] == ["go"]
+        [row] = read_events(conn, [seq for seq, _, _ in waiting])
     event = row_to_event(row)
     assert event["data"] == data and type(event["data"]["big"]) is int
     assert (event["id"], event["type"], event["source"], event["source_id"]) == (event_id, "go", "s", "x")
@@ -734,7 +725,8 @@ def test_a_run_cut_off_by_stop_ends_its_worker_quietly(plugin_engine, db_path):
 
 def test_a_finished_run_is_recorded_after_a_failed_write(plugin_engine, db_path):
     """Another process holds the write lock past the busy timeout just as a run finishes: the
-    outcome is kept and written by the next step, not lost (the run would stay 'running')."""
+    outcome is kept and written by the next step, not lost (the run would stay 'running').
+    On PostgreSQL another session holds the run's row past the lock timeout."""
     from taskengine_core.errors import StoreError
 
     engine = plugin_engine("""
@@ -748,12 +740,26 @@ def test_a_finished_run_is_recorded_after_a_failed_write(plugin_engine, db_path)
     deadline = time.monotonic() + 10
     while engine.executor._done.empty() and time.monotonic() < deadline:
         time.sleep(0.01)
-    engine.store.conn.execute("PRAGMA busy_timeout = 50")
-    other = sqlite3.connect(db_path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # a backup, say, or a sqlite3 shell
-    with pytest.raises(StoreError, match="database is locked"):
-        engine.executor.step(engine.runtime)
-    other.execute("ROLLBACK")
+    if is_postgres(db_path):
+        import psycopg
+
+        engine.store.conn.execute("SET lock_timeout = 50")
+        other = psycopg.connect(db_path, autocommit=True)
+        other.execute("BEGIN")
+        other.execute("SELECT id FROM runs FOR UPDATE")  # a long transaction elsewhere, say
+        with pytest.raises(StoreError, match="lock timeout"):
+            engine.executor.step(engine.runtime)
+        other.execute("ROLLBACK")
+        other.close()
+    else:
+        engine.store.conn.execute("PRAGMA busy_timeout = 50")
+        import sqlite3
+
+        other = sqlite3.connect(db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # a backup, say, or a sqlite3 shell
+        with pytest.raises(StoreError, match="database is locked"):
+            engine.executor.step(engine.runtime)
+        other.execute("ROLLBACK")
     assert [r["status"] for r in runs(db_path)] == ["running"]
     engine.executor.step(engine.runtime)
     (run,) = runs(db_path)
@@ -807,11 +813,9 @@ def test_a_second_engine_in_the_same_process_recovers_the_first_ones_runs(applie
     applied("tasks:\n  t: {action: test.record}\n", manager=manager)
     first = engine_factory(manager=manager)
     first.executor.stop(0)
-    conn = sqlite3.connect(db_path)
-    conn.execute("INSERT INTO runs (id, task, status, trigger, not_before, created_at, attempt, max_attempts, "
+    execute(db_path, "INSERT INTO runs (id, task, status, trigger, not_before, created_at, attempt, max_attempts, "
                  "lease_owner, lease_expires) VALUES ('r1', 't', 'running', 'manual', '2026-01-01T00:00:00.000000Z', "
                  "'2026-01-01T00:00:00.000000Z', 1, 1, ?, '2026-01-01T00:01:00.000000Z')", (first.executor.owner,))
-    conn.commit()
     second = engine_factory(manager=manager)
     assert second.executor.owner != first.executor.owner
     assert second.executor.recover(second.runtime) == ["r1"]
@@ -819,25 +823,50 @@ def test_a_second_engine_in_the_same_process_recovers_the_first_ones_runs(applie
 
 def test_stop_does_not_wait_the_busy_timeout_on_a_locked_database(plugin_engine, db_path, monkeypatch, caplog):
     """Another process holds the write lock while the engine stops: each write waits no longer
-    than what is left of the grace (then FINAL_WRITE_WAIT), not SQLite's 30 s busy timeout."""
+    than what is left of the grace (then FINAL_WRITE_WAIT), not SQLite's 30 s busy timeout.
+    On PostgreSQL another session holds the run's row, and the wait is the lock_timeout (30 s)."""
     from taskengine_core import executor as executor_module
 
     monkeypatch.setattr(executor_module, "FINAL_WRITE_WAIT", 0.3)
     engine = _one_run_in_flight(plugin_engine, db_path, seconds=0.3)
-    other = sqlite3.connect(db_path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
     statements: list[str] = []
-    engine.store.conn.set_trace_callback(statements.append)
-    engine.executor.stop(0.5)
-    engine.store.conn.set_trace_callback(None)
-    other.execute("ROLLBACK")
-    waits = [int(s.rsplit("=", 1)[1]) for s in statements if s.startswith("PRAGMA busy_timeout")]
+    if is_postgres(db_path):
+        import psycopg
+
+        other = psycopg.connect(db_path, autocommit=True)
+        other.execute("BEGIN")
+        other.execute("SELECT id FROM runs FOR UPDATE")
+        execute = engine.store.conn.execute
+
+        def traced(sql, params=None):
+            statements.append(sql)
+            return execute(sql, params)
+
+        engine.store.conn.execute = traced
+        engine.executor.stop(0.5)
+        del engine.store.conn.execute
+        other.execute("ROLLBACK")
+        other.close()
+        setting, now_set = "SET lock_timeout", ("30s",)
+        now = engine.store.conn.execute("SHOW lock_timeout").fetchone()
+    else:
+        import sqlite3
+
+        other = sqlite3.connect(db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        engine.store.conn.set_trace_callback(statements.append)
+        engine.executor.stop(0.5)
+        engine.store.conn.set_trace_callback(None)
+        other.execute("ROLLBACK")
+        setting, now_set = "PRAGMA busy_timeout", (30000,)
+        now = engine.store.conn.execute("PRAGMA busy_timeout").fetchone()
+    waits = [int(s.rsplit("=", 1)[1]) for s in statements if s.startswith(setting)]
     # every write at stop waited at most the grace (500 ms) or FINAL_WRITE_WAIT (300), not 30 s,
     # and the usual busy timeout came back after each
     short = [w for w in waits if w != 30000]
     assert short and all(w <= 500 for w in short) and short[-1] == 300 and waits[-1] == 30000
     assert "could not record 1 runs before stopping" in caplog.text
-    assert engine.store.conn.execute("PRAGMA busy_timeout").fetchone() == (30000,)
+    assert tuple(now) == now_set
     assert [r["status"] for r in runs(db_path)] == ["running"]  # the next start recovers it
 
 
@@ -851,9 +880,10 @@ def test_a_duration_stored_before_the_limit_is_clamped_not_fatal(applied, engine
         events:
           once-ever: {on: go, throttle: {window: 1d}, tasks: [t]}
     """)
-    conn = sqlite3.connect(db_path)
-    conn.execute("""UPDATE event_rules SET spec = json_set(spec, '$.throttle.window', '9999999w')""")
-    conn.commit()
+    if is_postgres(db_path):
+        execute(db_path, """UPDATE event_rules SET spec = jsonb_set(spec::jsonb, '{throttle,window}', '"9999999w"')::text""")
+    else:
+        execute(db_path, """UPDATE event_rules SET spec = json_set(spec, '$.throttle.window', '9999999w')""")
     engine = engine_factory()
     (rule,) = [r.payload for r in engine.runtime.rules.match({"type": "go", "data": {}, "source": "x"})]
     assert rule.throttle_window == MAX_SECONDS

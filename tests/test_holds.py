@@ -12,6 +12,7 @@ import requests
 
 from taskengine_core.errors import RuleFileError
 from taskengine_core.testing import Harness
+from tests.backends import db_path, rows  # noqa: F401  (every test on SQLite and on PostgreSQL)
 from tests.conftest import FakeClock
 
 RULES = """
@@ -48,10 +49,7 @@ def test_paused_events_are_evaluated_and_runs_wait_until_resume(run_cli, db_path
 
 
 def harness_decisions(db_path):
-    import sqlite3
-
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute("SELECT decision, reason FROM decisions ORDER BY id").fetchall()
+    return [(r["decision"], r["reason"]) for r in rows(db_path, "SELECT decision, reason FROM decisions ORDER BY id")]
 
 
 def test_a_pause_with_until_ends_by_itself(db_path):
@@ -76,7 +74,7 @@ def test_a_pause_with_until_ends_by_itself(db_path):
     assert reason.startswith("the pause ended at 2026-03-01T13:00:00")
 
 
-def test_a_run_by_hand_in_the_foreground_is_not_held(run_cli, write_rules):
+def test_a_run_by_hand_in_the_foreground_is_not_held(run_cli, write_rules, db_path):  # db_path: TASKENGINE_DB
     run_cli("apply", write_rules(RULES))
     run_cli("pause")
     result = run_cli("tasks", "run", "greet", "--param", 'argv=["echo", "by hand"]')
@@ -106,7 +104,7 @@ def test_healthz_shows_the_pause(db_path, run_cli):
     ("tomorrow", "give a duration (2h, 30m) or a date-time with a zone offset"),
     ("2027-01-01T10:00", "give a duration"),
 ])
-def test_pause_until_must_be_a_future_time_or_a_duration(run_cli, until, message):
+def test_pause_until_must_be_a_future_time_or_a_duration(run_cli, until, message, db_path):  # db_path: TASKENGINE_DB
     result = run_cli("pause", "--until", until)
     assert result.exit_code == 2 and message in result.stderr
 

@@ -8,6 +8,7 @@ import pytest
 
 from taskengine_core.hookspecs import hookimpl
 from taskengine_core.plugins import PluginLoadWarning, get_plugin_manager
+from tests.backends import db_path  # noqa: F401  (the engine test on SQLite and on PostgreSQL)
 
 
 class Plain:
@@ -93,11 +94,11 @@ class Finished:
         Finished.calls.append((run.task, run.status))
 
 
-def test_run_finished_fires_once_per_run_not_per_attempt(tmp_path):
+def test_run_finished_fires_once_per_run_not_per_attempt(db_path):
     from taskengine_core.testing import Harness
 
     Finished.calls = []
-    harness = Harness(tmp_path / "te.db", plugins=[Finished()])
+    harness = Harness(db_path, plugins=[Finished()])
     try:
         harness.apply('tasks:\n  flaky: {action: command.run, with: {argv: ["false"]}, '
                       'retry: {attempts: 3, backoff: 0.01, jitter: false}}\n')

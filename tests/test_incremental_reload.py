@@ -4,7 +4,6 @@ result is always the same as loading everything afresh."""
 from __future__ import annotations
 
 import random
-import sqlite3
 
 import pytest
 
@@ -13,7 +12,8 @@ from taskengine_core.catalog import set_enabled
 from taskengine_core.model import load_runtime, refresh_runtime
 from taskengine_core.plugins import get_plugin_manager
 from taskengine_core.rules.validate import load_config
-from taskengine_core.store import Store
+from taskengine_core.store import open_store
+from tests.backends import db_path, one, rows  # noqa: F401  (every test on SQLite and on PostgreSQL)
 
 
 def rules_text(n_rules=50, when=None, extra=""):
@@ -28,9 +28,9 @@ def rules_text(n_rules=50, when=None, extra=""):
 
 
 @pytest.fixture
-def setup(tmp_path):
+def setup(tmp_path, db_path):
     registry = get_plugin_manager().registry()
-    store = Store(tmp_path / "reload.db")
+    store = open_store(db_path)
     path = tmp_path / "rules.yaml"
 
     def apply(text):
@@ -38,7 +38,8 @@ def setup(tmp_path):
         apply_config(store, load_config([path], registry))
 
     apply(rules_text())
-    return store, apply
+    yield store, apply
+    store.close()
 
 
 def events():
@@ -182,15 +183,14 @@ def test_random_changes_always_agree_with_a_full_load(setup):
         same(runtime, load_runtime(store))
 
 
-def test_every_writer_is_logged_by_the_triggers(setup):
+def test_every_writer_is_logged_by_the_triggers(setup, db_path):
     store, _ = setup
-    conn = sqlite3.connect(store.path)
-    seq = conn.execute("SELECT max(seq) FROM config_changes").fetchone()[0]
+    seq = one(db_path, "SELECT max(seq) FROM config_changes")[0]
     with store.write() as db:
         db.conn.execute("UPDATE tasks SET enabled = 0 WHERE name = 't9'")
         db.conn.execute("DELETE FROM event_rules WHERE name = 'r0'")  # links go by cascade
         db.conn.execute("UPDATE settings SET spec = '\"UTC\"' WHERE name = 'timezone'")
-    logged = set(conn.execute("SELECT kind, name FROM config_changes WHERE seq > ?", (seq,)).fetchall())
+    logged = {(r["kind"], r["name"]) for r in rows(db_path, "SELECT kind, name FROM config_changes WHERE seq > ?", (seq,))}
     assert logged == {("task", "t9"), ("event", "r0"), ("setting", "timezone")}
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from taskengine_core.errors import TemplateError
 from taskengine_core.template_event import AbsentEvent
 from taskengine_core.templating import TemplateRenderer
+from tests.backends import db_path, one, rows  # noqa: F401  (on SQLite and on PostgreSQL)
 from tests.conftest import FakeClock
 
 SHIPPED_RULES = Path(__file__).resolve().parent.parent / "rules"
@@ -51,7 +51,7 @@ def test_a_missing_event_without_a_default_names_the_expression(text, expression
         f"hand); give a default, e.g. {{{{ {expression} | default('...') }}}}, or test {{% if event %}}")
 
 
-def test_say_hello_runs_by_hand(run_cli):
+def test_say_hello_runs_by_hand(run_cli, db_path):  # db_path: TASKENGINE_DB on each backend
     """The walkthrough's task used to fail by hand with "'event' is none"."""
     assert run_cli("apply", SHIPPED_RULES / "hello.yaml").exit_code == 0
     result = run_cli("tasks", "run", "say-hello", "--json")
@@ -90,8 +90,8 @@ def test_a_scheduled_run_without_a_default_fails_at_once_naming_the_schedule(app
         engine.run_until_idle()
     finally:
         engine.executor.stop(0)
-    conn = sqlite3.connect(db_path)
-    (status, error, attempt, attention), = conn.execute("SELECT status, error, attempt, attention FROM runs")
+    (status, error, attempt, attention), = [tuple(r.values()) for r in rows(
+        db_path, "SELECT status, error, attempt, attention FROM runs")]
     assert (status, attempt, attention) == ("failed", 1, 1)  # a configuration error: no retry
     assert error == ("task 't': template at argv[1]: 'event.data.x' is undefined: this run has no event "
                      "(it was fired by schedule 'hourly'); give a default, e.g. "
@@ -101,7 +101,7 @@ def test_a_scheduled_run_without_a_default_fails_at_once_naming_the_schedule(app
 # -- every shipped task, by hand -----------------------------------------------------------------
 
 @pytest.fixture
-def shipped(tmp_path, run_cli, monkeypatch):
+def shipped(tmp_path, run_cli, monkeypatch, db_path):
     """The quickstart rules applied as shipped. PATH holds only ``echo`` and ``df``: whatever a
     task would start beyond those is not found, so nothing outside the test changes."""
     rules = tmp_path / "shipped-rules"
@@ -140,8 +140,7 @@ def test_every_shipped_task_runs_by_hand_past_rendering(shipped, run_cli, db_pat
             assert output["stdout"] == "hello world (event none: run by hand)\n"
         if name == "monthly-disk-report":
             assert output["exit_code"] == 0
-    conn = sqlite3.connect(db_path)
-    bodies = [json.loads(b) for (b,) in conn.execute("SELECT body FROM webhook_deliveries")]
+    bodies = [json.loads(r["body"]) for r in rows(db_path, "SELECT body FROM webhook_deliveries")]
     assert {"type": "demo.echoed", "data": {"name": "world", "echo_of": "none: run by hand"}} in bodies
 
 
@@ -157,8 +156,8 @@ def test_a_manual_run_for_a_stored_event(applied, run_cli, db_path):
     assert run["output"]["stdout"] == "hello alice\n" and run["event"]["id"] == event_id
     explained = json.loads(run_cli("logs", "explain", event_id, "--json").stdout)
     assert [(d["decision"], d["run_id"]) for d in explained["decisions"]] == [("manual", run["id"])]
-    before = sqlite3.connect(db_path).execute("SELECT count(*) FROM runs").fetchone()
+    before = one(db_path, "SELECT count(*) FROM runs")
     missing = run_cli("tasks", "run", "greet", "--event", "nope")
     assert missing.exit_code == 1
     assert missing.stderr == "Error: no event with id 'nope'; see 'taskengine logs list' or 'taskengine emit'\n"
-    assert sqlite3.connect(db_path).execute("SELECT count(*) FROM runs").fetchone() == before
+    assert one(db_path, "SELECT count(*) FROM runs") == before

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from taskengine_core.engine import Engine
 from tests import plugins_for_tests
+from tests import backends
+from tests.backends import db_path  # noqa: F401  (every test on SQLite and on PostgreSQL)
 from tests.conftest import FakeClock
 
 
 def rows(db_path, sql, *params):
-    conn = sqlite3.connect(db_path)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql, params)]
-    finally:
-        conn.close()
+    return backends.rows(db_path, sql, params)
 
 
 @pytest.fixture

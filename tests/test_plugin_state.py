@@ -11,13 +11,13 @@ from taskengine_core.engine import Engine
 from taskengine_core.hookspecs import hookimpl
 from taskengine_core.plugin_state import PluginState
 from taskengine_core.plugins import get_plugin_manager
-from taskengine_core.store import Store
-from tests.conftest import dump_db
+from taskengine_core.store import open_store
+from tests.backends import db_path, dump, rows  # noqa: F401  (every test on SQLite and on PostgreSQL)
 
 
 @pytest.fixture
 def state(db_path):
-    store = Store(db_path)
+    store = open_store(db_path)
     yield lambda scope: PluginState(lambda: store, scope)
     store.close()
 
@@ -42,7 +42,7 @@ def test_items_by_prefix_reads_wildcards_literally(state):
 def test_bad_values_are_refused_and_nothing_is_written(state, db_path):
     s = state("actions:updates")
     s.set("ok", 1)
-    before = dump_db(db_path)
+    before = dump(db_path)
     with pytest.raises(ValueError, match="JSON compliant|not JSON serializable|Out of range"):
         s.update({"a": 2, "b": float("nan")})
     with pytest.raises(TypeError):
@@ -51,7 +51,7 @@ def test_bad_values_are_refused_and_nothing_is_written(state, db_path):
         s.set("", 1)
     with pytest.raises(ValueError, match="the limit is"):
         s.set("big", "x" * (2 << 20))
-    assert dump_db(db_path) == before
+    assert dump(db_path) == before
 
 
 class Counter:
@@ -90,10 +90,10 @@ def test_a_source_keeps_its_state_across_engine_restarts(applied, db_path):
         finally:
             engine.stop(grace=1)
         assert engine.source_state("counter").get("starts") == expected
-    rows = Store(db_path).query("SELECT source, source_id, duplicate_of IS NOT NULL AS dup, data "
-                                "FROM events WHERE type = 'counter.started' ORDER BY seq")
+    stored = rows(db_path, "SELECT source, source_id, CASE WHEN duplicate_of IS NULL THEN 0 ELSE 1 END AS dup, "
+                           "data FROM events WHERE type = 'counter.started' ORDER BY seq")
     # the same id twice in one batch: the second is kept as a duplicate that runs nothing
-    assert [(r["source"], r["source_id"], r["dup"]) for r in rows] == [
+    assert [(r["source"], r["source_id"], r["dup"]) for r in stored] == [
         ("counter", "start-1", 0), ("counter", "start-1", 1),
         ("counter", "start-2", 0), ("counter", "start-2", 1)]
 

@@ -5,11 +5,12 @@ what to do; a later successful run (by hand) retires it."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
 from taskengine_core.engine import Engine
+from tests import backends
+from tests.backends import db_path  # noqa: F401  (every test on SQLite and on PostgreSQL)
 from tests.conftest import FakeClock
 
 RULES = """
@@ -26,9 +27,7 @@ RULES = """
 
 
 def rows(db_path, sql: str) -> list[dict]:
-    conn = sqlite3.connect(db_path)
-    conn.row_factory = sqlite3.Row
-    return [dict(r) for r in conn.execute(sql)]
+    return backends.rows(db_path, sql)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -13,13 +12,13 @@ import pytest
 
 from taskengine_core.engine import Engine
 from tests import plugins_for_tests
+from tests import backends
+from tests.backends import db_path  # noqa: F401  (every test on SQLite and on PostgreSQL)
 from tests.conftest import FakeClock
 
 
 def rows(db_path, sql, *params):
-    conn = sqlite3.connect(db_path)
-    conn.row_factory = sqlite3.Row
-    return [dict(r) for r in conn.execute(sql, params)]
+    return backends.rows(db_path, sql, params)
 
 
 @pytest.fixture
@@ -179,8 +178,8 @@ TWO_ENGINES = textwrap.dedent("""
     from tests import plugins_for_tests
     from taskengine_core.model import load_runtime
     from taskengine_core.scheduler import Scheduler
-    from taskengine_core.store import Store
-    store = Store({db!r})
+    from taskengine_core.store import open_store
+    store = open_store({db!r})
     clock = FakeClock("2026-03-01T12:00:00+00:00")
     scheduler = Scheduler(store, clock)
     runtime = load_runtime(store)
@@ -202,9 +201,9 @@ def test_two_engine_processes_fire_each_slot_exactly_once(applied, db_path):
     # both processes start from the same persisted state
     from taskengine_core.model import load_runtime
     from taskengine_core.scheduler import Scheduler
-    from taskengine_core.store import Store
+    from taskengine_core.store import open_store
 
-    Scheduler(Store(db_path), FakeClock("2026-03-01T12:00:00+00:00")).load(load_runtime(Store(db_path)))
+    Scheduler(open_store(db_path), FakeClock("2026-03-01T12:00:00+00:00")).load(load_runtime(open_store(db_path)))
     script = TWO_ENGINES.format(root=root, db=str(db_path))
     procs = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(2)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]

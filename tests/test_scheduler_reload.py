@@ -5,8 +5,9 @@ from __future__ import annotations
 from taskengine_core import recurrence
 from taskengine_core.model import load_runtime
 from taskengine_core.scheduler import Scheduler
-from taskengine_core.store import Store
+from taskengine_core.store import open_store
 from tests import plugins_for_tests
+from tests.backends import db_path  # noqa: F401  (on SQLite and on PostgreSQL)
 from tests.conftest import FakeClock
 
 RULES = """
@@ -30,7 +31,7 @@ def test_reload_compiles_only_the_changed_schedule_and_still_fires_the_others(ap
     monkeypatch.setattr(recurrence, "compile_schedule", counting)
     manager = plugins_for_tests.manager()
     applied(RULES.format(b="10:00"), manager=manager)
-    store = Store(db_path)
+    store = open_store(db_path)
     clock = FakeClock("2026-03-01T12:00:00+00:00")
     scheduler = Scheduler(store, clock)
     scheduler.load(load_runtime(store))
@@ -46,7 +47,7 @@ def test_reload_compiles_only_the_changed_schedule_and_still_fires_the_others(ap
     clock.advance(22 * 3600)  # 10:00 next day: a (09:00) is due
     assert fresh.tick(load_runtime(store)) == 1
     assert compiled == ["09:00"]
-    nexts = dict(store.conn.execute("SELECT schedule, next_fire FROM schedule_state"))
+    nexts = dict(store.conn.execute("SELECT schedule, next_fire FROM schedule_state").fetchall())
     assert nexts == {"a": "2026-03-03T09:00:00.000000Z", "b": "2026-03-02T10:30:00.000000Z",
                      "c": "2026-03-02T11:00:00.000000Z"}
     store.close()

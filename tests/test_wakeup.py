@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -12,6 +11,7 @@ import pytest
 
 from taskengine_core.engine import Engine
 from taskengine_core.wakeup import SUPPORTED, WakeListener, poke
+from tests.backends import db_path, one  # noqa: F401  (the engine tests on SQLite and on PostgreSQL)
 
 pytestmark = pytest.mark.skipif(not SUPPORTED, reason="abstract unix sockets are Linux only")
 
@@ -69,9 +69,7 @@ def test_emit_from_another_process_starts_the_run_without_waiting_for_the_poll(a
         time.sleep(0.3)  # the loop has settled into its (hour-long) wait
         subprocess.run([sys.executable, "-m", "taskengine_core", "--db", str(db_path), "emit", "go"],
                        check=True, capture_output=True)
-        conn = sqlite3.connect(db_path)
-        assert wait_for(lambda: conn.execute(
-            "SELECT count(*) FROM runs WHERE started_at IS NOT NULL").fetchone()[0] == 1)
+        assert wait_for(lambda: one(db_path, "SELECT count(*) FROM runs WHERE started_at IS NOT NULL")[0] == 1)
     finally:
         engine.stop(5)
 
@@ -103,9 +101,7 @@ def test_without_the_listener_the_engine_still_polls(applied, db_path):
     try:
         other = Engine(db_path, wake_listener=False)
         other.emit("go")
-        conn = sqlite3.connect(db_path)
-        assert wait_for(lambda: conn.execute(
-            "SELECT count(*) FROM runs WHERE started_at IS NOT NULL").fetchone()[0] == 1)
+        assert wait_for(lambda: one(db_path, "SELECT count(*) FROM runs WHERE started_at IS NOT NULL")[0] == 1)
     finally:
         engine.stop(5)
 

@@ -9,7 +9,8 @@ from typing import Any, Iterable
 
 
 class Harness:
-    """One engine on ``db_path`` with the installed plugins and ``plugins`` loaded.
+    """One engine on ``db_path`` (an SQLite file, or a ``postgresql://`` URL) with the installed
+    plugins and ``plugins`` loaded.
 
     :param plugins: plugin modules or objects to load besides the installed entry points; one
         that an entry point already loaded is not loaded twice.
@@ -20,8 +21,10 @@ class Harness:
     def __init__(self, db_path: str | Path, *, plugins: Iterable[object] = (),
                  load_entry_points: bool = True, clock=None, workers: int = 4) -> None:
         from taskengine_core.plugins import get_plugin_manager
+        from taskengine_core.store import is_postgres_target
 
-        self.db_path = Path(db_path)
+        self.db_path = str(db_path) if is_postgres_target(db_path) else Path(db_path)
+        self._rules_dir: Path | None = None  # PostgreSQL: a temporary directory for the rule files
         self.manager = get_plugin_manager(extra_plugins=list(plugins), load_entry_points=load_entry_points)
         self.clock = clock
         self.workers = workers
@@ -48,17 +51,26 @@ class Harness:
         changes (created, updated, deleted objects)."""
         from taskengine_core.apply import apply_config
         from taskengine_core.rules.validate import load_config
-        from taskengine_core.store import Store
+        from taskengine_core.store import open_store
 
-        path = self.db_path.parent / "rules" / name
+        path = self._rules_parent() / "rules" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(rules).lstrip(), encoding="utf-8")
         config = load_config([path], self.registry)
-        store = Store(self.db_path)
+        store = open_store(self.db_path)
         try:
             return apply_config(store, config).changes
         finally:
             store.close()
+
+    def _rules_parent(self) -> Path:
+        if isinstance(self.db_path, Path):
+            return self.db_path.parent  # next to the SQLite file
+        if self._rules_dir is None:
+            import tempfile
+
+            self._rules_dir = Path(tempfile.mkdtemp(prefix="taskengine-harness-"))
+        return self._rules_dir
 
     def emit(self, type: str, data: dict | None = None, **fields: Any) -> str:  # noqa: A002
         """Commit an event (``data`` and keyword fields merged) and return its id."""
@@ -102,3 +114,8 @@ class Harness:
             self._engine.executor.stop(0)
             self._engine.store.close()
             self._engine = None
+        if self._rules_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._rules_dir, ignore_errors=True)
+            self._rules_dir = None
