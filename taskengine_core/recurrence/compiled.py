@@ -137,5 +137,5 @@ def _check_schedule(spec: dict, default_timezone: str) -> list[tuple[str, str]]:
     parsed, problems = _parse(spec, default_timezone)
     if parsed is None:
         return problems
-    found = never_fires(parsed, Recurrence(parsed))
+    found = never_fires(parsed, lambda: Recurrence(parsed))
     return [found] if found else []
