@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from taskengine_core.clock import Clock, to_iso
+from taskengine_core.rules.fingerprint import KnownSpecs, files_key, read_digest, validation_key
 from taskengine_core.rules.validate import Config
 from taskengine_core.secrets import redact_by_key
 from taskengine_core.store import Store, audit
@@ -86,7 +87,7 @@ def plan(conn, config: Config) -> tuple[list[Change], dict]:
         existing = stored.object_specs(conn, kind)
         upserts, deletes = [], []
         for name, definition in config.objects[section].items():
-            text = canonical(definition.spec)
+            text = definition.text if definition.text is not None else canonical(definition.spec)
             old_text = existing.get(name)
             if old_text == text:
                 continue
@@ -137,6 +138,7 @@ def apply_config(
         changes, writes = plan(conn, config)
         links_changed = any(add or remove for add, remove in writes["links"].values())
         if not changes and not links_changed:
+            _mark_applied(conn, config)
             return ApplyResult([], False)
         for section, (_, kind) in TABLES.items():
             stored.delete_objects(conn, kind, writes["delete"][section])
@@ -157,7 +159,66 @@ def apply_config(
         audit.record(conn, ((c.action, c.kind, c.name, c.changes) for c in changes), now,
                      actor=actor, source=source or "apply")
         stored.bump_generation(conn)
+        _mark_applied(conn, config)
     return ApplyResult(changes, False)
+
+
+def _mark_applied(conn, config: Config) -> None:
+    """What the database now holds was checked under ``config.validated_with`` and came from
+    the files ``config.files_key`` digests; a configuration built otherwise records nothing
+    known, so the next ``apply`` checks everything."""
+    files = json.dumps({"files": config.files_key, "generation": stored.generation(conn)}) if config.files_key else ""
+    stored.set_applied_marks(conn, config.validated_with or "", files)
+
+
+def known_specs(store, registry) -> KnownSpecs:
+    """What the database holds, for :func:`load_config` to skip the checks it passed (empty
+    when it was checked under another validation key). Nothing is created."""
+    key = validation_key(registry)
+    with stored.snapshot(store) as conn:
+        if stored.applied_marks(conn).get("validated_with") != key:
+            return KnownSpecs(key)
+        specs = {section: stored.object_specs(conn, kind) for section, (_, kind) in TABLES.items()}
+        return KnownSpecs(key, specs, stored.settings(conn))
+
+
+def unchanged_since_last_apply(store, files_key: str | None) -> bool:
+    """Whether the last ``apply`` applied exactly these files (same paths, same bytes, same
+    validation key) and nothing changed the configuration since (same generation): then
+    applying them again changes nothing, and they need not be read."""
+    if not files_key:
+        return False
+    with stored.snapshot(store) as conn:
+        mark = stored.applied_marks(conn).get("applied_files")
+        if not mark:
+            return False
+        recorded = json.loads(mark)
+        return recorded.get("files") == files_key and recorded.get("generation") == stored.generation(conn)
+
+
+def apply_paths(paths, registry, open_store, *, dry_run: bool = False, source: str | None = None,
+                clock: Clock | None = None) -> ApplyResult:
+    """``taskengine apply``: check the rule files at ``paths`` and apply them. ``open_store(create)``
+    opens the database (raising :class:`StoreError` when ``create`` is false and there is none):
+    files unchanged since the last apply are not read at all, objects unchanged since it are
+    not checked again (see :mod:`taskengine_core.rules.fingerprint`), and a database is created
+    only once the files are known to be valid."""
+    from taskengine_core.errors import StoreError
+    from taskengine_core.rules.loader import expand_paths
+    from taskengine_core.rules.validate import load_config
+
+    key = validation_key(registry)
+    files, missing = expand_paths(paths)
+    digest = None if missing else files_key(((path, read_digest(path)) for path in files), key)
+    try:
+        existing = open_store(False)
+    except StoreError:
+        existing = None
+    if existing is not None and unchanged_since_last_apply(existing, digest):
+        return ApplyResult([], dry_run)
+    known = known_specs(existing, registry) if existing is not None else KnownSpecs(key)
+    config = load_config(paths, registry, known)  # its files_key: of the very text it parsed
+    return apply_config(open_store(True), config, dry_run=dry_run, source=source, clock=clock)
 
 
 def audit_rows(conn, entries: Iterable[tuple[str, str, str, dict]], now: str, *,

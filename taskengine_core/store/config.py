@@ -278,3 +278,22 @@ def forget_schedule_state(conn, schedules: Sequence[str]) -> None:
     if schedules:
         clause, params = in_values(conn, "schedule", schedules)
         conn.execute(f"DELETE FROM schedule_state WHERE {clause}", params)
+
+
+# -- what the last apply checked and applied (see rules/fingerprint.py) --------------------------
+
+
+def applied_marks(conn) -> dict[str, str]:
+    """``validated_with`` (the validation key the stored specs were checked under) and
+    ``applied_files`` (the digest of the rule files last applied, and the generation it left),
+    when recorded."""
+    return dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('validated_with', 'applied_files')"
+                             ).fetchall())
+
+
+def set_applied_marks(conn, validated_with: str, applied_files: str) -> None:
+    """Record both marks (inside the transaction that wrote the configuration they describe;
+    an empty value records that nothing is known)."""
+    conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?) "
+                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                     [("validated_with", validated_with), ("applied_files", applied_files)])
