@@ -207,7 +207,7 @@ class _Checker:
         zone = self.config.settings.get("timezone") or "UTC"
         zone = zone if isinstance(zone, str) and _zone_exists(zone) else "UTC"
         for definition in self._schedules:
-            self._check_schedules(definition.doc, definition.name, definition.spec, zone)
+            self._check_schedules(definition.doc, definition.name, definition.spec, zone, definition.text)
         self._schedules = []
 
     # -- per section semantics ---------------------------------------------------------------
@@ -233,10 +233,10 @@ class _Checker:
             for sub, problem in check_notify(spec["notify"], self.registry, self.renderer):
                 self.problems.append(doc.problem(("tasks", name, "notify", *sub), problem))
 
-    def _check_schedules(self, doc: Document, name: str, spec: dict, zone: str) -> None:
+    def _check_schedules(self, doc: Document, name: str, spec: dict, zone: str, text: str | None = None) -> None:
         from taskengine_core.recurrence import check_schedule
 
-        for sub, message in check_schedule(spec, zone):
+        for sub, message in check_schedule(spec, zone, text=text):
             subpath = tuple(p for p in sub.split(".") if p) if isinstance(sub, str) else tuple(sub)
             self.problems.append(doc.problem(("schedules", name, *subpath), f"schedule {name!r}: {message}"))
 
@@ -346,6 +346,13 @@ class _Checker:
     def _secret_problems(self, doc: Document, path: tuple, value: Any) -> None:
         if path[0] in _NO_SECRET_FIELDS and not _mentions_reference(value):
             return  # no literal can be a secret here, and no ${...} reference to check
+        if path[0] == "tasks" and len(path) == 2 and isinstance(value, dict):
+            # a task's literal secrets can only be among its parameters ('with'); elsewhere
+            # (its schedules and events lists, notify) only ${...} references are checked
+            for key, sub in value.items():
+                if key == "with" or _mentions_reference(sub):
+                    self._secret_problems(doc, path + (key,), sub)
+            return
         for sub, leaf in _leaves(value):
             if _literal_secret(path + sub, leaf):
                 self.problems.append(doc.problem(path + sub, LITERAL_SECRET))
