@@ -7,6 +7,7 @@ database, each step a fresh ``python -m taskengine_core`` subprocess timed by wa
   2. an engine's ``Scheduler.load`` after it (compiles the schedules, persists next fire times)
   3. ``taskengine apply`` of the same file with one schedule's time changed (incremental)
   4. ``Scheduler.load`` again (the engine picking up the one change)
+  5. ``taskengine apply`` of that same changed file again (nothing changed: a no-op apply)
 The baseline is the same steps run on another source tree (default: ``git archive main``),
 measured in the same run; the ratio is baseline / current. Median of ``--runs``.
 
@@ -51,6 +52,7 @@ def one_run(tree: Path, rules: Path, changed: Path, tmp: Path) -> dict:
         "load_cold": timed(load, env),
         "apply_one": timed(py + ["-m", "taskengine_core", "apply", str(changed)], env),
         "load_one": timed(load, env),
+        "apply_same": timed(py + ["-m", "taskengine_core", "apply", str(changed)], env),
     }
 
 
@@ -86,7 +88,7 @@ def main() -> None:
             for _ in range(args.runs):
                 for name, tree in trees.items():  # interleaved, so load changes hit both alike
                     results[name].append(one_run(tree, rules, changed, tmp))
-            for step in ("apply_cold", "load_cold", "apply_one", "load_one"):
+            for step in ("apply_cold", "load_cold", "apply_one", "load_one", "apply_same"):
                 b = statistics.median(r[step] for r in results["baseline"])
                 c = statistics.median(r[step] for r in results["current"])
                 print(f"{kind:9s} {step:11s} baseline {b:7.3f}  current {c:7.3f}  ratio {b / c:5.2f}x")
