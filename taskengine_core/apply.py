@@ -82,14 +82,18 @@ def current_actor() -> str:
 def plan(conn, config: Config) -> tuple[list[Change], dict]:
     """The changes needed, and the rows to write for them (used by :func:`apply_config`)."""
     changes: list[Change] = []
-    writes: dict = {"upsert": {}, "delete": {}, "links": {}}
+    writes: dict = {"upsert": {}, "delete": {}, "links": {}, "moved": {}}
     for section, (_, kind) in TABLES.items():
-        existing = stored.object_specs(conn, kind)
-        upserts, deletes = [], []
+        existing, files = {}, {}
+        for name, spec, file in stored.object_specs_and_files(conn, kind):
+            existing[name], files[name] = spec, file
+        upserts, deletes, moved = [], [], []
         for name, definition in config.objects[section].items():
             text = definition.text if definition.text is not None else canonical(definition.spec)
             old_text = existing.get(name)
             if old_text == text:
+                if files[name] != definition.file:  # the same object, now in another file
+                    moved.append((name, definition.file))
                 continue
             if old_text is None:
                 changes.append(Change("created", kind, name, {}, definition.spec))
@@ -101,6 +105,7 @@ def plan(conn, config: Config) -> tuple[list[Change], dict]:
                 changes.append(Change("deleted", kind, name, json.loads(old_text), {}))
                 deletes.append(name)
         writes["upsert"][section], writes["delete"][section] = upserts, deletes
+        writes["moved"][section] = moved
     existing_settings = stored.settings(conn)
     setting_rows = []
     for name, value in config.settings.items():
@@ -137,6 +142,8 @@ def apply_config(
         stored.lock_for_change(conn)  # the diff stays true until it is written (other engines, CLIs)
         changes, writes = plan(conn, config)
         links_changed = any(add or remove for add, remove in writes["links"].values())
+        for section, (_, kind) in TABLES.items():  # which file each object is in: no change to it
+            stored.set_object_files(conn, kind, writes["moved"][section])
         if not changes and not links_changed:
             _mark_applied(conn, config)
             return ApplyResult([], False)
@@ -167,23 +174,39 @@ def _mark_applied(conn, config: Config) -> None:
     """What the database now holds was checked under ``config.validated_with`` and came from
     the files ``config.files_key`` digests; a configuration built otherwise records nothing
     known, so the next ``apply`` checks everything."""
-    files = json.dumps({"files": config.files_key, "generation": stored.generation(conn)}) if config.files_key else ""
+    applied = config.applied_files
+    files = json.dumps({**applied, "generation": stored.generation(conn)}) if applied else ""
     stored.set_applied_marks(conn, config.validated_with or "", files)
 
 
-def known_specs(store, registry) -> KnownSpecs:
+def known_specs(store, registry, digests: dict[str, bytes | None] | None = None) -> KnownSpecs:
     """What the database holds, for :func:`load_config` to skip the checks it passed (empty
-    when it was checked under another validation key). Nothing is created."""
+    when it was checked under another validation key), and which of the files (``digests``:
+    absolute path -> text digest) are unchanged since the last apply, with nothing changed in
+    the database since. Nothing is created."""
     key = validation_key(registry)
     with stored.snapshot(store) as conn:
-        if stored.applied_marks(conn).get("validated_with") != key:
+        marks = stored.applied_marks(conn)
+        if marks.get("validated_with") != key:
             return KnownSpecs(key)
-        specs = {section: stored.object_specs(conn, kind) for section, (_, kind) in TABLES.items()}
-        return KnownSpecs(key, specs, stored.settings(conn))
+        known = KnownSpecs(key)
+        for section, (_, kind) in TABLES.items():
+            rows = stored.object_specs_and_files(conn, kind)
+            known.specs[section] = {name: spec for name, spec, _ in rows}
+            known.origin[section] = {name: file for name, _, file in rows}
+        rows = stored.settings_and_files(conn)
+        known.settings = {name: spec for name, spec, _ in rows}
+        known.setting_origin = {name: file for name, _, file in rows}
+        recorded = json.loads(marks.get("applied_files") or "{}")
+        if digests and recorded.get("generation") == stored.generation(conn):
+            for path, (digest, name) in (recorded.get("each") or {}).items():
+                if digests.get(path) is not None and digests[path].hex() == digest:
+                    known.files[path] = (digests[path], name)
+        return known
 
 
 def unchanged_since_last_apply(store, files_key: str | None) -> bool:
-    """Whether the last ``apply`` applied exactly these files (same paths, same bytes, same
+    """Whether the last ``apply`` applied exactly these files (same paths, same text, same
     validation key) and nothing changed the configuration since (same generation): then
     applying them again changes nothing, and they need not be read."""
     if not files_key:
@@ -209,15 +232,17 @@ def apply_paths(paths, registry, open_store, *, dry_run: bool = False, source: s
 
     key = validation_key(registry)
     files, missing = expand_paths(paths)
-    digest = None if missing else files_key(((path, read_digest(path)) for path in files), key)
+    digests = [(path, read_digest(path)) for path in files]
+    digest = None if missing else files_key(digests, key)
     try:
         existing = open_store(False)
     except StoreError:
         existing = None
     if existing is not None and unchanged_since_last_apply(existing, digest):
         return ApplyResult([], dry_run)
-    known = known_specs(existing, registry) if existing is not None else KnownSpecs(key)
-    config = load_config(paths, registry, known)  # its files_key: of the very text it parsed
+    by_path = {str(path.resolve()): text for path, text in digests}
+    known = known_specs(existing, registry, by_path) if existing is not None else KnownSpecs(key)
+    config = load_config(paths, registry, known)  # its digests: of the very text it parsed or reused
     return apply_config(open_store(True), config, dry_run=dry_run, source=source, clock=clock)
 
 

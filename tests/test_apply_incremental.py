@@ -211,3 +211,34 @@ def test_cli_apply_twice_and_an_invalid_file_creates_no_database(run_cli, write_
     assert result.exit_code == 1
     assert f"{bad}:2:" in result.stderr and "schedules.s.end" in result.stderr
     assert not fresh.exists()
+
+
+def test_one_changed_file_among_several_is_the_only_one_read(opener, registry, write_rules, reads):
+    """Objects of the unchanged files come from the database (they are what those files held);
+    references to them, duplicates with them and moves between files stay right."""
+    main = write_rules(RULES, "main.yaml")
+    other = write_rules("schedules:\n  hourly: {every: hour}\n", "other.yaml")
+    third = write_rules("events:\n  login: {on: user.login, tasks: [backup]}\n", "third.yaml")
+    apply_paths([main, other, third], registry, opener)
+    assert reads["files"] == 3
+    other.write_text("schedules:\n  hourly: {every: 2 hours}\n")
+    result = apply_paths([main, other, third], registry, opener)
+    assert [(c.action, c.name) for c in result.changes] == [("updated", "hourly")]
+    assert reads["files"] == 4 and reads["schedules"] == 4  # other.yaml alone, its schedule alone
+    other.write_text("schedules:\n  hourly: {every: 2 hours}\n  nightly: {every: day}\n")
+    with pytest.raises(RuleFileError) as caught:  # nightly is still in main.yaml, unread
+        apply_paths([main, other, third], registry, opener)
+    (problem,) = caught.value.problems
+    assert (problem.file, problem.line) == (str(other), 3)
+    assert problem.message.startswith(f"schedule 'nightly' is already defined in {main}:4;")
+    # nightly moves from main.yaml to other.yaml, unchanged: then main.yaml changes again
+    other.write_text("schedules:\n  hourly: {every: 2 hours}\n  nightly: {every: day, at: \"02:00\"}\n")
+    main.write_text(main.read_text().replace('  nightly: {every: day, at: "02:00"}\n', ""))
+    assert apply_paths([main, other, third], registry, opener).changes == []
+    main.write_text(main.read_text().replace('"06:00"', '"06:30"'))
+    moved = apply_paths([main, other, third], registry, opener)
+    assert [(c.action, c.name) for c in moved.changes] == [("updated", "weekly")]
+    third.write_text("events:\n  login: {on: user.login, tasks: [backupp]}\n")
+    with pytest.raises(RuleFileError) as caught:
+        apply_paths([main, other, third], registry, opener)
+    assert "did you mean 'backup'?" in caught.value.problems[0].message

@@ -66,8 +66,47 @@ def files_key(digests: Iterable[tuple[Path | str, bytes | None]], validation: st
 class KnownSpecs:
     """What the database holds, as checked by an earlier ``apply`` under ``key``: canonical
     spec text by section and name, and the settings. Empty when it was checked under another
-    key (or never): then every object is checked in full."""
+    key (or never): then every object is checked in full.
+
+    ``files``: rule files whose text is the one the last apply read (nothing changed the
+    configuration since), by absolute path: ``(text digest, the name its objects are stored
+    under)``. Their objects and settings are taken from the database (``origin``,
+    ``setting_origin``: the stored file name of each) instead of parsing them again."""
 
     key: str
     specs: dict[str, dict[str, str]] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)
+    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    origin: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    setting_origin: dict[str, str | None] = field(default_factory=dict)
+
+    def stored_data(self, path: Path | str) -> tuple[dict, dict, bytes] | None:
+        """For a file in ``files``: its content as stored (``{section: {name: spec}}``), the
+        canonical text of each object ``{(section, name): text}`` and its digest."""
+        entry = self.files.get(str(Path(path).resolve()))
+        if entry is None:
+            return None
+        digest, name = entry
+        data: dict = {}
+        texts: dict = {}
+        for setting, origin in self.setting_origin.items():
+            if origin == name:
+                data.setdefault("settings", {})[setting] = json.loads(self.settings[setting])
+        for section, origins in self.origin.items():
+            specs = self.specs[section]
+            for obj, origin in origins.items():
+                if origin == name:
+                    text = specs[obj]
+                    data.setdefault(section, {})[obj] = json.loads(text)
+                    texts[(section, obj)] = text
+        return data, texts, digest
+
+
+def applied_files(digests: list[tuple[Path | str, bytes | None]], validation: str) -> dict | None:
+    """What ``apply`` records of the files it applied: the digest of them all (see
+    :func:`files_key`) and, by absolute path, each one's digest and the name it was given as
+    (the ``file`` of its objects)."""
+    whole = files_key(digests, validation)
+    if whole is None:
+        return None
+    return {"files": whole, "each": {str(Path(p).resolve()): [d.hex(), str(p)] for p, d in digests}}

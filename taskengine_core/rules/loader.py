@@ -111,6 +111,7 @@ class Document:
     data: Any
     text: str | None = field(default=None, repr=False)  # None: read the file again if needed
     digest: bytes | None = field(default=None, repr=False)  # of the text parsed (fingerprint.py)
+    texts: dict | None = field(default=None, repr=False)  # (section, name) -> canonical text, when known
     _marked: tuple[Any, dict] | None = field(default=None, repr=False)
 
     def position(self, path: Iterable[Any]) -> Position | None:

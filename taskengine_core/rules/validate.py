@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 from taskengine_core.errors import Problem, RuleFileError
 from taskengine_core.registry import Registry
 from taskengine_core.rules import messages
-from taskengine_core.rules.fingerprint import KnownSpecs, files_key
+from taskengine_core.rules.fingerprint import KnownSpecs, applied_files
 from taskengine_core.rules.loader import Document, expand_paths, load_document
 from taskengine_core.rules.schema_check import SchemaCheck
 from taskengine_core.rules.schema import NAME_PATTERN, REF_KEYWORD, SECTIONS, section_schemas
@@ -53,7 +53,7 @@ class Config:
     task_events: set[tuple[str, str]] = field(default_factory=set)
     task_webhooks: set[tuple[str, str]] = field(default_factory=set)
     validated_with: str | None = None  # the validation key it was checked under (fingerprint.py)
-    files_key: str | None = None  # the digest of the rule files it came from (fingerprint.py)
+    applied_files: dict | None = None  # digests of the rule files it came from (fingerprint.py)
 
     @property
     def tasks(self) -> dict[str, Definition]:
@@ -78,7 +78,12 @@ def check_paths(paths: Iterable[str | Path], registry: Registry,
     checker = _Checker(registry, known)
     digests = []
     for path in files:
-        doc, parse_problems = load_document(path)
+        stored = known.stored_data(path) if known is not None else None
+        if stored is not None:  # unchanged since the last apply: as the database holds it
+            data, texts, digest = stored
+            doc, parse_problems = Document(str(path), data, digest=digest, texts=texts), []
+        else:
+            doc, parse_problems = load_document(path)
         problems.extend(parse_problems)
         digests.append((path, doc.digest if doc is not None else None))
         if doc is not None:
@@ -89,7 +94,7 @@ def check_paths(paths: Iterable[str | Path], registry: Registry,
     problems.sort(key=lambda p: (p.file, p.line or 0, p.column or 0))
     if known is not None:
         checker.config.validated_with = known.key
-        checker.config.files_key = None if problems else files_key(digests, known.key)
+        checker.config.applied_files = None if problems else applied_files(digests, known.key)
     return checker.config, problems
 
 
@@ -177,7 +182,8 @@ class _Checker:
             where = f"{existing.file}:{line}" if line else existing.file
             self.problems.append(doc.problem(path, f"{KIND[section]} {name!r} is already defined in {where}; names must be unique across all rule files"))
             return
-        definition = Definition(section, name, spec, doc.file, doc, _canonical(spec))
+        text = doc.texts.get((section, name)) if doc.texts else None
+        definition = Definition(section, name, spec, doc.file, doc, text if text is not None else _canonical(spec))
         self.config.objects[section][name] = definition
         known = self.known.get(section)
         if known and definition.text is not None and known.get(name) == definition.text:

@@ -136,6 +136,16 @@ def object_specs(conn, kind: str) -> dict[str, str]:
     return dict(conn.execute(f"SELECT name, spec FROM {_table(kind)}").fetchall())
 
 
+def object_specs_and_files(conn, kind: str) -> list[tuple[str, str, str | None]]:
+    """``(name, spec text, file)`` of every object of ``kind``."""
+    return [tuple(row) for row in conn.execute(f"SELECT name, spec, file FROM {_table(kind)}").fetchall()]
+
+
+def settings_and_files(conn) -> list[tuple[str, str, str | None]]:
+    """``(name, spec text, file)`` of every setting."""
+    return [tuple(row) for row in conn.execute("SELECT name, spec, file FROM settings").fetchall()]
+
+
 def object_spec(conn, kind: str, name: str) -> str | None:
     row = conn.execute(f"SELECT spec FROM {_table(kind)} WHERE name = ?", (name,)).fetchone()
     return row[0] if row else None
@@ -219,6 +229,12 @@ def upsert_objects(conn, kind: str, rows: Iterable[tuple], now: str) -> None:
         f"file = excluded.file, updated_at = excluded.updated_at{extra_set}",
         ((name, spec, int(enabled), description, file, now, now, *rest)
          for name, spec, enabled, description, file, *rest in rows))
+
+
+def set_object_files(conn, kind: str, rows: Sequence[tuple[str, str]]) -> None:
+    """Record that unchanged objects now come from another file: ``(name, file)`` rows."""
+    if rows:
+        conn.executemany(f"UPDATE {_table(kind)} SET file = ? WHERE name = ?", [(file, name) for name, file in rows])
 
 
 def delete_objects(conn, kind: str, names: Sequence[str]) -> None:
