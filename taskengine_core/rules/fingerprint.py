@@ -79,6 +79,7 @@ class KnownSpecs:
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     origin: dict[str, dict[str, str | None]] = field(default_factory=dict)
     setting_origin: dict[str, str | None] = field(default_factory=dict)
+    _by_origin: dict | None = field(default=None, repr=False)
 
     def stored_data(self, path: Path | str) -> tuple[dict, dict, bytes] | None:
         """For a file in ``files``: its content as stored (``{section: {name: spec}}``), the
@@ -87,18 +88,22 @@ class KnownSpecs:
         if entry is None:
             return None
         digest, name = entry
+        if self._by_origin is None:  # once: which objects and settings each stored file holds
+            self._by_origin = {}
+            for setting, origin in self.setting_origin.items():
+                self._by_origin.setdefault(origin, []).append(("settings", setting))
+            for section, origins in self.origin.items():
+                for obj, origin in origins.items():
+                    self._by_origin.setdefault(origin, []).append((section, obj))
         data: dict = {}
         texts: dict = {}
-        for setting, origin in self.setting_origin.items():
-            if origin == name:
-                data.setdefault("settings", {})[setting] = json.loads(self.settings[setting])
-        for section, origins in self.origin.items():
-            specs = self.specs[section]
-            for obj, origin in origins.items():
-                if origin == name:
-                    text = specs[obj]
-                    data.setdefault(section, {})[obj] = json.loads(text)
-                    texts[(section, obj)] = text
+        for section, obj in self._by_origin.get(name, ()):
+            if section == "settings":
+                data.setdefault("settings", {})[obj] = json.loads(self.settings[obj])
+                continue
+            text = self.specs[section][obj]
+            data.setdefault(section, {})[obj] = json.loads(text)
+            texts[(section, obj)] = text
         return data, texts, digest
 
 
