@@ -13,7 +13,11 @@ from taskengine_core.cli._app import App, pass_app
 @pass_app
 def apply_(app: App, paths: tuple[str, ...], dry_run: bool) -> None:
     """Load rule files and apply them in one transaction: created, updated and deleted objects
-    are printed and recorded in the audit log. Nothing is written if any file has an error."""
+    are printed and recorded in the audit log. Nothing is written if any file has an error.
+
+    Work the last apply already did is not repeated: files whose text is unchanged since it
+    (nothing else having changed the configuration) are not read again, and objects unchanged
+    since it are not checked again; references between objects are always checked."""
     from taskengine_core.apply import apply_paths
 
     result = apply_paths(paths, app.registry, lambda create: app.store(create=create),
