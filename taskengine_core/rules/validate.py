@@ -199,6 +199,8 @@ class _Checker:
                 self._schedules.append(definition)  # needs the final time zone: see finish_objects
             else:
                 getattr(self, f"_check_{section}")(doc, name, spec)
+        if section in _NO_SECRET_FIELDS and definition.text is not None and "${" not in definition.text:
+            return  # no secret field, and no ${...} reference anywhere in it (keys included)
         self._secret_problems(doc, definition.path, spec)
 
     def finish_objects(self) -> None:
