@@ -242,3 +242,20 @@ def test_one_changed_file_among_several_is_the_only_one_read(opener, registry, w
     with pytest.raises(RuleFileError) as caught:
         apply_paths([main, other, third], registry, opener)
     assert "did you mean 'backup'?" in caught.value.problems[0].message
+
+
+def test_a_tasks_secret_scan_still_sees_references_outside_its_parameters(registry, write_rules):
+    from taskengine_core.rules.validate import check_paths
+
+    path = write_rules("""
+        tasks:
+          t:
+            action: command.run
+            description: "${nosuch:x}"
+            with: {argv: [echo], env: {DB_PASSWORD: hunter2}}
+    """)
+    _, problems = check_paths([path], registry)
+    assert sorted((p.path, p.message.split(":")[0]) for p in problems) == [
+        ("tasks.t.description", "malformed secret reference '${nosuch"),
+        ("tasks.t.with.env.DB_PASSWORD", "a secret must be a reference such as ${env"),
+    ]
