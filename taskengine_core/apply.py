@@ -175,7 +175,7 @@ def _mark_applied(conn, config: Config) -> None:
     the files ``config.files_key`` digests; a configuration built otherwise records nothing
     known, so the next ``apply`` checks everything."""
     applied = config.applied_files
-    files = json.dumps({**applied, "generation": stored.generation(conn)}) if applied else ""
+    files = json.dumps({**applied, "state": _config_state(conn)}) if applied else ""
     stored.set_applied_marks(conn, config.validated_with or "", files)
 
 
@@ -198,7 +198,7 @@ def known_specs(store, registry, digests: dict[str, bytes | None] | None = None)
         known.settings = {name: spec for name, spec, _ in rows}
         known.setting_origin = {name: file for name, _, file in rows}
         recorded = json.loads(marks.get("applied_files") or "{}")
-        if digests and recorded.get("generation") == stored.generation(conn):
+        if digests and recorded.get("state") == _config_state(conn):
             for path, (digest, name) in (recorded.get("each") or {}).items():
                 if digests.get(path) is not None and digests[path].hex() == digest:
                     known.files[path] = (digests[path], name)
@@ -207,7 +207,7 @@ def known_specs(store, registry, digests: dict[str, bytes | None] | None = None)
 
 def unchanged_since_last_apply(store, files_key: str | None) -> bool:
     """Whether the last ``apply`` applied exactly these files (same paths, same text, same
-    validation key) and nothing changed the configuration since (same generation): then
+    validation key) and nothing changed the configuration since (:func:`_config_state`): then
     applying them again changes nothing, and they need not be read."""
     if not files_key:
         return False
@@ -216,7 +216,14 @@ def unchanged_since_last_apply(store, files_key: str | None) -> bool:
         if not mark:
             return False
         recorded = json.loads(mark)
-        return recorded.get("files") == files_key and recorded.get("generation") == stored.generation(conn)
+        return recorded.get("files") == files_key and recorded.get("state") == _config_state(conn)
+
+
+def _config_state(conn) -> list[int]:
+    """What tells whether the configuration changed since: the generation (bumped by every
+    writer) and the last row of the change log (written by triggers on every configuration
+    table, so even a change by hand that bumps nothing shows)."""
+    return [stored.generation(conn), stored.last_change(conn)]
 
 
 def apply_paths(paths, registry, open_store, *, dry_run: bool = False, source: str | None = None,

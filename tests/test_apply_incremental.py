@@ -259,3 +259,14 @@ def test_a_tasks_secret_scan_still_sees_references_outside_its_parameters(regist
         ("tasks.t.description", "malformed secret reference '${nosuch"),
         ("tasks.t.with.env.DB_PASSWORD", "a secret must be a reference such as ${env"),
     ]
+
+
+def test_a_change_by_hand_that_bumps_nothing_still_means_reading_again(opener, registry, write_rules, reads):
+    path = write_rules(RULES)
+    apply_paths([path], registry, opener)
+    store = opener(False)
+    with store.write() as db:  # no generation bump: only the change log's trigger sees it
+        stored.delete_objects(db.conn, "schedule", ["weekly"])
+    result = apply_paths([path], registry, opener)
+    assert reads["files"] == 2
+    assert [(c.action, c.name) for c in result.changes] == [("created", "weekly")]
