@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from taskengine_core.clock import Clock, to_iso
+from taskengine_core.rules.fingerprint import KnownSpecs, files_key, read_digest, validation_key
 from taskengine_core.rules.validate import Config
 from taskengine_core.secrets import redact_by_key
 from taskengine_core.store import Store, audit
@@ -81,14 +82,18 @@ def current_actor() -> str:
 def plan(conn, config: Config) -> tuple[list[Change], dict]:
     """The changes needed, and the rows to write for them (used by :func:`apply_config`)."""
     changes: list[Change] = []
-    writes: dict = {"upsert": {}, "delete": {}, "links": {}}
+    writes: dict = {"upsert": {}, "delete": {}, "links": {}, "moved": {}}
     for section, (_, kind) in TABLES.items():
-        existing = stored.object_specs(conn, kind)
-        upserts, deletes = [], []
+        existing, files = {}, {}
+        for name, spec, file in stored.object_specs_and_files(conn, kind):
+            existing[name], files[name] = spec, file
+        upserts, deletes, moved = [], [], []
         for name, definition in config.objects[section].items():
-            text = canonical(definition.spec)
+            text = definition.text if definition.text is not None else canonical(definition.spec)
             old_text = existing.get(name)
             if old_text == text:
+                if files[name] != definition.file:  # the same object, now in another file
+                    moved.append((name, definition.file))
                 continue
             if old_text is None:
                 changes.append(Change("created", kind, name, {}, definition.spec))
@@ -100,6 +105,7 @@ def plan(conn, config: Config) -> tuple[list[Change], dict]:
                 changes.append(Change("deleted", kind, name, json.loads(old_text), {}))
                 deletes.append(name)
         writes["upsert"][section], writes["delete"][section] = upserts, deletes
+        writes["moved"][section] = moved
     existing_settings = stored.settings(conn)
     setting_rows = []
     for name, value in config.settings.items():
@@ -136,7 +142,10 @@ def apply_config(
         stored.lock_for_change(conn)  # the diff stays true until it is written (other engines, CLIs)
         changes, writes = plan(conn, config)
         links_changed = any(add or remove for add, remove in writes["links"].values())
+        for section, (_, kind) in TABLES.items():  # which file each object is in: no change to it
+            stored.set_object_files(conn, kind, writes["moved"][section])
         if not changes and not links_changed:
+            _mark_applied(conn, config)
             return ApplyResult([], False)
         for section, (_, kind) in TABLES.items():
             stored.delete_objects(conn, kind, writes["delete"][section])
@@ -157,7 +166,91 @@ def apply_config(
         audit.record(conn, ((c.action, c.kind, c.name, c.changes) for c in changes), now,
                      actor=actor, source=source or "apply")
         stored.bump_generation(conn)
+        _mark_applied(conn, config)
     return ApplyResult(changes, False)
+
+
+def _mark_applied(conn, config: Config) -> None:
+    """What the database now holds was checked under ``config.validated_with`` and came from
+    the files ``config.files_key`` digests; a configuration built otherwise records nothing
+    known, so the next ``apply`` checks everything."""
+    applied = config.applied_files
+    files = json.dumps({**applied, "state": _config_state(conn)}) if applied else ""
+    stored.set_applied_marks(conn, config.validated_with or "", files)
+
+
+def known_specs(store, registry, digests: dict[str, bytes | None] | None = None) -> KnownSpecs:
+    """What the database holds, for :func:`load_config` to skip the checks it passed (empty
+    when it was checked under another validation key), and which of the files (``digests``:
+    absolute path -> text digest) are unchanged since the last apply, with nothing changed in
+    the database since. Nothing is created."""
+    key = validation_key(registry)
+    with stored.snapshot(store) as conn:
+        marks = stored.applied_marks(conn)
+        if marks.get("validated_with") != key:
+            return KnownSpecs(key)
+        known = KnownSpecs(key)
+        for section, (_, kind) in TABLES.items():
+            rows = stored.object_specs_and_files(conn, kind)
+            known.specs[section] = {name: spec for name, spec, _ in rows}
+            known.origin[section] = {name: file for name, _, file in rows}
+        rows = stored.settings_and_files(conn)
+        known.settings = {name: spec for name, spec, _ in rows}
+        known.setting_origin = {name: file for name, _, file in rows}
+        recorded = json.loads(marks.get("applied_files") or "{}")
+        if digests and recorded.get("state") == _config_state(conn):
+            for path, (digest, name) in (recorded.get("each") or {}).items():
+                if digests.get(path) is not None and digests[path].hex() == digest:
+                    known.files[path] = (digests[path], name)
+        return known
+
+
+def unchanged_since_last_apply(store, files_key: str | None) -> bool:
+    """Whether the last ``apply`` applied exactly these files (same paths, same text, same
+    validation key) and nothing changed the configuration since (:func:`_config_state`): then
+    applying them again changes nothing, and they need not be read."""
+    if not files_key:
+        return False
+    with stored.snapshot(store) as conn:
+        mark = stored.applied_marks(conn).get("applied_files")
+        if not mark:
+            return False
+        recorded = json.loads(mark)
+        return recorded.get("files") == files_key and recorded.get("state") == _config_state(conn)
+
+
+def _config_state(conn) -> list[int]:
+    """What tells whether the configuration changed since: the generation (bumped by every
+    writer) and the last row of the change log (written by triggers on every configuration
+    table, so even a change by hand that bumps nothing shows)."""
+    return [stored.generation(conn), stored.last_change(conn)]
+
+
+def apply_paths(paths, registry, open_store, *, dry_run: bool = False, source: str | None = None,
+                clock: Clock | None = None) -> ApplyResult:
+    """``taskengine apply``: check the rule files at ``paths`` and apply them. ``open_store(create)``
+    opens the database (raising :class:`StoreError` when ``create`` is false and there is none):
+    files unchanged since the last apply are not read at all, objects unchanged since it are
+    not checked again (see :mod:`taskengine_core.rules.fingerprint`), and a database is created
+    only once the files are known to be valid."""
+    from taskengine_core.errors import StoreError
+    from taskengine_core.rules.loader import expand_paths
+    from taskengine_core.rules.validate import load_config
+
+    key = validation_key(registry)
+    files, missing = expand_paths(paths)
+    digests = [(path, read_digest(path)) for path in files]
+    digest = None if missing else files_key(digests, key)
+    try:
+        existing = open_store(False)
+    except StoreError:
+        existing = None
+    if existing is not None and unchanged_since_last_apply(existing, digest):
+        return ApplyResult([], dry_run)
+    by_path = {str(path.resolve()): text for path, text in digests}
+    known = known_specs(existing, registry, by_path) if existing is not None else KnownSpecs(key)
+    config = load_config(paths, registry, known)  # its digests: of the very text it parsed or reused
+    return apply_config(open_store(True), config, dry_run=dry_run, source=source, clock=clock)
 
 
 def audit_rows(conn, entries: Iterable[tuple[str, str, str, dict]], now: str, *,

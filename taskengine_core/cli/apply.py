@@ -13,12 +13,15 @@ from taskengine_core.cli._app import App, pass_app
 @pass_app
 def apply_(app: App, paths: tuple[str, ...], dry_run: bool) -> None:
     """Load rule files and apply them in one transaction: created, updated and deleted objects
-    are printed and recorded in the audit log. Nothing is written if any file has an error."""
-    from taskengine_core.apply import apply_config
-    from taskengine_core.rules.validate import load_config
+    are printed and recorded in the audit log. Nothing is written if any file has an error.
 
-    config = load_config(paths, app.registry)
-    result = apply_config(app.store(create=True), config, dry_run=dry_run, source=" ".join(paths))
+    Work the last apply already did is not repeated: files whose text is unchanged since it
+    (nothing else having changed the configuration) are not read again, and objects unchanged
+    since it are not checked again; references between objects are always checked."""
+    from taskengine_core.apply import apply_paths
+
+    result = apply_paths(paths, app.registry, lambda create: app.store(create=create),
+                         dry_run=dry_run, source=" ".join(paths))
     if not dry_run:
         from taskengine_core.wakeup import poke
 

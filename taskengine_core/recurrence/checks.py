@@ -92,10 +92,28 @@ def semantic_problems(spec: Spec) -> Problems:
     return problems
 
 
+def surely_fires(spec: Spec) -> bool:
+    """Whether a schedule that passed :func:`semantic_problems` certainly has a fire time,
+    decided from its form alone (no dates are generated). True only for forms where that is
+    certain: an unbounded (no ``end``, no ``count``) repeat every day or every week. Every
+    such day or week holds each weekday, every month and year holds such days, each date has
+    at least one time of day, and a wall time always maps to an instant (RELIABILITY #7); a
+    ``start`` near the year 9999 is left to the full search."""
+    return (spec.kind == "repeat" and spec.unit in ("day", "week") and spec.interval == 1
+            and spec.end is None and spec.count is None and not spec.day_of_month
+            and (spec.start is None or spec.start.year < 9000))
+
+
 def never_fires(spec: Spec, recurrence) -> tuple[str, str] | None:
-    """Whether a schedule that passed every other check still has no fire time at all."""
+    """Whether a schedule that passed every other check still has no fire time at all.
+    ``recurrence`` is the compiled schedule, or a callable that compiles it (called only when
+    the form alone does not settle it, see :func:`surely_fires`)."""
     if spec.kind == "once":
         return None  # a one-shot in the past is not an error: it simply has fired
+    if surely_fires(spec):
+        return None
+    if callable(recurrence):
+        recurrence = recurrence()
     origin = resolve(spec.start, spec.zone) if spec.start else _LONG_AGO
     if recurrence.next_after(origin - timedelta(microseconds=1)) is not None:
         return None

@@ -112,17 +112,18 @@ def compile_schedule(spec: dict, default_timezone: str = "UTC") -> Recurrence:
 _CHECKED: dict[tuple[str, str], list[tuple[str, str]]] = {}
 
 
-def check_schedule(spec: dict, default_timezone: str = "UTC") -> list[tuple[str, str]]:
+def check_schedule(spec: dict, default_timezone: str = "UTC", *, text: str | None = None) -> list[tuple[str, str]]:
     """Semantic problems of a schema-valid schedule as ``(path, message)``; empty when fine.
 
     Beyond ``compile_schedule`` this also looks for a first fire time, so a schedule whose
     filters or ``start``/``end`` leave no occurrence at all is reported.
 
     Memoized by definition (plain JSON values only): validating 100,000 schedules written
-    alike checks each distinct one once.
+    alike checks each distinct one once. ``text``: the caller's canonical JSON of ``spec``
+    (sorted keys), when it has one, so it is not encoded again.
     """
     try:
-        key = (json.dumps(spec, sort_keys=True), default_timezone)
+        key = (text if text is not None else json.dumps(spec, sort_keys=True), default_timezone)
     except (TypeError, ValueError):  # a YAML date object, say: not memoized
         return _check_schedule(spec, default_timezone)
     found = _CHECKED.get(key)
@@ -137,5 +138,5 @@ def _check_schedule(spec: dict, default_timezone: str) -> list[tuple[str, str]]:
     parsed, problems = _parse(spec, default_timezone)
     if parsed is None:
         return problems
-    found = never_fires(parsed, Recurrence(parsed))
+    found = never_fires(parsed, lambda: Recurrence(parsed))
     return [found] if found else []

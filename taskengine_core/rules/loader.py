@@ -110,6 +110,8 @@ class Document:
     file: str
     data: Any
     text: str | None = field(default=None, repr=False)  # None: read the file again if needed
+    digest: bytes | None = field(default=None, repr=False)  # of the text parsed (fingerprint.py)
+    texts: dict | None = field(default=None, repr=False)  # (section, name) -> canonical text, when known
     _marked: tuple[Any, dict] | None = field(default=None, repr=False)
 
     def position(self, path: Iterable[Any]) -> Position | None:
@@ -178,7 +180,8 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Problem]
 
 
 def load_document(path: Path) -> tuple[Document | None, list[Problem]]:
-    """Parse one file; syntax errors come back as problems, never as exceptions."""
+    """Parse one file; syntax errors come back as problems, never as exceptions. The document
+    carries the digest of the text it was parsed from."""
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -187,7 +190,16 @@ def load_document(path: Path) -> tuple[Document | None, list[Problem]]:
                               f"{exc.reason}); rule files are UTF-8 YAML or JSON")]
     except OSError as exc:
         return None, [Problem(name, None, None, "", f"cannot read file: {exc.strerror or exc}")]
-    if path.suffix == ".json":
+    doc, problems = _parse_text(name, text, path.suffix == ".json")
+    if doc is not None:
+        from taskengine_core.rules.fingerprint import text_digest
+
+        doc.digest = text_digest(text)
+    return doc, problems
+
+
+def _parse_text(name: str, text: str, is_json: bool) -> tuple[Document | None, list[Problem]]:
+    if is_json:
         return _load_json(name, text)
     if _fast_yaml is not None:
         try:  # dates stay text, as written; aliases are bounded, and counted again below

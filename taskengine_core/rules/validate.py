@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import re
 import zoneinfo
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any, Iterable, Iterator
 from taskengine_core.errors import Problem, RuleFileError
 from taskengine_core.registry import Registry
 from taskengine_core.rules import messages
+from taskengine_core.rules.fingerprint import KnownSpecs, applied_files
 from taskengine_core.rules.loader import Document, expand_paths, load_document
 from taskengine_core.rules.schema_check import SchemaCheck
 from taskengine_core.rules.schema import NAME_PATTERN, REF_KEYWORD, SECTIONS, section_schemas
@@ -31,6 +33,7 @@ class Definition:
     spec: dict
     file: str
     doc: Document
+    text: str | None = None  # the canonical spec (what the store holds): encoded once
 
     @property
     def path(self) -> tuple:
@@ -49,39 +52,61 @@ class Config:
     task_schedules: set[tuple[str, str]] = field(default_factory=set)
     task_events: set[tuple[str, str]] = field(default_factory=set)
     task_webhooks: set[tuple[str, str]] = field(default_factory=set)
+    validated_with: str | None = None  # the validation key it was checked under (fingerprint.py)
+    applied_files: dict | None = None  # digests of the rule files it came from (fingerprint.py)
 
     @property
     def tasks(self) -> dict[str, Definition]:
         return self.objects["tasks"]
 
 
-def load_config(paths: Iterable[str | Path], registry: Registry) -> Config:
-    """Read, merge and check rule files. Raises :class:`RuleFileError` listing every problem."""
-    config, problems = check_paths(paths, registry)
+def load_config(paths: Iterable[str | Path], registry: Registry, known: KnownSpecs | None = None) -> Config:
+    """Read, merge and check rule files. Raises :class:`RuleFileError` listing every problem.
+    ``known``: what the database holds, already checked (see :mod:`.fingerprint`)."""
+    config, problems = check_paths(paths, registry, known)
     if problems:
         raise RuleFileError(problems)
     return config
 
 
-def check_paths(paths: Iterable[str | Path], registry: Registry) -> tuple[Config, list[Problem]]:
+def check_paths(paths: Iterable[str | Path], registry: Registry,
+                known: KnownSpecs | None = None) -> tuple[Config, list[Problem]]:
+    """The merged configuration and every problem. Objects whose canonical spec equals what
+    ``known`` holds (checked under the same validation key, with the same settings) skip the
+    per-object checks they passed before; references between objects are always checked."""
     files, problems = expand_paths(paths)
-    checker = _Checker(registry)
+    checker = _Checker(registry, known)
+    digests = []
     for path in files:
-        doc, parse_problems = load_document(path)
+        stored = known.stored_data(path) if known is not None else None
+        if stored is not None:  # unchanged since the last apply: as the database holds it
+            data, texts, digest = stored
+            doc, parse_problems = Document(str(path), data, digest=digest, texts=texts), []
+        else:
+            doc, parse_problems = load_document(path)
         problems.extend(parse_problems)
+        digests.append((path, doc.digest if doc is not None else None))
         if doc is not None:
             checker.add_document(doc)
+    checker.finish_objects()
     checker.check_references()
     problems.extend(checker.problems)
     problems.sort(key=lambda p: (p.file, p.line or 0, p.column or 0))
+    if known is not None:
+        checker.config.validated_with = known.key
+        checker.config.applied_files = None if problems else applied_files(digests, known.key)
     return checker.config, problems
 
 
 class _Checker:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, known: KnownSpecs | None = None) -> None:
         self.registry = registry
         self.config = Config()
         self.problems: list[Problem] = []
+        self.known = known.specs if known is not None else {}
+        self.known_settings = known.settings if known is not None else None
+        self._unchanged: list[Definition] = []  # as stored: checked at the end if settings differ
+        self._schedules: list[Definition] = []  # schema-valid: checked at the end, in the final zone
         schemas = section_schemas(registry)
         self.validators = {s: SchemaCheck(schema) for s, schema in schemas.items()}
         self.action_validators = {name: SchemaCheck(item.schema) for name, item in registry.actions.items()}
@@ -157,10 +182,41 @@ class _Checker:
             where = f"{existing.file}:{line}" if line else existing.file
             self.problems.append(doc.problem(path, f"{KIND[section]} {name!r} is already defined in {where}; names must be unique across all rule files"))
             return
-        if not self._schema_problems(doc, path, spec, self.validators[section]):
-            getattr(self, f"_check_{section}")(doc, name, spec)
-        self._secret_problems(doc, path, spec)
-        self.config.objects[section][name] = Definition(section, name, spec, doc.file, doc)
+        text = doc.texts.get((section, name)) if doc.texts else None
+        definition = Definition(section, name, spec, doc.file, doc, text if text is not None else _canonical(spec))
+        self.config.objects[section][name] = definition
+        known = self.known.get(section)
+        if known and definition.text is not None and known.get(name) == definition.text:
+            self._unchanged.append(definition)  # checked by the apply that stored it
+        else:
+            self._check_object(definition)
+
+    def _check_object(self, definition: Definition) -> None:
+        """Every per-object check: schema, the section's own semantics, secrets."""
+        doc, section, name, spec = definition.doc, definition.section, definition.name, definition.spec
+        if not self._schema_problems(doc, definition.path, spec, self.validators[section]):
+            if section == "schedules":
+                self._schedules.append(definition)  # needs the final time zone: see finish_objects
+            else:
+                getattr(self, f"_check_{section}")(doc, name, spec)
+        if section in _NO_SECRET_FIELDS and definition.text is not None and "${" not in definition.text:
+            return  # no secret field, and no ${...} reference anywhere in it (keys included)
+        self._secret_problems(doc, definition.path, spec)
+
+    def finish_objects(self) -> None:
+        """After every document: check schedules in the time zone the engine will use (the
+        ``timezone`` setting, wherever it is defined), and check objects found unchanged in
+        full after all when the settings they were checked with changed."""
+        settings_text = {key: _canonical(value) for key, value in self.config.settings.items()}
+        if self._unchanged and settings_text != self.known_settings:
+            for definition in self._unchanged:
+                self._check_object(definition)
+        self._unchanged = []
+        zone = self.config.settings.get("timezone") or "UTC"
+        zone = zone if isinstance(zone, str) and _zone_exists(zone) else "UTC"
+        for definition in self._schedules:
+            self._check_schedules(definition.doc, definition.name, definition.spec, zone, definition.text)
+        self._schedules = []
 
     # -- per section semantics ---------------------------------------------------------------
 
@@ -185,11 +241,10 @@ class _Checker:
             for sub, problem in check_notify(spec["notify"], self.registry, self.renderer):
                 self.problems.append(doc.problem(("tasks", name, "notify", *sub), problem))
 
-    def _check_schedules(self, doc: Document, name: str, spec: dict) -> None:
+    def _check_schedules(self, doc: Document, name: str, spec: dict, zone: str, text: str | None = None) -> None:
         from taskengine_core.recurrence import check_schedule
 
-        zone = self.config.settings.get("timezone") or "UTC"
-        for sub, message in check_schedule(spec, zone if _zone_exists(zone) else "UTC"):
+        for sub, message in check_schedule(spec, zone, text=text):
             subpath = tuple(p for p in sub.split(".") if p) if isinstance(sub, str) else tuple(sub)
             self.problems.append(doc.problem(("schedules", name, *subpath), f"schedule {name!r}: {message}"))
 
@@ -299,6 +354,13 @@ class _Checker:
     def _secret_problems(self, doc: Document, path: tuple, value: Any) -> None:
         if path[0] in _NO_SECRET_FIELDS and not _mentions_reference(value):
             return  # no literal can be a secret here, and no ${...} reference to check
+        if path[0] == "tasks" and len(path) == 2 and isinstance(value, dict):
+            # a task's literal secrets can only be among its parameters ('with'); elsewhere
+            # (its schedules and events lists, notify) only ${...} references are checked
+            for key, sub in value.items():
+                if key == "with" or _mentions_reference(sub):
+                    self._secret_problems(doc, path + (key,), sub)
+            return
         for sub, leaf in _leaves(value):
             if _literal_secret(path + sub, leaf):
                 self.problems.append(doc.problem(path + sub, LITERAL_SECRET))
@@ -322,6 +384,15 @@ _SECRET_FIELDS = (
 # Sections where ``_literal_secret`` is never true (no secret field, no parameters): only
 # their ``${...}`` references are checked, and most objects have none.
 _NO_SECRET_FIELDS = frozenset({"schedules", "events"})
+
+
+def _canonical(value: Any) -> str | None:
+    """The text the store holds for ``value`` (see ``store.audit.canonical``); None when it is
+    not plain JSON data."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        return None
 
 
 def _mentions_reference(value: Any) -> bool:

@@ -136,6 +136,16 @@ def object_specs(conn, kind: str) -> dict[str, str]:
     return dict(conn.execute(f"SELECT name, spec FROM {_table(kind)}").fetchall())
 
 
+def object_specs_and_files(conn, kind: str) -> list[tuple[str, str, str | None]]:
+    """``(name, spec text, file)`` of every object of ``kind``."""
+    return [tuple(row) for row in conn.execute(f"SELECT name, spec, file FROM {_table(kind)}").fetchall()]
+
+
+def settings_and_files(conn) -> list[tuple[str, str, str | None]]:
+    """``(name, spec text, file)`` of every setting."""
+    return [tuple(row) for row in conn.execute("SELECT name, spec, file FROM settings").fetchall()]
+
+
 def object_spec(conn, kind: str, name: str) -> str | None:
     row = conn.execute(f"SELECT spec FROM {_table(kind)} WHERE name = ?", (name,)).fetchone()
     return row[0] if row else None
@@ -221,6 +231,12 @@ def upsert_objects(conn, kind: str, rows: Iterable[tuple], now: str) -> None:
          for name, spec, enabled, description, file, *rest in rows))
 
 
+def set_object_files(conn, kind: str, rows: Sequence[tuple[str, str]]) -> None:
+    """Record that unchanged objects now come from another file: ``(name, file)`` rows."""
+    if rows:
+        conn.executemany(f"UPDATE {_table(kind)} SET file = ? WHERE name = ?", [(file, name) for name, file in rows])
+
+
 def delete_objects(conn, kind: str, names: Sequence[str]) -> None:
     """Delete the named objects of ``kind`` (their links go with them: ON DELETE CASCADE)."""
     if names:
@@ -278,3 +294,22 @@ def forget_schedule_state(conn, schedules: Sequence[str]) -> None:
     if schedules:
         clause, params = in_values(conn, "schedule", schedules)
         conn.execute(f"DELETE FROM schedule_state WHERE {clause}", params)
+
+
+# -- what the last apply checked and applied (see rules/fingerprint.py) --------------------------
+
+
+def applied_marks(conn) -> dict[str, str]:
+    """``validated_with`` (the validation key the stored specs were checked under) and
+    ``applied_files`` (the digest of the rule files last applied, and the generation it left),
+    when recorded."""
+    return dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('validated_with', 'applied_files')"
+                             ).fetchall())
+
+
+def set_applied_marks(conn, validated_with: str, applied_files: str) -> None:
+    """Record both marks (inside the transaction that wrote the configuration they describe;
+    an empty value records that nothing is known)."""
+    conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?) "
+                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                     [("validated_with", validated_with), ("applied_files", applied_files)])
