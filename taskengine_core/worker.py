@@ -91,7 +91,7 @@ class AttemptRunner:
         :raises ParameterError: naming the parameter and what was expected.
         """
         from taskengine_core.rules.messages import explain
-        from taskengine_core.rules.validate import _ref_params, dig
+        from taskengine_core.rules.paths import _ref_params, dig
 
         item = self.registry.actions.get(task.action)
         if item is None:
@@ -219,7 +219,7 @@ def _convert(instance: Any, wanted: list[str]) -> Any:
 
 
 def _dig(value: Any, path: list) -> Any:
-    from taskengine_core.rules.validate import dig
+    from taskengine_core.rules.paths import dig
 
     return dig(value, tuple(path))
 

@@ -8,7 +8,7 @@ import re
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from taskengine_core.errors import Problem, RuleFileError
 from taskengine_core.registry import Registry
@@ -16,9 +16,11 @@ from taskengine_core.rules import messages
 from taskengine_core.rules.fingerprint import KnownSpecs, applied_files
 from taskengine_core.rules.loader import Document, expand_paths, load_document
 from taskengine_core.rules.schema_check import SchemaCheck
-from taskengine_core.rules.schema import NAME_PATTERN, REF_KEYWORD, SECTIONS, section_schemas
-from taskengine_core.secrets import (LITERAL_SECRET, is_literal_secret, is_reference, iter_references,
-                                     reference_problem)
+from taskengine_core.rules.paths import _ref_params, _split_path, dig
+from taskengine_core.rules.schema import NAME_PATTERN, SECTIONS, section_schemas
+from taskengine_core.rules.secret_fields import (_NO_SECRET_FIELDS, _is_template, _leaves, _literal_secret,
+                                                 _mentions_reference)
+from taskengine_core.secrets import LITERAL_SECRET, iter_references, reference_problem
 
 KIND = {"schedules": "schedule", "webhooks": "webhook", "tasks": "task", "events": "event rule"}
 _NAME_CHECK = re.compile(NAME_PATTERN)
@@ -373,19 +375,6 @@ class _Checker:
                     self.problems.append(doc.problem(path + sub, problem))
 
 
-# Fields that hold secrets: (section, then keys; "*" matches any object name).
-_SECRET_FIELDS = (
-    ("settings", "ingress", "token"), ("settings", "email", "password"),
-    ("webhooks", "*", "secret"), ("webhooks", "*", "auth", "password"),
-    ("webhooks", "*", "auth", "token"), ("webhooks", "*", "auth", "key"),
-)
-
-
-# Sections where ``_literal_secret`` is never true (no secret field, no parameters): only
-# their ``${...}`` references are checked, and most objects have none.
-_NO_SECRET_FIELDS = frozenset({"schedules", "events"})
-
-
 def _canonical(value: Any) -> str | None:
     """The text the store holds for ``value`` (see ``store.audit.canonical``); None when it is
     not plain JSON data."""
@@ -394,74 +383,6 @@ def _canonical(value: Any) -> str | None:
     except (TypeError, ValueError):
         return None
 
-
-def _mentions_reference(value: Any) -> bool:
-    """Whether any string in ``value`` (keys aside) contains ``${``."""
-    if isinstance(value, str):
-        return "${" in value
-    if isinstance(value, dict):
-        return any(_mentions_reference(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_mentions_reference(v) for v in value)
-    return False
-
-
-def _is_secret_field(path: tuple) -> bool:
-    return any(len(path) == len(f) and all(a == "*" or a == b for a, b in zip(f, path))
-               for f in _SECRET_FIELDS)
-
-
-def _literal_secret(path: tuple, leaf: Any) -> bool:
-    """A literal where a secret belongs: in a secret field, or under a secret-looking key
-    (``DB_PASSWORD``) among settings, webhooks or a task's parameters. Templates are not
-    literals: what they render is not stored."""
-    if _is_secret_field(path):
-        return isinstance(leaf, str) and not is_reference(leaf)
-    holds_parameters = path[0] in ("settings", "webhooks") or (path[0] == "tasks" and path[2:3] == ("with",))
-    return holds_parameters and is_literal_secret(path[-1], leaf) and not _is_template(leaf)
-
-
-def _leaves(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
-    """``(path, value)`` of each string and number in ``value``."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _leaves(v, path + (k,))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _leaves(v, path + (i,))
-    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        yield path, value
-
-
-def _is_template(value: Any) -> bool:
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
-
-
-def _ref_params(schema: dict, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
-    """Parameters marked ``x-taskengine-ref: webhooks`` (a section) or
-    ``x-taskengine-ref: settings.vm.hosts`` (a mapping in the settings), at any depth of plain
-    objects."""
-    if REF_KEYWORD in schema:
-        yield path, schema[REF_KEYWORD]
-    for key, sub in (schema.get("properties") or {}).items():
-        if isinstance(sub, dict):
-            yield from _ref_params(sub, path + (key,))
-
-
-def _split_path(text: str) -> tuple:
-    """``payload.items[2].text`` -> ``('payload', 'items', 2, 'text')``."""
-    parts = re.findall(r"\[(\d+)\]|([^.\[\]]+)", text)
-    return tuple(int(index) if index else key for index, key in parts)
-
-
-def dig(value: Any, path: tuple) -> Any:
-    """The value at ``path`` (keys and list indexes) inside ``value``, or None."""
-    for part in path:
-        try:
-            value = value[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return value
 
 
 @functools.lru_cache(maxsize=512)
