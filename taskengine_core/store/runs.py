@@ -33,6 +33,11 @@ def status(conn, run_id: str) -> str | None:
     return row[0] if row else None
 
 
+def count_by_status(conn) -> dict[str, int]:
+    """How many runs there are in each status."""
+    return dict(conn.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall())
+
+
 def next_due(conn) -> str | None:
     """When the earliest pending run is due (ISO 8601), None when none is pending."""
     return conn.execute("SELECT min(not_before) FROM runs WHERE status = 'pending'").fetchone()[0]
