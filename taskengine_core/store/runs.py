@@ -118,6 +118,19 @@ def start(conn, run_ids: list[str], now: str, owner: str, lease_expires: str) ->
         (now, owner, lease_expires, *params)).fetchall()}
 
 
+def release(conn, run_ids: list[str], owner: str) -> set[str]:
+    """Put runs ``owner`` claimed but never started back to pending (their attempt undone);
+    returns the ids that changed."""
+    if not run_ids:
+        return set()
+    where, params = in_values(conn, "id", run_ids)
+    return {row[0] for row in conn.execute(
+        "UPDATE runs SET status = 'pending', attempt = attempt - 1, "
+        "started_at = CASE WHEN attempt = 1 THEN NULL ELSE started_at END, lease_owner = NULL, "
+        f"lease_expires = NULL WHERE status = 'running' AND lease_owner = ? AND {where} RETURNING id",
+        (owner, *params)).fetchall()}
+
+
 def skip(conn, runs: list[tuple[str, str]], now: str) -> None:
     """Mark pending runs skipped: ``(run id, why)`` each."""
     if runs:
