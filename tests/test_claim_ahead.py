@@ -6,6 +6,7 @@ scheduler's slot claim wins only slots nobody claimed before, also when some in 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -118,3 +119,26 @@ def test_slot_claim_wins_only_new_slots_when_some_were_claimed(db_target):
     assert won == {("s2", "2026-01-01T00:00:00Z")}
     rows = sorted(store.conn.execute("SELECT schedule, status, claimed_at FROM schedule_slots").fetchall())
     assert [tuple(r) for r in rows] == [("s1", "fired", "now1"), ("s2", "fired", "now2")]
+
+
+def test_finishing_a_batch_changes_only_runs_still_running_that_attempt(db_target):
+    from taskengine_core.store import open_store, runs as run_store
+
+    store = open_store(db_target)
+    now = "2026-03-01T12:00:00.000000Z"
+    with store.write() as db:
+        run_store.insert(db.conn, [(f"r{i}", "t", "pending", "manual", None, None, None, None, None, now, now, 1, 0)
+                                   for i in range(3)])
+        assert run_store.start(db.conn, ["r0", "r1", "r2"], now, "me", now) == {"r0", "r1", "r2"}
+    done = ("succeeded", None, None, 0.1, None, None, False)
+    with store.write() as db:
+        assert run_store.finish(db.conn, [("r0", 1, *done)], now) == {"r0"}
+    with store.write() as db:  # r0 reported again (a late report), r1 for another attempt, r2 fine
+        assert run_store.finish(db.conn, [("r0", 1, "failed", "late", None, 0.1, None, None, False),
+                                          ("r1", 2, *done), ("r2", 1, *done)], now) == {"r2"}
+    rows = {r[0]: tuple(r[1:]) for r in store.conn.execute("SELECT id, status, error FROM runs").fetchall()}
+    assert rows == {"r0": ("succeeded", None), "r1": ("running", None), "r2": ("succeeded", None)}
+    with store.write() as db:
+        assert run_store.release(db.conn, ["r1", "r2"], "me") == {"r1"}
+    assert tuple(store.conn.execute("SELECT status, attempt, started_at FROM runs WHERE id = 'r1'").fetchone()) == (
+        "pending", 0, None)

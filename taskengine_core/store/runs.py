@@ -196,6 +196,19 @@ def finish(conn, runs: list[tuple], now: str) -> set[str]:
             f"lease_owner = NULL, lease_expires = NULL FROM unnest({columns}) AS v({', '.join(FINISH_FIELDS)}) "
             "WHERE runs.id = v.id AND runs.status = 'running' AND runs.attempt = v.attempt RETURNING runs.id",
             (now, *values)).fetchall()}
+    rows = [(status, now, error, output, duration, plugin, plugin_version, int(attention), run_id, attempt)
+            for run_id, attempt, status, error, output, duration, plugin, plugin_version, attention in runs]
+    # the usual batch: every run is still running the attempt reported on, and one statement
+    # changes one row each (SQLite's change count says so); else undo it and go run by run
+    before = getattr(conn, "total_changes", None)
+    if before is not None and len({row[8] for row in rows}) == len(rows):
+        conn.execute("SAVEPOINT finish_runs")
+        conn.executemany(_FINISH_ONE, rows)
+        if conn.total_changes - before == len(rows):
+            conn.execute("RELEASE finish_runs")
+            return {row[8] for row in rows}
+        conn.execute("ROLLBACK TO finish_runs")
+        conn.execute("RELEASE finish_runs")
     finished = set()
     for run_id, attempt, status, error, output, duration, plugin, plugin_version, attention in runs:
         if conn.execute(
@@ -206,6 +219,11 @@ def finish(conn, runs: list[tuple], now: str) -> set[str]:
                  attempt)).rowcount:
             finished.add(run_id)
     return finished
+
+
+_FINISH_ONE = ("UPDATE runs SET status = ?, finished_at = ?, error = ?, output = ?, duration = ?, plugin = ?, "
+               "plugin_version = ?, attention = ?, lease_owner = NULL, lease_expires = NULL "
+               "WHERE id = ? AND status = 'running' AND attempt = ?")
 
 
 def interrupt(conn, run_id: str, now: str, error: str) -> bool:
