@@ -36,7 +36,6 @@ CANCEL_WAIT = 3.0  # at stop, how long cancelled actions get to clean up (comman
 # slow attempts turn it off. Runs still waiting at stop go back to pending.
 PREFETCH_WAIT = 0.05
 PREFETCH_MAX = 512
-QUICK_ATTEMPT = 0.01  # only runs of tasks whose recent attempts took this long at most are claimed ahead
 
 
 @dataclass
@@ -75,7 +74,6 @@ class Executor:
         self._settings: dict = {}
         self._runtime: Runtime | None = None
         self._pace: float | None = None  # recent attempts' mean duration (s): how far to claim ahead
-        self._task_pace: dict[str, float] = {}  # the same per task: which runs may be claimed ahead
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -207,9 +205,8 @@ class Executor:
         outcomes = self._drain() + self._timeouts()
         self._learn_pace(outcomes)
         ahead = 0 if only is not None else self._claim_ahead()
-        idle = self.workers - self._active()
-        free = idle + ahead if self._accepting else 0
-        claimed = self._write(outcomes, runtime=runtime, free=free, only=only, ahead_of=max(0, idle))
+        free = self.workers + ahead - self._active() if self._accepting else 0
+        claimed = self._write(outcomes, runtime=runtime, free=free, only=only)
         entries = [_InFlight(run) for run in claimed]
         with self._lock:
             for entry in entries:
@@ -220,13 +217,7 @@ class Executor:
         return len(outcomes) + len(claimed)
 
     def _learn_pace(self, outcomes: list[Outcome]) -> None:
-        durations = []
-        paces = self._task_pace
-        for o in outcomes:
-            if o.status in ("succeeded", "failed", "cancelled"):
-                durations.append(o.duration)
-                name, known = o.run.task.name, paces.get(o.run.task.name)
-                paces[name] = o.duration if known is None else 0.5 * known + 0.5 * o.duration
+        durations = [o.duration for o in outcomes if o.status in ("succeeded", "failed", "cancelled")]
         if durations:
             mean = sum(durations) / len(durations)
             self._pace = mean if self._pace is None else 0.5 * self._pace + 0.5 * mean
@@ -237,9 +228,6 @@ class Executor:
         if self._pace is None:
             return 0
         return min(PREFETCH_MAX, int(self.workers * PREFETCH_WAIT / max(self._pace, 1e-5)))
-
-    def _quick(self, task) -> bool:
-        return self._task_pace.get(task.name, QUICK_ATTEMPT + 1) <= QUICK_ATTEMPT
 
     def next_due_in(self) -> float | None:
         next_due = run_store.next_due(self.store.conn)
@@ -291,7 +279,7 @@ class Executor:
         return out
 
     def _write(self, outcomes: list[Outcome], *, runtime: Runtime | None = None, free: int = 0,
-               only: str | None = None, ahead_of: int | None = None) -> list[Claimed]:
+               only: str | None = None) -> list[Claimed]:
         """Record outcomes and claim up to ``free`` due runs, in one transaction."""
         claiming = runtime is not None and free > 0
         if not outcomes and not (claiming and self._anything_due(only)):
@@ -312,8 +300,7 @@ class Executor:
                 # in the foreground (only=) is not held
                 if claiming and (only is not None or not hold_runs(db.conn, runtime, now)):
                     claimed, to_cancel = claim_due(db.conn, runtime, now, self.owner, self.lease, free,
-                                                   only=only, extra_busy=stuck, ahead_of=ahead_of,
-                                                   quick=self._quick)
+                                                   only=only, extra_busy=stuck)
         except BaseException as exc:
             self._unwritten = _kept_after_failure(outcomes, exc) + self._unwritten  # written next time
             raise

@@ -119,12 +119,10 @@ SINGLE = ("queue", "skip", "replace")
 
 
 def claim_due(conn, runtime: Runtime, now: datetime, owner: str, lease: float, limit: int,
-              only: str | None = None, extra_busy: dict[str, int] | None = None,
-              ahead_of: int | None = None, quick=None) -> tuple[list[Claimed], list[tuple]]:
+              only: str | None = None, extra_busy: dict[str, int] | None = None
+              ) -> tuple[list[Claimed], list[tuple]]:
     """Claim up to ``limit`` due runs (or just run ``only``), honouring each task's concurrency
     policy. Returns the claimed runs and the running runs to cancel (policy ``replace``).
-    Beyond the first ``ahead_of`` runs (the free workers), only runs of tasks for which
-    ``quick(task)`` holds are claimed: the rest stay pending for a worker that is free.
 
     Safe with several engines on one database: the due runs are locked as they are read
     (others skip them), a task limited to one run is locked before its running runs are
@@ -164,8 +162,6 @@ def claim_due(conn, runtime: Runtime, now: datetime, owner: str, lease: float, l
         task = runtime.tasks.get(task_name)
         if task is None:
             cancelled.append((run_id, "the task no longer exists"))
-            continue
-        if ahead_of is not None and len(claimed) >= ahead_of and not quick(task):
             continue
         if trigger not in ("manual", "retry") and not task.fires and row[8] == 0:
             skipped.append((run_id, task_name, "task is retired" if task.retired else "task is disabled"))

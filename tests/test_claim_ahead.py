@@ -80,7 +80,6 @@ def test_runs_claimed_ahead_go_back_to_pending_at_stop(applied, manager, db_path
     engine.executor.start()
     ids = [engine.queue_run("b") for _ in range(5)]
     engine.executor._pace = 0.001  # attempts have been quick: the step claims ahead
-    engine.executor._task_pace["b"] = 0.001
     engine.step()
     rows = dict(engine.store.conn.execute("SELECT id, status FROM runs").fetchall())
     assert sorted(rows.values()) == ["running"] * 5  # one started, four waiting in the queue
@@ -143,22 +142,3 @@ def test_finishing_a_batch_changes_only_runs_still_running_that_attempt(db_targe
         assert run_store.release(db.conn, ["r1", "r2"], "me") == {"r1"}
     assert tuple(store.conn.execute("SELECT status, attempt, started_at FROM runs WHERE id = 'r1'").fetchone()) == (
         "pending", 0, None)
-
-
-def test_only_runs_of_quick_tasks_are_claimed_ahead(applied, manager, db_path):
-    from taskengine_core.engine import Engine
-
-    applied("tasks:\n  b: {action: t.block, concurrency: parallel}\n  q: {action: t.quick, concurrency: parallel}\n",
-            manager=manager)
-    engine = Engine(db_path, manager=manager, workers=1)
-    slow = [engine.queue_run("b") for _ in range(3)]
-    fast = [engine.queue_run("q") for _ in range(3)]
-    executor = engine.executor
-    executor._pace, executor._task_pace = 0.001, {"q": 0.001, "b": 5.0}  # b's attempts have been slow
-    executor.step(engine.runtime)  # no worker started: the claimed runs wait in the queue
-    status = dict(engine.store.conn.execute("SELECT id, status FROM runs").fetchall())
-    assert [status[i] for i in slow] == ["running", "pending", "pending"]  # one for the free worker
-    assert [status[i] for i in fast] == ["running"] * 3  # quick: claimed ahead
-    executor.stop(0)
-    status = dict(engine.store.conn.execute("SELECT id, status FROM runs").fetchall())
-    assert sorted(status.values()) == ["pending"] * 6  # none had started: all back to pending
