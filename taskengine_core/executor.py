@@ -29,6 +29,13 @@ DEFAULT_LEASE = 60.0
 TIMEOUT_GRACE = 2.0  # an action gets this long past its timeout to stop by itself
 FINAL_WRITE_WAIT = 5.0  # at stop, how long the last write waits on another process's lock
 CANCEL_WAIT = 3.0  # at stop, how long cancelled actions get to clean up (command.run: TERM, then KILL at 2 s)
+# Claiming ahead: while attempts are quick, a step claims more runs than there are free workers
+# (they wait in this process's queue), so a burst of due runs costs one commit per few hundred
+# runs instead of one per ``workers``. The queue is kept short enough that its last run is
+# expected to start within PREFETCH_WAIT seconds, judged by the recent attempts' mean duration;
+# slow attempts turn it off. Runs still waiting at stop go back to pending.
+PREFETCH_WAIT = 0.05
+PREFETCH_MAX = 512
 
 
 @dataclass
@@ -38,7 +45,10 @@ class _InFlight:
     deadline: float | None = None
     abandoned: str | None = None  # why its result no longer counts: "timeout" or "stop"
     replaced: bool = False  # a new worker took the place of this entry's stuck thread
-    returned: threading.Event = field(default_factory=threading.Event)  # the action has returned
+    # the action has returned; made (under the executor's lock) when the entry is abandoned, the
+    # only case anyone waits for it: two Events per run were a tenth of a burst's claiming time
+    returned: threading.Event | None = None
+    started: bool = False  # a worker has taken it (else it waits in the queue, claimed ahead)
 
 
 class Executor:
@@ -63,6 +73,7 @@ class Executor:
         self._stuck: dict[str, int] = {}  # task -> timed-out actions whose threads still run
         self._settings: dict = {}
         self._runtime: Runtime | None = None
+        self._pace: float | None = None  # recent attempts' mean duration (s): how far to claim ahead
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -99,6 +110,7 @@ class Executor:
         """Stop claiming; give in-flight runs ``grace`` seconds, then mark the rest interrupted."""
         self._accepting = False
         deadline = self.clock.monotonic() + grace
+        self._release_waiting(within=max(0.1, grace))
         while self._active() and self.clock.monotonic() < deadline:
             self.wake.wait(0.05)
             self.wake.clear()
@@ -112,6 +124,7 @@ class Executor:
             for entry in cut_off:
                 entry.cancelled.set()
                 entry.abandoned = "stop"
+                entry.returned = threading.Event()
                 leftover.append(self._interrupted(entry.run, now, "interrupted: the engine stopped before the "
                                                   "run finished; ", "retried (idempotent action)",
                                                   "not re-run (not idempotent)"))
@@ -121,6 +134,30 @@ class Executor:
         for _ in self._threads:
             self._work.put(None)
         self._wait_for_cancelled(cut_off)
+
+    def _release_waiting(self, within: float) -> None:
+        """At stop: runs claimed ahead that no worker has taken yet go back to pending, for the
+        next start or another engine (their action never started)."""
+        with self._lock:
+            waiting = [e for e in self._inflight.values() if not e.abandoned and not e.started]
+            for entry in waiting:
+                entry.abandoned = "released"
+                entry.returned = threading.Event()
+        if not waiting:
+            return
+        conn = self.store.conn
+        run_store.limit_lock_wait(conn, within)
+        try:
+            with self.store.write() as db:
+                run_store.release(db.conn, [e.run.id for e in waiting], self.owner)
+        except Exception:  # noqa: BLE001 - the next start finds them by their lease
+            log.exception("could not put %d claimed runs back to pending while stopping; the next start "
+                          "recovers them", len(waiting))
+        finally:
+            run_store.limit_lock_wait(conn, None)
+        with self._lock:
+            for entry in waiting:
+                self._inflight.pop(entry.run.id, None)
 
     def _write_at_stop(self, outcomes: list[Outcome], within: float) -> bool:
         """Write without waiting on another process's lock for longer than ``within`` seconds
@@ -166,17 +203,31 @@ class Executor:
         self._settings = runtime.settings
         self._runtime = runtime
         outcomes = self._drain() + self._timeouts()
-        free = self.workers - self._active() if self._accepting else 0
+        self._learn_pace(outcomes)
+        ahead = 0 if only is not None else self._claim_ahead()
+        free = self.workers + ahead - self._active() if self._accepting else 0
         claimed = self._write(outcomes, runtime=runtime, free=free, only=only)
-        for run in claimed:
-            entry = _InFlight(run)
-            if run.task.timeout is not None:
-                entry.deadline = self.clock.monotonic() + run.task.timeout + TIMEOUT_GRACE
-            with self._lock:
-                self._inflight[run.id] = entry
+        entries = [_InFlight(run) for run in claimed]
+        with self._lock:
+            for entry in entries:
+                self._inflight[entry.run.id] = entry
+        for entry in entries:
             self._work.put(entry)
         self._housekeeping()
         return len(outcomes) + len(claimed)
+
+    def _learn_pace(self, outcomes: list[Outcome]) -> None:
+        durations = [o.duration for o in outcomes if o.status in ("succeeded", "failed", "cancelled")]
+        if durations:
+            mean = sum(durations) / len(durations)
+            self._pace = mean if self._pace is None else 0.5 * self._pace + 0.5 * mean
+
+    def _claim_ahead(self) -> int:
+        """How many runs beyond the free workers a step may claim: none until attempts have
+        shown how long they take, then as many as start within PREFETCH_WAIT."""
+        if self._pace is None:
+            return 0
+        return min(PREFETCH_MAX, int(self.workers * PREFETCH_WAIT / max(self._pace, 1e-5)))
 
     def next_due_in(self) -> float | None:
         next_due = run_store.next_due(self.store.conn)
@@ -212,6 +263,7 @@ class Executor:
                     continue
                 entry.cancelled.set()
                 entry.abandoned = "timeout"
+                entry.returned = threading.Event()
                 # until its thread returns, the action still runs: its task counts as busy
                 self._stuck[entry.run.task.name] = self._stuck.get(entry.run.task.name, 0) + 1
                 entry.replaced = sum(self._stuck.values()) <= self.workers
@@ -301,6 +353,13 @@ class Executor:
             entry = self._work.get()
             if entry is None:
                 return
+            with self._lock:
+                if entry.abandoned:  # released at stop before it started: nothing ran
+                    entry.returned.set()
+                    continue
+                entry.started = True
+                if entry.run.task.timeout is not None:  # the timeout counts from the action's start
+                    entry.deadline = self.clock.monotonic() + entry.run.task.timeout + TIMEOUT_GRACE
             outcome = self.runner.run(entry.run, self._settings, entry.cancelled)
             with self._lock:  # decide and report under one lock: a timeout cannot slip in between
                 if not entry.abandoned:

@@ -211,20 +211,27 @@ class Scheduler:
             return text
 
         work = []  # (schedule, [(due text, status, reason)], upcoming, last slot)
+        # schedules of one definition due at the same instant have the same slots and plan:
+        # computed once per (definition, enabled, first due) in this pass
+        planned: dict[tuple, tuple] = {}
         for schedule, first_due in due:
-            try:
-                next_after = schedule.recurrence.next_after
-            except ValueError as exc:  # stored before this version refused it: never fires again
-                log.error("schedule %s cannot be compiled: %s", schedule.name, exc)
-                continue
-            slots, upcoming = [first_due], next_after(first_due)
-            while upcoming is not None and upcoming <= now and len(slots) < MAX_CATCH_UP + 1:
-                slots.append(upcoming)
-                upcoming = next_after(upcoming)
-            while upcoming is not None and upcoming <= now:  # beyond the catch-up bound: skip ahead
-                upcoming = next_after(upcoming)
-            plan = [(iso(s), status, why) for s, status, why in self._plan(schedule, slots, now)]
-            work.append((schedule, plan, upcoming, slots[-1]))
+            key = (schedule.definition, schedule.enabled, first_due)
+            known = planned.get(key)
+            if known is None:
+                try:
+                    next_after = schedule.recurrence.next_after
+                except ValueError as exc:  # stored before this version refused it: never fires again
+                    log.error("schedule %s cannot be compiled: %s", schedule.name, exc)
+                    continue
+                slots, upcoming = [first_due], next_after(first_due)
+                while upcoming is not None and upcoming <= now and len(slots) < MAX_CATCH_UP + 1:
+                    slots.append(upcoming)
+                    upcoming = next_after(upcoming)
+                while upcoming is not None and upcoming <= now:  # beyond the catch-up bound: skip ahead
+                    upcoming = next_after(upcoming)
+                plan = [(iso(s), status, why) for s, status, why in self._plan(schedule, slots, now)]
+                known = planned[key] = (plan, upcoming, slots[-1])
+            work.append((schedule, *known))
         runs, decisions = [], []
         with self.store.write() as db:
             conn = db.conn

@@ -33,6 +33,11 @@ def status(conn, run_id: str) -> str | None:
     return row[0] if row else None
 
 
+def count_by_status(conn) -> dict[str, int]:
+    """How many runs there are in each status."""
+    return dict(conn.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall())
+
+
 def next_due(conn) -> str | None:
     """When the earliest pending run is due (ISO 8601), None when none is pending."""
     return conn.execute("SELECT min(not_before) FROM runs WHERE status = 'pending'").fetchone()[0]
@@ -113,6 +118,19 @@ def start(conn, run_ids: list[str], now: str, owner: str, lease_expires: str) ->
         (now, owner, lease_expires, *params)).fetchall()}
 
 
+def release(conn, run_ids: list[str], owner: str) -> set[str]:
+    """Put runs ``owner`` claimed but never started back to pending (their attempt undone);
+    returns the ids that changed."""
+    if not run_ids:
+        return set()
+    where, params = in_values(conn, "id", run_ids)
+    return {row[0] for row in conn.execute(
+        "UPDATE runs SET status = 'pending', attempt = attempt - 1, "
+        "started_at = CASE WHEN attempt = 1 THEN NULL ELSE started_at END, lease_owner = NULL, "
+        f"lease_expires = NULL WHERE status = 'running' AND lease_owner = ? AND {where} RETURNING id",
+        (owner, *params)).fetchall()}
+
+
 def skip(conn, runs: list[tuple[str, str]], now: str) -> None:
     """Mark pending runs skipped: ``(run id, why)`` each."""
     if runs:
@@ -178,6 +196,19 @@ def finish(conn, runs: list[tuple], now: str) -> set[str]:
             f"lease_owner = NULL, lease_expires = NULL FROM unnest({columns}) AS v({', '.join(FINISH_FIELDS)}) "
             "WHERE runs.id = v.id AND runs.status = 'running' AND runs.attempt = v.attempt RETURNING runs.id",
             (now, *values)).fetchall()}
+    rows = [(status, now, error, output, duration, plugin, plugin_version, int(attention), run_id, attempt)
+            for run_id, attempt, status, error, output, duration, plugin, plugin_version, attention in runs]
+    # the usual batch: every run is still running the attempt reported on, and one statement
+    # changes one row each (SQLite's change count says so); else undo it and go run by run
+    before = getattr(conn, "total_changes", None)
+    if before is not None and len({row[8] for row in rows}) == len(rows):
+        conn.execute("SAVEPOINT finish_runs")
+        conn.executemany(_FINISH_ONE, rows)
+        if conn.total_changes - before == len(rows):
+            conn.execute("RELEASE finish_runs")
+            return {row[8] for row in rows}
+        conn.execute("ROLLBACK TO finish_runs")
+        conn.execute("RELEASE finish_runs")
     finished = set()
     for run_id, attempt, status, error, output, duration, plugin, plugin_version, attention in runs:
         if conn.execute(
@@ -188,6 +219,11 @@ def finish(conn, runs: list[tuple], now: str) -> set[str]:
                  attempt)).rowcount:
             finished.add(run_id)
     return finished
+
+
+_FINISH_ONE = ("UPDATE runs SET status = ?, finished_at = ?, error = ?, output = ?, duration = ?, plugin = ?, "
+               "plugin_version = ?, attention = ?, lease_owner = NULL, lease_expires = NULL "
+               "WHERE id = ? AND status = 'running' AND attempt = ?")
 
 
 def interrupt(conn, run_id: str, now: str, error: str) -> bool:

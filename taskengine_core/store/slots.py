@@ -55,6 +55,18 @@ def claim(conn, claims: list[tuple[str, str, str, str, str]]) -> set[tuple[str, 
             "ORDER BY 1, 2 "  # one order on every engine: two claiming the same slots cannot deadlock
             "ON CONFLICT (schedule, due) DO NOTHING RETURNING schedule, due", columns).fetchall()}
     # SQLite has one writer: under its write lock, a slot not in the table yet is this transaction's.
+    # The usual pass claims only new slots: insert them all, and when SQLite counts one change a
+    # slot, every slot was won. Otherwise undo the inserts and find out which were taken first.
+    before = getattr(conn, "total_changes", None)
+    if before is not None:
+        conn.execute("SAVEPOINT claim_slots")
+        conn.executemany("INSERT INTO schedule_slots (schedule, due, status, claimed_at, reason) "
+                         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (schedule, due) DO NOTHING", claims)
+        if conn.total_changes - before == len(claims):
+            conn.execute("RELEASE claim_slots")
+            return {(c[0], c[1]) for c in claims}
+        conn.execute("ROLLBACK TO claim_slots")
+        conn.execute("RELEASE claim_slots")
     keys = [(c[0], c[1]) for c in claims]
     taken = set(conn.execute(
         "SELECT s.schedule, s.due FROM json_each(?) j JOIN schedule_slots s ON "

@@ -1,0 +1,196 @@
+"""Queued manual runs (``taskengine tasks run --no-wait``), against huey's SQLite queue (issue 15).
+
+Each round, in a fresh subprocess and a fresh database file (both SQLite, WAL, synchronous FULL):
+1. enqueue N runs one at a time, each committed before the call returns: taskengine's
+   ``Engine.queue_run`` (what ``tasks run --no-wait`` calls) with no engine running; huey's
+   ``task()`` call on a ``SqliteHuey``;
+2. start the consumer and wait until every run has completed: a taskengine ``Engine`` (16
+   workers) until every run is final in the database (attempt row, outcome and decision
+   committed); huey's consumer with ``--huey-workers`` thread workers until the task function has
+   run N times (huey stores nothing for a task returning None).
+Runs/s = N / (enqueue + completion time). The action / task is a no-op. Median of ``--rounds``;
+the ratio is taskengine's runs/s over huey's, both measured in the same run.
+
+Usage: python benchmarks/bench_manual_runs.py [--runs 5000] [--rounds 5] [--huey-workers 1]
+       [--profile]  (py-spy style top entries via cProfile for one taskengine round, both phases)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from taskengine_core.hookspecs import hookimpl
+
+DONE = [0]
+_lock = threading.Lock()
+
+
+def noop(params=None, ctx=None):
+    with _lock:
+        DONE[0] += 1
+
+
+class NoopPlugin:
+    __name__ = "bench-noop"
+
+    @hookimpl
+    def register_actions(self, register):
+        register("bench.noop", noop, schema={"type": "object"}, idempotent=True)
+
+
+def round_taskengine(n: int, tmp: Path, profile: bool = False) -> dict:
+    from taskengine_core.apply import apply_config
+    from taskengine_core.engine import Engine
+    from taskengine_core.plugins import get_plugin_manager
+    from taskengine_core.rules.validate import load_config
+    from taskengine_core.store import Store
+
+    rules = tmp / "manual.yaml"
+    rules.write_text("tasks:\n  t: {action: bench.noop, concurrency: parallel}\n")
+    manager = get_plugin_manager(extra_plugins=[NoopPlugin()])
+    db = tmp / f"manual-{time.monotonic_ns()}.db"
+    store = Store(db)
+    apply_config(store, load_config([rules], manager.registry()))
+    store.close()
+    producer = Engine(db, manager=manager, workers=1, wake_listener=False)  # as `tasks run --no-wait`
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    start = time.perf_counter()
+    for _ in range(n):
+        producer.queue_run("t", actor="cli")
+    queued = time.perf_counter()
+    if profiler:
+        profiler.disable()
+        _print_profile(profiler, "enqueue")
+    engine = Engine(db, manager=manager, workers=16, wake_listener=False)
+    if profiler:
+        profiler = __import__("cProfile").Profile()
+        profiler.enable()
+    t1 = time.perf_counter()
+    engine.executor.start()
+    deadline = t1 + 300
+    while time.perf_counter() < deadline:
+        engine.step()
+        if not engine.executor._active() and engine.executor._done.empty():
+            if _final(engine) == n:
+                break
+            engine.wake.wait(0.005)
+            engine.wake.clear()
+    done = time.perf_counter()
+    if profiler:
+        profiler.disable()
+        _print_profile(profiler, "completion (engine loop thread only)")
+    engine.executor.stop(0)
+    assert DONE[0] == n, DONE[0]
+    return {"enqueue_s": queued - start, "complete_s": done - t1}
+
+
+def _final(engine) -> int:
+    from taskengine_core.store.runs import count_by_status
+
+    return count_by_status(engine.store.conn).get("succeeded", 0)
+
+
+def _print_profile(profiler, what: str) -> None:
+    import io
+    import pstats
+
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
+    print(f"--- profile: {what}\n" + "\n".join(out.getvalue().splitlines()[:40]))
+
+
+def round_huey(n: int, tmp: Path, workers: int) -> dict:
+    from huey import SqliteHuey
+
+    huey = SqliteHuey("bench", filename=str(tmp / f"huey-{time.monotonic_ns()}.db"))
+    task = huey.task()(noop)
+    start = time.perf_counter()
+    for _ in range(n):
+        task()
+    queued = time.perf_counter()
+    consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=False,
+                                    initial_delay=0.001, max_delay=0.01, check_worker_health=False)
+    t1 = time.perf_counter()
+    consumer.scheduler.start()
+    for _, worker in consumer.worker_threads:
+        worker.start()
+    while DONE[0] < n:
+        time.sleep(0.002)
+    done = time.perf_counter()
+    consumer.stop(graceful=True)
+    return {"enqueue_s": queued - start, "complete_s": done - t1}
+
+
+def child(mode: str, n: int, tmp: Path, extra: str) -> None:
+    import huey  # noqa: F401
+    import taskengine_core.engine  # noqa: F401
+
+    if mode == "te":
+        out = round_taskengine(n, tmp, profile=extra == "profile")
+    else:
+        out = round_huey(n, tmp, int(extra))
+    print("RESULT " + json.dumps(out))
+
+
+def run_child(mode: str, n: int, tmp: Path, extra: str) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", mode, str(n), str(tmp), extra],
+                          capture_output=True, text=True)
+    if extra == "profile":
+        print(proc.stdout)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"{mode} failed:\n{proc.stderr[-3000:]}")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]), sys.argv[5])
+        return
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--huey-workers", type=int, default=1)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    n = args.runs
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        if args.profile:
+            run_child("te", n, tmp, "profile")
+            return
+        print(f"nproc={os.cpu_count()} loadavg={os.getloadavg()[0]:.1f} runs={n} rounds={args.rounds} "
+              f"(medians); huey consumer: {args.huey_workers} thread worker(s)")
+        results = {"te": [], "huey": []}
+        for _ in range(args.rounds):  # alternate, so that load changes hit both alike
+            results["te"].append(run_child("te", n, tmp, ""))
+            results["huey"].append(run_child("huey", n, tmp, str(args.huey_workers)))
+        rates = {}
+        for key, label in (("te", "taskengine queue_run + Engine (durable rows)"),
+                           ("huey", "huey SqliteHuey enqueue + consumer (baseline)")):
+            rs = results[key]
+            enqueue = statistics.median(n / r["enqueue_s"] for r in rs)
+            complete = statistics.median(n / r["complete_s"] for r in rs)
+            total = rates[key] = statistics.median(n / (r["enqueue_s"] + r["complete_s"]) for r in rs)
+            print(f"  {label:46s} enqueue {enqueue:8,.0f}/s  complete {complete:8,.0f}/s  "
+                  f"end to end {total:8,.0f} runs/s")
+        print(f"  ratio taskengine / huey: {rates['te'] / rates['huey']:.2f}   target: >= 2")
+    print(f"loadavg at the end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
