@@ -8,7 +8,7 @@ per-client rate limit (all clients are 127.0.0.1) does not cap the figure. Every
 event was committed (group commit); the inbox row count is checked after each run.
 
     python benchmarks/bench_ingress.py [--events 10000] [--connections 16] [--clients 1] [--runs 5]
-                                      [--compare-synchronous] [--dir PATH]
+                                      [--compare-synchronous] [--dir PATH] [--postgres]
 
 ``--compare-synchronous`` also measures, in the same runs, the ingress with SQLite's
 ``synchronous=NORMAL`` (the WAL is synced only at checkpoints: a power loss can lose the last
@@ -209,6 +209,8 @@ def main() -> None:
     parser.add_argument("--compare-synchronous", action="store_true",
                         help="measure synchronous=NORMAL against FULL in the same runs")
     parser.add_argument("--dir", help="directory for the databases (default: a temporary one)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="also an engine on PostgreSQL (a throwaway server, fsync on), in the same runs")
     args = parser.parse_args()
     if args.compare_synchronous:
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
@@ -219,34 +221,53 @@ def main() -> None:
     from taskengine_core.engine import Engine
     from taskengine_core.plugins import get_plugin_manager
     from taskengine_core.rules.validate import load_config
-    from taskengine_core.store import Store
+    from taskengine_core.store import open_store
 
+    server = None
+    if args.postgres:
+        from taskengine_core.testing.postgres import PostgresServer
+
+        server = PostgresServer()
+        server.start(durable=True)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        db_path = Path(tmp) / "bench.db"
         settings = Path(tmp) / "settings.yaml"
         settings.write_text("settings:\n  ingress:\n    rate: 1000000\n")
-        apply_config(Store(db_path), load_config([settings], get_plugin_manager().registry()))
-
-        engine = Engine(db_path)
-        engine.start(listen="127.0.0.1:0", token=TOKEN)
+        targets = {"sqlite": str(Path(tmp) / "bench.db")}
+        if server is not None:
+            targets["postgresql"] = server.create_database()
+        engines = {}
+        for name, target in targets.items():
+            store = open_store(target)
+            apply_config(store, load_config([settings], get_plugin_manager().registry()))
+            store.close()
+            engines[name] = Engine(target)
+            engines[name].start(listen="127.0.0.1:0", token=TOKEN)
+        engine = engines["sqlite"]
         ceiling = constant_server(engine)
         ceiling.start()
-        durable_rates, ceiling_rates = [], []
+        durable_rates, ceiling_rates, pg_rates = [], [], []
         try:
             for run in range(args.runs):
                 seconds, n = drive(ceiling.address, run, args.events, args.connections, args.clients)
                 ceiling_rates.append(n / seconds)
-                seconds, n = drive(engine.ingress.address, run, args.events, args.connections, args.clients)
-                durable_rates.append(n / seconds)
-                stored = sqlite3.connect(db_path).execute(
-                    "SELECT count(*) FROM events WHERE source = 'bench' AND source_id LIKE ?",
-                    (f"{run}-%",)).fetchone()[0]
-                assert stored == args.events, f"run {run}: {stored} events stored, expected {args.events}"
-                print(f"run {run + 1}: constant {ceiling_rates[-1]:8.0f}/s   ingress {durable_rates[-1]:8.0f}/s",
-                      file=sys.stderr)
+                for name, target in targets.items():
+                    seconds, n = drive(engines[name].ingress.address, run, args.events, args.connections,
+                                       args.clients)
+                    (durable_rates if name == "sqlite" else pg_rates).append(n / seconds)
+                    reader = open_store(target, migrate=False, create=False)
+                    stored = reader.conn.execute(
+                        "SELECT count(*) FROM events WHERE source = 'bench' AND source_id LIKE ?",
+                        (f"{run}-%",)).fetchone()[0]
+                    reader.close()
+                    assert stored == args.events, f"run {run}, {name}: {stored} events stored, expected {args.events}"
+                print(f"run {run + 1}: constant {ceiling_rates[-1]:8.0f}/s   ingress {durable_rates[-1]:8.0f}/s"
+                      + (f"   ingress on PostgreSQL {pg_rates[-1]:8.0f}/s" if pg_rates else ""), file=sys.stderr)
         finally:
             ceiling.stop()
-            engine.stop(1)
+            for running in engines.values():
+                running.stop(1)
+            if server is not None:
+                server.stop()
 
     durable, top = statistics.median(durable_rates), statistics.median(ceiling_rates)
     print(f"python {platform.python_version()}, os.cpu_count() = {os.cpu_count()}, "
@@ -256,6 +277,10 @@ def main() -> None:
     print(f"ingress, committed:             {durable:8.0f} events/s (median)")
     paired = statistics.median(d / c for d, c in zip(durable_rates, ceiling_rates))
     print(f"ratio:                          {durable / top:8.1%} (median of per-run ratios {paired:.1%})")
+    if pg_rates:
+        pg = statistics.median(pg_rates)
+        print(f"ingress on PostgreSQL, committed: {pg:8.0f} events/s (median): {pg / durable:.2f} of SQLite, "
+              f"{pg / top:.1%} of the ceiling")
 
 
 if __name__ == "__main__":
