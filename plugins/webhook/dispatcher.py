@@ -31,40 +31,25 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
-from taskengine_core.clock import from_iso
-from taskengine_core.context import EngineInfo
 from taskengine_core import runs as core_runs
+from taskengine_core.context import EngineInfo
 
-from taskengine_core.store import deliveries as queue_store
-
-from . import store as db
 from .config import Preparer, WebhookSettings
 from .delivery import Attempt, attempt
-from .sender import after_commit, emit_final, make_session, policy_for
+from .passes import DatabasePasses, _Pass
+from .sender import make_session, policy_for
 
 log = logging.getLogger("taskengine.webhook")
-PRUNE_EVERY = 3600.0
 PACE = 0.005  # while messages are queued, at most one database pass per this many seconds
-PRUNE_PAUSE = 0.005  # between two batches of a retention prune
-HOLD = 4  # claimed messages a destination may hold, in units of its concurrency
 RIDE_WAIT = 0.05  # while runs queue deliveries, finished attempts wait this long for a ride
 RIDING = 0.2  # rides count as ongoing for this long after the last one
 
 
-@dataclass
-class _Pass:
-    decided: list = field(default_factory=list)
-    claimed: list = field(default_factory=list)
-    dests: dict | None = None  # set when the destinations were reloaded
-    more: set = field(default_factory=set)  # destinations that may have more due right now
-    wait: float = 1.0
-    settings: WebhookSettings | None = None  # set when settings changed
+class Dispatcher(DatabasePasses):
+    """Sends queued deliveries from its own thread and asyncio loop (see the module's docstring);
+    its database passes and rides are :class:`~.passes.DatabasePasses`."""
 
-
-class Dispatcher:
     def __init__(self, info: EngineInfo, *, poll: float = 1.0, grace: float = 5.0,
                  rng: random.Random | None = None) -> None:
         self.info, self.poll, self.grace = info, poll, grace
@@ -333,191 +318,3 @@ class Dispatcher:
         finally:
             self._workers[name] -= 1
             self._wake.set()
-
-    # -- the database thread ---------------------------------------------------------------
-
-    def _recover(self) -> None:
-        now = datetime.now(timezone.utc)
-        with self._deliveries.write() as conn:
-            n = db.recover(conn, now, self._is_gone)
-        if n:
-            log.warning("webhook deliveries: %d left 'sending' by a stopped engine are queued again", n)
-
-    def _is_gone(self, owner: str | None) -> bool:
-        """Whether a lease owner (``host:pid:start``) is a process known to be dead."""
-        if owner == self.owner:
-            return False
-        state = getattr(core_runs, "owner_state", None)  # owner_is_dead in older cores
-        return state(owner) == "dead" if state else core_runs.owner_is_dead(owner)
-
-    def _reload(self, conn, out: _Pass) -> None:
-        gen = db.generation(conn)
-        if gen != self._generation:
-            self._generation, self._dests = gen, db.destinations(conn)
-            out.dests = dict(self._dests)
-            conf = db.settings(conn)
-            if conf != self._conf:
-                self._conf = out.settings = conf
-
-    def _pass(self, *args) -> _Pass:
-        with self._db_lock:
-            return self._pass_locked(*args)
-
-    def _pass_locked(self, results, released, hints, scan, held, claiming) -> _Pass:
-        """Look for work in a read transaction; then, if there is any, one write transaction:
-        record finished attempts, give back released messages, claim due ones. A destination
-        holds up to ``HOLD * concurrency`` claimed messages (those in flight and the rest queued,
-        so a worker that finishes starts the next at once, and rides can claim what runs queue
-        while every worker is busy with a slow receiver)."""
-        now = datetime.now(timezone.utc)
-        out, orphans, stale, gone_names = _Pass(wait=self.poll), [], False, set()
-        with self._deliveries.read() as conn:
-            self._reload(conn, out)
-            if scan:
-                expired, dead = db.stale_owners(conn, now, self._is_gone)
-                stale = expired or bool(dead)
-                gone_names = db.pending_webhooks(conn) - set(self._dests)
-                hints = hints | db.due_webhooks(
-                    conn, now, [n for n, d in self._dests.items() if d.enabled])
-            upcoming = db.next_due(conn, now)
-            # a ride may have claimed them already: a write only for what is still due
-            wanted = sorted(db.due_webhooks(conn, now, hints)) if claiming and hints else []
-        if results or released or stale or gone_names or wanted:
-            with self._deliveries.write() as conn:
-                self._write_results(conn, results, released, now, out)
-                if stale:
-                    db.recover(conn, now, self._is_gone)
-                if gone_names:
-                    orphans = db.fail_orphans(conn, now, gone_names)
-                self._claim(conn, wanted, held, now, out)
-                upcoming = db.next_due(conn, now)
-        if scan:
-            self._maybe_prune(now)
-        if upcoming is not None:
-            out.wait = min(self.poll, (from_iso(upcoming) - now).total_seconds())
-        if self._pruning:
-            out.wait = min(out.wait, PRUNE_PAUSE)  # the next batch soon, other writers in between
-        after_commit(self.info, out.decided)
-        for data in orphans:
-            emit_final(self.info, "failed", {**data, "status": "failed", "status_code": None}, 0)
-        return out
-
-    def _write_results(self, conn, results, released, now, out: _Pass) -> None:
-        """Record finished attempts and give back released ids (reloading destinations first,
-        and again after a 410 disabled one)."""
-        self._reload(conn, out)
-        if results:
-            out.decided = db.record(conn, results, self._dests, self._conf, now, self.owner, self.rng)
-            if any(a.gone for a in results):
-                self._reload(conn, out)
-        db.release(conn, released, self.owner)
-
-    def _claim(self, conn, names, held, now, out: _Pass) -> None:
-        limit = HOLD * self._conf.concurrency
-        for name in names:
-            dest = self._dests.get(name)
-            if dest is None or not dest.enabled:
-                continue
-            free = limit - held.get(name, 0)
-            if free < max(1, self._conf.concurrency // 4) and held.get(name, 0):
-                out.more.add(name)  # enough queued; top up when more has gone out
-                continue
-            claimed = db.claim(conn, name, free, now, self.owner, dest.timeout)
-            out.claimed += claimed
-            if len(claimed) == free:
-                out.more.add(name)
-
-    def _maybe_prune(self, now) -> None:
-        """Retention of finished deliveries: a batch per pass, each its own short transaction."""
-        if not self._pruning:
-            if time.monotonic() < self._next_prune:
-                return
-            self._next_prune = time.monotonic() + PRUNE_EVERY
-            self._pruning, self._pruned = True, 0
-        with self._deliveries.write() as conn:
-            removed = db.prune(conn, now)
-        self._pruned += removed
-        if removed < db.PRUNE_BATCH:
-            self._pruning = False
-            if self._pruned:
-                log.info("retention: pruned %d finished webhook deliveries", self._pruned)
-
-    def _final(self, results, released) -> None:
-        now = datetime.now(timezone.utc)
-        with self._db_lock, self._deliveries.write() as conn:
-            decided = db.record(conn, results, self._dests, self._conf, now, self.owner, self.rng)
-            db.release(conn, released, self.owner)
-        after_commit(self.info, decided)
-
-    # -- riding in the intake's transaction (its thread) -------------------------------------
-
-    def ride(self, conn, names: set[str], now: datetime) -> "_Ride | None":
-        """Inside the intake's write transaction ``conn``, which has just queued deliveries to
-        ``names``: record the finished attempts, give back released ids and claim those
-        deliveries (a savepoint: a failure here never costs the runs their commit). Returns
-        what to do once the transaction commits or rolls back; ``None`` when it did nothing
-        (the dispatcher is busy with a pass of its own, or stopping)."""
-        if self._stopping or self._loop is None or not self._db_lock.acquire(blocking=False):
-            return None
-        try:
-            with self._handoff:
-                if self._closing:
-                    return None
-                results, self._results = self._results, []
-                released, self._released = self._released, []
-                self._unwritten_since = None
-                held = dict(self._held)
-            out = _Pass(wait=self.poll)
-            try:
-                with queue_store.savepoint(conn, "webhook_ride"):
-                    self._write_results(conn, results, released, now, out)
-                    self._claim(conn, sorted(names), held, now, out)
-            except Exception:  # noqa: BLE001 - the dispatcher's own pass does it instead
-                log.exception("webhook dispatcher: writing in the intake's transaction failed")
-                self._generation = None  # what _reload saw was rolled back: read again
-                self._give_back(results, released)
-                return None
-            with self._handoff:
-                for message in out.claimed:
-                    self._riding[message.webhook] = self._riding.get(message.webhook, 0) + 1
-                    self._held[message.webhook] = self._held.get(message.webhook, 0) + 1
-            complete = {n for n in names if n not in out.more
-                        and (dest := self._dests.get(n)) is not None and dest.enabled}
-            return _Ride(self, out, results, released, complete)
-        finally:
-            self._db_lock.release()
-
-
-@dataclass
-class _Ride:
-    dispatcher: Dispatcher
-    out: _Pass
-    results: list
-    released: list
-    complete: set[str]  # destinations with nothing left due after the claim
-
-    def committed(self) -> set[str]:
-        """Hand the claims to the loop; returns the destinations whose due deliveries were all
-        claimed (their senders need not wake the dispatcher)."""
-        d, out = self.dispatcher, self.out
-        after_commit(d.info, out.decided)
-        try:
-            d._loop.call_soon_threadsafe(d._adopt, out)
-        except RuntimeError:  # the loop is gone: give the claims back now
-            with d._handoff:
-                for message in out.claimed:
-                    d._riding[message.webhook] -= 1
-            if out.claimed:
-                with d._deliveries.write() as conn:
-                    db.release(conn, [m.id for m in out.claimed], d.owner)
-            return set()
-        return self.complete
-
-    def rolled_back(self) -> None:
-        d = self.dispatcher
-        d._generation = None
-        with d._handoff:
-            for message in self.out.claimed:
-                d._riding[message.webhook] -= 1
-        d._give_back(self.results, self.released)
-        d.wake()
