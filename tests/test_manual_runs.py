@@ -17,6 +17,23 @@ from taskengine_core.templating import TemplateRenderer
 from tests.backends import db_path, one, rows  # noqa: F401  (on SQLite and on PostgreSQL)
 from tests.conftest import FakeClock
 
+
+def _first_attempt(target, run_id: str) -> dict:
+    """Run a queued run (``tasks run --no-wait``) once in an engine; its first attempt's row. A
+    task with retries is not waited on past its first attempt."""
+    from taskengine_core.engine import Engine
+
+    engine = Engine(target, wake_listener=False)
+    engine.executor.start()
+    try:
+        deadline = datetime.now(timezone.utc).timestamp() + 60
+        while not rows(target, "SELECT 1 FROM attempts WHERE run_id = ?", (run_id,)):
+            assert datetime.now(timezone.utc).timestamp() < deadline, "the run never started"
+            engine.step()
+    finally:
+        engine.executor.stop(5)
+    return rows(target, "SELECT * FROM attempts WHERE run_id = ? ORDER BY number", (run_id,))[0]
+
 SHIPPED_RULES = Path(__file__).resolve().parent.parent / "rules"
 BY_HAND = "it was run by hand"
 
