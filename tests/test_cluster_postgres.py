@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -19,27 +16,10 @@ from pathlib import Path
 import requests
 
 from taskengine_core.store import open_store
+from tests.test_crash import free_port, start_engine
+from tests.test_scheduler import TWO_ENGINES
 
 ROOT = Path(__file__).resolve().parent.parent
-LEASE = 2  # seconds (TASKENGINE_LEASE_SECONDS): a dead node's runs move on within two of these
-
-SCHEDULERS = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, {root!r})
-    from tests.conftest import FakeClock
-    from taskengine_core.model import load_runtime
-    from taskengine_core.scheduler import Scheduler
-    from taskengine_core.store import open_store
-    store = open_store({db!r})
-    clock = FakeClock("2026-03-01T12:00:00+00:00")
-    scheduler = Scheduler(store, clock)
-    runtime = load_runtime(store)
-    scheduler.load(runtime)
-    for _ in range(30):
-        clock.advance(60)
-        scheduler.tick(runtime)
-""")
-
 
 def _rows(url: str, sql: str, params=()) -> list[tuple]:
     store = open_store(url)
@@ -61,7 +41,7 @@ def test_three_schedulers_fire_each_slot_exactly_once(postgres_url, write_rules,
 
     store = open_store(postgres_url)  # all three start from the same persisted state
     Scheduler(store, FakeClock("2026-03-01T12:00:00+00:00")).load(load_runtime(store))
-    script = SCHEDULERS.format(root=str(ROOT), db=postgres_url)
+    script = TWO_ENGINES.format(root=str(ROOT), db=postgres_url)  # one scheduler process each
     procs = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(3)]
     assert [p.wait(timeout=180) for p in procs] == [0, 0, 0]
     per_slot = _rows(postgres_url, "SELECT schedule, slot, count(*) FROM runs GROUP BY schedule, slot")
@@ -83,27 +63,6 @@ events:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_node(url: str, port: int) -> subprocess.Popen:
-    env = {**os.environ, "TASKENGINE_DB": url, "TASKENGINE_LEASE_SECONDS": str(LEASE)}
-    proc = subprocess.Popen([sys.executable, "-m", "taskengine_core", "run", "--listen", f"127.0.0.1:{port}",
-                             "--no-ui"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
-                return proc
-        except requests.ConnectionError:
-            time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("node did not start: " + proc.stderr.read().decode())
-
-
 def _post(ports, acknowledged, stop, counter):
     session = requests.Session()
     for port in itertools.cycle(ports):
@@ -122,8 +81,8 @@ def _post(ports, acknowledged, stop, counter):
 
 def test_three_nodes_share_the_work_and_a_killed_node_loses_nothing(postgres_url, write_rules, run_cli):
     assert run_cli("--db", postgres_url, "apply", write_rules(RULES)).exit_code == 0
-    ports = [_free_port() for _ in range(3)]
-    nodes = [_start_node(postgres_url, port) for port in ports]
+    ports = [free_port() for _ in range(3)]
+    nodes = [start_engine(postgres_url, port) for port in ports]  # lease 3 s on PostgreSQL
     acknowledged: list[str] = []
     stop = threading.Event()
     counter = itertools.count()
