@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from taskengine_core.claim_pace import ClaimPace
 from taskengine_core.clock import Clock, from_iso, to_iso
 from taskengine_core.context import RunInfo
 from taskengine_core.errors import StoreBusy
@@ -29,13 +30,6 @@ DEFAULT_LEASE = 60.0
 TIMEOUT_GRACE = 2.0  # an action gets this long past its timeout to stop by itself
 FINAL_WRITE_WAIT = 5.0  # at stop, how long the last write waits on another process's lock
 CANCEL_WAIT = 3.0  # at stop, how long cancelled actions get to clean up (command.run: TERM, then KILL at 2 s)
-# Claiming ahead: while attempts are quick, a step claims more runs than there are free workers
-# (they wait in this process's queue), so a burst of due runs costs one commit per few hundred
-# runs instead of one per ``workers``. The queue is kept short enough that its last run is
-# expected to start within PREFETCH_WAIT seconds, judged by the recent attempts' mean duration;
-# slow attempts turn it off. Runs still waiting at stop go back to pending.
-PREFETCH_WAIT = 0.05
-PREFETCH_MAX = 512
 
 
 @dataclass
@@ -73,7 +67,7 @@ class Executor:
         self._stuck: dict[str, int] = {}  # task -> timed-out actions whose threads still run
         self._settings: dict = {}
         self._runtime: Runtime | None = None
-        self._pace: float | None = None  # recent attempts' mean duration (s): how far to claim ahead
+        self.pace = ClaimPace()  # how far to claim ahead of the free workers
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -203,8 +197,8 @@ class Executor:
         self._settings = runtime.settings
         self._runtime = runtime
         outcomes = self._drain() + self._timeouts()
-        self._learn_pace(outcomes)
-        ahead = 0 if only is not None else self._claim_ahead()
+        self.pace.learn(outcomes)
+        ahead = 0 if only is not None else self.pace.ahead(self.workers)
         free = self.workers + ahead - self._active() if self._accepting else 0
         claimed = self._write(outcomes, runtime=runtime, free=free, only=only)
         entries = [_InFlight(run) for run in claimed]
@@ -215,19 +209,6 @@ class Executor:
             self._work.put(entry)
         self._housekeeping()
         return len(outcomes) + len(claimed)
-
-    def _learn_pace(self, outcomes: list[Outcome]) -> None:
-        durations = [o.duration for o in outcomes if o.status in ("succeeded", "failed", "cancelled")]
-        if durations:
-            mean = sum(durations) / len(durations)
-            self._pace = mean if self._pace is None else 0.5 * self._pace + 0.5 * mean
-
-    def _claim_ahead(self) -> int:
-        """How many runs beyond the free workers a step may claim: none until attempts have
-        shown how long they take, then as many as start within PREFETCH_WAIT."""
-        if self._pace is None:
-            return 0
-        return min(PREFETCH_MAX, int(self.workers * PREFETCH_WAIT / max(self._pace, 1e-5)))
 
     def next_due_in(self) -> float | None:
         next_due = run_store.next_due(self.store.conn)

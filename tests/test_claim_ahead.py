@@ -79,7 +79,7 @@ def test_runs_claimed_ahead_go_back_to_pending_at_stop(applied, manager, db_path
     engine = Engine(db_path, manager=manager, workers=1)
     engine.executor.start()
     ids = [engine.queue_run("b") for _ in range(5)]
-    engine.executor._pace = 0.001  # attempts have been quick: the step claims ahead
+    engine.executor.pace.mean = 0.001  # attempts have been quick: the step claims ahead
     engine.step()
     rows = dict(engine.store.conn.execute("SELECT id, status FROM runs").fetchall())
     assert sorted(rows.values()) == ["running"] * 5  # one started, four waiting in the queue
@@ -96,13 +96,15 @@ def test_runs_claimed_ahead_go_back_to_pending_at_stop(applied, manager, db_path
 def test_slow_attempts_turn_claiming_ahead_off():
     from taskengine_core.executor import Executor
 
+    from taskengine_core.claim_pace import ClaimPace
+
     executor = Executor.__new__(Executor)
-    executor.workers, executor._pace = 16, None
-    assert executor._claim_ahead() == 0  # nothing known yet
-    executor._pace = 0.0001
-    assert executor._claim_ahead() == 512
-    executor._pace = 2.0
-    assert executor._claim_ahead() == 0
+    executor.workers, executor.pace = 16, ClaimPace()
+    assert executor.pace.ahead(executor.workers) == 0  # nothing known yet
+    executor.pace.mean = 0.0001
+    assert executor.pace.ahead(executor.workers) == 512
+    executor.pace.mean = 2.0
+    assert executor.pace.ahead(executor.workers) == 0
 
 
 def test_slot_claim_wins_only_new_slots_when_some_were_claimed(db_target):
