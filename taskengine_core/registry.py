@@ -164,15 +164,11 @@ def _checked_schema(kind: str, name: str, schema: Any, plugin: PluginInfo) -> di
         raise RegistrationError(
             f"{kind} {name!r} from plugin {plugin}: schema must be a JSON Schema object"
         )
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
+    from taskengine_core.schema_checks import schema_problem
 
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise RegistrationError(
-            f"{kind} {name!r} from plugin {plugin}: invalid JSON Schema: {exc.message}"
-        ) from None
+    problem = schema_problem(schema)
+    if problem is not None:
+        raise RegistrationError(f"{kind} {name!r} from plugin {plugin}: invalid JSON Schema: {problem}")
     return schema
 
 

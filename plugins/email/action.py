@@ -14,8 +14,6 @@ import logging
 import uuid
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from taskengine_core.context import ActionContext
 from taskengine_core.errors import ActionError
 
@@ -27,7 +25,7 @@ log = logging.getLogger("taskengine.email")
 MISSING_SETTINGS = ("{what} needs settings.email (host, sender): add an 'email' section to the "
                     "settings block of a rule file; 'taskengine schema' lists its fields")
 
-_validators: dict[str, Draft202012Validator] = {}
+_validators: dict = {}  # schema title -> jsonschema validator, made on first use
 
 
 def send_email(params: dict, ctx: ActionContext) -> dict:
@@ -88,6 +86,8 @@ def _check(data: Any, schema: dict, where: str, *, hide_values: bool = False) ->
     (other plugins using the notifier) honest too."""
     title = schema["title"]
     if title not in _validators:
+        from jsonschema import Draft202012Validator
+
         _validators[title] = Draft202012Validator(schema)
     errors = list(_validators[title].iter_errors(data))
     if not errors:

@@ -17,15 +17,13 @@ import os
 import sys
 from pathlib import Path
 
+from taskengine_core import cache_dir
+
 CACHE_FILE = "plugin-commands.json"
 
 
 def cache_path() -> Path:
-    home = os.environ.get("TASKENGINE_HOME")
-    if home:
-        return Path(home) / CACHE_FILE
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "taskengine" / CACHE_FILE
+    return cache_dir.cache_path(CACHE_FILE)
 
 
 def _mtime(path: str) -> int | None:
@@ -59,13 +57,7 @@ def save(commands: list[tuple[str, str]], warnings: list[str], files: list[str])
     path = cache_path()
     data = {"fingerprint": fingerprint(), "commands": [list(c) for c in commands], "warnings": warnings,
             "files": [[f, _mtime(f)] for f in sorted(set(files))]}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}")
-        partial.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(partial, path)
-    except OSError:
-        pass  # a read-only home: --help just stays slower
+    cache_dir.write_atomically(path, json.dumps(data))  # a read-only home: --help just stays slower
 
 
 def source_files(command) -> list[str]:

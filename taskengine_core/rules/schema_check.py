@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any, Iterator
-
-from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any, Iterator
 
 from taskengine_core.durations import is_duration
 from taskengine_core.rules.limits import MAX_DEPTH, MAX_INTEGER, describe_number_problem
@@ -25,32 +22,66 @@ from taskengine_core.rules.limits import MAX_DEPTH, MAX_INTEGER, describe_number
 # "regex" is checked when conditions compile, with a message naming RE2's complaint; the
 # checkers here must not apply Python's own (different) regex syntax to it.
 FORMATS = {"duration": is_duration, "regex": lambda value: True}
-_FORMAT_CHECKER = FormatChecker(formats=())
-for _name, _check in FORMATS.items():
-    _FORMAT_CHECKER.checks(_name)(_check)
+_UNCOMPILED = object()
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
 
 
 class SchemaCheck:
+    """Both checkers are compiled on first use: a command that checks nothing against a schema
+    (an ``apply`` whose objects are all unchanged) compiles none of them."""
+
     def __init__(self, schema: dict) -> None:
         self.schema = schema
-        self._thorough = Draft202012Validator(schema, format_checker=_FORMAT_CHECKER)
-        try:
-            import fastjsonschema
+        self._fast_check: Any = _UNCOMPILED
+        self._thorough_check = None
 
-            self._fast = fastjsonschema.compile(schema, use_default=False, formats=FORMATS)
-        except Exception:  # noqa: BLE001 - a schema fastjsonschema cannot compile: use jsonschema only
-            self._fast = None
+    @property
+    def _fast(self):
+        if self._fast_check is _UNCOMPILED:
+            try:
+                import fastjsonschema
+
+                self._fast_check = fastjsonschema.compile(self.schema, use_default=False, formats=FORMATS)
+            except Exception:  # noqa: BLE001 - a schema fastjsonschema cannot compile: use jsonschema only
+                self._fast_check = None
+        return self._fast_check
+
+    @property
+    def _thorough(self):
+        if self._thorough_check is None:
+            from jsonschema import Draft202012Validator
+
+            self._thorough_check = Draft202012Validator(self.schema, format_checker=_format_checker())
+        return self._thorough_check
 
     def errors(self, value: Any) -> Iterator[ValidationError]:
         if _has_unsound_number(value):
             return _unsound_numbers(value)
-        if self._fast is not None:
+        fast = self._fast
+        if fast is not None:
             try:
-                self._fast(value)
+                fast(value)
                 return iter(())
             except Exception:  # noqa: BLE001 - JsonSchemaValueException or a compile quirk
                 pass
         return self._thorough.iter_errors(value)
+
+
+_FORMAT_CHECKER = None
+
+
+def _format_checker():
+    global _FORMAT_CHECKER
+    if _FORMAT_CHECKER is None:
+        from jsonschema import FormatChecker
+
+        checker = FormatChecker(formats=())
+        for name, check in FORMATS.items():
+            checker.checks(name)(check)
+        _FORMAT_CHECKER = checker
+    return _FORMAT_CHECKER
 
 
 def _has_unsound_number(value: Any, depth: int = 0) -> bool:
@@ -79,6 +110,8 @@ def _unsound_numbers(value: Any) -> Iterator[ValidationError]:
         elif isinstance(item, list) and depth < MAX_DEPTH:
             stack.extend((path + (i,), v, depth + 1) for i, v in enumerate(item))
         elif isinstance(item, (int, float)) and not _fine_number(item):
+            from jsonschema.exceptions import ValidationError
+
             message = describe_number_problem(item) or "not a usable number"
             yield ValidationError(message, validator="finite", path=deque(path), instance=None,
                                   schema={})

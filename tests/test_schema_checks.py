@@ -1,0 +1,82 @@
+"""Plugin schemas are checked against the metaschema once, then remembered by digest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from taskengine_core import schema_checks
+from taskengine_core.cache_dir import cache_path
+
+VALID = {"type": "object", "properties": {"host": {"type": "string"}}, "required": ["host"]}
+INVALID = {"type": "object", "properties": {"host": {"type": 5}}}
+
+
+@pytest.fixture(autouse=True)
+def fresh(tmp_path, monkeypatch):
+    monkeypatch.setenv("TASKENGINE_HOME", str(tmp_path))
+    schema_checks.forget()
+    yield
+    schema_checks.forget()
+
+
+@pytest.fixture
+def checks(monkeypatch):
+    """How many times jsonschema's own check ran."""
+    calls = []
+    real = Draft202012Validator.check_schema.__func__
+
+    def counting(cls, schema, *args, **kwargs):
+        calls.append(schema)
+        return real(cls, schema, *args, **kwargs)
+
+    monkeypatch.setattr(Draft202012Validator, "check_schema", classmethod(counting))
+    return calls
+
+
+def test_a_valid_schema_is_checked_once_and_remembered_across_processes(checks):
+    assert schema_checks.schema_problem(VALID) is None
+    assert len(checks) == 1
+    schema_checks.forget()  # as a new process would start
+    assert schema_checks.schema_problem(VALID) is None
+    assert schema_checks.schema_problem(dict(VALID)) is None  # the same text, another object
+    assert len(checks) == 1
+    assert schema_checks.schema_problem({**VALID, "required": []}) is None  # another schema: checked
+    assert len(checks) == 2
+
+
+def test_an_invalid_schema_is_refused_every_time_and_never_remembered(checks):
+    first = schema_checks.schema_problem(INVALID)
+    assert first is not None and "5 is not valid" in first
+    schema_checks.forget()
+    assert schema_checks.schema_problem(INVALID) == first
+    assert len(checks) == 2
+    stored = json.loads(cache_path(schema_checks.CACHE_FILE).read_text()) if cache_path(
+        schema_checks.CACHE_FILE).exists() else {"valid": []}
+    assert stored["valid"] == []
+
+
+def test_a_cache_written_under_another_jsonschema_or_damaged_is_not_trusted(checks):
+    assert schema_checks.schema_problem(VALID) is None
+    path = cache_path(schema_checks.CACHE_FILE)
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "jsonschema": ["/elsewhere/jsonschema", 1]}))
+    schema_checks.forget()
+    assert schema_checks.schema_problem(VALID) is None
+    assert len(checks) == 2
+    path.write_text("{not json")
+    schema_checks.forget()
+    assert schema_checks.schema_problem(VALID) is None
+    assert len(checks) == 3
+
+
+def test_a_plugin_with_an_invalid_schema_is_still_refused_with_the_message(tmp_path):
+    from taskengine_core.errors import RegistrationError
+    from taskengine_core.registry import PluginInfo, _checked_schema
+
+    plugin = PluginInfo("broken", "broken-dist", "1.0")
+    with pytest.raises(RegistrationError, match=r"action 'x' from plugin broken \(broken-dist 1.0\): "
+                                                 r"invalid JSON Schema: 5 is not valid"):
+        _checked_schema("action", "x", INVALID, plugin)
