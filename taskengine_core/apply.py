@@ -23,6 +23,7 @@ TABLES = {
     "tasks": ("tasks", "task"),
 }
 LINKS = stored.LINKS
+DELTA_APPLY = True  # apply_delta's shortcut for a few changed files (tests turn it off to compare)
 
 
 @dataclass
@@ -87,25 +88,7 @@ def plan(conn, config: Config) -> tuple[list[Change], dict]:
         existing, files = {}, {}
         for name, spec, file in stored.object_specs_and_files(conn, kind):
             existing[name], files[name] = spec, file
-        upserts, deletes, moved = [], [], []
-        for name, definition in config.objects[section].items():
-            text = definition.text if definition.text is not None else canonical(definition.spec)
-            old_text = existing.get(name)
-            if old_text == text:
-                if files[name] != definition.file:  # the same object, now in another file
-                    moved.append((name, definition.file))
-                continue
-            if old_text is None:
-                changes.append(Change("created", kind, name, {}, definition.spec))
-            else:
-                changes.append(Change("updated", kind, name, json.loads(old_text), definition.spec))
-            upserts.append((definition, text))
-        for name, old_text in existing.items():
-            if name not in config.objects[section]:
-                changes.append(Change("deleted", kind, name, json.loads(old_text), {}))
-                deletes.append(name)
-        writes["upsert"][section], writes["delete"][section] = upserts, deletes
-        writes["moved"][section] = moved
+        plan_objects(section, existing, files, config.objects[section], changes, writes)
     existing_settings = stored.settings(conn)
     setting_rows = []
     for name, value in config.settings.items():
@@ -126,6 +109,32 @@ def plan(conn, config: Config) -> tuple[list[Change], dict]:
     return changes, writes
 
 
+def plan_objects(section: str, existing: dict[str, str], files: dict[str, str | None],
+                 definitions: dict, changes: list[Change], writes: dict) -> None:
+    """Plan one section: ``existing`` (stored name -> spec text, ``files``: its file) against
+    ``definitions`` (name -> Definition). Appends to ``changes`` and fills ``writes``."""
+    kind = TABLES[section][1]
+    upserts, deletes, moved = [], [], []
+    for name, definition in definitions.items():
+        text = definition.text if definition.text is not None else canonical(definition.spec)
+        old_text = existing.get(name)
+        if old_text == text:
+            if files[name] != definition.file:  # the same object, now in another file
+                moved.append((name, definition.file))
+            continue
+        if old_text is None:
+            changes.append(Change("created", kind, name, {}, definition.spec))
+        else:
+            changes.append(Change("updated", kind, name, json.loads(old_text), definition.spec))
+        upserts.append((definition, text))
+    for name, old_text in existing.items():
+        if name not in definitions:
+            changes.append(Change("deleted", kind, name, json.loads(old_text), {}))
+            deletes.append(name)
+    writes["upsert"][section], writes["delete"][section] = upserts, deletes
+    writes["moved"][section] = moved
+
+
 def apply_config(
     store: Store, config: Config, *, dry_run: bool = False, clock: Clock | None = None,
     actor: str | None = None, source: str | None = None,
@@ -141,33 +150,39 @@ def apply_config(
         conn = db.conn
         stored.lock_for_change(conn)  # the diff stays true until it is written (other engines, CLIs)
         changes, writes = plan(conn, config)
-        links_changed = any(add or remove for add, remove in writes["links"].values())
-        for section, (_, kind) in TABLES.items():  # which file each object is in: no change to it
-            stored.set_object_files(conn, kind, writes["moved"][section])
-        if not changes and not links_changed:
-            _mark_applied(conn, config)
-            return ApplyResult([], False)
-        for section, (_, kind) in TABLES.items():
-            stored.delete_objects(conn, kind, writes["delete"][section])
-        for section in ("schedules", "webhooks", "events", "tasks"):
-            kind = TABLES[section][1]
-            rows = writes["upsert"][section]
-            if rows:
-                stored.upsert_objects(conn, kind, (
-                    (d.name, text, d.spec.get("enabled", True), d.spec.get("description", ""), d.file,
-                     *((d.spec["action"],) if kind == "task" else ()))
-                    for d, text in rows), now)
-        stored.upsert_settings(conn, writes["settings"], now)
-        stored.delete_settings(conn, writes["settings_gone"])
-        for link_table in LINKS:
-            add, remove = writes["links"][link_table]
-            stored.change_links(conn, link_table, add, remove)
-        stored.forget_schedule_state(conn, writes["delete"]["schedules"])  # added again: starts afresh
-        audit.record(conn, ((c.action, c.kind, c.name, c.changes) for c in changes), now,
-                     actor=actor, source=source or "apply")
-        stored.bump_generation(conn)
+        write_plan(conn, changes, writes, now, actor=actor, source=source or "apply")
         _mark_applied(conn, config)
     return ApplyResult(changes, False)
+
+
+def write_plan(conn, changes: list[Change], writes: dict, now: str, *, actor: str, source: str) -> None:
+    """Write what :func:`plan` found (inside the caller's write transaction, after
+    :func:`stored.lock_for_change`): the objects, their links, one audit row per change, and a
+    new generation when anything but the file an object is in changed."""
+    for section, (_, kind) in TABLES.items():  # which file each object is in: no change to it
+        stored.set_object_files(conn, kind, writes["moved"][section])
+    links_changed = any(add or remove for add, remove in writes["links"].values())
+    if not changes and not links_changed:
+        return
+    for section, (_, kind) in TABLES.items():
+        stored.delete_objects(conn, kind, writes["delete"][section])
+    for section in ("schedules", "webhooks", "events", "tasks"):
+        kind = TABLES[section][1]
+        rows = writes["upsert"][section]
+        if rows:
+            stored.upsert_objects(conn, kind, (
+                (d.name, text, d.spec.get("enabled", True), d.spec.get("description", ""), d.file,
+                 *((d.spec["action"],) if kind == "task" else ()))
+                for d, text in rows), now)
+    stored.upsert_settings(conn, writes["settings"], now)
+    stored.delete_settings(conn, writes["settings_gone"])
+    for link_table in LINKS:
+        add, remove = writes["links"][link_table]
+        stored.change_links(conn, link_table, add, remove)
+    stored.forget_schedule_state(conn, writes["delete"]["schedules"])  # added again: starts afresh
+    audit.record(conn, ((c.action, c.kind, c.name, c.changes) for c in changes), now,
+                 actor=actor, source=source)
+    stored.bump_generation(conn)
 
 
 def _mark_applied(conn, config: Config) -> None:
@@ -247,6 +262,12 @@ def apply_paths(paths, registry, open_store, *, dry_run: bool = False, source: s
         existing = None
     if existing is not None and unchanged_since_last_apply(existing, digest):
         return ApplyResult([], dry_run)
+    if existing is not None and digest is not None and DELTA_APPLY:
+        from taskengine_core.apply_delta import try_apply
+
+        result = try_apply(files, digests, registry, existing, key, dry_run=dry_run, source=source, clock=clock)
+        if result is not None:
+            return result
     by_path = {str(path.resolve()): text for path, text in digests}
     known = known_specs(existing, registry, by_path) if existing is not None else KnownSpecs(key)
     config = load_config(paths, registry, known)  # its digests: of the very text it parsed or reused

@@ -71,6 +71,7 @@ def reads(monkeypatch):
         return check(*args, **kwargs)
 
     monkeypatch.setattr("taskengine_core.rules.validate.load_document", counting_load)
+    monkeypatch.setattr("taskengine_core.apply_delta.load_document", counting_load)  # the few-files shortcut
     monkeypatch.setattr("taskengine_core.recurrence.check_schedule", counting_check)
     return counts
 

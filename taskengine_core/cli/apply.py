@@ -17,7 +17,9 @@ def apply_(app: App, paths: tuple[str, ...], dry_run: bool) -> None:
 
     Work the last apply already did is not repeated: files whose text is unchanged since it
     (nothing else having changed the configuration) are not read again, and objects unchanged
-    since it are not checked again; references between objects are always checked."""
+    since it are not checked again; references between objects are always checked. When only
+    some files changed, only their objects are read from the database, so keeping many
+    schedules in several files makes editing one of them quick."""
     from taskengine_core.apply import apply_paths
 
     result = apply_paths(paths, app.registry, lambda create: app.store(create=create),

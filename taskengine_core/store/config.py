@@ -141,6 +141,29 @@ def object_specs_and_files(conn, kind: str) -> list[tuple[str, str, str | None]]
     return [tuple(row) for row in conn.execute(f"SELECT name, spec, file FROM {_table(kind)}").fetchall()]
 
 
+def objects_in_files(conn, kind: str, files: Sequence[str]) -> list[tuple[str, str, str | None]]:
+    """``(name, spec text, file)`` of the objects of ``kind`` stored from one of ``files``."""
+    clause, params = in_values(conn, "file", files)
+    return [tuple(row) for row in conn.execute(f"SELECT name, spec, file FROM {_table(kind)} WHERE {clause}",
+                                                params).fetchall()]
+
+
+def object_files(conn, kind: str, names: Sequence[str]) -> dict[str, str | None]:
+    """``{name: file}`` of those of the named objects of ``kind`` that exist."""
+    if not names:
+        return {}
+    clause, params = in_values(conn, "name", names)
+    return dict(conn.execute(f"SELECT name, file FROM {_table(kind)} WHERE {clause}", params).fetchall())
+
+
+def object_specs_named(conn, kind: str, names: Sequence[str]) -> dict[str, str]:
+    """``{name: spec text}`` of those of the named objects of ``kind`` that exist."""
+    if not names:
+        return {}
+    clause, params = in_values(conn, "name", names)
+    return dict(conn.execute(f"SELECT name, spec FROM {_table(kind)} WHERE {clause}", params).fetchall())
+
+
 def settings_and_files(conn) -> list[tuple[str, str, str | None]]:
     """``(name, spec text, file)`` of every setting."""
     return [tuple(row) for row in conn.execute("SELECT name, spec, file FROM settings").fetchall()]
@@ -175,6 +198,17 @@ def link_pairs(conn, link_table: str) -> set[tuple[str, str]]:
     """Every ``(task, other)`` pair of a link table."""
     task_col, other = LINKS[link_table]
     return set(conn.execute(f"SELECT {task_col}, {other} FROM {link_table}").fetchall())
+
+
+def link_pairs_touching(conn, link_table: str, tasks: Sequence[str],
+                        others: Sequence[str] = ()) -> set[tuple[str, str]]:
+    """The ``(task, other)`` pairs of a link table whose task is among ``tasks`` or whose other
+    object is among ``others``."""
+    task_col, other = LINKS[link_table]
+    by_task, task_params = in_values(conn, task_col, tasks)
+    by_other, other_params = in_values(conn, other, others)
+    return set(map(tuple, conn.execute(f"SELECT {task_col}, {other} FROM {link_table} "
+                                       f"WHERE {by_task} OR {by_other}", [*task_params, *other_params])))
 
 
 def tasks_linked(conn, link_table: str, others: Sequence[str] | None = None) -> dict[str, list[str]]:
