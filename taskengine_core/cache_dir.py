@@ -1,5 +1,5 @@
-"""Where taskengine keeps small caches that only save time: ``$TASKENGINE_HOME`` when set,
-else ``$XDG_CACHE_HOME/taskengine`` (``~/.cache/taskengine``). Losing one costs speed, never
+"""Where taskengine keeps small caches that only save time: ``$TASKENGINE_HOME/cache`` when
+``TASKENGINE_HOME`` is set, else ``$XDG_CACHE_HOME/taskengine`` (``~/.cache/taskengine``). Losing one costs speed, never
 correctness; when the directory cannot be written, nothing is cached."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 def cache_path(name: str) -> Path:
     home = os.environ.get("TASKENGINE_HOME")
     if home:
-        return Path(home) / name
+        return Path(home) / "cache" / name
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "taskengine" / name
 
@@ -19,10 +19,15 @@ def cache_path(name: str) -> Path:
 def write_atomically(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` whole (readers see the old file or the new one); nothing
     happens when it cannot be written."""
+    write_bytes_atomically(path, text.encode("utf-8"))
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    """:func:`write_atomically` for bytes."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}")
-        partial.write_text(text, encoding="utf-8")
+        partial.write_bytes(data)
         os.replace(partial, path)
     except OSError:
         pass

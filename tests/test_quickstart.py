@@ -22,7 +22,6 @@ from tests.test_updates_support import system_apt_snapshot
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
 README = ROOT / "README.md"
-CACHE_FILES = {"checked-schemas.json", "plugin-commands.json"}  # taskengine_core/cache_dir.py
 
 
 def tree(path: Path) -> dict[str, tuple]:
@@ -103,8 +102,7 @@ def test_the_quickstart_shows_a_run_an_explanation_and_a_delivery(tmp_path):
     assert engine.returncode == 0, err
     # nothing outside the engine's own data changed
     assert list(cwd.iterdir()) == [] and list(user_home.iterdir()) == []
-    assert sorted(p.name for p in home.iterdir() if not p.name.startswith("taskengine.db")
-                  and p.name not in CACHE_FILES) == []
+    assert sorted(p.name for p in home.iterdir() if not p.name.startswith("taskengine.db")) == ["cache"]
     assert tree(ROOT / "rules") == repo_before
     assert system_apt_snapshot() == apt_before
 

@@ -80,3 +80,36 @@ def test_a_plugin_with_an_invalid_schema_is_still_refused_with_the_message(tmp_p
     with pytest.raises(RegistrationError, match=r"action 'x' from plugin broken \(broken-dist 1.0\): "
                                                  r"invalid JSON Schema: 5 is not valid"):
         _checked_schema("action", "x", INVALID, plugin)
+
+
+def test_a_rule_schema_check_compiled_from_the_cache_judges_as_a_fresh_one(tmp_path):
+    """fastjsonschema's compiled code is kept in the cache directory; the validator read back
+    refuses and accepts exactly what a freshly generated one does, and a damaged cache file is
+    generated again."""
+    import fastjsonschema
+
+    from taskengine_core.recurrence import SCHEDULE_SCHEMA
+    from taskengine_core.rules.schema_check import FORMATS, SchemaCheck
+
+    fresh = fastjsonschema.compile(SCHEDULE_SCHEMA, use_default=False, formats=FORMATS)
+    values = [{"every": "day", "at": "02:00"}, {"cron": "*/5 * * * *"}, {"every": "fortnight"},
+              {"once": "2026-12-24T00:00"}, {"every": "day", "at": "25:00"}, {"max_lateness": "nope"},
+              {"every": "day", "max_lateness": "10m"}, {"every": 3}, {}]
+
+    def verdict(check, value):
+        try:
+            check(value)
+            return "valid"
+        except fastjsonschema.JsonSchemaValueException as exc:
+            return exc.message
+
+    first = SchemaCheck(SCHEDULE_SCHEMA)._fast  # generates and stores the code
+    [stored] = list((tmp_path / "cache").glob("fastjsonschema-*.bin"))
+    from_cache = SchemaCheck(SCHEDULE_SCHEMA)._fast
+    for value in values:
+        assert verdict(first, value) == verdict(from_cache, value) == verdict(fresh, value), value
+    assert any(verdict(fresh, v) != "valid" for v in values) and any(verdict(fresh, v) == "valid" for v in values)
+    stored.write_bytes(b"\x00damaged")
+    again = SchemaCheck(SCHEDULE_SCHEMA)._fast
+    assert [verdict(again, v) for v in values] == [verdict(fresh, v) for v in values]
+    assert stored.read_bytes() != b"\x00damaged"

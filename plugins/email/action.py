@@ -17,9 +17,10 @@ from typing import Any
 from taskengine_core.context import ActionContext
 from taskengine_core.errors import ActionError
 
-from .message import build_message, message_id
 from .schema import PARAMS_SCHEMA, SETTINGS_SCHEMA
-from .smtp import Server, deliver
+
+# .message and .smtp (the email package, smtplib, ssl) are imported when a message is sent:
+# every CLI command loads this plugin to register its action, few of them send mail
 
 log = logging.getLogger("taskengine.email")
 MISSING_SETTINGS = ("{what} needs settings.email (host, sender): add an 'email' section to the "
@@ -44,6 +45,8 @@ def send_email(params: dict, ctx: ActionContext) -> dict:
         if left <= 0:
             raise ActionError("email not sent: the task's time limit has passed", retryable=True)
         timeout = min(timeout, left)
+    from .message import message_id
+
     return _send(server, params, sender, sender_name, message_id(ctx.run_id, sender), timeout)
 
 
@@ -58,11 +61,16 @@ def notify(message: dict, settings: dict) -> dict:
     params = {k: v for k, v in message.items() if k in PARAMS_SCHEMA["properties"]}
     _check(params, PARAMS_SCHEMA, "the email notifier")
     run_id = str(message.get("run_id") or f"notify-{uuid.uuid4().hex}")
+    from .message import message_id
+
     return _send(server, params, sender, sender_name, message_id(run_id, sender), server.timeout)
 
 
-def _send(server: Server, params: dict, sender: str, sender_name: str | None, msg_id: str,
+def _send(server, params: dict, sender: str, sender_name: str | None, msg_id: str,
           timeout: float) -> dict:
+    from .message import build_message
+    from .smtp import deliver
+
     msg, envelope = build_message(params, sender=sender, sender_name=sender_name, msg_id=msg_id)
     refused = deliver(server, msg, sender, envelope, timeout)
     if refused:
@@ -74,10 +82,12 @@ def _send(server: Server, params: dict, sender: str, sender_name: str | None, ms
             "refused": refused}
 
 
-def _settings(settings: Any, what: str) -> tuple[Server, str, str | None]:
+def _settings(settings: Any, what: str) -> tuple:
     if not settings:
         raise ActionError(MISSING_SETTINGS.format(what=what), retryable=False)
     _check(settings, SETTINGS_SCHEMA, "settings.email", hide_values=True)
+    from .smtp import Server
+
     return Server.from_settings(settings), settings["sender"], settings.get("sender_name")
 
 

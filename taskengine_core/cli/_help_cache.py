@@ -5,7 +5,7 @@ and the package metadata scan) costs more than the rest of ``--help``. So the na
 help of plugin commands are kept in a small cache file, valid while nothing that could change
 them changed: taskengine's version, the Python, ``sys.path`` (and the modification time of each
 of its folders: installing or removing a package changes it), ``TASKENGINE_DISABLE_PLUGINS``,
-and the files the commands are defined in. The file lives in ``$TASKENGINE_HOME`` when set,
+and the files the commands are defined in. The file lives in ``$TASKENGINE_HOME/cache`` when set,
 else in ``$XDG_CACHE_HOME/taskengine`` (``~/.cache/taskengine``); when it cannot be written,
 nothing is cached.
 """

@@ -21,7 +21,6 @@ from datetime import datetime
 
 from heapq import merge
 
-from croniter import croniter
 from dateutil.rrule import DAILY, rrule
 
 from .schema import MONTHS, WEEKDAYS, occurs
@@ -99,6 +98,8 @@ def cron_problem(expression: str) -> str | None:
         problem = _field_problem(field, name, lo, hi, names)
         if problem:
             return f"{where}: {problem}"
+    from croniter import croniter  # here: most schedules are not cron, and it costs 10 ms to import
+
     if not croniter.is_valid(text):
         return f"{where}: not accepted by croniter"
     return None
@@ -109,6 +110,8 @@ def day_month_sets(expression: str) -> tuple[list[int], list[int]] | None:
     fields = expand_macro(expression).split()
     if fields[2] in UNRESTRICTED or fields[4] not in UNRESTRICTED:
         return None
+    from croniter import croniter
+
     expanded = croniter(" ".join(fields), datetime(2000, 1, 1)).expanded
     months = list(range(1, 13)) if expanded[3] == ["*"] else [int(m) for m in expanded[3]]
     return [int(d) for d in expanded[2]], months
@@ -116,6 +119,8 @@ def day_month_sets(expression: str) -> tuple[list[int], list[int]] | None:
 
 def cron_rules(expression: str) -> list[dict]:
     """rrule keyword sets (without dtstart) whose union is the expression's wall-clock slots."""
+    from croniter import croniter
+
     minutes, hours, doms, months, dows = croniter(expression, datetime(2000, 1, 1)).expanded
     base = {
         "freq": DAILY,

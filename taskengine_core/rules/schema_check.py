@@ -41,9 +41,7 @@ class SchemaCheck:
     def _fast(self):
         if self._fast_check is _UNCOMPILED:
             try:
-                import fastjsonschema
-
-                self._fast_check = fastjsonschema.compile(self.schema, use_default=False, formats=FORMATS)
+                self._fast_check = _compiled_fast(self.schema)
             except Exception:  # noqa: BLE001 - a schema fastjsonschema cannot compile: use jsonschema only
                 self._fast_check = None
         return self._fast_check
@@ -67,6 +65,37 @@ class SchemaCheck:
             except Exception:  # noqa: BLE001 - JsonSchemaValueException or a compile quirk
                 pass
         return self._thorough.iter_errors(value)
+
+
+def _compiled_fast(schema: dict):
+    """fastjsonschema's validator for ``schema``. Generating and compiling its Python code
+    takes 5 to 30 ms a schema, at every start of a command, so the compiled code is kept in the
+    cache directory (:mod:`taskengine_core.cache_dir`), keyed by the schema, fastjsonschema's
+    version and Python's; what cannot be read back is simply generated again."""
+    import functools
+    import hashlib
+    import json
+    import marshal
+    import sys
+
+    import fastjsonschema
+
+    from taskengine_core.cache_dir import cache_path, write_bytes_atomically
+
+    try:
+        text = json.dumps([fastjsonschema.VERSION, sys.version, sorted(FORMATS), schema], sort_keys=True)
+    except (TypeError, ValueError):  # not plain JSON: compiled every time
+        return fastjsonschema.compile(schema, use_default=False, formats=FORMATS)
+    path = cache_path(f"fastjsonschema-{hashlib.sha256(text.encode()).hexdigest()[:32]}.bin")
+    try:
+        code = marshal.loads(path.read_bytes())
+    except (OSError, ValueError, EOFError, TypeError):
+        source = fastjsonschema.compile_to_code(schema, use_default=False, formats=FORMATS)
+        code = compile(source, "<fastjsonschema>", "exec")
+        write_bytes_atomically(path, marshal.dumps(code))
+    namespace: dict = {}
+    exec(code, namespace)  # noqa: S102 - fastjsonschema's own generated code, as compile() runs it
+    return functools.partial(namespace["validate"], custom_formats=FORMATS)
 
 
 _FORMAT_CHECKER = None
