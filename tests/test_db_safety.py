@@ -55,6 +55,48 @@ def test_deleting_the_database_is_detected_and_events_are_refused(server, caplog
     assert not server.db_path.exists()  # nothing silently made a new, empty database
 
 
+def test_the_webhook_dispatcher_logs_a_lost_database_once_not_every_poll(start_server, caplog):
+    """A delivery keeps failing (the receiver answers 503) and the database file is deleted:
+    the dispatcher's pass then fails at every poll. One line with the traceback, then backing
+    off and a line a minute at most (as the engine loop does), not a traceback a second."""
+    import http.server
+    import threading
+
+    hits = []
+
+    class Down(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            hits.append(time.monotonic())
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Down)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        server = start_server(
+            f"webhooks:\n  down: {{url: 'http://127.0.0.1:{receiver.server_port}/', retries: 20}}\n"
+            "tasks:\n  push: {action: webhook.send, with: {webhook: down, payload: {n: 1}}}\n"
+            "events:\n  pushed: {on: demo.push, tasks: [push]}\n")
+        caplog.set_level(logging.ERROR, "taskengine.webhook")
+        assert server.post({"type": "demo.push"}).status_code == 202
+        wait_for(lambda: hits)
+        os.unlink(server.db_path)
+        dispatcher = lambda: [r for r in caplog.records if r.name == "taskengine.webhook"  # noqa: E731
+                              and "database pass" in r.getMessage()]
+        wait_for(dispatcher)
+        time.sleep(4.5)  # four more polls of the old behaviour
+        [record] = dispatcher()
+        assert record.getMessage().startswith("webhook dispatcher's database pass failed: database file ")
+        assert "backing off" in record.getMessage() and record.exc_info is not None
+    finally:
+        receiver.shutdown()
+
+
 def test_replacing_the_database_is_detected(server, tmp_path):
     other = tmp_path / "other.db"
     sqlite3.connect(other).close()

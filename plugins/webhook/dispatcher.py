@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from taskengine_core import runs as core_runs
 from taskengine_core.context import EngineInfo
+from taskengine_core.loop_guard import LoopGuard
 
 from .config import Preparer, WebhookSettings
 from .delivery import Attempt, attempt
@@ -73,6 +74,8 @@ class Dispatcher(DatabasePasses):
         self._sessions: list = []
         self._hints: set[str] = set()
         self._scan = True
+        # a database that keeps failing (deleted, full disk): back off, and log once a minute
+        self._guard = LoopGuard("webhook dispatcher's database pass", log, first=poll, cap=max(poll, 10.0))
         self._queues: dict[str, deque] = {}  # claimed, waiting for a worker
         self._workers: dict[str, int] = {}  # worker tasks per destination (one request each)
         self._current: dict = {}  # destinations as of the last pass
@@ -175,13 +178,15 @@ class Dispatcher(DatabasePasses):
                 try:
                     done = await loop.run_in_executor(pool, self._pass, results, released, hints,
                                                       scan, held, not self._stopping)
-                except Exception:  # noqa: BLE001 - rolled back; keep everything for the next pass
-                    log.exception("webhook dispatcher: database pass failed; retrying")
+                except Exception as exc:  # noqa: BLE001 - rolled back; keep everything for the next pass
+                    wait = self._guard.failed(exc)
                     self._give_back(results, released)
                     self._hints |= hints
                     self._scan = True
-                    await asyncio.sleep(self.poll)
+                    await asyncio.sleep(wait)
                     continue
+                if self._guard.failures:
+                    self._guard.succeeded()
                 self._absorb(done)
                 if (self._results or self._released) and time.monotonic() - self._last_ride >= RIDING:
                     if any(self._queues.values()) and not self._stopping:
