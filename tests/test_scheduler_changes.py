@@ -268,3 +268,28 @@ def fresh_scheduler_next(store, clock) -> dict:
     scheduler = Scheduler(store, clock)
     scheduler.load(load_runtime(store))
     return scheduler._next
+
+
+def test_the_change_log_is_read_through_its_key_on_postgresql(postgres_url):
+    """Right after a large apply PostgreSQL has no statistics on the change log yet; the read of
+    what changed since a seq must still walk the key's index, not the whole log (it cost 14 ms
+    of a 20 ms pickup at 100,000 schedules)."""
+    store = open_store(postgres_url)
+    with store.write() as db:
+        db.conn.execute("INSERT INTO schedules (name, spec, enabled, created_at, updated_at) "
+                        "SELECT 's' || g, '{}', 1, 't', 't' FROM generate_series(1, 20000) g")
+    last = config.last_change(store.conn)
+    statements = []
+
+    class Recording:  # the store's connection, noting what it is asked to run
+        dialect = store.conn.dialect
+
+        def execute(self, sql, params=()):
+            statements.append((sql, params))
+            return store.conn.execute(sql, params)
+
+    assert config.changes_since(Recording(), last - 1, 2001) == ({("schedule", "s20000")}, last)
+    [(sql, params)] = [(sql, params) for sql, params in statements if "FROM config_changes WHERE" in sql]
+    plan = "\n".join(row[0] for row in store.conn.execute("EXPLAIN " + sql, params))
+    assert "config_changes_pkey" in plan and "Seq Scan" not in plan, plan
+    store.close()
