@@ -14,71 +14,22 @@ Catch-up semantics (documented in docs/user-guide.md):
 
 from __future__ import annotations
 
-import hashlib
 import heapq
-import json
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
-from taskengine_core.clock import Clock, from_iso, to_iso
-from taskengine_core.durations import format_duration, parse_duration
+from taskengine_core.clock import Clock, to_iso
+from taskengine_core.durations import format_duration
 from taskengine_core.evaluator import NewRun, insert_runs
 from taskengine_core.model import Runtime
+from taskengine_core.schedule_loading import (  # noqa: F401  (names this module always had)
+    DEFAULT_CATCH_UP, DEFAULT_MAX_LATENESS, _Definition, _Schedule, apply_changes, load_all, spec_hash)
 from taskengine_core.store import Store, slots as slot_store
 from taskengine_core.store.decisions import insert_decisions
 
 log = logging.getLogger("taskengine.scheduler")
-DEFAULT_MAX_LATENESS = 300.0
-DEFAULT_CATCH_UP = "once"
 MAX_CATCH_UP = 1000
 BATCH = 1000  # schedules claimed per transaction
-_MISSING = object()
-_LONG_AGO = datetime(1900, 1, 1, tzinfo=timezone.utc)
-
-
-class _Definition:
-    """One distinct stored schedule definition: its policy at once, its recurrence compiled on
-    first use. An engine (re)loading 100,000 unchanged schedules compiles none of them until
-    they fire; a reload after an apply reuses every definition it has already seen."""
-
-    __slots__ = ("spec", "zone", "catch_up", "max_lateness", "digest", "_recurrence")
-
-    def __init__(self, spec_text: str, zone: str) -> None:
-        spec = self.spec = json.loads(spec_text)
-        self.zone = zone
-        self.catch_up = spec.get("catch_up", DEFAULT_CATCH_UP)
-        self.max_lateness = parse_duration(spec.get("max_lateness", DEFAULT_MAX_LATENESS), clamp=True)
-        self.digest = spec_hash(spec, zone)
-        self._recurrence = None
-
-    @property
-    def recurrence(self):
-        """The compiled recurrence; ``ValueError`` when the stored definition does not compile."""
-        if self._recurrence is None:
-            from taskengine_core.recurrence import compile_schedule
-
-            self._recurrence = compile_schedule(self.spec, self.zone)
-        return self._recurrence
-
-
-@dataclass(slots=True)
-class _Schedule:
-    name: str
-    enabled: bool
-    definition: _Definition
-    catch_up: str
-    max_lateness: float
-    tasks: tuple[str, ...]
-
-    @property
-    def recurrence(self):  # taskengine_core.recurrence.Recurrence
-        return self.definition.recurrence
-
-
-def spec_hash(spec: dict, default_zone: str) -> str:
-    text = json.dumps([spec, default_zone], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha1(text.encode()).hexdigest()
 
 
 class Scheduler:
@@ -88,85 +39,60 @@ class Scheduler:
         self._schedules: dict[str, _Schedule] = {}
         self._next: dict[str, datetime] = {}
         self.generation = -1
+        self.changes_seq = 0  # the config_changes row through which the schedules were read
         self._definitions: dict[str, _Definition] = {}  # spec text -> definition, kept across loads
         self._definitions_zone: str | None = None
 
     # -- configuration ------------------------------------------------------------------------
 
     def load(self, runtime: Runtime) -> None:
-        """(Re)build the heap from the schedules table and their persisted next fire times.
+        """(Re)build the heap from the schedules table and their persisted next fire times
+        (see :func:`taskengine_core.schedule_loading.read_rows`)."""
+        load_all(self, runtime)
 
-        Schedules with the same definition share one compiled recurrence (and its next fire
-        time from "now"), so registering many alike schedules costs one compile per definition.
-        Only new or changed schedules are compiled here; the others keep their stored next fire
-        time and compile when they first fire. Definitions seen by an earlier load are reused.
-        """
-        zone = runtime.settings.get("timezone") or "UTC"
-        links: dict[str, list[str]] = {}
-        for task, schedule in slot_store.task_links(self.store.conn):
-            links.setdefault(schedule, []).append(task)
-        now = self.clock.now()
-        now_text = to_iso(now)
-        known = self._definitions if self._definitions_zone == zone else {}
-        definitions: dict[str, _Definition | None] = {}  # spec text -> definition (None: bad JSON)
-        upcoming_of: dict[str, tuple] = {}  # spec text -> (next fire after now, its text)
-        parsed: dict[str, datetime] = {}  # stored next fire text -> datetime (shared)
-        schedules, nexts, writes = {}, {}, []
-        for name, spec_text, enabled, stored_hash, stored_next in slot_store.schedules_with_state(self.store.conn):
-            definition = definitions.get(spec_text, _MISSING)
-            if definition is _MISSING:
-                definition = known.get(spec_text)
-                if definition is None:
-                    try:
-                        definition = _Definition(spec_text, zone)
-                    except ValueError as exc:  # validate refuses these; a database edited by hand may not
-                        log.error("schedule %s cannot be compiled: %s", name, exc)
-                definitions[spec_text] = definition
-            if definition is None:
-                continue
-            if stored_hash == definition.digest:
-                schedules[name] = _Schedule(name, bool(enabled), definition, definition.catch_up,
-                                            definition.max_lateness, tuple(links.get(name, ())))
-                if stored_next:
-                    when = parsed.get(stored_next)
-                    if when is None:
-                        when = parsed[stored_next] = from_iso(stored_next)
-                    nexts[name] = when
-                continue
-            if spec_text not in upcoming_of:  # new or changed: no catch-up for the past
-                try:
-                    recurrence = definition.recurrence
-                except ValueError as exc:  # validate refuses these; a database edited by hand may not
-                    log.error("schedule %s cannot be compiled: %s", name, exc)
-                    definitions[spec_text] = None
-                    continue
-                upcoming = recurrence.next_after(now)
-                if upcoming is None:  # a one-shot already past: its one slot follows catch_up
-                    upcoming = _past_one_shot(recurrence, now)
-                upcoming_of[spec_text] = (upcoming, to_iso(upcoming) if upcoming else None)
-            schedules[name] = _Schedule(name, bool(enabled), definition, definition.catch_up,
-                                        definition.max_lateness, tuple(links.get(name, ())))
-            upcoming, upcoming_text = upcoming_of[spec_text]
-            if upcoming is not None:
-                nexts[name] = upcoming
-            writes.append((name, definition.digest, upcoming_text, now_text))
-        if writes:
-            with self.store.write() as db:
-                slot_store.save_states(db.conn, writes)
-        self._schedules, self._next = schedules, nexts
-        self._definitions = {text: d for text, d in definitions.items() if d is not None}
-        self._definitions_zone = zone
-        self._heap = [(when.timestamp(), name) for name, when in nexts.items()]
+    def refresh(self, runtime: Runtime) -> None:
+        """Catch up with a changed configuration: only the schedules the change log names are
+        read again; everything when only a full load will do (see ``apply_changes``)."""
+        if not apply_changes(self, runtime):
+            self.load(runtime)
+
+    def _replace(self, name: str, schedule: _Schedule | None, upcoming: datetime | None) -> None:
+        """Put one schedule's new entry in place (None: it is gone). Its old heap entry, if
+        the time changed, stays in the heap but is stale: ``tick`` skips an entry whose time is
+        not the schedule's current next fire time."""
+        old = self._next.pop(name, None)
+        if schedule is None:
+            self._schedules.pop(name, None)
+        else:
+            self._schedules[name] = schedule
+        if upcoming is not None:
+            self._next[name] = upcoming
+            if old is None or old.timestamp() != upcoming.timestamp():
+                heapq.heappush(self._heap, (upcoming.timestamp(), name))
+
+    def _rebuild_heap(self) -> None:
+        self._heap = [(when.timestamp(), name) for name, when in self._next.items()]
         heapq.heapify(self._heap)
-        self.generation = runtime.generation
+
+    def _compact_heap(self) -> None:
+        """Rebuild the heap once stale entries outnumber the live ones."""
+        if len(self._heap) > 2 * len(self._next) + 1000:
+            self._rebuild_heap()
+
+    def _stale(self, entry: tuple[float, str]) -> bool:
+        when = self._next.get(entry[1])
+        return when is None or when.timestamp() != entry[0]
 
     # -- running ------------------------------------------------------------------------------
 
     def next_due_in(self) -> float | None:
         """Seconds until the earliest slot (0 when overdue), or None with nothing scheduled."""
-        if not self._heap:
+        heap = self._heap
+        while heap and self._stale(heap[0]):  # left by a changed or deleted schedule
+            heapq.heappop(heap)
+        if not heap:
             return None
-        return max(0.0, self._heap[0][0] - self.clock.now().timestamp())
+        return max(0.0, heap[0][0] - self.clock.now().timestamp())
 
     def tick(self, runtime: Runtime) -> int:
         """Fire every due slot; returns how many slots were handled. O(1) when nothing is due.
@@ -175,7 +101,7 @@ class Scheduler:
         per ``BATCH`` schedules: many schedules due at the same instant cost one commit.
         """
         if runtime.generation != self.generation:
-            self.load(runtime)
+            self.refresh(runtime)
         heap = self._heap
         if not heap:
             return 0
@@ -187,7 +113,10 @@ class Scheduler:
         while heap and heap[0][0] <= now_ts:
             due = []
             while heap and heap[0][0] <= now_ts and len(due) < BATCH:
-                _, name = heapq.heappop(heap)
+                entry = heapq.heappop(heap)
+                if self._stale(entry):  # the schedule changed or went since: its current entry is another
+                    continue
+                name = entry[1]
                 schedule, first = self._schedules.get(name), self._next.pop(name, None)
                 if schedule is not None and first is not None:
                     due.append((schedule, first))
@@ -309,15 +238,3 @@ class Scheduler:
                 runs.append(run)
             decisions.append((now_text, decision, why, schedule.name, slot, task_name, run))
 
-
-def _past_one_shot(recurrence, now: datetime) -> datetime | None:
-    """The fire time of a one-shot (``once:``) schedule that has already passed, else None.
-
-    A new or changed recurring schedule starts from "now"; a one-shot has no later slot, so
-    its single slot is handed to the catch-up policy like any slot missed while down.
-    """
-    spec = getattr(recurrence, "spec", None)
-    if getattr(spec, "kind", None) != "once":
-        return None
-    first = recurrence.next_after(_LONG_AGO)
-    return first if first is not None and first <= now else None

@@ -85,9 +85,12 @@ def changes_since(conn, seq: int, limit: int) -> tuple[set[tuple[str, str]] | No
     pruned = conn.execute("SELECT value FROM meta WHERE key = 'config_changes_pruned_through'").fetchone()
     if pruned is None or seq < int(pruned[0]):
         return None, 0
-    rows = conn.execute("SELECT DISTINCT kind, name FROM config_changes WHERE seq > ? LIMIT ?",
-                        (seq, limit)).fetchall()
-    return {(kind, name) for kind, name in rows}, last_change(conn)
+    last = last_change(conn)
+    # bounded on both sides: PostgreSQL then scans the key's index even without statistics (a
+    # log just filled by a large apply) or with a generic plan; unbounded it read the whole log
+    rows = conn.execute("SELECT DISTINCT kind, name FROM config_changes WHERE seq > ? AND seq <= ? LIMIT ?",
+                        (seq, last, limit)).fetchall()
+    return {(kind, name) for kind, name in rows}, last
 
 
 def prune_changes(conn, keep: int, batch: int) -> bool:

@@ -9,20 +9,29 @@ transaction won, so the caller inserts runs for those and no others.
 from __future__ import annotations
 
 import json
+from typing import Sequence
 
-from taskengine_core.store.sql import is_postgres
-
-
-def task_links(conn) -> list[tuple[str, str]]:
-    """``(task, schedule)`` of every link, by task."""
-    return conn.execute("SELECT task, schedule FROM task_schedules ORDER BY task").fetchall()
+from taskengine_core.store.sql import in_values, is_postgres
 
 
-def schedules_with_state(conn) -> list[tuple]:
-    """``(name, spec text, enabled, stored spec hash, stored next fire)`` of every schedule."""
-    return conn.execute(
-        "SELECT s.name, s.spec, s.enabled, st.spec_hash, st.next_fire FROM schedules s "
-        "LEFT JOIN schedule_state st ON st.schedule = s.name").fetchall()
+def task_links(conn, schedules: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """``(task, schedule)`` of every link (or of the links of the named schedules), by task."""
+    sql, params = "SELECT task, schedule FROM task_schedules", []
+    if schedules is not None:
+        clause, params = in_values(conn, "schedule", schedules)
+        sql += f" WHERE {clause}"
+    return conn.execute(sql + " ORDER BY task", params).fetchall()
+
+
+def schedules_with_state(conn, names: Sequence[str] | None = None) -> list[tuple]:
+    """``(name, spec text, enabled, stored spec hash, stored next fire)`` of every schedule (or
+    of those named that exist)."""
+    sql, params = ("SELECT s.name, s.spec, s.enabled, st.spec_hash, st.next_fire FROM schedules s "
+                   "LEFT JOIN schedule_state st ON st.schedule = s.name"), []
+    if names is not None:
+        clause, params = in_values(conn, "s.name", names)
+        sql += f" WHERE {clause}"
+    return conn.execute(sql, params).fetchall()
 
 
 def save_states(conn, rows: list[tuple[str, str, str | None, str]]) -> None:
