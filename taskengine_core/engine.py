@@ -280,7 +280,8 @@ class Engine:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             worked = self.step()
-            if worked or not self.executor.idle() or inbox_waiting(self.store.conn):
+            pruning = self._pruner is not None  # a retention prune in progress: finish it
+            if worked or pruning or not self.executor.idle() or inbox_waiting(self.store.conn):
                 if not worked:
                     self.wake.wait(0.01)
                     self.wake.clear()
@@ -368,15 +369,15 @@ class Engine:
         from taskengine_core.task_logs import Pruner
 
         if self._pruner is not None:
-            if not self._pruner.step():
-                removed, self._pruner = self._pruner.removed, None
-                if removed["runs"] or removed["events"]:
-                    log.info("retention: pruned %(runs)s runs and %(events)s events", removed)
-                if self.clock.monotonic() >= self._next_optimize:  # statistics follow the tables' growth
-                    self._next_optimize = self.clock.monotonic() + PRUNE_EVERY
-                    self.store.optimize()
-            return
-        now = self.clock.monotonic()
+            if self._pruner.step():
+                return
+            removed, self._pruner = self._pruner.removed, None
+            if removed["runs"] or removed["events"]:
+                log.info("retention: pruned %(runs)s runs and %(events)s events", removed)
+            if self.clock.monotonic() >= self._next_optimize:  # statistics follow the tables' growth
+                self._next_optimize = self.clock.monotonic() + PRUNE_EVERY
+                self.store.optimize()
+        now = self.clock.monotonic()  # the next prune may be due already (a long prune, a clock jump)
         if now < self._next_prune:
             return
         self._next_prune = now + PRUNE_EVERY
