@@ -20,6 +20,8 @@ Floors in the same run (``--no-floors`` leaves them out), each round in a fresh 
 
 Usage: python benchmarks/bench_due_at_once.py [--sizes 1000,10000] [--rounds 3] [--no-floors]
        [--profile N]  (cProfile of the engine's process for one round at N schedules; top entries)
+       [--py-spy N --py-spy-out FILE]  (one engine round at N schedules, py-spy ``record --gil
+       -r 200 --format raw`` attached from just before the due instant for --py-spy-seconds)
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def child(mode: str, n: int, tmp: Path, profile: bool) -> None:
         out.update(sql_floors.interpreter_floor(n))
         print("RESULT " + json.dumps(out))
         return
+    if mode == "te" and os.environ.get("BENCH_PYSPY_OUT"):
+        _attach_py_spy_at_due(os.environ["BENCH_PYSPY_OUT"], float(os.environ["BENCH_PYSPY_SECONDS"]))
     if mode == "te":
         if profile:
             import cProfile
@@ -73,6 +77,30 @@ def child(mode: str, n: int, tmp: Path, profile: bool) -> None:
         out = base.late_apscheduler(n, None, lead=lead_for(n))
     out.pop("created_ms", None)
     print("RESULT " + json.dumps(out))
+
+
+def _attach_py_spy_at_due(out: str, seconds: float) -> None:
+    """Record this process with py-spy from 0.2 s before the due instant (set-up left out)."""
+    import shutil
+    import threading
+    import time
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    due_at = base._due_at
+
+    def when_due(lead: float) -> float:
+        due = due_at(lead)
+
+        def record():
+            time.sleep(max(0.0, due - 0.2 - time.time()))
+            subprocess.run([spy, "record", "--gil", "-r", "200", "--format", "raw", "-o", out,
+                            "--duration", str(int(seconds)), "--pid", str(os.getpid())],
+                           capture_output=True)
+
+        threading.Thread(target=record, daemon=True).start()
+        return due
+
+    base._due_at = when_due
 
 
 def run_child(mode: str, n: int, tmp: Path, profile: bool = False) -> dict:
@@ -120,6 +148,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=int, default=0, help="profile one engine round at this size")
+    parser.add_argument("--py-spy", type=int, default=0, help="py-spy one engine round at this size")
+    parser.add_argument("--py-spy-out", default="due.pyspy.txt")
+    parser.add_argument("--py-spy-seconds", type=float, default=5)
     parser.add_argument("--no-floors", dest="floors", action="store_false",
                         help="leave out the SQL and interpreter floors")
     args = parser.parse_args()
@@ -129,6 +160,13 @@ def main() -> None:
         tmp = Path(tmp_name)
         if args.profile:
             run_child("te", args.profile, tmp, profile=True)
+            return
+        if args.py_spy:
+            os.environ["BENCH_PYSPY_OUT"] = str(Path(args.py_spy_out).resolve())
+            os.environ["BENCH_PYSPY_SECONDS"] = str(args.py_spy_seconds)
+            result = run_child("te", args.py_spy, tmp)
+            print(f"{args.py_spy:,} due: action start p50 / p99 / max {fmt(result['start_ms'])} ms; "
+                  f"py-spy raw samples in {args.py_spy_out}")
             return
         for n in [int(s) for s in args.sizes.split(",")]:
             pooled = {}
