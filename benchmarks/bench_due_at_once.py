@@ -21,7 +21,8 @@ Floors in the same run (``--no-floors`` leaves them out), each round in a fresh 
 Usage: python benchmarks/bench_due_at_once.py [--sizes 1000,10000] [--rounds 3] [--no-floors]
        [--profile N]  (cProfile of the engine's process for one round at N schedules; top entries)
        [--py-spy N --py-spy-out FILE]  (one engine round at N schedules, py-spy ``record --gil
-       -r 200 --format raw`` attached from just before the due instant for --py-spy-seconds)
+       -r 200 --format raw`` attached from just before the due instant for --py-spy-seconds;
+       ``--py-spy-args=--idle`` for wall time instead of GIL samples)
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def _attach_py_spy_at_due(out: str, seconds: float) -> None:
 
         def record():
             time.sleep(max(0.0, due - 0.2 - time.time()))
-            subprocess.run([spy, "record", "--gil", "-r", "200", "--format", "raw", "-o", out,
+            subprocess.run([spy, "record", *os.environ["BENCH_PYSPY_ARGS"].split(), "-r", "200", "--format", "raw", "-o", out,
                             "--duration", str(int(seconds)), "--pid", str(os.getpid())],
                            capture_output=True)
 
@@ -151,6 +152,7 @@ def main() -> None:
     parser.add_argument("--py-spy", type=int, default=0, help="py-spy one engine round at this size")
     parser.add_argument("--py-spy-out", default="due.pyspy.txt")
     parser.add_argument("--py-spy-seconds", type=float, default=5)
+    parser.add_argument("--py-spy-args", default="--gil", help="--gil (default) or --idle (wall time)")
     parser.add_argument("--no-floors", dest="floors", action="store_false",
                         help="leave out the SQL and interpreter floors")
     args = parser.parse_args()
@@ -164,6 +166,7 @@ def main() -> None:
         if args.py_spy:
             os.environ["BENCH_PYSPY_OUT"] = str(Path(args.py_spy_out).resolve())
             os.environ["BENCH_PYSPY_SECONDS"] = str(args.py_spy_seconds)
+            os.environ["BENCH_PYSPY_ARGS"] = args.py_spy_args
             result = run_child("te", args.py_spy, tmp)
             print(f"{args.py_spy:,} due: action start p50 / p99 / max {fmt(result['start_ms'])} ms; "
                   f"py-spy raw samples in {args.py_spy_out}")

@@ -3,7 +3,11 @@ samples whose stack holds a given frame (inclusive), optionally only among stack
 ``--within`` (a function name).
 
 Usage: python benchmarks/pyspy_summary.py FILE [--within queue_run] [--top 15]
-       [--inclusive "execute (" --inclusive "_fire ("]
+       [--inclusive "_fire (" ...] [--leaf store/ ...]
+
+py-spy (without --native) shows no C frames: time inside ``sqlite3`` (a statement, a COMMIT and
+its fsync) is counted on the Python line that called ``execute``, so an innermost frame in
+``taskengine_core/store/`` is SQLite's time (and the binding's), anything else is Python.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ def main() -> None:
     parser.add_argument("--within")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--inclusive", action="append", default=[])
+    parser.add_argument("--leaf", action="append", default=[],
+                        help="share of samples whose innermost frame contains this (e.g. store/: the "
+                             "store's statements, SQLite's time inside execute/commit)")
     args = parser.parse_args()
     stacks = load(args.file, args.within)
     total = sum(count for _, count in stacks)
@@ -56,6 +63,9 @@ def main() -> None:
     for needle in args.inclusive:
         inside = sum(count for frames, count in stacks if any(needle in frame for frame in frames))
         print(f"inclusive {needle!r}: {inside / total:.1%}")
+    for needle in args.leaf:
+        inside = sum(count for frames, count in stacks if needle in frames[-1])
+        print(f"innermost frame in {needle!r}: {inside / total:.1%}")
 
 
 if __name__ == "__main__":
