@@ -17,7 +17,8 @@ in a fresh subprocess and database in the same temporary directory:
     FULL): the fsync floor of one commit per call;
 (b) the engine's enqueue statements with precomputed values: the run row (store.runs.insert)
     and the manual decision row (store.decisions.record_decision), one commit per call, on a
-    database made by the engine's store.
+    database made by the engine's store; then the executor's claim and outcome rows for them
+    (claims of 16, then 16 + 512 ahead, outcomes in the next step's transaction).
 The script prints enqueue/s for each, and the best end-to-end ratio to huey taskengine could
 reach if its enqueue ran at floor (b), and at (a), with its completion rate as measured.
 
@@ -156,8 +157,8 @@ def child(mode: str, n: int, tmp: Path, extra: str) -> None:
         import sql_floors
         from taskengine_core.plugins import get_plugin_manager
 
-        out = {"raw": sql_floors.raw_commit_rate(n, tmp),
-               "enqueue": sql_floors.enqueue_floor_rate(n, tmp, RULES, get_plugin_manager(extra_plugins=[NoopPlugin()]))}
+        enqueue, complete = sql_floors.enqueue_floor_rate(n, tmp, RULES, get_plugin_manager(extra_plugins=[NoopPlugin()]))
+        out = {"raw": sql_floors.raw_commit_rate(n, tmp), "enqueue": enqueue, "complete": complete}
     elif mode == "te":
         out = round_taskengine(n, tmp, profile=extra == "profile")
     else:
@@ -180,7 +181,12 @@ def print_floors(floors: list[dict], te_complete: float, huey_total: float) -> N
     raw = statistics.median(f["raw"] for f in floors)
     enqueue = statistics.median(f["enqueue"] for f in floors)
     print(f"  floor (a) raw SQLite, BEGIN IMMEDIATE; INSERT one row; COMMIT (WAL, FULL) enqueue {raw:8,.0f}/s")
-    print(f"  floor (b) the engine's run + decision rows, values precomputed   enqueue {enqueue:8,.0f}/s")
+    complete = statistics.median(f["complete"] for f in floors)
+    print(f"  floor (b) the engine's run + decision rows, values precomputed   enqueue {enqueue:8,.0f}/s  "
+          f"(and its claim + outcome rows: complete {complete:8,.0f}/s)")
+    both = 1 / (1 / enqueue + 1 / complete)
+    print(f"  the engine's rows alone, enqueue and completion at their floors: end to end {both:8,.0f} runs/s "
+          f"= {both / huey_total:.2f} x huey")
     for label, rate in (("(b)", enqueue), ("(a)", raw)):
         best = 1 / (1 / rate + 1 / te_complete)
         print(f"  best end to end if taskengine's enqueue ran at floor {label}, completion as measured: "

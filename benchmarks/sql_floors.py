@@ -248,10 +248,14 @@ def raw_commit_rate(n: int, tmp: Path, synchronous: str = "FULL") -> float:
     return n / elapsed
 
 
-def enqueue_floor_rate(n: int, tmp: Path, rules_text: str, manager=None) -> float:
+def enqueue_floor_rate(n: int, tmp: Path, rules_text: str, manager=None) -> tuple[float, float]:
     """``n`` times what Engine.queue_run commits, values precomputed: in one write transaction
     (``BEGIN IMMEDIATE`` .. ``COMMIT`` on the store's connection) the run row
-    (store.runs.insert) and the manual decision row (store.decisions.record_decision)."""
+    (store.runs.insert) and the manual decision row (store.decisions.record_decision).
+    Then the executor's rows for completing them (:func:`executor_sequence`: claims of 16, then
+    16 + 512 ahead, with the outcomes). Returns (enqueue/s, completion/s)."""
+    from taskengine_core.claim_pace import PREFETCH_MAX
+
     from taskengine_core.ids import new_ids
     from taskengine_core.store import runs as run_store
     from taskengine_core.store.decisions import record_decision
@@ -268,8 +272,12 @@ def enqueue_floor_rate(n: int, tmp: Path, rules_text: str, manager=None) -> floa
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - start
     assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == n
+    start = time.perf_counter()
+    executor_sequence(store, n, 16, 16 + PREFETCH_MAX)
+    completed = time.perf_counter() - start
+    assert run_store.count_by_status(conn).get("succeeded", 0) == n
     store.close()
-    return n / elapsed
+    return n / elapsed, n / completed
 
 
 # -- 3. webhook.send through the engine -----------------------------------------------------------
