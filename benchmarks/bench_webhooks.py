@@ -141,7 +141,9 @@ def floor_run(url: str, n: int, cohort: int) -> float:
     tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-floor-"))
     body = json.dumps({"type": "bench.event", "index": "1", "text": "x" * 960}, separators=(",", ":"))
     out = sql_floors.webhook_floor_rate(n, tmp, rules_text(url), cohort, body)
-    FLOOR_COMMITS[cohort] = {k: v for k, v in out.items() if k != "rate"}
+    commits = {k: v for k, v in out.items() if k != "rate"}
+    commits["ms per commit"] = round(n / out["rate"] / sum(commits.values()) * 1000, 2)
+    FLOOR_COMMITS[cohort] = commits
     return out["rate"]
 
 
