@@ -255,7 +255,6 @@ def enqueue_floor_rate(n: int, tmp: Path, rules_text: str, manager=None) -> tupl
     Then the executor's rows for completing them (:func:`executor_sequence`: claims of 16, then
     16 + 512 ahead, with the outcomes). Returns (enqueue/s, completion/s)."""
     from taskengine_core.claim_pace import PREFETCH_MAX
-
     from taskengine_core.ids import new_ids
     from taskengine_core.store import runs as run_store
     from taskengine_core.store.decisions import record_decision
