@@ -138,9 +138,9 @@ def floor_run(url: str, n: int, cohort: int) -> float:
     see benchmarks/sql_floors.py ``webhook_floor_rate``."""
     import sql_floors
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-floor-"))
     body = json.dumps({"type": "bench.event", "index": "1", "text": "x" * 960}, separators=(",", ":"))
-    out = sql_floors.webhook_floor_rate(n, tmp, rules_text(url), cohort, body)
+    with tempfile.TemporaryDirectory(prefix="bench-webhooks-floor-") as tmp:
+        out = sql_floors.webhook_floor_rate(n, Path(tmp), rules_text(url), cohort, body)
     commits = {k: v for k, v in out.items() if k not in ("rate", "cpu_ms")}
     commits["ms per commit"] = round(n / out["rate"] / sum(commits.values()) * 1000, 2)
     FLOOR_COMMITS[cohort] = commits
