@@ -11,7 +11,18 @@ Each round, in a fresh subprocess and a fresh database file (both SQLite, WAL, s
 Runs/s = N / (enqueue + completion time). The action / task is a no-op. Median of ``--rounds``;
 the ratio is taskengine's runs/s over huey's, both measured in the same run.
 
-Usage: python benchmarks/bench_manual_runs.py [--runs 5000] [--rounds 5] [--huey-workers 1]
+Floors in the same run (``--no-floors`` leaves them out; benchmarks/sql_floors.py), each round
+in a fresh subprocess and database in the same temporary directory:
+(a) raw SQLite: N times ``BEGIN IMMEDIATE; INSERT one small row; COMMIT`` (WAL, synchronous
+    FULL): the fsync floor of one commit per call;
+(b) the engine's enqueue statements with precomputed values: the run row (store.runs.insert)
+    and the manual decision row (store.decisions.record_decision), one commit per call, on a
+    database made by the engine's store; then the executor's claim and outcome rows for them
+    (claims of 16, then 16 + 512 ahead, outcomes in the next step's transaction).
+The script prints enqueue/s for each, and the best end-to-end ratio to huey taskengine could
+reach if its enqueue ran at floor (b), and at (a), with its completion rate as measured.
+
+Usage: python benchmarks/bench_manual_runs.py [--runs 5000] [--rounds 5] [--huey-workers 1] [--no-floors]
        [--profile]  (py-spy style top entries via cProfile for one taskengine round, both phases)
 """
 
@@ -29,6 +40,9 @@ import time
 from pathlib import Path
 
 from taskengine_core.hookspecs import hookimpl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+RULES = "tasks:\n  t: {action: bench.noop, concurrency: parallel}\n"
 
 DONE = [0]
 _lock = threading.Lock()
@@ -55,7 +69,7 @@ def round_taskengine(n: int, tmp: Path, profile: bool = False) -> dict:
     from taskengine_core.store import Store
 
     rules = tmp / "manual.yaml"
-    rules.write_text("tasks:\n  t: {action: bench.noop, concurrency: parallel}\n")
+    rules.write_text(RULES)
     manager = get_plugin_manager(extra_plugins=[NoopPlugin()])
     db = tmp / f"manual-{time.monotonic_ns()}.db"
     store = Store(db)
@@ -139,7 +153,13 @@ def child(mode: str, n: int, tmp: Path, extra: str) -> None:
     import huey  # noqa: F401
     import taskengine_core.engine  # noqa: F401
 
-    if mode == "te":
+    if mode == "floor":
+        import sql_floors
+        from taskengine_core.plugins import get_plugin_manager
+
+        enqueue, complete = sql_floors.enqueue_floor_rate(n, tmp, RULES, get_plugin_manager(extra_plugins=[NoopPlugin()]))
+        out = {"raw": sql_floors.raw_commit_rate(n, tmp), "enqueue": enqueue, "complete": complete}
+    elif mode == "te":
         out = round_taskengine(n, tmp, profile=extra == "profile")
     else:
         out = round_huey(n, tmp, int(extra))
@@ -157,6 +177,26 @@ def run_child(mode: str, n: int, tmp: Path, extra: str) -> dict:
     raise RuntimeError(f"{mode} failed:\n{proc.stderr[-3000:]}")
 
 
+def print_floors(floors: list[dict], te_complete: float, huey_total: float) -> None:
+    raw = statistics.median(f["raw"] for f in floors)
+    enqueue = statistics.median(f["enqueue"] for f in floors)
+    print(f"  floor (a) raw SQLite, BEGIN IMMEDIATE; INSERT one row; COMMIT (WAL, FULL) enqueue {raw:8,.0f}/s")
+    complete = statistics.median(f["complete"] for f in floors)
+    print(f"  floor (b) the engine's run + decision rows, values precomputed   enqueue {enqueue:8,.0f}/s  "
+          f"(and its claim + outcome rows: complete {complete:8,.0f}/s)")
+    both = 1 / (1 / enqueue + 1 / complete)
+    print(f"  the engine's rows alone, enqueue and completion at their floors: end to end {both:8,.0f} runs/s "
+          f"= {both / huey_total:.2f} x huey")
+    for label, rate in (("(b)", enqueue), ("(a)", raw)):
+        best = 1 / (1 / rate + 1 / te_complete)
+        print(f"  best end to end if taskengine's enqueue ran at floor {label}, completion as measured: "
+              f"{best:8,.0f} runs/s = {best / huey_total:.2f} x huey")
+        gap = 1 / (2 * huey_total) - 1 / rate  # seconds per run left for completion at 2 x huey
+        need = f"{1 / gap:,.0f} runs/s" if gap > 0 else "impossible (the enqueue floor alone is under 2 x huey)"
+        print(f"    completion rate needed for 2 x huey with enqueue at floor {label}: {need} "
+              f"(measured {te_complete:,.0f}/s)")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]), sys.argv[5])
@@ -166,6 +206,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--huey-workers", type=int, default=1)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--no-floors", dest="floors", action="store_false")
     args = parser.parse_args()
     n = args.runs
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -175,20 +216,24 @@ def main() -> None:
             return
         print(f"nproc={os.cpu_count()} loadavg={os.getloadavg()[0]:.1f} runs={n} rounds={args.rounds} "
               f"(medians); huey consumer: {args.huey_workers} thread worker(s)")
-        results = {"te": [], "huey": []}
+        results = {"te": [], "huey": [], "floor": []}
         for _ in range(args.rounds):  # alternate, so that load changes hit both alike
             results["te"].append(run_child("te", n, tmp, ""))
             results["huey"].append(run_child("huey", n, tmp, str(args.huey_workers)))
-        rates = {}
+            if args.floors:
+                results["floor"].append(run_child("floor", n, tmp, ""))
+        rates, completes = {}, {}
         for key, label in (("te", "taskengine queue_run + Engine (durable rows)"),
                            ("huey", "huey SqliteHuey enqueue + consumer (baseline)")):
             rs = results[key]
             enqueue = statistics.median(n / r["enqueue_s"] for r in rs)
-            complete = statistics.median(n / r["complete_s"] for r in rs)
+            complete = completes[key] = statistics.median(n / r["complete_s"] for r in rs)
             total = rates[key] = statistics.median(n / (r["enqueue_s"] + r["complete_s"]) for r in rs)
             print(f"  {label:46s} enqueue {enqueue:8,.0f}/s  complete {complete:8,.0f}/s  "
                   f"end to end {total:8,.0f} runs/s")
         print(f"  ratio taskengine / huey: {rates['te'] / rates['huey']:.2f}   target: >= 2")
+        if args.floors:
+            print_floors(results["floor"], completes["te"], rates["huey"])
     print(f"loadavg at the end: {os.getloadavg()[0]:.1f}")
 
 

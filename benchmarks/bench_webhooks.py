@@ -4,6 +4,11 @@ server running in another process.
 
 Usage: python benchmarks/bench_webhooks.py [--deliveries 5000] [--runs 3] [--latency 0.05]
 
+Floor (``--path action`` or ``both``, instant mode; ``--no-floors`` leaves it out): the durable
+rows the action path commits per delivery, values precomputed and no HTTP, batched as the engine
+batches them, with 16 runs a step (its 16 workers) and with 5 (what the engine's commits carried
+in issue 15's tracer); benchmarks/sql_floors.py ``webhook_floor_rate``.
+
 Two server modes: ``instant`` (answers at once) and ``latency`` (answers after --latency
 seconds, standing in for a remote receiver). Bodies are 1 KB of JSON. Engine figures time the
 whole path: the deliveries are committed to the queue (``taskengine_webhook.enqueue``, one
@@ -49,7 +54,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 CONNECTIONS = 32
+FLOOR_COMMITS: dict[int, dict] = {}  # per cohort: commits of each kind in the floor's last run
 CPU_MS: dict[str, list[float]] = {}  # per engine path: CPU (all of this process's threads) per delivery
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 _LENGTH = re.compile(rb"content-length:\s*(\d+)", re.I)
@@ -108,6 +115,39 @@ def payload(i: int) -> dict:
 # --- the engine -----------------------------------------------------------------------------
 
 
+def rules_text(url: str) -> str:
+    os.environ["BENCH_SIGNING"] = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    return f"""
+webhooks:
+  sink: {{url: "{url}", secret: "${{env:BENCH_SIGNING}}", retries: 0}}
+tasks:
+  forward:
+    action: webhook.send
+    concurrency: parallel
+    with: {{webhook: sink, payload: {{type: bench.event, index: "{{{{ event.data.index }}}}",
+            text: "{{{{ event.data.text }}}}"}}}}
+events:
+  all: {{on: bench.event, tasks: [forward]}}
+"""
+
+
+def floor_run(url: str, n: int, cohort: int) -> float:
+    """The floor under the action path: the rows the engine commits per delivery (event, run,
+    decision, claim, delivery, the dispatcher's attempt record and claim, the run's outcome),
+    values precomputed, no HTTP, batched as the engine batches them (``cohort`` runs a step);
+    see benchmarks/sql_floors.py ``webhook_floor_rate``."""
+    import sql_floors
+
+    body = json.dumps({"type": "bench.event", "index": "1", "text": "x" * 960}, separators=(",", ":"))
+    with tempfile.TemporaryDirectory(prefix="bench-webhooks-floor-") as tmp:
+        out = sql_floors.webhook_floor_rate(n, Path(tmp), rules_text(url), cohort, body)
+    commits = {k: v for k, v in out.items() if k not in ("rate", "cpu_ms")}
+    commits["ms per commit"] = round(n / out["rate"] / sum(commits.values()) * 1000, 2)
+    FLOOR_COMMITS[cohort] = commits
+    CPU_MS.setdefault(f"floor{cohort}", []).append(out["cpu_ms"])
+    return out["rate"]
+
+
 def engine_run(url: str, n: int, path: str) -> float:
     from taskengine_core.apply import apply_config
     from taskengine_core.engine import Engine
@@ -120,19 +160,7 @@ def engine_run(url: str, n: int, path: str) -> float:
     tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
     db = tmp / "engine.db"
     rules = tmp / "rules.yaml"
-    os.environ["BENCH_SIGNING"] = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-    rules.write_text(f"""
-webhooks:
-  sink: {{url: "{url}", secret: "${{env:BENCH_SIGNING}}", retries: 0}}
-tasks:
-  forward:
-    action: webhook.send
-    concurrency: parallel
-    with: {{webhook: sink, payload: {{type: bench.event, index: "{{{{ event.data.index }}}}",
-            text: "{{{{ event.data.text }}}}"}}}}
-events:
-  all: {{on: bench.event, tasks: [forward]}}
-""")
+    rules.write_text(rules_text(url))
     manager = get_plugin_manager()
     store = Store(db)
     apply_config(store, load_config([rules], manager.registry()))
@@ -232,6 +260,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--path", choices=["enqueue", "action", "both"], default="both")
+    parser.add_argument("--no-floors", dest="floors", action="store_false",
+                        help="leave out the SQL floor under the action path")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--delay", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -252,6 +282,13 @@ def main() -> None:
             CPU_MS.clear()
             for path in paths:
                 figures[f"engine ({path} path), durable + logged"] = median_of(args.runs, engine_run, url, n, path)
+            if "action" in paths and not delay and args.floors:
+                floors: dict[int, list[float]] = {16: [], 5: []}
+                for _ in range(args.runs):  # alternated: the disk's fsync time drifts
+                    for cohort in floors:
+                        floors[cohort].append(floor_run(url, n, cohort))
+                for cohort, rates in floors.items():
+                    figures[f"floor: action path's rows, no HTTP, {cohort}/step"] = statistics.median(rates)
         finally:
             proc.kill()
             proc.wait()
@@ -263,9 +300,14 @@ def main() -> None:
             line = (f"  {name:<45} {rate:>9,.0f}/s   {rate / serial:6.1f}x serial   "
                     f"{rate / client:5.2f}x aiohttp-{CONNECTIONS}   {rate / ceiling:5.2f}x raw")
             path = name.split("(")[1].split(" ")[0] if name.startswith("engine") else None
+            if name.startswith("floor:"):
+                path = "floor" + name.split(", ")[-1].split("/")[0]
             if path in CPU_MS:  # includes this script's polling of the database every 5 ms
                 line += f"   {statistics.median(CPU_MS[path]):.2f} ms CPU/delivery"
             print(line)
+        for cohort, commits in FLOOR_COMMITS.items():
+            print(f"  (floor, {cohort} runs a step: commits {commits})")
+        FLOOR_COMMITS.clear()
 
 
 if __name__ == "__main__":
