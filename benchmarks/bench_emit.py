@@ -94,16 +94,23 @@ def engine_rate(tmp: Path, n_events: int, batch: int, with_ids: bool,
     return n_events / elapsed, cpu / n_events * 1e6
 
 
-def raw_rate(tmp: Path, n_events: int, batch: int, with_ids: bool) -> float:
-    """The same inbox INSERT of pre-serialised rows, one transaction per batch."""
+def fresh_database(tmp: Path, kind: str) -> sqlite3.Connection:
+    """A connection of its own to a new database made by the store (its schema and indexes),
+    in WAL mode at the store's ``synchronous`` setting."""
     from taskengine_core.store import Store
     from taskengine_core.store.db import _synchronous
 
-    db = tmp / f"raw-{time.monotonic_ns()}.db"
-    Store(db).close()  # the store's schema and indexes
+    db = tmp / f"{kind}-{time.monotonic_ns()}.db"
+    Store(db).close()
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {_synchronous()}")
+    return conn
+
+
+def raw_rate(tmp: Path, n_events: int, batch: int, with_ids: bool) -> float:
+    """The same inbox INSERT of pre-serialised rows, one transaction per batch."""
+    conn = fresh_database(tmp, "raw")
     now = "2026-01-01T00:00:00.000000Z"
     rows = [(f"{i:020x}", e.type, e.source, e.source_id,
              json.dumps(e.data, separators=(",", ":"), ensure_ascii=False), now, now, None, None)
@@ -124,14 +131,7 @@ def sql_floor_rate(tmp: Path, n_events: int, batch: int, with_ids: bool) -> floa
     """The engine's own statements with every value precomputed (no Python logic): per batch the
     inbox insert (and duplicate check) in one transaction, then the read, the run and decision
     inserts and the processed mark in a second. The ceiling of the engine path's rate."""
-    from taskengine_core.store import Store
-    from taskengine_core.store.db import _synchronous
-
-    db = tmp / f"floor-{time.monotonic_ns()}.db"
-    Store(db).close()
-    conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(f"PRAGMA synchronous = {_synchronous()}")
+    conn = fresh_database(tmp, "floor")
     now = "2026-01-01T00:00:00.000000Z"
     events = make_events(n_events, with_ids)
     rows = [(f"{i:020x}", e.type, e.source, e.source_id,
@@ -174,14 +174,7 @@ def rows_floor_rate(tmp: Path, n_events: int, batch: int, with_ids: bool) -> flo
     inserts the inbox rows already marked processed, their run rows and their decision rows
     (the three records the engine promises for an event that matched), values precomputed, no
     duplicate check, no read back, no processed-mark UPDATE. What SQLite itself allows."""
-    from taskengine_core.store import Store
-    from taskengine_core.store.db import _synchronous
-
-    db = tmp / f"rows-{time.monotonic_ns()}.db"
-    Store(db).close()
-    conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(f"PRAGMA synchronous = {_synchronous()}")
+    conn = fresh_database(tmp, "rows")
     now = "2026-01-01T00:00:00.000000Z"
     rows = [(f"{i:020x}", e.type, e.source, e.source_id,
              json.dumps(e.data, separators=(",", ":"), ensure_ascii=False), now, now, now, None)
