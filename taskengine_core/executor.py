@@ -35,11 +35,7 @@ CANCEL_WAIT = 3.0  # at stop, how long cancelled actions get to clean up (comman
 @dataclass
 class _InFlight:
     run: Claimed
-    # the action's ``ctx.cancelled``: made by the worker that starts the action (a burst claims
-    # hundreds of runs at once, and an Event each was a tenth of the loop's time claiming them);
-    # a cancel asked for before that is kept in ``cancel_asked`` and set on it at the start
-    cancelled: threading.Event | None = None
-    cancel_asked: bool = False
+    cancelled: threading.Event = field(default_factory=threading.Event)
     deadline: float | None = None
     abandoned: str | None = None  # why its result no longer counts: "timeout" or "stop"
     replaced: bool = False  # a new worker took the place of this entry's stuck thread
@@ -47,12 +43,6 @@ class _InFlight:
     # only case anyone waits for it: two Events per run were a tenth of a burst's claiming time
     returned: threading.Event | None = None
     started: bool = False  # a worker has taken it (else it waits in the queue, claimed ahead)
-
-    def cancel(self) -> None:
-        """Tell the action to stop (under the executor's lock)."""
-        self.cancel_asked = True
-        if self.cancelled is not None:
-            self.cancelled.set()
 
 
 class Executor:
@@ -126,7 +116,7 @@ class Executor:
             cut_off = [e for e in self._inflight.values() if not e.abandoned and e.run.id not in reported]
             leftover = []
             for entry in cut_off:
-                entry.cancel()
+                entry.cancelled.set()
                 entry.abandoned = "stop"
                 entry.returned = threading.Event()
                 leftover.append(self._interrupted(entry.run, now, "interrupted: the engine stopped before the "
@@ -252,7 +242,7 @@ class Executor:
             for entry in self._inflight.values():
                 if entry.abandoned or entry.deadline is None or now_mono < entry.deadline:
                     continue
-                entry.cancel()
+                entry.cancelled.set()
                 entry.abandoned = "timeout"
                 entry.returned = threading.Event()
                 # until its thread returns, the action still runs: its task counts as busy
@@ -300,7 +290,7 @@ class Executor:
                 self._inflight.pop(o.run.id, None)
             for run_id, _ in to_cancel:
                 if run_id in self._inflight:
-                    self._inflight[run_id].cancel()
+                    self._inflight[run_id].cancelled.set()
         self._notify_finished(ended)
         return claimed
 
@@ -332,7 +322,7 @@ class Executor:
             with self._lock:
                 for run_id in ids:
                     if run_id in self._inflight:
-                        self._inflight[run_id].cancel()
+                        self._inflight[run_id].cancelled.set()
 
     def _spawn_worker(self) -> None:
         thread = threading.Thread(target=self._worker, name="taskengine-worker", daemon=True)
@@ -349,9 +339,6 @@ class Executor:
                     entry.returned.set()
                     continue
                 entry.started = True
-                entry.cancelled = threading.Event()
-                if entry.cancel_asked:
-                    entry.cancelled.set()
                 if entry.run.task.timeout is not None:  # the timeout counts from the action's start
                     entry.deadline = self.clock.monotonic() + entry.run.task.timeout + TIMEOUT_GRACE
             outcome = self.runner.run(entry.run, self._settings, entry.cancelled)
