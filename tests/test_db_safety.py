@@ -92,7 +92,10 @@ def test_the_webhook_dispatcher_logs_a_lost_database_once_not_every_poll(start_s
         time.sleep(4.5)  # four more polls of the old behaviour
         [record] = dispatcher()
         assert record.getMessage().startswith("webhook dispatcher's database pass failed: database file ")
-        assert "backing off" in record.getMessage() and record.exc_info is not None
+        assert "backing off" in record.getMessage()
+        # the traceback: as exc_info, or as text once the engine's secret-redacting log filter
+        # (installed by any engine of this process) has turned it into redacted text
+        assert record.exc_info is not None or "Traceback (most recent call last)" in (record.exc_text or "")
     finally:
         receiver.shutdown()
 
