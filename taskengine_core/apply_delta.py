@@ -106,7 +106,7 @@ class _Delta:
         return delta
 
     def _work_out(self) -> None:
-        from taskengine_core.rules.validate import _Checker
+        from taskengine_core.rules.validate import RuleChecker
 
         conn, changed = self.conn, list(self.changed)
         old: dict[str, dict[str, str]] = {}
@@ -115,7 +115,7 @@ class _Delta:
             rows = stored.objects_in_files(conn, kind, changed)
             old[section] = {name: spec for name, spec, _ in rows}
             old_files[section] = {name: file for name, _, file in rows}
-        checker = _Checker(self.registry, KnownSpecs(self.key, specs=old, settings=self.settings_text))
+        checker = RuleChecker(self.registry, KnownSpecs(self.key, specs=old, settings=self.settings_text))
         checker.config.settings = {name: json.loads(text) for name, text in self.settings_text.items()}
         for name, path in self.changed.items():
             doc, problems = load_document(path)

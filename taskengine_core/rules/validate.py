@@ -77,7 +77,7 @@ def check_paths(paths: Iterable[str | Path], registry: Registry,
     ``known`` holds (checked under the same validation key, with the same settings) skip the
     per-object checks they passed before; references between objects are always checked."""
     files, problems = expand_paths(paths)
-    checker = _Checker(registry, known)
+    checker = RuleChecker(registry, known)
     digests = []
     for path in files:
         stored = known.stored_data(path) if known is not None else None
@@ -100,7 +100,11 @@ def check_paths(paths: Iterable[str | Path], registry: Registry,
     return checker.config, problems
 
 
-class _Checker:
+class RuleChecker:
+    """Checks objects as documents are added (:meth:`add_document`), then across them
+    (:meth:`finish_objects`, :meth:`check_references`); ``problems`` lists what it found and
+    ``config`` what it accepted. ``apply_delta`` uses it on the changed files alone."""
+
     def __init__(self, registry: Registry, known: KnownSpecs | None = None) -> None:
         self.registry = registry
         self.config = Config()
