@@ -377,8 +377,9 @@ def test_taskengine_run_prints_the_dashboard_and_a_token_to_sign_in_with(tmp_pat
         assert posted.status_code == 202
         session = requests.Session()
         session.post(url + "/login", data={"token": token}, headers={"Origin": base})
-        assert wait_for(lambda: "succeeded" in session.get(url + "/runs").text)
-        assert "say" in session.get(url + "/runs").text
+        # the run's row, succeeded ("succeeded" alone is also in the status filter's choices)
+        row = lambda text: '<a href="/ui/tasks/say">say</a>' in text and ">succeeded</span>" in text  # noqa: E731
+        assert wait_for(lambda: row(session.get(url + "/runs").text))
     finally:
         engine.terminate()
         engine.wait(30)
