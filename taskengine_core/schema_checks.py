@@ -16,6 +16,7 @@ import os
 from taskengine_core import cache_dir
 
 CACHE_FILE = "checked-schemas.json"
+MAX_REMEMBERED = 2000  # digests kept; a plugin's schema changes with its releases
 _valid: set[str] | None = None  # digests known valid, loaded once per process
 
 
@@ -35,6 +36,8 @@ def schema_problem(schema: dict) -> str | None:
     except SchemaError as exc:
         return exc.message
     if digest is not None:
+        if len(known) >= MAX_REMEMBERED:  # old schemas of old plugin versions: start afresh
+            known.clear()
         known.add(digest)
         cache_dir.write_atomically(_path(), json.dumps({"jsonschema": _jsonschema_stamp(), "valid": sorted(known)}))
     return None

@@ -113,3 +113,14 @@ def test_a_rule_schema_check_compiled_from_the_cache_judges_as_a_fresh_one(tmp_p
     again = SchemaCheck(SCHEDULE_SCHEMA)._fast
     assert [verdict(again, v) for v in values] == [verdict(fresh, v) for v in values]
     assert stored.read_bytes() != b"\x00damaged"
+
+
+def test_the_cache_keeps_only_the_newest_compiled_checks(tmp_path, monkeypatch):
+    from taskengine_core.rules import schema_check
+
+    monkeypatch.setattr(schema_check, "KEEP_COMPILED", 3)
+    for n in range(5):
+        schema_check.SchemaCheck({"type": "object", "properties": {f"p{n}": {"type": "integer"}}})._fast
+    assert len(list((tmp_path / "cache").glob("fastjsonschema-*.bin"))) == 3
+    check = schema_check.SchemaCheck({"type": "object", "properties": {"p0": {"type": "integer"}}})._fast
+    check({"p0": 1})  # an evicted one is generated again

@@ -93,9 +93,23 @@ def _compiled_fast(schema: dict):
         source = fastjsonschema.compile_to_code(schema, use_default=False, formats=FORMATS)
         code = compile(source, "<fastjsonschema>", "exec")
         write_bytes_atomically(path, marshal.dumps(code))
+        _keep_newest(path.parent, "fastjsonschema-*.bin", KEEP_COMPILED)
     namespace: dict = {}
     exec(code, namespace)  # noqa: S102 - fastjsonschema's own generated code, as compile() runs it
     return functools.partial(namespace["validate"], custom_formats=FORMATS)
+
+
+KEEP_COMPILED = 64  # compiled checks kept in the cache; older ones (other versions, old schemas) go
+
+
+def _keep_newest(folder, pattern: str, keep: int) -> None:
+    """Delete all but the ``keep`` most recently written files matching ``pattern``."""
+    try:
+        files = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for old in files[keep:]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass  # a cache: at worst it keeps a few files too many
 
 
 _FORMAT_CHECKER = None
