@@ -13,8 +13,6 @@ import math
 import sys
 from typing import Any
 
-import yaml
-
 MAX_DEPTH = 64  # nesting of mappings and lists
 MAX_INTEGER = 2**63 - 1  # SQLite's integer range; a longer number is a typo or an attack
 MAX_ALIAS_NODES = 200_000  # nodes that YAML aliases may add to a file ("billion laughs")
@@ -34,51 +32,6 @@ class TooLong:
 def int_or_too_long(text: str):
     digits = len(text.lstrip("+-").replace("_", ""))
     return int(text) if digits <= MAX_INT_DIGITS else TooLong(digits)
-
-
-class AliasError(yaml.MarkedYAMLError):
-    """YAML aliases that would expand without bound (or into themselves)."""
-
-
-def _children(node) -> list:
-    if isinstance(node, yaml.MappingNode):
-        return [part for pair in node.value for part in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return node.value
-    return []
-
-
-def check_aliases(root) -> None:
-    """Count the nodes of the document as if every alias were written out, sharing the work
-    of repeated aliases (so a bomb is counted, not expanded); raise :class:`AliasError` when
-    aliases add more than ``MAX_ALIAS_NODES`` or an alias sits inside its own anchor."""
-    sizes: dict[int, int] = {}
-    order: list = []
-    visiting: set[int] = set()
-    stack: list = [(root, False)]
-    while stack:
-        node, finished = stack.pop()
-        key = id(node)
-        if finished:
-            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
-            visiting.discard(key)
-            order.append(node)
-            continue
-        if key in sizes:
-            continue
-        visiting.add(key)
-        stack.append((node, True))
-        for child in _children(node):
-            if id(child) in visiting:
-                raise AliasError(None, None, "an alias refers to the mapping or list that contains it",
-                                 node.start_mark)
-            if id(child) not in sizes:
-                stack.append((child, False))
-    if sizes[id(root)] - len(sizes) > MAX_ALIAS_NODES:
-        worst = next(n for n in order if sizes[id(n)] > MAX_ALIAS_NODES)
-        raise AliasError(None, None, f"YAML aliases here expand to more than {MAX_ALIAS_NODES:,} nodes "
-                         "(an alias bomb?); write the data out or use fewer nested aliases",
-                         worst.start_mark)
 
 
 class Flags:

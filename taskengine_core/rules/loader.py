@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
 from taskengine_core.errors import Problem
-from taskengine_core.rules.limits import (MAX_ALIAS_NODES, MAX_DEPTH, MAX_INT_DIGITS, AliasError, Flags,
-                                          TooLong, check_aliases, compacted, data_problems,
+from taskengine_core.rules.limits import (MAX_ALIAS_NODES, MAX_DEPTH, Flags, compacted, data_problems,
                                           int_or_too_long)
 
 try:  # a Rust YAML 1.2 parser: over 20x faster than PyYAML on large rule files
@@ -20,87 +16,8 @@ try:  # a Rust YAML 1.2 parser: over 20x faster than PyYAML on large rule files
 except ImportError:  # pragma: no cover - PyYAML alone still works, only slower
     _fast_yaml = None
 
-try:  # PyYAML's C parser (construction stays in Python) for the slow path that records positions
-    from yaml import CSafeLoader as _BaseLoader
-except ImportError:  # pragma: no cover - PyYAML built without libyaml
-    from yaml import SafeLoader as _BaseLoader
-
 RULE_SUFFIXES = (".yaml", ".yml", ".json")
 Position = tuple[int, int]
-
-class _MarkingLoader(_BaseLoader):
-    """A safe loader that records each mapping key's and sequence item's line and column, and
-    reports duplicate keys instead of silently keeping the last one."""
-
-    def __init__(self, stream):
-        super().__init__(stream)
-        self.marks: dict[int, dict[Any, Position] | list[Position]] = {}
-        self.duplicates: list[tuple[int, Position, Any]] = []
-
-    def construct_yaml_map(self, node):
-        data: dict = {}
-        yield data
-        self.flatten_mapping(node)
-        marks: dict[Any, Position] = {}
-        for key_node, value_node in node.value:
-            key = self.construct_object(key_node, deep=False)
-            try:
-                hash(key)
-            except TypeError:
-                key = str(key)
-            pos = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            if key in marks:
-                self.duplicates.append((id(data), pos, key))
-            marks[key] = pos
-            data[key] = self.construct_object(value_node, deep=False)
-        self.marks[id(data)] = marks
-
-    def construct_yaml_seq(self, node):
-        data: list = []
-        yield data
-        data.extend(self.construct_sequence(node))
-        self.marks[id(data)] = [(n.start_mark.line + 1, n.start_mark.column + 1) for n in node.value]
-
-    def construct_yaml_int(self, node):
-        text = str(self.construct_scalar(node))
-        if len(text) > MAX_INT_DIGITS + 3 and text.lstrip("+-").isdigit():
-            return TooLong(len(text.lstrip("+-")))
-        return super().construct_yaml_int(node)
-
-    def checked_data(self) -> Any:
-        """The document, after refusing aliases that expand too far or refer to themselves."""
-        node = self.get_single_node()
-        if node is None:
-            return None
-        check_aliases(node)
-        return self.construct_document(node)
-
-
-def _yaml12_resolvers(base: dict) -> dict:
-    """YAML 1.1's implicit types without its surprises: ``on``/``off``/``yes``/``no`` stay strings
-    (``on:`` is a key of event rules, ``state: on`` a VM parameter) and ``17:00`` is not the
-    base-60 number 1020. Booleans are ``true``/``false``; numbers are plain decimal, 0x, 0o."""
-    dropped = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
-               "tag:yaml.org,2002:timestamp"}  # dates and times stay text, as written
-    resolvers = {k: [(tag, rx) for tag, rx in v if tag not in dropped] for k, v in base.items()}
-    extra = [
-        ("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), "tTfF"),
-        ("tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0x[0-9a-fA-F]+|0o[0-7]+)$"), "-+0123456789"),
-        ("tag:yaml.org,2002:float", re.compile(
-            r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), "-+0123456789."),
-    ]
-    for tag, regexp, first in extra:
-        for ch in first:
-            resolvers.setdefault(ch, []).append((tag, regexp))
-    return resolvers
-
-
-_MarkingLoader.yaml_implicit_resolvers = _yaml12_resolvers(_BaseLoader.yaml_implicit_resolvers)
-_MarkingLoader.add_constructor("tag:yaml.org,2002:map", _MarkingLoader.construct_yaml_map)
-_MarkingLoader.add_constructor("tag:yaml.org,2002:seq", _MarkingLoader.construct_yaml_seq)
-_MarkingLoader.add_constructor("tag:yaml.org,2002:int", _MarkingLoader.construct_yaml_int)
-
 
 @dataclass
 class Document:
@@ -141,7 +58,9 @@ class Document:
 
 
 def _marked_parse(text: str) -> tuple[Any, dict]:
-    loader = _MarkingLoader(text)
+    from taskengine_core.rules.marked_yaml import MarkingLoader, yaml
+
+    loader = MarkingLoader(text)
     try:
         return loader.checked_data(), loader.marks
     except (yaml.YAMLError, ValueError, RecursionError):
@@ -259,7 +178,9 @@ def _checked(doc: Document, flags: Flags) -> tuple[Document | None, list[Problem
 
 
 def _load_with_marks(name: str, text: str) -> tuple[Document | None, list[Problem]]:
-    loader = _MarkingLoader(text)
+    from taskengine_core.rules.marked_yaml import AliasError, MarkingLoader, yaml
+
+    loader = MarkingLoader(text)
     try:
         data = loader.checked_data()
     except AliasError as exc:
