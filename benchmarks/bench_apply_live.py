@@ -11,12 +11,12 @@ a directory. They are applied to a fresh SQLite database, and ``taskengine run``
           fire time (its ``schedule_state`` row, polled every millisecond by this script);
   total:  the two together: the edit taking effect in the engine.
 
-The baseline is the same on another source tree (``--baseline-tree``, default: ``git archive``
-of ``--baseline-rev``), in the same run; its engine and CLI import that tree. The steps of the
+The baseline is the same on another source tree (``--baseline-tree``, else ``git archive`` of
+``--baseline-rev``, default ``main``; issue 15's figures used a42c80d), in the same run; its engine and CLI import that tree. The steps of the
 two alternate. Median of ``--rounds`` per engine; the ratio is baseline / current.
 
 Usage: python benchmarks/bench_apply_live.py [--schedules 100000] [--rounds 7]
-       [--baseline-rev a42c80d | --baseline-tree DIR]
+       [--baseline-rev REV | --baseline-tree DIR]
 """
 
 from __future__ import annotations
