@@ -189,9 +189,14 @@ def _mark_applied(conn, config: Config) -> None:
     """What the database now holds was checked under ``config.validated_with`` and came from
     the files ``config.files_key`` digests; a configuration built otherwise records nothing
     known, so the next ``apply`` checks everything."""
-    applied = config.applied_files
+    mark_applied(conn, config.validated_with, config.applied_files)
+
+
+def mark_applied(conn, validated_with: str | None, applied: dict | None) -> None:
+    """Record the validation key and the files applied (see rules/fingerprint.py), with the
+    configuration state they left (inside the transaction that wrote it)."""
     files = json.dumps({**applied, "state": _config_state(conn)}) if applied else ""
-    stored.set_applied_marks(conn, config.validated_with or "", files)
+    stored.set_applied_marks(conn, validated_with or "", files)
 
 
 def known_specs(store, registry, digests: dict[str, bytes | None] | None = None) -> KnownSpecs:

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from taskengine_core.apply import (LINKS, TABLES, ApplyResult, Change, _config_state, current_actor,
-                                   plan_objects, write_plan)
+                                   mark_applied, plan_objects, write_plan)
 from taskengine_core.clock import Clock, to_iso
 from taskengine_core.rules.fingerprint import KnownSpecs, applied_files
 from taskengine_core.rules.loader import load_document
@@ -56,8 +56,7 @@ def try_apply(files: list[Path], digests: list[tuple[Path, bytes | None]], regis
             if _config_state(conn) != delta.state:  # changed since the read: start over, in full
                 raise _NotApplicable
             write_plan(conn, delta.changes, delta.writes, now, actor=current_actor(), source=source or "apply")
-            applied = {**delta.applied, "state": _config_state(conn)}
-            stored.set_applied_marks(conn, key, json.dumps(applied))
+            mark_applied(conn, key, applied_files(digests, key))
         return ApplyResult(delta.changes, False)
     except _NotApplicable:
         return None
@@ -66,8 +65,11 @@ def try_apply(files: list[Path], digests: list[tuple[Path, bytes | None]], regis
 class _Delta:
     """The changes the changed files make, worked out inside one read snapshot."""
 
-    def __init__(self, conn, registry, key: str, changed: dict[str, Path], settings: dict[str, str]) -> None:
+    def __init__(self, conn, registry, key: str, state: list[int], digests: dict[str, bytes],
+                 changed: dict[str, Path], settings: dict[str, str]) -> None:
         self.conn, self.registry, self.key = conn, registry, key
+        self.state = state  # the configuration state the changes were worked out against
+        self.digests = digests  # file name -> digest of the text to apply
         self.changed = changed  # stored file name -> path, of the files whose text changed
         self.settings_text = settings
         self.changes: list[Change] = []
@@ -96,9 +98,8 @@ class _Delta:
         settings = stored.settings_and_files(conn)
         if any(file in changed for _, _, file in settings):
             return None  # settings change what every object is checked under
-        delta = cls(conn, registry, key, changed, {name: text for name, text, _ in settings})
-        delta.state, delta.applied = state, applied_files(digests, key)
-        delta.digests = {str(path): digest for path, digest in digests}
+        delta = cls(conn, registry, key, state, {str(path): digest for path, digest in digests}, changed,
+                    {name: text for name, text, _ in settings})
         try:
             delta._work_out()
         except _NotApplicable:
@@ -140,8 +141,8 @@ class _Delta:
         """Check the references the changed files make and the ones made to what they removed,
         and plan the link rows that involve their objects."""
         conn = self.conn
-        tasks = sorted(set(old["tasks"]) | set(new["tasks"]))
-        events = sorted(set(old["events"]) | set(new["events"]))
+        tasks = set(old["tasks"]) | set(new["tasks"])  # of the changed files, before and after
+        events = set(old["events"]) | set(new["events"])
         removed = {section: [n for n in old[section] if n not in new[section]] for section in _SECTIONS}
         if removed["tasks"] and self._blackouts_name(removed["tasks"]):
             raise _NotApplicable
@@ -169,20 +170,20 @@ class _Delta:
                 exists.require("tasks", ref)
                 want["task_events"].add((ref, name))
         exists.settle()
-        have = {table: stored.link_pairs_touching(conn, table, tasks, events if table == "task_events" else ())
+        have = {table: stored.link_pairs_touching(conn, table, sorted(tasks),
+                                                  sorted(events) if table == "task_events" else ())
                 for table in LINKS}
         # an unchanged task that linked to a schedule or webhook the changed files removed
         for table, section in (("task_schedules", "schedules"), ("task_webhooks", "webhooks")):
-            gone = set(removed[section])
-            if any(other in gone and task not in self._names("tasks", old, new) for task, other in
-                   stored.link_pairs_touching(conn, table, (), removed[section])):
+            if any(task not in tasks for task, _ in stored.link_pairs_touching(conn, table, (), removed[section])):
                 raise _NotApplicable
         # task_events pairs between a changed object and an unchanged one: kept while the
         # unchanged one's own spec names the other
-        kept_tasks = sorted({t for t, e in have["task_events"] if t not in self._names("tasks", old, new)})
-        kept_events = sorted({e for t, e in have["task_events"] if e not in self._names("events", old, new)})
-        if any(t in removed["tasks"] for t, e in have["task_events"] if e in kept_events) or any(
-                e in removed["events"] for t, e in have["task_events"] if t in kept_tasks):
+        kept_tasks = sorted({t for t, e in have["task_events"] if t not in tasks})
+        kept_events = sorted({e for t, e in have["task_events"] if e not in events})
+        gone_tasks, gone_events = set(removed["tasks"]), set(removed["events"])
+        if any(t in gone_tasks and e not in events or e in gone_events and t not in tasks
+               for t, e in have["task_events"]):
             raise _NotApplicable  # an unchanged object may name one that is gone
         task_specs = {n: json.loads(t) for n, t in stored.object_specs_named(conn, "task", kept_tasks).items()}
         event_specs = {n: json.loads(t) for n, t in stored.object_specs_named(conn, "event", kept_events).items()}
@@ -193,9 +194,6 @@ class _Delta:
                 want["task_events"].add((task, event))
         for table in LINKS:
             self.writes["links"][table] = (want[table] - have[table], have[table] - want[table])
-
-    def _names(self, section: str, old: dict, new: dict) -> set[str]:
-        return set(old[section]) | set(new[section])
 
     def _blackouts_name(self, tasks: list[str]) -> bool:
         blackouts = json.loads(self.settings_text["blackouts"]) if "blackouts" in self.settings_text else None
