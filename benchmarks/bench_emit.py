@@ -94,6 +94,27 @@ def engine_rate(tmp: Path, n_events: int, batch: int, with_ids: bool,
     return n_events / elapsed, cpu / n_events * 1e6
 
 
+NOW = "2026-01-01T00:00:00.000000Z"
+INSERT_EVENTS = ("INSERT INTO events (id, type, source, source_id, data, time, received_at, processed_at, "
+                 "duplicate_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+INSERT_RUNS = ("INSERT INTO runs (id, task, status, trigger, event_id, rule, schedule, slot, params, "
+               "not_before, created_at, max_attempts, depth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+INSERT_DECISIONS = "INSERT INTO decisions (time, decision, reason, event_id, rule, task, run_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+
+def precomputed_rows(events: list, processed_at: str | None) -> tuple[list, list, list]:
+    """The inbox, run and decision rows of ``events`` (each matching one rule), every value
+    ready, for the floors."""
+    n = len(events)
+    rows = [(f"{i:020x}", e.type, e.source, e.source_id,
+             json.dumps(e.data, separators=(",", ":"), ensure_ascii=False), NOW, NOW, processed_at, None)
+            for i, e in enumerate(events)]
+    runs = [(f"r{i:019x}", f"t{i % 10}", "pending", "event", f"{i:020x}", f"r{i}", None, None, None, NOW, NOW, 1, 0)
+            for i in range(n)]
+    decisions = [(NOW, "matched", "matched", f"{i:020x}", f"r{i}", f"t{i % 10}", f"r{i:019x}") for i in range(n)]
+    return rows, runs, decisions
+
+
 def fresh_database(tmp: Path, kind: str) -> sqlite3.Connection:
     """A connection of its own to a new database made by the store (its schema and indexes),
     in WAL mode at the store's ``synchronous`` setting."""
@@ -111,16 +132,11 @@ def fresh_database(tmp: Path, kind: str) -> sqlite3.Connection:
 def raw_rate(tmp: Path, n_events: int, batch: int, with_ids: bool) -> float:
     """The same inbox INSERT of pre-serialised rows, one transaction per batch."""
     conn = fresh_database(tmp, "raw")
-    now = "2026-01-01T00:00:00.000000Z"
-    rows = [(f"{i:020x}", e.type, e.source, e.source_id,
-             json.dumps(e.data, separators=(",", ":"), ensure_ascii=False), now, now, None, None)
-            for i, e in enumerate(make_events(n_events, with_ids))]
+    rows, _, _ = precomputed_rows(make_events(n_events, with_ids), None)
     start = time.perf_counter()
     for i in range(0, n_events, batch):
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO events (id, type, source, source_id, data, time, received_at, processed_at, "
-            "duplicate_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows[i:i + batch])
+        conn.executemany(INSERT_EVENTS, rows[i:i + batch])
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - start
     conn.close()
@@ -132,14 +148,8 @@ def sql_floor_rate(tmp: Path, n_events: int, batch: int, with_ids: bool) -> floa
     inbox insert (and duplicate check) in one transaction, then the read, the run and decision
     inserts and the processed mark in a second. The ceiling of the engine path's rate."""
     conn = fresh_database(tmp, "floor")
-    now = "2026-01-01T00:00:00.000000Z"
     events = make_events(n_events, with_ids)
-    rows = [(f"{i:020x}", e.type, e.source, e.source_id,
-             json.dumps(e.data, separators=(",", ":"), ensure_ascii=False), now, now, None, None)
-            for i, e in enumerate(events)]
-    runs = [(f"r{i:019x}", f"t{i % 10}", "pending", "event", f"{i:020x}", f"r{i}", None, None, None, now, now, 1, 0)
-            for i in range(n_events)]
-    decisions = [(now, "matched", "matched", f"{i:020x}", f"r{i}", f"t{i % 10}", f"r{i:019x}") for i in range(n_events)]
+    rows, runs, decisions = precomputed_rows(events, None)
     start = time.perf_counter()
     for i in range(0, n_events, batch):
         conn.execute("BEGIN IMMEDIATE")
@@ -149,20 +159,15 @@ def sql_floor_rate(tmp: Path, n_events: int, batch: int, with_ids: bool) -> floa
                 chunk = keys[j:j + 400]
                 conn.execute(f"WITH k(s, i) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))}) SELECT e.id FROM k "
                              "CROSS JOIN events e WHERE e.source = k.s AND e.source_id = k.i AND e.received_at >= ? "
-                             "AND e.duplicate_of IS NULL", [*(x for key in chunk for x in key), now]).fetchall()
-        conn.executemany(
-            "INSERT INTO events (id, type, source, source_id, data, time, received_at, processed_at, "
-            "duplicate_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows[i:i + batch])
+                             "AND e.duplicate_of IS NULL", [*(x for key in chunk for x in key), NOW]).fetchall()
+        conn.executemany(INSERT_EVENTS, rows[i:i + batch])
         conn.execute("COMMIT")
         conn.execute("BEGIN IMMEDIATE")
         last = conn.execute("SELECT max(seq) FROM events WHERE processed_at IS NULL").fetchone()[0]
         conn.execute("SELECT group_concat(data) FROM events WHERE processed_at IS NULL").fetchone()
-        conn.executemany("INSERT INTO runs (id, task, status, trigger, event_id, rule, schedule, slot, params, "
-                         "not_before, created_at, max_attempts, depth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         runs[i:i + batch])
-        conn.executemany("INSERT INTO decisions (time, decision, reason, event_id, rule, task, run_id) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?)", decisions[i:i + batch])
-        conn.execute("UPDATE events SET processed_at = ? WHERE processed_at IS NULL AND seq <= ?", (now, last))
+        conn.executemany(INSERT_RUNS, runs[i:i + batch])
+        conn.executemany(INSERT_DECISIONS, decisions[i:i + batch])
+        conn.execute("UPDATE events SET processed_at = ? WHERE processed_at IS NULL AND seq <= ?", (NOW, last))
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - start
     conn.close()
@@ -175,24 +180,13 @@ def rows_floor_rate(tmp: Path, n_events: int, batch: int, with_ids: bool) -> flo
     (the three records the engine promises for an event that matched), values precomputed, no
     duplicate check, no read back, no processed-mark UPDATE. What SQLite itself allows."""
     conn = fresh_database(tmp, "rows")
-    now = "2026-01-01T00:00:00.000000Z"
-    rows = [(f"{i:020x}", e.type, e.source, e.source_id,
-             json.dumps(e.data, separators=(",", ":"), ensure_ascii=False), now, now, now, None)
-            for i, e in enumerate(make_events(n_events, with_ids))]
-    runs = [(f"r{i:019x}", f"t{i % 10}", "pending", "event", f"{i:020x}", f"r{i}", None, None, None, now, now, 1, 0)
-            for i in range(n_events)]
-    decisions = [(now, "matched", "matched", f"{i:020x}", f"r{i}", f"t{i % 10}", f"r{i:019x}") for i in range(n_events)]
+    rows, runs, decisions = precomputed_rows(make_events(n_events, with_ids), NOW)
     start = time.perf_counter()
     for i in range(0, n_events, batch):
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO events (id, type, source, source_id, data, time, received_at, processed_at, "
-            "duplicate_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows[i:i + batch])
-        conn.executemany("INSERT INTO runs (id, task, status, trigger, event_id, rule, schedule, slot, params, "
-                         "not_before, created_at, max_attempts, depth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         runs[i:i + batch])
-        conn.executemany("INSERT INTO decisions (time, decision, reason, event_id, rule, task, run_id) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?)", decisions[i:i + batch])
+        conn.executemany(INSERT_EVENTS, rows[i:i + batch])
+        conn.executemany(INSERT_RUNS, runs[i:i + batch])
+        conn.executemany(INSERT_DECISIONS, decisions[i:i + batch])
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - start
     conn.close()
