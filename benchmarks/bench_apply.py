@@ -88,12 +88,28 @@ def one_run(tree: Path, rules: Path, changed: Path, tmp: Path) -> dict:
     return out
 
 
+def add_baseline_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--baseline-rev", default="main")
+    parser.add_argument("--baseline-tree", help="a source tree to use as the baseline instead")
+
+
+def baseline_tree(args, tmp: Path) -> Path:
+    """``--baseline-tree``, else ``taskengine_core`` of ``--baseline-rev`` (git archive) under ``tmp``."""
+    if args.baseline_tree:
+        return Path(args.baseline_tree)
+    base = tmp / "baseline"
+    base.mkdir()
+    archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", args.baseline_rev, "taskengine_core"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+    return base
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--schedules", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--baseline-rev", default="main")
-    parser.add_argument("--baseline-tree", help="a source tree to use as the baseline instead")
+    add_baseline_options(parser)
     parser.add_argument("--files", default="shared,distinct")
     args = parser.parse_args()
     from bench_scheduler import write_rules
@@ -101,14 +117,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         (tmp / "home").mkdir()
-        if args.baseline_tree:
-            base = Path(args.baseline_tree)
-        else:
-            base = tmp / "baseline"
-            base.mkdir()
-            archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", args.baseline_rev, "taskengine_core"],
-                                     check=True, capture_output=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+        base = baseline_tree(args, tmp)
         trees = {"baseline": base, "current": HERE.parent}
         print(f"nproc {os.cpu_count()}, {args.schedules} schedules, median of {args.runs} runs (seconds)")
         for kind in args.files.split(","):

@@ -34,6 +34,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from bench_apply import add_baseline_options, baseline_tree, split_rules  # noqa: E402
+
 
 def next_fire(db: Path, schedule: str) -> str | None:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
@@ -105,22 +107,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--schedules", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--baseline-rev", default="main")
-    parser.add_argument("--baseline-tree", help="a source tree to use as the baseline instead")
+    add_baseline_options(parser)
     args = parser.parse_args()
-    from bench_apply import split_rules
     from bench_scheduler import write_rules
 
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        if args.baseline_tree:
-            base = Path(args.baseline_tree)
-        else:
-            base = tmp / "baseline"
-            base.mkdir()
-            archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", args.baseline_rev,
-                                      "taskengine_core"], check=True, capture_output=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+        base = baseline_tree(args, tmp)
         source = tmp / "all.yaml"
         write_rules(source, args.schedules, distinct=True)
         lives = []
