@@ -138,7 +138,7 @@ def load_all(scheduler, runtime: Runtime) -> None:
     conn = scheduler.store.conn
     # read before the rows: a change logged after this is read again by the next refresh
     seq = config.last_change(conn)
-    links = _by_schedule(slot_store.task_links(conn))
+    links = config.tasks_linked(conn, "task_schedules")
     known = scheduler._definitions if scheduler._definitions_zone == zone else {}
     definitions: dict[str, _Definition | None] = {}
     schedules, nexts, writes = read_rows(slot_store.schedules_with_state(conn), links, zone, known,
@@ -168,7 +168,7 @@ def apply_changes(scheduler, runtime: Runtime) -> bool:
             return False
         names = sorted({name for kind, name in changes if kind == "schedule"})
         rows = slot_store.schedules_with_state(conn, names) if names else []
-        links = _by_schedule(slot_store.task_links(conn, names)) if names else {}
+        links = config.tasks_linked(conn, "task_schedules", names) if names else {}
     definitions: dict[str, _Definition | None] = {}
     schedules, nexts, writes = read_rows(rows, links, zone, scheduler._definitions, scheduler.clock.now(),
                                          definitions)
@@ -181,14 +181,6 @@ def apply_changes(scheduler, runtime: Runtime) -> bool:
     scheduler._compact_heap()
     scheduler.generation, scheduler.changes_seq = runtime.generation, max(last, scheduler.changes_seq)
     return True
-
-
-def _by_schedule(links: list[tuple[str, str]]) -> dict[str, list[str]]:
-    """``{schedule: [task, ...]}`` from ``(task, schedule)`` pairs in task order."""
-    out: dict[str, list[str]] = {}
-    for task, schedule in links:
-        out.setdefault(schedule, []).append(task)
-    return out
 
 
 def _past_one_shot(recurrence, now: datetime) -> datetime | None:

@@ -14,15 +14,6 @@ from typing import Sequence
 from taskengine_core.store.sql import in_values, is_postgres
 
 
-def task_links(conn, schedules: Sequence[str] | None = None) -> list[tuple[str, str]]:
-    """``(task, schedule)`` of every link (or of the links of the named schedules), by task."""
-    sql, params = "SELECT task, schedule FROM task_schedules", []
-    if schedules is not None:
-        clause, params = in_values(conn, "schedule", schedules)
-        sql += f" WHERE {clause}"
-    return conn.execute(sql + " ORDER BY task", params).fetchall()
-
-
 def schedules_with_state(conn, names: Sequence[str] | None = None) -> list[tuple]:
     """``(name, spec text, enabled, stored spec hash, stored next fire)`` of every schedule (or
     of those named that exist)."""
