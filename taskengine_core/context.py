@@ -40,6 +40,16 @@ class ActionContext:
     # durable key/value state shared by the runs of one plugin's actions (scope: the action's
     # namespace, e.g. ``updates``); None outside an engine
     state: "PluginState | None" = None
+    # rows committed in the transaction that records this run's outcome, filled by
+    # write_with_outcome; None where no executor records the outcome (a context made elsewhere)
+    outcome_writes: list | None = None
+
+    def write_with_outcome(self, writer: Any, item: Any) -> None:
+        """Have ``writer.write(conn, items, now)`` write ``item`` in the transaction that records
+        this run's outcome, if the attempt succeeds (see :mod:`taskengine_core.outcome_writes`)."""
+        if self.outcome_writes is None:
+            raise RuntimeError("this context has no outcome to write with (outcome_writes is None)")
+        self.outcome_writes.append((writer, item))
 
     def time_left(self) -> float | None:
         """Seconds until the task's timeout, or ``None`` when the task has none."""

@@ -18,6 +18,7 @@ from taskengine_core.context import RunInfo
 from taskengine_core.errors import StoreBusy
 from taskengine_core.holds import hold_runs, seconds_until_resume
 from taskengine_core.model import Runtime
+from taskengine_core.outcome_writes import after_commit, after_rollback, write_with_outcomes
 from taskengine_core.runs import (Claimed, Outcome, claim_due, find_orphans, lease_owner,
                                   record_outcomes, renew_leases)
 from taskengine_core.store import Store, runs as run_store
@@ -269,12 +270,14 @@ class Executor:
         claimed: list[Claimed] = []
         to_cancel: list = []
         ended: list[Outcome] = []
+        written = []
         with self._lock:
             stuck = dict(self._stuck)
         try:
             with self.store.write() as db:
                 if outcomes:
                     listens = self._runtime.listens if self._runtime else (lambda _type: True)
+                    written = write_with_outcomes(db.conn, outcomes, now)  # the actions' rows
                     ended = record_outcomes(db.conn, outcomes, now, self.rng,
                                             self.runner.secrets.redactor.scrub, listens)
                 # paused, or in a blackout window: runs wait (taskengine_core.holds); a run by hand
@@ -283,8 +286,10 @@ class Executor:
                     claimed, to_cancel = claim_due(db.conn, runtime, now, self.owner, self.lease, free,
                                                    only=only, extra_busy=stuck)
         except BaseException as exc:
+            after_rollback(written)
             self._unwritten = _kept_after_failure(outcomes, exc) + self._unwritten  # written next time
             raise
+        after_commit(written)
         with self._lock:
             for o in outcomes:
                 self._inflight.pop(o.run.id, None)

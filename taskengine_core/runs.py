@@ -108,6 +108,8 @@ class Outcome:
     final_status: str | None = None  # set when this attempt ended the run
     stripped: bool = False  # recording it failed once: output, error and traceback were dropped
     attention: bool = False  # an operator must act (a configuration error): never retried
+    # (writer, item) pairs the action asked to commit with this outcome (taskengine_core.outcome_writes)
+    writes: list | None = None
 
     @property
     def duration(self) -> float:

@@ -78,7 +78,8 @@ class AttemptRunner:
                                  f"{self.secrets.redactor(message)}")
         ctx = ActionContext(run_id=run.id, task=task.name, attempt=run.attempt, event=event,
                             settings=plugin_settings, timeout=task.timeout, cancelled=cancelled,
-                            emit=self.emit, deliveries=self.deliveries, state=self._state(task.action))
+                            emit=self.emit, deliveries=self.deliveries, state=self._state(task.action),
+                            outcome_writes=[])
         return (item, resolved), ctx
 
     def check_params(self, task, overrides: dict,
@@ -117,7 +118,7 @@ class AttemptRunner:
 
     def run(self, run: Claimed, settings: dict, cancelled: threading.Event) -> Outcome:
         started = self.clock.now()
-        plugin = version = None
+        plugin = version = writes = None
         attention = False
         try:
             (item, params), ctx = self.prepare(run, settings, cancelled)
@@ -126,6 +127,7 @@ class AttemptRunner:
             output = _checked_output(output)
             # an action that returned normally did its work, even if a cancel came meanwhile
             status, error, tb, retryable = "succeeded", None, None, True
+            writes = ctx.outcome_writes or None
         except _ConfigProblem as exc:  # retrying cannot help: an operator must fix it
             output, status, error, tb, retryable, attention = None, "failed", str(exc), None, False, True
         except (SecretError, TemplateError) as exc:  # raised by the action itself: configuration too
@@ -142,7 +144,7 @@ class AttemptRunner:
                 status = "cancelled"
         return Outcome(run, status, started, self.clock.now(), output=output, error=error,
                        traceback=tb, retryable=retryable, plugin=plugin, plugin_version=version,
-                       attention=attention)
+                       attention=attention, writes=writes)
 
     def _state(self, action: str):
         if self.state_store is None:

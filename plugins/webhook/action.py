@@ -1,8 +1,11 @@
 """The ``webhook.send`` action: build the body, queue the delivery durably, return its id.
 
-The action makes no HTTP request. It commits a row to the engine's delivery queue
+The action makes no HTTP request. It queues a row in the engine's delivery queue
 (``ctx.deliveries``, in the engine's database) and returns ``{"delivery_id": "msg_...", "webhook": NAME}``; the
-dispatcher sends it, retries it and logs every attempt. The delivery id is derived from the run,
+dispatcher sends it, retries it and logs every attempt. In an engine the row is committed in the
+transaction that records the run's outcome (``ctx.write_with_outcome``): the run is succeeded in
+the very commit that queues its delivery, and an unknown or disabled webhook fails the run
+there. Elsewhere (a context without an outcome to write with) the action commits it itself. The delivery id is derived from the run,
 so a run re-run after a crash does not queue a second delivery (the action is idempotent).
 
 Body, in order of precedence:
@@ -32,7 +35,7 @@ from taskengine_core.context import ActionContext
 from taskengine_core.errors import ActionError
 
 from . import store as db
-from .intake import commit
+from .intake import commit, writer_for
 from .params import SCHEMA  # noqa: F401 - re-exported
 
 MAX_BODY = 1024 * 1024
@@ -45,11 +48,13 @@ def send(params: dict, ctx: ActionContext) -> dict:
     now = datetime.now(timezone.utc)
     body, content_type, kind = build_body(params, ctx, now)
     delivery_id = f"msg_{ctx.run_id}"
-    taken = commit(ctx.deliveries, name, [{
-        "id": delivery_id, "webhook": name, "type": kind, "body": body,
-        "content_type": content_type, "headers": params.get("headers") or {}, "task": ctx.task,
-        "run_id": ctx.run_id, "event_id": (ctx.event or {}).get("id")}])
-    if not taken:  # the dispatcher did not claim it in the same transaction: tell it
+    row = {"id": delivery_id, "webhook": name, "type": kind, "body": body,
+           "content_type": content_type, "headers": params.get("headers") or {}, "task": ctx.task,
+           "run_id": ctx.run_id, "event_id": (ctx.event or {}).get("id")}
+    if ctx.outcome_writes is not None:
+        # committed with the run's outcome: the run succeeds only in the commit that queues it
+        ctx.write_with_outcome(writer_for(ctx.deliveries), (name, row))
+    elif not commit(ctx.deliveries, name, [row]):  # not claimed in the same transaction: tell it
         ctx.deliveries.queued(name)
     return {"delivery_id": delivery_id, "webhook": name}
 

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 
 from taskengine_core.deliveries import Deliveries, deliveries_for
 from taskengine_core.errors import ActionError
+from taskengine_core.outcome_writes import Written
 
 from . import store as db
 
@@ -136,6 +137,55 @@ def _riders(deliveries: Deliveries, conn, names: set[str], now: datetime) -> lis
         if rider is not None:
             riders.append(rider)
     return riders
+
+
+class DeliveryWriter:
+    """``webhook.send``'s deliveries, written in the transaction that records the runs'
+    outcomes (:mod:`taskengine_core.outcome_writes`): one commit per executor step for the
+    deliveries of every run that finished in it, and this engine's dispatcher rides along as it
+    does in the intake's commits. Items: ``(webhook, row)``."""
+
+    def __init__(self, deliveries: Deliveries) -> None:
+        self._deliveries = weakref.ref(deliveries)  # as the intake's: the engine owns the queue
+
+    def write(self, conn, items: list[tuple[str, dict]], now: datetime) -> Written:
+        # the queue's own clock, as the intake's and the dispatcher's (not the executor's)
+        now = datetime.now(timezone.utc)
+        entries = [_Entry(webhook, [row]) for webhook, row in items]
+        names = _Intake._enqueue(conn, entries, now)
+        refused = {i: e.error for i, e in enumerate(entries) if e.error is not None}
+        deliveries = self._deliveries()
+        if refused or deliveries is None:  # refused: undone and written again without them
+            return Written(refused)
+        riders = _riders(deliveries, conn, names, now)
+
+        def committed() -> None:
+            taken: set[str] = set()
+            for rider in riders:
+                try:
+                    taken |= rider.committed()
+                except Exception:  # noqa: BLE001 - its claims are recovered at lease expiry
+                    log.exception("webhook dispatcher: taking in the deliveries it claimed failed")
+            for name in sorted(names - taken):  # not claimed in this commit: tell the dispatcher
+                deliveries.queued(name)
+
+        def rolled_back() -> None:
+            for rider in riders:
+                rider.rolled_back()
+
+        return Written(committed=committed, rolled_back=rolled_back)
+
+
+_writers: "weakref.WeakKeyDictionary[Deliveries, DeliveryWriter]" = weakref.WeakKeyDictionary()
+
+
+def writer_for(deliveries: Deliveries) -> DeliveryWriter:
+    """The one writer of ``deliveries`` (one, so that the runs of a step share its transaction)."""
+    with _lock:
+        writer = _writers.get(deliveries)
+        if writer is None:
+            writer = _writers[deliveries] = DeliveryWriter(deliveries)
+        return writer
 
 
 _intakes: "weakref.WeakKeyDictionary[Deliveries, _Intake]" = weakref.WeakKeyDictionary()

@@ -16,10 +16,10 @@ the caller's transaction.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from taskengine_core.store.sql import in_values, indexed_by, is_postgres, rows_as_dicts
+from taskengine_core.store.sql import savepoint as sql_savepoint
 
 STATUSES = ("pending", "sending", "delivered", "failed", "exhausted")
 FINAL = ("delivered", "failed", "exhausted")
@@ -47,19 +47,9 @@ def enqueue(conn, rows: list[dict], now: str) -> None:
           now, now, r["max_attempts"]) for r in rows])
 
 
-@contextmanager
-def savepoint(conn, name: str = "webhook_deliveries") -> Iterator[None]:
-    """Part of the caller's transaction that is undone alone when the block raises (the rest
-    of the transaction stays usable, on PostgreSQL too, where a failed statement would
-    otherwise abort it all)."""
-    conn.execute(f"SAVEPOINT {name}")
-    try:
-        yield
-    except BaseException:
-        conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
-        conn.execute(f"RELEASE SAVEPOINT {name}")
-        raise
-    conn.execute(f"RELEASE SAVEPOINT {name}")
+def savepoint(conn, name: str = "webhook_deliveries"):
+    """:func:`taskengine_core.store.sql.savepoint` (kept here for the plugins that call it)."""
+    return sql_savepoint(conn, name)
 
 
 # -- the destinations a dispatcher sends to (the configuration's ``webhooks``) ----------------

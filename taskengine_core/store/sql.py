@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Iterable, Sequence
+from contextlib import contextmanager
+from typing import Iterable, Iterator, Sequence
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
@@ -74,3 +75,18 @@ def chunks(values: Iterable, size: int) -> Iterable[list]:
             batch = []
     if batch:
         yield batch
+
+
+@contextmanager
+def savepoint(conn, name: str) -> Iterator[None]:
+    """Part of the caller's transaction that is undone alone when the block raises (the rest
+    of the transaction stays usable, on PostgreSQL too, where a failed statement would
+    otherwise abort it all)."""
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+        conn.execute(f"RELEASE SAVEPOINT {name}")
+        raise
+    conn.execute(f"RELEASE SAVEPOINT {name}")
