@@ -52,6 +52,7 @@ from jinja2.runtime import Undefined, missing
 from markupsafe import Markup
 
 from taskengine_core.errors import TemplateError
+from taskengine_core.template_lookup import MISSING, Lookup
 from taskengine_core.template_sandbox import _Sandbox, _TimeUp, _TooLarge, _UndefinedName
 from taskengine_core.template_shell import (Placeholders, ShellUnsafe, literal_pieces,
                                             runs_arguments_as_code, shell_script_index,
@@ -78,10 +79,11 @@ def _plain(value: Any, env: _Sandbox) -> Any:
 
 
 class _Compiled:
-    __slots__ = ("template", "expression")
+    __slots__ = ("template", "expression", "lookup")
 
-    def __init__(self, template: Template | None, expression: TemplateExpression | None):
-        self.template, self.expression = template, expression
+    def __init__(self, template: Template | None, expression: TemplateExpression | None,
+                 lookup: Lookup | None = None):
+        self.template, self.expression, self.lookup = template, expression, lookup
 
 
 def _is_template(text: str) -> bool:
@@ -295,7 +297,7 @@ class TemplateRenderer:
             )
             assign.set_environment(self._env)
             template = self._env.from_string(assign)
-            return _Compiled(None, TemplateExpression(template, undefined_to_none=False))
+            return _Compiled(None, TemplateExpression(template, undefined_to_none=False), Lookup.of(expr))
         return _Compiled(self._env.from_string(ast), None)
 
     def _render(self, source: str, context: dict, path: str, shell: Placeholders | None = None) -> Any:
@@ -308,7 +310,8 @@ class TemplateRenderer:
             raise TemplateError(f"{where}: {_TOO_DEEP}") from None
         try:
             if compiled.expression is not None:
-                result = _plain(compiled.expression(context), self._env)
+                found = compiled.lookup(context) if compiled.lookup is not None else MISSING
+                result = _plain(compiled.expression(context) if found is MISSING else found, self._env)
                 if isinstance(result, str):
                     self._env.refuse_over(len(result), "the expression")
                 return result
