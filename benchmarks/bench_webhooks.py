@@ -4,10 +4,14 @@ server running in another process.
 
 Usage: python benchmarks/bench_webhooks.py [--deliveries 5000] [--runs 3] [--latency 0.05]
 
-Floor (``--path action`` or ``both``, instant mode; ``--no-floors`` leaves it out): the durable
+Floors (``--path action`` or ``both``, instant mode; ``--no-floors`` leaves them out): the durable
 rows the action path commits per delivery, values precomputed and no HTTP, batched as the engine
-batches them, with 16 runs a step (its 16 workers) and with 5 (what the engine's commits carried
-in issue 15's tracer); benchmarks/sql_floors.py ``webhook_floor_rate``.
+batches them (one transaction per executor step, the deliveries in it), with 16 runs a step (one
+per worker) and with 160 (about what the engine's steps carry now); benchmarks/sql_floors.py
+``webhook_floor_rate``. And the limit of one process: those rows (160 a step) committed in one
+thread while the aiohttp client makes the same requests with 32 connections, at once, in this
+one interpreter, with no engine logic at all; and the same two in two processes (the limit of an
+engine whose dispatcher runs in a process of its own).
 
 Two server modes: ``instant`` (answers at once) and ``latency`` (answers after --latency
 seconds, standing in for a remote receiver). Bodies are 1 KB of JSON. Engine figures time the
@@ -51,6 +55,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -146,6 +151,58 @@ def floor_run(url: str, n: int, cohort: int) -> float:
     FLOOR_COMMITS[cohort] = commits
     CPU_MS.setdefault(f"floor{cohort}", []).append(out["cpu_ms"])
     return out["rate"]
+
+
+def floor_with_http(url: str, n: int, cohort: int) -> float:
+    """The limit of one process: the floor's rows (``cohort`` a step) committed in a thread while
+    the aiohttp-32 client sends the ``n`` requests, both at once in this interpreter; the clock
+    stops when both are done."""
+    import sql_floors
+
+    body = json.dumps({"type": "bench.event", "index": "1", "text": "x" * 960}, separators=(",", ":"))
+    both = threading.Barrier(2)
+    with tempfile.TemporaryDirectory(prefix="bench-webhooks-floor-") as tmp:
+        rows = threading.Thread(target=sql_floors.webhook_floor_rate,
+                                args=(n, Path(tmp), rules_text(url), cohort, body, both.wait))
+        rows.start()
+        both.wait()
+        cpu, started = time.process_time(), time.perf_counter()
+        aiohttp_client(url, n)
+        rows.join()
+        elapsed = time.perf_counter() - started
+    CPU_MS.setdefault("floor+http", []).append((time.process_time() - cpu) / n * 1000)
+    return n / elapsed
+
+
+def floor_and_http_apart(url: str, n: int, cohort: int) -> float:
+    """The same two at once, in two processes (the floor's rows in a child, the requests here): the
+    limit of an engine whose dispatcher runs in a process of its own."""
+    child = subprocess.Popen([sys.executable, __file__, "--floor-child", str(n), "--cohort", str(cohort),
+                              "--url", url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        started = time.perf_counter()
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        aiohttp_client(url, n)
+        assert child.stdout.readline().strip() == "done"
+        elapsed = time.perf_counter() - started
+    finally:
+        child.wait()
+    return n / elapsed
+
+
+def floor_child(n: int, cohort: int, url: str) -> None:
+    import sql_floors
+
+    def ready() -> None:
+        print("ready", flush=True)
+        sys.stdin.readline()
+
+    body = json.dumps({"type": "bench.event", "index": "1", "text": "x" * 960}, separators=(",", ":"))
+    with tempfile.TemporaryDirectory(prefix="bench-webhooks-floor-") as tmp:
+        sql_floors.webhook_floor_rate(n, Path(tmp), rules_text(url), cohort, body, ready)
+        print("done", flush=True)
 
 
 def engine_run(url: str, n: int, path: str) -> float:
@@ -264,9 +321,15 @@ def main() -> None:
                         help="leave out the SQL floor under the action path")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--delay", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--floor-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--cohort", type=int, default=160, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.delay)
+        return
+    if args.floor_child:
+        floor_child(args.floor_child, args.cohort, args.url)
         return
     n = args.deliveries
     print(f"bench_webhooks: {n} deliveries of ~1 KB, median of {args.runs}, os.cpu_count()={os.cpu_count()}, "
@@ -283,12 +346,18 @@ def main() -> None:
             for path in paths:
                 figures[f"engine ({path} path), durable + logged"] = median_of(args.runs, engine_run, url, n, path)
             if "action" in paths and not delay and args.floors:
-                floors: dict[int, list[float]] = {16: [], 5: []}
+                floors: dict[int, list[float]] = {16: [], 160: []}
+                with_http: list[float] = []
+                apart: list[float] = []
                 for _ in range(args.runs):  # alternated: the disk's fsync time drifts
                     for cohort in floors:
                         floors[cohort].append(floor_run(url, n, cohort))
+                    with_http.append(floor_with_http(url, n, 160))
+                    apart.append(floor_and_http_apart(url, n, 160))
                 for cohort, rates in floors.items():
                     figures[f"floor: action path's rows, no HTTP, {cohort}/step"] = statistics.median(rates)
+                figures["limit of one process: rows + aiohttp-32"] = statistics.median(with_http)
+                figures["limit of two processes: rows | aiohttp-32"] = statistics.median(apart)
         finally:
             proc.kill()
             proc.wait()
@@ -302,6 +371,8 @@ def main() -> None:
             path = name.split("(")[1].split(" ")[0] if name.startswith("engine") else None
             if name.startswith("floor:"):
                 path = "floor" + name.split(", ")[-1].split("/")[0]
+            if name.startswith("limit of one process"):
+                path = "floor+http"
             if path in CPU_MS:  # includes this script's polling of the database every 5 ms
                 line += f"   {statistics.median(CPU_MS[path]):.2f} ms CPU/delivery"
             print(line)

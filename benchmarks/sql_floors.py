@@ -282,18 +282,19 @@ def enqueue_floor_rate(n: int, tmp: Path, rules_text: str, manager=None) -> tupl
 # -- 3. webhook.send through the engine -----------------------------------------------------------
 
 
-def webhook_floor_rate(n: int, tmp: Path, rules_text: str, cohort: int, body: str) -> dict:
+def webhook_floor_rate(n: int, tmp: Path, rules_text: str, cohort: int, body: str,
+                       ready=lambda: None) -> dict:
     """The durable rows of ``n`` deliveries on the action path (bench_webhooks --path action),
     no HTTP, values precomputed, batched as the engine batches them:
     1. emit: the ``n`` inbox rows in one transaction (Engine.emit_many);
     2. evaluation, 1,000 events a transaction: claim the waiting events, read them, insert the
        run and decision rows, mark them processed (Evaluator.process_pending);
-    3. per ``cohort`` runs in flight (at most the executor's 16 workers: webhook.send waits for
-       its delivery's commit, so claims do not run ahead of the workers much):
-       - the executor's step: previous cohort's outcomes (attempt rows + run UPDATE) and the claim;
-       - the intake's group commit: destination read, the delivery rows, and the dispatcher's
-         ride (the previous cohort's HTTP attempts recorded: delivery UPDATE + webhook_attempts
-         row each; then the claim of the new deliveries).
+    3. per ``cohort`` runs claimed a step, one transaction each (the executor's step: the
+       delivery rows go in with the outcomes, taskengine_core.outcome_writes): the previous
+       cohort's outcomes (attempt rows + run UPDATE), the destination read and its delivery rows,
+       the dispatcher's ride (the HTTP attempts of the cohort before recorded: delivery UPDATE +
+       webhook_attempts row each; then the claim of the new deliveries), and the next claim.
+    ``ready()`` is called once the database is set up, just before the clock starts.
     Returns deliveries/s, the process CPU per delivery (ms) and the commits made."""
     from taskengine_core.ids import new_ids
     from taskengine_core.store import deliveries as queue_store, inbox, runs as run_store
@@ -324,7 +325,8 @@ def webhook_floor_rate(n: int, tmp: Path, rules_text: str, cohort: int, body: st
                 "finished_at": LATER, "attempt": attempt}
 
     outcomes = {r: http_outcome(r) for r in run_ids}
-    commits = {"emit": 0, "evaluate": 0, "executor": 0, "intake": 0}
+    commits = {"emit": 0, "evaluate": 0, "executor": 0}
+    ready()
     start, cpu = time.perf_counter(), time.process_time()
     with store.write() as w:  # 1. emit
         inbox.insert(w.conn, events)
@@ -338,30 +340,26 @@ def webhook_floor_rate(n: int, tmp: Path, rules_text: str, cohort: int, body: st
                              decisions[i:i + 1000])
             inbox.mark_processed(w.conn, [seq for seq, _, _ in waiting], NOW)
         commits["evaluate"] += 1
-    sent: list[str] = []  # deliveries the dispatcher claimed: their attempts are recorded next ride
-    previous: list[str] = []  # runs whose action returned: their outcomes go in the next step
+    sent: list[str] = []  # deliveries the dispatcher claimed: their attempts are recorded next step
+    previous: list[str] = []  # runs whose action returned: outcomes and deliveries go in the next step
     delivered = done = 0
-    while True:
-        claimed = []
-        if previous or done < n:
-            run_store.anything_due(conn, NOW)
-            with store.write() as w:  # the executor's step
-                outcome_rows(w.conn, previous, output, "webhook")
-                claimed = claim_rows(w.conn, cohort) if done < n else []
-            commits["executor"] += 1
-            done += len(claimed)
-        if not claimed and not sent:
-            break
-        with store.write() as w:  # the intake's group commit with the dispatcher riding in it
-            if claimed:
+    while previous or sent or done < n:
+        run_store.anything_due(conn, NOW)
+        with store.write() as w:  # 3. the executor's step, the dispatcher riding in it
+            got = []
+            if previous:
                 queue_store.destinations(w.conn, ["sink"])
-                queue_store.enqueue(w.conn, [delivery_of[r] for r in claimed], NOW)
+                queue_store.enqueue(w.conn, [delivery_of[r] for r in previous], NOW)
+                outcome_rows(w.conn, previous, output, "webhook")
             with queue_store.savepoint(w.conn, "webhook_ride"):
                 delivered += len(queue_store.record(w.conn, [outcomes[r] for r in sent], OWNER))
-                got = queue_store.claim_due(w.conn, "sink", 128, NOW, OWNER, EXPIRES) if claimed else []
-        commits["intake"] += 1
+                if previous:
+                    got = queue_store.claim_due(w.conn, "sink", max(128, cohort), NOW, OWNER, EXPIRES)
+            claimed = claim_rows(w.conn, cohort) if done < n else []
+        commits["executor"] += 1
+        done += len(claimed)
         sent = [m["run_id"] for m in got]
-        previous = claimed  # each action returns once its delivery is committed
+        previous = claimed  # the actions return at once: their rows go with the next step's outcomes
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     finished = run_store.count_by_status(conn).get("succeeded", 0)
     store.close()
