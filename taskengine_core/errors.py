@@ -87,3 +87,17 @@ class DatabaseFileError(StoreError):
 
 class StoreBusy(StoreError):
     """A write would have to wait for a lock held elsewhere, and this store does not wait."""
+
+
+_TRANSIENT = ("locked", "busy", "lock timeout", "deadlock detected", "could not serialize",
+              "server closed the connection", "connection is lost", "connection failed")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a write failed because of other writers or the connection (SQLite's lock,
+    PostgreSQL's lock timeout or a deadlock another engine was part of, a server restart), not
+    because of what was written: then the same write may be tried again as it is."""
+    if isinstance(exc, StoreBusy):
+        return True
+    text = str(exc)
+    return any(part in text for part in _TRANSIENT)

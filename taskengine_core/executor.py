@@ -15,7 +15,7 @@ from datetime import timedelta
 from taskengine_core.claim_pace import ClaimPace
 from taskengine_core.clock import Clock, from_iso, to_iso
 from taskengine_core.context import RunInfo
-from taskengine_core.errors import StoreBusy
+from taskengine_core.errors import transient
 from taskengine_core.holds import hold_runs, seconds_until_resume
 from taskengine_core.model import Runtime
 from taskengine_core.outcome_writes import after_commit, after_rollback, write_with_outcomes
@@ -370,7 +370,7 @@ def _kept_after_failure(outcomes: list[Outcome], exc: BaseException) -> list[Out
     the outcomes as they are. Anything else may be the outcomes themselves, and retrying them
     as they are would block every later write: keep each once more without its output, error
     and traceback, saying why; drop (and log) one that fails even so."""
-    if not isinstance(exc, Exception) or _transient(exc):
+    if not isinstance(exc, Exception) or transient(exc):
         return outcomes
     kept = []
     for o in outcomes:
@@ -382,17 +382,3 @@ def _kept_after_failure(outcomes: list[Outcome], exc: BaseException) -> list[Out
                                         error=f"the outcome could not be recorded ({type(exc).__name__}: "
                                               f"{str(exc)[:200]}); was: {o.status}"))
     return kept
-
-
-_TRANSIENT = ("locked", "busy", "lock timeout", "deadlock detected", "could not serialize",
-              "server closed the connection", "connection is lost", "connection failed")
-
-
-def _transient(exc: Exception) -> bool:
-    """Whether the write failed because of other writers or the connection (SQLite's lock,
-    PostgreSQL's lock timeout or a deadlock another engine was part of, a server restart), not
-    because of the outcomes themselves: then they are written again as they are."""
-    if isinstance(exc, StoreBusy):
-        return True
-    text = str(exc)
-    return any(part in text for part in _TRANSIENT)

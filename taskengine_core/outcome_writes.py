@@ -17,7 +17,9 @@ writes the same rows: ``webhook.send`` derives the delivery id from the run id).
 * A writer may refuse an item (``webhook.send`` to an unknown or disabled webhook): that item's
   run fails with the writer's error, and nothing of that run is written.
 * A writer that raises fails every run with items of that step (retryable) and writes none of
-  them (a savepoint); the other runs' outcomes are recorded as usual.
+  them (a savepoint); the other runs' outcomes are recorded as usual. An error of the database
+  itself (locked, a deadlock, the connection lost) is raised on: the executor keeps the outcomes
+  as they are and writes them, items and all, with its next step.
 * ``Written.committed`` runs after the commit (a dispatcher takes in what it claimed in it);
   ``Written.rolled_back`` when the transaction or the savepoint was undone.
 """
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Protocol
 
-from taskengine_core.errors import ActionError
+from taskengine_core.errors import ActionError, transient
 from taskengine_core.store.sql import savepoint
 
 log = logging.getLogger("taskengine.executor")
@@ -88,6 +90,8 @@ def write_with_outcomes(conn, outcomes: list, now: datetime) -> list[Written]:
             continue
         except Exception as exc:  # noqa: BLE001 - the runs fail; the other outcomes are recorded
             after_rollback(done)
+            if transient(exc):  # other writers or the connection: the whole step is tried again
+                raise
             log.exception("recording what %d runs' actions queued failed", len(pending))
             for outcome in pending:
                 _fail(outcome, f"what the action queued could not be recorded ({type(exc).__name__}: "

@@ -141,3 +141,17 @@ def test_a_run_succeeds_in_the_very_commit_that_queues_its_delivery(applied, db_
     assert sorted(d["run_id"] for d in deliveries) == sorted(r["id"] for r in runs)
     assert {d["attempts"] for d in deliveries} == {1}
     assert len(server.requests) == 40
+
+
+def test_a_locked_database_leaves_the_outcomes_for_the_next_step(store_with_hooks, db_path):  # noqa: F811
+    class Locked:
+        def write(self, conn, items, now):
+            raise sqlite3.OperationalError("database is locked")
+
+    writer = writer_for(deliveries_for(store_with_hooks))
+    outcomes = [outcome("r1", [(writer, delivery("r1", "hook")), (Locked(), "x")])]
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        with store_with_hooks.write() as db:
+            write_with_outcomes(db.conn, outcomes, NOW)
+    assert (outcomes[0].status, outcomes[0].error) == ("succeeded", None)  # written as it is next time
+    assert queued_ids(db_path) == []

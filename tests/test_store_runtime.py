@@ -446,7 +446,7 @@ def test_a_second_engine_waits_for_the_first_ones_throttle_window(postgres_url):
 def test_a_deadlock_or_lock_timeout_on_postgresql_keeps_the_outcomes_to_write_again(postgres_url):
     """What another engine causes (a deadlock PostgreSQL broke, a lock wait that timed out) is
     not the outcomes' fault: they are written again as they are, output included."""
-    from taskengine_core.executor import _transient
+    from taskengine_core.errors import transient as _transient
 
     a, b = open_store(postgres_url), open_store(postgres_url, migrate=False)
     with a.write() as db:
