@@ -193,14 +193,14 @@ class Preparer:
         self._cache: dict[str, tuple[dict, Prepared]] = {}
 
     def __call__(self, dest: Destination) -> Prepared:
-        from yarl import URL
-
-        from .signing import signing_keys
-
         now = time.monotonic()
         hit = self._cache.get(dest.name)
         if hit is not None and hit[0] is dest.spec and hit[1].expires > now:
             return hit[1]
+        from yarl import URL
+
+        from .signing import signing_keys
+
         if dest.ignored_verify_off and hit is None:
             log.warning("webhook %s: verify_tls: false is ignored without allow_insecure: true; "
                         "TLS certificates are still verified", dest.name)

@@ -18,7 +18,7 @@ import aiohttp
 
 from taskengine_core.errors import SecretError
 
-from .config import RESERVED_HEADERS, Destination, Preparer, WebhookSettings, scrubber
+from .config import RESERVED_HEADERS, Destination, Preparer, WebhookSettings
 from .egress import CONNECTED, EgressPolicy, EgressRefused
 from .retry import RETRY_AFTER_STATUSES, backoff, parse_retry_after
 from .signing import SigningError, signature_headers
@@ -73,7 +73,7 @@ async def attempt(session: aiohttp.ClientSession, dest: Destination | None, mess
     result = Attempt(message, message.attempts + 1, f"req_{_ids.getrandbits(64):016x}",
                      datetime.now(timezone.utc))
     start = time.monotonic()
-    scrub = scrubber([], prepare.redact)
+    scrub = prepare.redact  # until the destination's own secrets are known
     try:
         if dest is None:
             result.permanent = True
@@ -155,6 +155,10 @@ async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
     broken body is still a delivery, so the excerpt read never turns it into a failure."""
     data = b""
     try:
+        content = resp.content
+        data = content.read_nowait(EXCERPT_BYTES)  # what came with the head: often all of it
+        if len(data) >= EXCERPT_BYTES or content.at_eof():
+            return data
         async with asyncio.timeout(EXCERPT_WAIT):
             while len(data) < EXCERPT_BYTES:
                 chunk = await resp.content.read(EXCERPT_BYTES - len(data))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 
 PREFIX = "whsec_"
@@ -52,9 +51,8 @@ def signing_keys(secrets: list[str]) -> list[bytes]:
 def sign(keys: list[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header value: one ``v1,<sig>`` per key, space-separated."""
     signed = f"{msg_id}.{timestamp}.".encode() + body
-    return " ".join(
-        "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode("ascii")
-        for key in keys)
+    return " ".join("v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode("ascii")
+                    for key in keys)
 
 
 def signature_headers(keys: list[bytes], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
