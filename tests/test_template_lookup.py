@@ -25,14 +25,14 @@ TEMPLATES = [
     "{{ event.data.items }}", "{{ event.data['items'] }}", "{{ event.data.get }}",
     "{{ event.data.missing }}", "{{ event.data.host.upper }}", "{{ event.data.n.real }}",
     "{{ run.id }}", "{{ nope }}", "{{ nope.x }}", "{{ now }}", "{{ range }}", "{{ event.__class__ }}",
-    "{{ event.data.nested.deep.x }}",
+    "{{ event.data.nested.deep.x }}", "{{ event }}",
 ]
 FOLLOWED = {  # in the "event" context: where the lookup finds the value itself
     "{{ event.data.host }}", "{{ event.data.n }}", "{{ event.data.none }}", "{{ event.data }}",
     "{{ event.data.nested.deep[1].x }}", "{{ event.data.nested.deep[1]['x'] }}",
     "{{ event.data['the key'] }}", "{{ event.data.list[0] }}", "{{ event.data.list[-1] }}",
     "{{ event.data.list.0 }}", "{{ event.data[3] }}", "{{ event.data['items'] }}", "{{ run.id }}",
-    "{{ now }}"}
+    "{{ now }}", "{{ event }}"}
 
 
 def render(renderer: TemplateRenderer, template: str, context: dict):
@@ -67,7 +67,8 @@ def test_lookups_give_what_jinja_gives(context, monkeypatch):
             "error", "template at p: 'event.data' has no attribute 'missing' (it has: 3, get, host, "
                      "items, list, n, nested, none, the key)")
     else:  # an absent event is no plain dict: Jinja2 explains why there is none
-        assert followed == {"{{ run.id }}", "{{ now }}"}
+        assert followed == {"{{ run.id }}", "{{ now }}", "{{ event }}"}
+        assert got["{{ event }}"][0] == "error"  # found as a whole, and refused as Jinja2 refuses it
         assert got["{{ event.data.host }}"][0] == "error" and "by hand" in got["{{ event.data.host }}"][1]
 
 
