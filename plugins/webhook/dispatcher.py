@@ -16,10 +16,10 @@ left ``sending`` by a dead process of this host are put back at start; those of 
 died elsewhere once their lease expires, by whichever dispatcher looks first. On stop, requests
 in flight get a few seconds to finish; the rest are given back (``pending``, attempt not counted).
 
-On a busy engine the dispatcher makes few commits of its own: when ``webhook.send`` runs commit
-their deliveries (:mod:`.intake`), :meth:`Dispatcher.ride` records the attempts finished so far
-and claims the new deliveries in that same transaction, and hands what it claimed to the loop
-once it is committed. Commits, not CPU, bound the durable path (each waits for an fsync).
+On a busy engine the dispatcher makes few commits of its own: when deliveries are committed (in
+the executor's step that records the ``webhook.send`` runs' outcomes, or by :mod:`.intake`),
+:meth:`Dispatcher.ride` records the attempts finished so far and claims the new deliveries in
+that same transaction, and hands what it claimed to the loop once it is committed.
 """
 
 from __future__ import annotations

@@ -1,7 +1,12 @@
-"""Committing new deliveries: many worker threads, few transactions (group commit).
+"""Committing new deliveries: many threads, few transactions.
 
-Every ``webhook.send`` runs on its own worker thread and must not return before its delivery is
-committed. If each opened its own write transaction, sixteen threads would queue on SQLite's
+In an engine, ``webhook.send``'s delivery is written by :class:`DeliveryWriter` in the
+transaction that records the run's outcome (:mod:`taskengine_core.outcome_writes`): one commit
+per executor step for every run that finished in it, the dispatcher riding along.
+
+Everything else that queues deliveries (``taskengine_webhook.enqueue``, the action in a context
+no executor made) goes through :func:`commit`, which must not return before the delivery is
+committed. If each caller opened its own write transaction, sixteen threads would queue on SQLite's
 write lock, whose busy handler sleeps in steps of milliseconds. Instead, the first thread to
 arrive writes every delivery waiting at that moment in one transaction while the others wait on
 a condition; then each returns (or raises its own error). Durability is unchanged: nobody
