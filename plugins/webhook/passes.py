@@ -152,12 +152,13 @@ class DatabasePasses:
             db.release(conn, released, self.owner)
         after_commit(self.info, decided)
 
-    # -- riding in the intake's transaction (its thread) -------------------------------------
+    # -- riding in the transaction that queues deliveries (its thread) ----------------------
 
     def ride(self, conn, names: set[str], now: datetime) -> "_Ride | None":
-        """Inside the intake's write transaction ``conn``, which has just queued deliveries to
-        ``names``: record the finished attempts, give back released ids and claim those
-        deliveries (a savepoint: a failure here never costs the runs their commit). Returns
+        """Inside a write transaction ``conn`` (the executor's step, or the intake's) that has
+        just queued deliveries to ``names``: record the finished attempts, give back released
+        ids and claim those deliveries (a savepoint: a failure here never costs the runs their
+        commit). Returns
         what to do once the transaction commits or rolls back; ``None`` when it did nothing
         (the dispatcher is busy with a pass of its own, or stopping)."""
         if self._stopping or self._loop is None or not self._db_lock.acquire(blocking=False):
