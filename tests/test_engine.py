@@ -701,6 +701,10 @@ def _one_run_in_flight(plugin_engine, db_path, seconds: float, **engine_kwargs) 
     engine.emit("go")
     engine.step()
     assert [r["status"] for r in runs(db_path)] == ["running"]
+    # a worker has taken it (else a stop now gives the claim back: the action never started)
+    deadline = time.monotonic() + 10
+    while not all(e.started for e in engine.executor._inflight.values()) and time.monotonic() < deadline:
+        time.sleep(0.005)
     return engine
 
 
