@@ -186,6 +186,7 @@ def snapshot(target: str) -> dict:
                 "enabled": {kind: sorted((r["name"], bool(r["enabled"])) for r in stored.object_rows(conn, kind))
                             for kind in KINDS},
                 "applied": json.loads(stored.applied_marks(conn).get("applied_files") or "{}").get("each"),
+                "counts": json.loads(stored.applied_marks(conn).get("applied_files") or "{}").get("counts"),
             }
     finally:
         store.close()
@@ -279,3 +280,63 @@ def test_an_error_in_a_changed_file_is_reported_by_the_whole_apply_and_nothing_c
     assert "b.yaml:5:" in outcome[1] and "task 't' refers to schedule 'nightly', which is not defined" in outcome[1]
     assert snapshot(db_target) == before
     assert shortcut_calls == [False]  # stepped aside for the whole apply
+
+
+def part(directory: Path, names: list[str]) -> None:
+    (directory / "part-0.yaml").write_text("schedules:\n" + "".join(
+        f'  {name}: {{every: day, at: "0{ord(name[0]) % 10}:00"}}\n' for name in names))
+
+
+def schedule_names(target: str) -> list[str]:
+    return sorted(name for name, _, _ in snapshot(target)["objects"]["schedule"])
+
+
+def test_objects_added_then_removed_over_several_shortcut_applies_are_all_seen(db_target, registry, tmp_path,
+                                                                             monkeypatch, shortcut_calls):
+    """A changed file's old objects are found by the names it defines now, and the number the
+    last apply recorded tells whether one is missing: that number must follow every apply."""
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    (directory / "other.yaml").write_text('schedules:\n  keep: {every: day, at: "05:00"}\n')
+    part(directory, ["a", "b", "c"])
+    apply_with(db_target, directory, registry, True, monkeypatch)
+    part(directory, ["a", "b", "c", "d"])  # one more: the recorded number must grow
+    assert apply_with(db_target, directory, registry, True, monkeypatch)[1][0][:3] == ("created", "schedule", "d")
+    part(directory, ["a", "b", "d"])  # c removed: 3 of the 4 recorded found by name
+    outcome = apply_with(db_target, directory, registry, True, monkeypatch)
+    assert [c[:3] for c in outcome[1]] == [("deleted", "schedule", "c")]
+    part(directory, ["a", "b", "e"])  # d renamed to e in one edit
+    outcome = apply_with(db_target, directory, registry, True, monkeypatch)
+    assert sorted(c[:3] for c in outcome[1]) == [("created", "schedule", "e"), ("deleted", "schedule", "d")]
+    assert schedule_names(db_target) == ["a", "b", "e", "keep"]
+    assert shortcut_calls == [True, True, True]  # the first apply: no database yet
+    store = open_store(db_target, create=False)
+    try:
+        with stored.snapshot(store) as conn:
+            counts = json.loads(stored.applied_marks(conn)["applied_files"])["counts"]
+    finally:
+        store.close()
+    assert counts == {str(directory / "other.yaml"): {"schedules": 1}, str(directory / "part-0.yaml"): {"schedules": 3}}
+
+
+def test_a_mark_without_numbers_from_an_older_version_still_applies_by_file(db_target, registry, tmp_path,
+                                                                           monkeypatch, shortcut_calls):
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    (directory / "other.yaml").write_text('schedules:\n  keep: {every: day, at: "05:00"}\n')
+    part(directory, ["a", "b", "c"])
+    apply_with(db_target, directory, registry, True, monkeypatch)
+    store = open_store(db_target, create=False)
+    try:
+        with store.write() as db:  # what an apply before the numbers were recorded left
+            marks = stored.applied_marks(db.conn)
+            applied = json.loads(marks["applied_files"])
+            del applied["counts"]
+            stored.set_applied_marks(db.conn, marks["validated_with"], json.dumps(applied))
+    finally:
+        store.close()
+    part(directory, ["a", "d"])
+    outcome = apply_with(db_target, directory, registry, True, monkeypatch)
+    assert sorted(c[:3] for c in outcome[1]) == [("created", "schedule", "d"), ("deleted", "schedule", "b"),
+                                                ("deleted", "schedule", "c")]
+    assert shortcut_calls == [True] and schedule_names(db_target) == ["a", "d", "keep"]

@@ -107,11 +107,30 @@ class KnownSpecs:
         return data, texts, digest
 
 
-def applied_files(digests: list[tuple[Path | str, bytes | None]], validation: str) -> dict | None:
+def applied_files(digests: list[tuple[Path | str, bytes | None]], validation: str,
+                  counts: dict[str, dict[str, int]] | None = None) -> dict | None:
     """What ``apply`` records of the files it applied: the digest of them all (see
     :func:`files_key`) and, by absolute path, each one's digest and the name it was given as
-    (the ``file`` of its objects)."""
+    (the ``file`` of its objects); and, when known (``counts``: by that name), how many objects
+    of each section each file holds: ``apply_delta`` then finds a changed file's old objects by
+    the names it defines now, and knows by their number that none is missing."""
     whole = files_key(digests, validation)
     if whole is None:
         return None
-    return {"files": whole, "each": {str(Path(p).resolve()): [d.hex(), str(p)] for p, d in digests}}
+    applied = {"files": whole, "each": {str(Path(p).resolve()): [d.hex(), str(p)] for p, d in digests}}
+    if counts is not None:
+        applied["counts"] = {str(p): counts[str(p)] for p, _ in digests if str(p) in counts}
+    return applied
+
+
+def object_counts(objects: dict[str, dict], files: Iterable[str]) -> dict[str, dict[str, int]]:
+    """``{file: {section: number of objects}}`` for each of ``files``, from ``objects``
+    (``{section: {name: definition}}``, each definition knowing its ``file``); sections a file
+    has no object of are left out."""
+    counts: dict[str, dict[str, int]] = {file: {} for file in files}
+    for section, named in objects.items():
+        for definition in named.values():
+            per_file = counts.get(definition.file)
+            if per_file is not None:
+                per_file[section] = per_file.get(section, 0) + 1
+    return counts

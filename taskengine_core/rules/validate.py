@@ -13,7 +13,7 @@ from typing import Any, Iterable
 from taskengine_core.errors import Problem, RuleFileError
 from taskengine_core.registry import Registry
 from taskengine_core.rules import messages
-from taskengine_core.rules.fingerprint import KnownSpecs, applied_files
+from taskengine_core.rules.fingerprint import KnownSpecs, applied_files, object_counts
 from taskengine_core.rules.loader import Document, expand_paths, load_document
 from taskengine_core.rules.schema_check import SchemaCheck
 from taskengine_core.rules.paths import _ref_params, _split_path, dig
@@ -96,7 +96,8 @@ def check_paths(paths: Iterable[str | Path], registry: Registry,
     problems.sort(key=lambda p: (p.file, p.line or 0, p.column or 0))
     if known is not None:
         checker.config.validated_with = known.key
-        checker.config.applied_files = None if problems else applied_files(digests, known.key)
+        checker.config.applied_files = None if problems else applied_files(
+            digests, known.key, object_counts(checker.config.objects, (str(path) for path, _ in digests)))
     return checker.config, problems
 
 
