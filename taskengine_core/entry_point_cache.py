@@ -10,8 +10,9 @@ together with a fingerprint of everything that answer was read from:
 - ``sys.path``, in order, the working directory in place of ``""``;
 - in each of its folders (or zip files), the name of every ``*.dist-info``/``*.egg-info``
   entry (installing or removing any distribution adds or removes one), with the identity
-  (inode, size, modification time) of the entry and of its ``entry_points.txt`` and its
-  ``METADATA``/``PKG-INFO`` (an editable install rewrites those in place).
+  (inode, size, modification and change times) of the entry and of its ``entry_points.txt``,
+  and where there is one, of its ``METADATA``/``PKG-INFO`` (an editable install rewrites those
+  in place).
 
 Listing those folders and taking those stats is what the cache still costs; when anything in the
 fingerprint differs, the metadata is scanned again and the cache rewritten. A fingerprint taken
@@ -27,7 +28,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 
 from taskengine_core import cache_dir
 
@@ -35,17 +35,29 @@ CACHE_FILE = "entry-points.json"
 FORMAT = 1
 RACY_SECONDS = 2.0
 _INFO_SUFFIXES = (".dist-info", ".egg-info")
-_INFO_FILES = ("entry_points.txt", "METADATA", "PKG-INFO")
+_VERSION_FILES = ("METADATA", "PKG-INFO")
 
 
-@dataclass(frozen=True)
 class FoundEntryPoint:
-    """One entry point: its name, its ``module:attr`` value and its distribution."""
+    """One entry point: its name, its ``module:attr`` value and its distribution. (A plain
+    class: a dataclass costs a millisecond of start-up to define.)"""
 
-    name: str
-    value: str
-    distribution: str
-    version: str
+    __slots__ = ("name", "value", "distribution", "version")
+
+    def __init__(self, name: str, value: str, distribution: str, version: str) -> None:
+        self.name, self.value, self.distribution, self.version = name, value, distribution, version
+
+    def _fields(self) -> tuple[str, str, str, str]:
+        return (self.name, self.value, self.distribution, self.version)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, FoundEntryPoint) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return f"FoundEntryPoint{self._fields()!r}"
 
     def load(self):
         """Import the object the entry point names, as ``EntryPoint.load`` does."""
@@ -94,7 +106,7 @@ def _load(path, fingerprint: list, group: str) -> list[FoundEntryPoint] | None:
         found = [FoundEntryPoint(*row) for row in rows]
     except (OSError, ValueError, KeyError, TypeError):
         return None  # missing or damaged: scanned again and rewritten
-    if not all(isinstance(field, str) for ep in found for field in vars(ep).values()):
+    if not all(isinstance(field, str) for ep in found for field in ep._fields()):
         return None
     return found
 
@@ -107,7 +119,7 @@ def _save(path, fingerprint: list, group: str, found: list[FoundEntryPoint]) -> 
             groups = data["groups"]  # other groups found under the same fingerprint
     except (OSError, ValueError, AttributeError):
         pass
-    groups[group] = [[ep.name, ep.value, ep.distribution, ep.version] for ep in found]
+    groups[group] = [list(ep._fields()) for ep in found]
     cache_dir.write_atomically(path, json.dumps({"fingerprint": fingerprint, "groups": groups}))
 
 
@@ -148,5 +160,9 @@ def _path_entry(root: str, newest: list[int]) -> list:
     out = []
     for name in names:
         info = os.path.join(root, name)
-        out.append([name, _stat(info, newest)] + [_stat(os.path.join(info, f), newest) for f in _INFO_FILES])
+        entry = [name, _stat(info, newest), _stat(os.path.join(info, "entry_points.txt"), newest)]
+        if entry[2] is not None:  # its version is what plugins are credited with (a file made or
+            # removed in the folder changes the folder's own time, in entry[1])
+            entry += [_stat(os.path.join(info, f), newest) for f in _VERSION_FILES]
+        out.append(entry)
     return out
