@@ -25,7 +25,7 @@ from pathlib import Path
 from taskengine_core.apply import (LINKS, TABLES, ApplyResult, Change, _config_state, current_actor,
                                    mark_applied, plan_objects, write_plan)
 from taskengine_core.clock import Clock, to_iso
-from taskengine_core.rules.fingerprint import KnownSpecs, applied_files, object_counts
+from taskengine_core.rules.fingerprint import KnownSpecs, absolute, applied_files, object_counts
 from taskengine_core.rules.loader import load_document
 from taskengine_core.rules.paths import dig
 from taskengine_core.rules.secret_fields import _is_template
@@ -39,12 +39,14 @@ class _NotApplicable(Exception):
 
 
 def try_apply(files: list[Path], digests: list[tuple[Path, bytes | None]], registry, store, key: str, *,
-              dry_run: bool, source: str | None, clock: Clock | None) -> ApplyResult | None:
+              dry_run: bool, source: str | None, clock: Clock | None,
+              absolutes: dict[str, str] | None = None) -> ApplyResult | None:
     """Apply ``files`` (their ``digests``) by their changed files alone, or return None when
-    only the whole ``apply`` can."""
+    only the whole ``apply`` can. ``absolutes``: see :func:`fingerprint.absolute`."""
+    absolutes = {} if absolutes is None else absolutes
     try:
         with stored.snapshot(store) as conn:
-            delta = _Delta.read(conn, files, digests, registry, key)
+            delta = _Delta.read(conn, files, digests, registry, key, absolutes)
         if delta is None:
             return None
         if dry_run:
@@ -56,7 +58,7 @@ def try_apply(files: list[Path], digests: list[tuple[Path, bytes | None]], regis
             if _config_state(conn) != delta.state:  # changed since the read: start over, in full
                 raise _NotApplicable
             write_plan(conn, delta.changes, delta.writes, now, actor=current_actor(), source=source or "apply")
-            mark_applied(conn, key, applied_files(digests, key, delta.counts))
+            mark_applied(conn, key, applied_files(digests, key, delta.counts, absolutes))
         return ApplyResult(delta.changes, False)
     except _NotApplicable:
         return None
@@ -80,7 +82,7 @@ class _Delta:
                              "settings": [], "settings_gone": []}
 
     @classmethod
-    def read(cls, conn, files, digests, registry, key: str) -> _Delta | None:
+    def read(cls, conn, files, digests, registry, key: str, absolutes: dict[str, str]) -> _Delta | None:
         marks = stored.applied_marks(conn)
         if marks.get("validated_with") != key or not marks.get("applied_files"):
             return None
@@ -93,7 +95,7 @@ class _Delta:
         counts: dict | None = {}
         recorded_counts = recorded.get("counts") if isinstance(recorded.get("counts"), dict) else {}
         for path, digest in digests:
-            entry = each.get(str(Path(path).resolve()))
+            entry = each.get(absolute(path, absolutes))
             if entry is None or digest is None or entry[1] != str(path):
                 return None  # a file added, removed or named otherwise: its objects move
             if entry[0] != digest.hex():

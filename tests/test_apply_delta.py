@@ -340,3 +340,20 @@ def test_a_mark_without_numbers_from_an_older_version_still_applies_by_file(db_t
     assert sorted(c[:3] for c in outcome[1]) == [("created", "schedule", "d"), ("deleted", "schedule", "b"),
                                                 ("deleted", "schedule", "c")]
     assert shortcut_calls == [True] and schedule_names(db_target) == ["a", "d", "keep"]
+
+
+def test_files_are_recorded_under_the_path_resolve_gives(tmp_path, monkeypatch):
+    """``fingerprint.absolute`` (os.path.realpath, made once per apply) names a file exactly as
+    ``Path.resolve()`` did before it: marks written by earlier versions still match."""
+    from taskengine_core.rules.fingerprint import absolute
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "a.yaml").write_text("schedules: {}\n")
+    (tmp_path / "linked").symlink_to(real)
+    (real / "b.yaml").symlink_to(real / "a.yaml")
+    monkeypatch.chdir(tmp_path)
+    memo: dict = {}
+    for path in ["linked/a.yaml", "real/../linked/b.yaml", str(real / "a.yaml"), "./real//b.yaml"]:
+        assert absolute(path, memo) == absolute(Path(path)) == str(Path(path).resolve())
+    assert set(memo.values()) == {str(real / "a.yaml")}
