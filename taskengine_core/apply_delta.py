@@ -68,14 +68,14 @@ class _Delta:
     """The changes the changed files make, worked out inside one read snapshot."""
 
     def __init__(self, conn, registry, key: str, state: list[int], digests: dict[str, bytes],
-                 changed: dict[str, Path], settings: dict[str, str], counts: dict | None) -> None:
+                 changed: dict[str, Path], settings: dict[str, str], counts: dict) -> None:
         self.conn, self.registry, self.key = conn, registry, key
         self.state = state  # the configuration state the changes were worked out against
         self.digests = digests  # file name -> digest of the text to apply
         self.changed = changed  # stored file name -> path, of the files whose text changed
         self.settings_text = settings
-        # file name -> {section: number of objects}, as the last apply recorded them (None when
-        # it did not record them all); updated for the changed files, recorded again
+        # file name -> {section: number of objects}, as the last apply left them; updated for
+        # the changed files and recorded again
         self.counts = counts
         self.changes: list[Change] = []
         self.writes: dict = {"upsert": {}, "delete": {}, "links": {}, "moved": {},
@@ -92,7 +92,6 @@ class _Delta:
         if recorded.get("state") != state or len(each) != len(files):
             return None
         changed: dict[str, Path] = {}
-        counts: dict | None = {}
         recorded_counts = recorded.get("counts") if isinstance(recorded.get("counts"), dict) else {}
         for path, digest in digests:
             entry = each.get(absolute(path, absolutes))
@@ -100,12 +99,12 @@ class _Delta:
                 return None  # a file added, removed or named otherwise: its objects move
             if entry[0] != digest.hex():
                 changed[str(path)] = path
-            if counts is not None and isinstance(recorded_counts.get(str(path)), dict):
-                counts[str(path)] = recorded_counts[str(path)]
-            else:
-                counts = None  # recorded by an older version: changed files' objects are read by file
         if not changed:
             return None
+        names = [str(path) for path, _ in digests]
+        counts = {name: recorded_counts[name] for name in names if isinstance(recorded_counts.get(name), dict)}
+        if len(counts) != len(names):  # recorded by an older version: counted once, then recorded
+            counts = _counted(conn, names)
         settings = stored.settings_and_files(conn)
         if any(file in changed for _, _, file in settings):
             return None  # settings change what every object is checked under
@@ -137,42 +136,31 @@ class _Delta:
         if checker.problems:
             raise _NotApplicable
         new = {section: checker.config.objects[section] for section in _SECTIONS}
-        if self.counts is None:  # else _old_objects found every name defined in an unchanged file
-            for section in _SECTIONS:  # a name also defined in an unchanged file: a duplicate
-                found = stored.object_files(self.conn, TABLES[section][1], list(new[section]))
-                if any(file not in self.changed for file in found.values()):
-                    raise _NotApplicable
-        else:
-            self.counts = {**self.counts, **object_counts(new, self.changed)}
+        self.counts = {**self.counts, **object_counts(new, self.changed)}
         for section in _SECTIONS:
             plan_objects(section, old[section], old_files[section], new[section], self.changes, self.writes)
         self._links(checker, old, new)
 
     def _old_objects(self, docs) -> tuple[dict, dict]:
         """The stored objects of the changed files: ``{section: {name: spec text}}`` and
-        ``{section: {name: file}}``. When the last apply recorded how many objects of each
-        section every changed file held, they are looked up by the names the changed files
-        define now (by key, not by scanning the table), and a name stored from an unchanged file
-        is a duplicate (the whole apply reports it); when fewer than recorded are found (one was
-        removed or renamed), or nothing was recorded, they are read by file."""
+        ``{section: {name: file}}``. They are looked up by the names the changed files define
+        now (by key: no scan of the table); a name stored from an unchanged file is a duplicate
+        (the whole apply reports it). When fewer are found than the file held (one was removed
+        or renamed), they are read by file."""
         conn, changed = self.conn, list(self.changed)
         old: dict[str, dict[str, str]] = {}
         old_files: dict[str, dict[str, str | None]] = {}
         for section, (_, kind) in TABLES.items():
-            rows = None
-            if self.counts is not None:
-                names = sorted({name for doc in docs if isinstance(doc.data.get(section), dict)
-                                for name in doc.data[section] if isinstance(name, str)})
-                rows = stored.objects_named(conn, kind, names)
-                if any(file not in self.changed for _, _, file in rows):
-                    raise _NotApplicable
-                found = {file: 0 for file in changed}
-                for _, _, file in rows:
-                    found[file] += 1
-                if any(found[file] != self.counts[file].get(section, 0) for file in changed):
-                    rows = None  # one of them is gone from its file: only reading by file finds it
-            if rows is None:
-                rows = stored.objects_in_files(conn, kind, changed)
+            names = sorted({name for doc in docs if isinstance(doc.data.get(section), dict)
+                            for name in doc.data[section] if isinstance(name, str)})
+            rows = stored.objects_named(conn, kind, names)
+            if any(file not in self.changed for _, _, file in rows):
+                raise _NotApplicable
+            found = {file: 0 for file in changed}
+            for _, _, file in rows:
+                found[file] += 1
+            if any(found[file] != self.counts[file].get(section, 0) for file in changed):
+                rows = stored.objects_in_files(conn, kind, changed)  # only reading by file finds it
             old[section] = {name: spec for name, spec, _ in rows}
             old_files[section] = {name: file for name, _, file in rows}
         return old, old_files
@@ -239,6 +227,16 @@ class _Delta:
         blackouts = json.loads(self.settings_text["blackouts"]) if "blackouts" in self.settings_text else None
         named = {t for b in blackouts or () if isinstance(b, dict) for t in b.get("tasks") or ()}
         return bool(named & set(tasks))
+
+
+def _counted(conn, files: list[str]) -> dict[str, dict[str, int]]:
+    """``{file: {section: number of objects}}`` as stored (see :func:`object_counts`)."""
+    counts: dict[str, dict[str, int]] = {file: {} for file in files}
+    for section, (_, kind) in TABLES.items():
+        for file, number in stored.object_counts_by_file(conn, kind).items():
+            if file in counts:
+                counts[file][section] = number
+    return counts
 
 
 class _Existence:

@@ -310,17 +310,20 @@ def test_objects_added_then_removed_over_several_shortcut_applies_are_all_seen(d
     assert sorted(c[:3] for c in outcome[1]) == [("created", "schedule", "e"), ("deleted", "schedule", "d")]
     assert schedule_names(db_target) == ["a", "b", "e", "keep"]
     assert shortcut_calls == [True, True, True]  # the first apply: no database yet
-    store = open_store(db_target, create=False)
+    assert recorded_counts(db_target) == {str(directory / "other.yaml"): {"schedules": 1}, str(directory / "part-0.yaml"): {"schedules": 3}}
+
+
+def recorded_counts(target: str) -> dict:
+    store = open_store(target, create=False)
     try:
         with stored.snapshot(store) as conn:
-            counts = json.loads(stored.applied_marks(conn)["applied_files"])["counts"]
+            return json.loads(stored.applied_marks(conn)["applied_files"]).get("counts")
     finally:
         store.close()
-    assert counts == {str(directory / "other.yaml"): {"schedules": 1}, str(directory / "part-0.yaml"): {"schedules": 3}}
 
 
-def test_a_mark_without_numbers_from_an_older_version_still_applies_by_file(db_target, registry, tmp_path,
-                                                                           monkeypatch, shortcut_calls):
+def test_a_mark_without_numbers_from_an_older_version_is_counted_once(db_target, registry, tmp_path,
+                                                                     monkeypatch, shortcut_calls):
     directory = tmp_path / "rules"
     directory.mkdir()
     (directory / "other.yaml").write_text('schedules:\n  keep: {every: day, at: "05:00"}\n')
@@ -340,6 +343,8 @@ def test_a_mark_without_numbers_from_an_older_version_still_applies_by_file(db_t
     assert sorted(c[:3] for c in outcome[1]) == [("created", "schedule", "d"), ("deleted", "schedule", "b"),
                                                 ("deleted", "schedule", "c")]
     assert shortcut_calls == [True] and schedule_names(db_target) == ["a", "d", "keep"]
+    assert recorded_counts(db_target) == {str(directory / "other.yaml"): {"schedules": 1},
+                                          str(directory / "part-0.yaml"): {"schedules": 2}}
 
 
 def test_files_are_recorded_under_the_path_resolve_gives(tmp_path, monkeypatch):

@@ -161,6 +161,11 @@ def objects_named(conn, kind: str, names: Sequence[str]) -> list[tuple[str, str,
                                                 params).fetchall()]
 
 
+def object_counts_by_file(conn, kind: str) -> dict[str | None, int]:
+    """``{file: number of objects of kind stored from it}``."""
+    return dict(conn.execute(f"SELECT file, count(*) FROM {_table(kind)} GROUP BY file").fetchall())
+
+
 def object_files(conn, kind: str, names: Sequence[str]) -> dict[str, str | None]:
     """``{name: file}`` of those of the named objects of ``kind`` that exist."""
     if not names:
