@@ -362,3 +362,22 @@ def test_files_are_recorded_under_the_path_resolve_gives(tmp_path, monkeypatch):
     for path in ["linked/a.yaml", "real/../linked/b.yaml", str(real / "a.yaml"), "./real//b.yaml"]:
         assert absolute(path, memo) == absolute(Path(path)) == str(Path(path).resolve())
     assert set(memo.values()) == {str(real / "a.yaml")}
+
+
+@pytest.mark.parametrize("data", [b"schedules: {}\n", b"a: 1\r\nb: 2\r\n", b"a: 1\rb: 2\n", "t: \u00e9t\u00e9\n".encode(),
+                                  b"\xef\xbb\xbfa: 1\n", b""])
+def test_a_files_digest_is_of_the_text_the_loader_reads(tmp_path, data):
+    """ASCII files are digested as read (no decoding); any other is decoded first, its line
+    ends translated as the loader's reading does: the digests equal the text's."""
+    from taskengine_core.rules.fingerprint import read_digest, text_digest
+
+    path = tmp_path / "r.yaml"
+    path.write_bytes(data)
+    assert read_digest(path) == text_digest(path.read_text(encoding="utf-8"))
+
+
+def test_a_file_that_is_not_utf8_has_no_digest(tmp_path):
+    from taskengine_core.rules.fingerprint import read_digest
+
+    (tmp_path / "r.yaml").write_bytes(b"a: \xff\n")
+    assert read_digest(tmp_path / "r.yaml") is None and read_digest(tmp_path / "missing.yaml") is None

@@ -46,7 +46,10 @@ def read_digest(path: Path) -> bytes | None:
     """:func:`text_digest` of the file read the way the loader reads it; None when it cannot
     be read (the normal path reports why)."""
     try:
-        return text_digest(Path(path).read_text(encoding="utf-8"))
+        data = Path(path).read_bytes()
+        if data.isascii() and b"\r" not in data:  # the text is these very bytes: no decoding
+            return hashlib.sha256(data).digest()
+        return text_digest(Path(path).read_text(encoding="utf-8"))  # newlines translated, as read
     except (OSError, UnicodeDecodeError):
         return None
 
