@@ -381,3 +381,25 @@ def test_a_file_that_is_not_utf8_has_no_digest(tmp_path):
 
     (tmp_path / "r.yaml").write_bytes(b"a: \xff\n")
     assert read_digest(tmp_path / "r.yaml") is None and read_digest(tmp_path / "missing.yaml") is None
+
+
+def test_a_checker_makes_only_the_section_checks_it_uses(registry, tmp_path):
+    """Checking schedules alone (one edited schedule file) makes neither the event rules'
+    check (conditions, RE2) nor the settings' (every plugin's section): they are made on first
+    use, and make the same verdicts as the checks made all at once."""
+    from taskengine_core.rules.loader import load_document
+    from taskengine_core.rules.schema import section_schemas
+    from taskengine_core.rules.schema_check import SchemaCheck
+    from taskengine_core.rules.validate import RuleChecker
+
+    path = tmp_path / "s.yaml"
+    path.write_text('schedules:\n  ok: {every: day, at: "01:00"}\n  bad: {every: day, at: "25:00"}\n')
+    checker = RuleChecker(registry)
+    checker.add_document(load_document(path)[0])
+    checker.finish_objects()
+    assert set(checker.validators) == {"schedules"}
+    assert [p.path for p in checker.problems] == ["schedules.bad.at"]
+    for section, schema in section_schemas(registry).items():
+        assert checker.validators[section].schema == SchemaCheck(schema).schema
+    with pytest.raises(KeyError):
+        checker.validators["nonsense"]
