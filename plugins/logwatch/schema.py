@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taskengine_core.events import TYPE_PATTERN
+from taskengine_core.event_types import TYPE_PATTERN
 
 DEFAULT_MAX_LINE = 8192
 DEFAULT_POLL = 0.25
