@@ -7,7 +7,7 @@ order, same distributions), are kept in a small cache file (see :mod:`taskengine
 together with a fingerprint of everything that answer was read from:
 
 - the interpreter, taskengine's version and this file's format;
-- ``sys.path``, in order, the working directory in place of ``""``;
+- ``sys.path``, in order (for ``""``, what the working directory holds);
 - in each of its folders (or zip files), the name of every ``*.dist-info``/``*.egg-info``
   entry (installing or removing any distribution adds or removes one), with the identity
   (inode, size, modification and change times) of the entry and of its ``entry_points.txt``,
@@ -125,7 +125,8 @@ def _save(path, fingerprint: list, group: str, found: list[FoundEntryPoint]) -> 
 
 def _fingerprint() -> tuple[list | None, float]:
     """What the entry points are read from, and the newest modification time in it (seconds);
-    None when a finder we cannot fingerprint supplies distributions."""
+    None when a finder we cannot fingerprint supplies distributions, or ``sys.path`` holds
+    something other than text."""
     from importlib.machinery import PathFinder
 
     for finder in sys.meta_path:
@@ -133,8 +134,10 @@ def _fingerprint() -> tuple[list | None, float]:
             return None, 0.0
     from taskengine_core import __version__
 
+    if not all(isinstance(entry, str) for entry in sys.path):
+        return None, 0.0  # a Path or bytes entry: what importlib makes of it is not fingerprinted
     newest = [0]
-    entries = [[entry, _path_entry(entry or os.getcwd(), newest)] for entry in sys.path if isinstance(entry, str)]
+    entries = [[entry, _path_entry(entry or os.getcwd(), newest)] for entry in sys.path]
     return [FORMAT, sys.executable, sys.version, __version__, entries], newest[0] / 1e9
 
 

@@ -172,3 +172,9 @@ def test_load_of_a_malformed_value_fails_as_entry_point_load_does():
     with pytest.raises(Exception) as theirs:
         importlib.metadata.EntryPoint("x", "not a module!", GROUP).load()
     assert type(ours.value) is type(theirs.value) and str(ours.value) == str(theirs.value)
+
+
+def test_no_cache_when_sys_path_holds_something_other_than_text(site, monkeypatch):
+    monkeypatch.setattr(sys, "path", [*sys.path, Path(site)])
+    assert entry_points(GROUP) == from_metadata()
+    assert not cache_file().exists()
