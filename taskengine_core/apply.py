@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from taskengine_core.clock import Clock, to_iso
-from taskengine_core.rules.fingerprint import KnownSpecs, files_key, read_digest, validation_key
+from taskengine_core.rules.fingerprint import KnownSpecs, absolute, files_key, read_digest, validation_key
 from taskengine_core.rules.validate import Config
 from taskengine_core.secrets import redact_by_key
 from taskengine_core.store import Store, audit
@@ -260,7 +260,8 @@ def apply_paths(paths, registry, open_store, *, dry_run: bool = False, source: s
     key = validation_key(registry)
     files, missing = expand_paths(paths)
     digests = [(path, read_digest(path)) for path in files]
-    digest = None if missing else files_key(digests, key)
+    absolutes: dict[str, str] = {}  # each file's absolute path, made once
+    digest = None if missing else files_key(digests, key, absolutes)
     try:
         existing = open_store(False)
     except StoreError:
@@ -270,10 +271,11 @@ def apply_paths(paths, registry, open_store, *, dry_run: bool = False, source: s
     if existing is not None and digest is not None and DELTA_APPLY:
         from taskengine_core.apply_delta import try_apply
 
-        result = try_apply(files, digests, registry, existing, key, dry_run=dry_run, source=source, clock=clock)
+        result = try_apply(files, digests, registry, existing, key, dry_run=dry_run, source=source, clock=clock,
+                           absolutes=absolutes)
         if result is not None:
             return result
-    by_path = {str(path.resolve()): text for path, text in digests}
+    by_path = {absolute(path, absolutes): text for path, text in digests}
     known = known_specs(existing, registry, by_path) if existing is not None else KnownSpecs(key)
     config = load_config(paths, registry, known)  # its digests: of the very text it parsed or reused
     return apply_config(open_store(True), config, dry_run=dry_run, source=source, clock=clock)

@@ -25,7 +25,7 @@ from pathlib import Path
 from taskengine_core.apply import (LINKS, TABLES, ApplyResult, Change, _config_state, current_actor,
                                    mark_applied, plan_objects, write_plan)
 from taskengine_core.clock import Clock, to_iso
-from taskengine_core.rules.fingerprint import KnownSpecs, applied_files
+from taskengine_core.rules.fingerprint import KnownSpecs, absolute, applied_files, object_counts
 from taskengine_core.rules.loader import load_document
 from taskengine_core.rules.paths import dig
 from taskengine_core.rules.secret_fields import _is_template
@@ -39,12 +39,14 @@ class _NotApplicable(Exception):
 
 
 def try_apply(files: list[Path], digests: list[tuple[Path, bytes | None]], registry, store, key: str, *,
-              dry_run: bool, source: str | None, clock: Clock | None) -> ApplyResult | None:
+              dry_run: bool, source: str | None, clock: Clock | None,
+              absolutes: dict[str, str] | None = None) -> ApplyResult | None:
     """Apply ``files`` (their ``digests``) by their changed files alone, or return None when
-    only the whole ``apply`` can."""
+    only the whole ``apply`` can. ``absolutes``: see :func:`fingerprint.absolute`."""
+    absolutes = {} if absolutes is None else absolutes
     try:
         with stored.snapshot(store) as conn:
-            delta = _Delta.read(conn, files, digests, registry, key)
+            delta = _Delta.read(conn, files, digests, registry, key, absolutes)
         if delta is None:
             return None
         if dry_run:
@@ -56,7 +58,7 @@ def try_apply(files: list[Path], digests: list[tuple[Path, bytes | None]], regis
             if _config_state(conn) != delta.state:  # changed since the read: start over, in full
                 raise _NotApplicable
             write_plan(conn, delta.changes, delta.writes, now, actor=current_actor(), source=source or "apply")
-            mark_applied(conn, key, applied_files(digests, key))
+            mark_applied(conn, key, applied_files(digests, key, delta.counts, absolutes))
         return ApplyResult(delta.changes, False)
     except _NotApplicable:
         return None
@@ -66,18 +68,21 @@ class _Delta:
     """The changes the changed files make, worked out inside one read snapshot."""
 
     def __init__(self, conn, registry, key: str, state: list[int], digests: dict[str, bytes],
-                 changed: dict[str, Path], settings: dict[str, str]) -> None:
+                 changed: dict[str, Path], settings: dict[str, str], counts: dict) -> None:
         self.conn, self.registry, self.key = conn, registry, key
         self.state = state  # the configuration state the changes were worked out against
         self.digests = digests  # file name -> digest of the text to apply
         self.changed = changed  # stored file name -> path, of the files whose text changed
         self.settings_text = settings
+        # file name -> {section: number of objects}, as the last apply left them; updated for
+        # the changed files and recorded again
+        self.counts = counts
         self.changes: list[Change] = []
         self.writes: dict = {"upsert": {}, "delete": {}, "links": {}, "moved": {},
                              "settings": [], "settings_gone": []}
 
     @classmethod
-    def read(cls, conn, files, digests, registry, key: str) -> _Delta | None:
+    def read(cls, conn, files, digests, registry, key: str, absolutes: dict[str, str]) -> _Delta | None:
         marks = stored.applied_marks(conn)
         if marks.get("validated_with") != key or not marks.get("applied_files"):
             return None
@@ -87,19 +92,24 @@ class _Delta:
         if recorded.get("state") != state or len(each) != len(files):
             return None
         changed: dict[str, Path] = {}
+        recorded_counts = recorded.get("counts") if isinstance(recorded.get("counts"), dict) else {}
         for path, digest in digests:
-            entry = each.get(str(Path(path).resolve()))
+            entry = each.get(absolute(path, absolutes))
             if entry is None or digest is None or entry[1] != str(path):
                 return None  # a file added, removed or named otherwise: its objects move
             if entry[0] != digest.hex():
                 changed[str(path)] = path
         if not changed:
             return None
+        names = [str(path) for path, _ in digests]
+        counts = {name: recorded_counts[name] for name in names if isinstance(recorded_counts.get(name), dict)}
+        if len(counts) != len(names):  # recorded by an older version: counted once, then recorded
+            counts = _counted(conn, names)
         settings = stored.settings_and_files(conn)
         if any(file in changed for _, _, file in settings):
             return None  # settings change what every object is checked under
         delta = cls(conn, registry, key, state, {str(path): digest for path, digest in digests}, changed,
-                    {name: text for name, text, _ in settings})
+                    {name: text for name, text, _ in settings}, counts)
         try:
             delta._work_out()
         except _NotApplicable:
@@ -109,33 +119,51 @@ class _Delta:
     def _work_out(self) -> None:
         from taskengine_core.rules.validate import RuleChecker
 
-        conn, changed = self.conn, list(self.changed)
-        old: dict[str, dict[str, str]] = {}
-        old_files: dict[str, dict[str, str | None]] = {}
-        for section, (_, kind) in TABLES.items():
-            rows = stored.objects_in_files(conn, kind, changed)
-            old[section] = {name: spec for name, spec, _ in rows}
-            old_files[section] = {name: file for name, _, file in rows}
-        checker = RuleChecker(self.registry, KnownSpecs(self.key, specs=old, settings=self.settings_text))
-        checker.config.settings = {name: json.loads(text) for name, text in self.settings_text.items()}
+        docs = []
         for name, path in self.changed.items():
             doc, problems = load_document(path)
-            if problems or doc is None or (isinstance(doc.data, dict) and "settings" in doc.data):
+            if problems or doc is None or not isinstance(doc.data, dict) or "settings" in doc.data:
                 raise _NotApplicable
             if doc.digest != self.digests[name]:
                 raise _NotApplicable  # edited again since it was first read
+            docs.append(doc)
+        old, old_files = self._old_objects(docs)
+        checker = RuleChecker(self.registry, KnownSpecs(self.key, specs=old, settings=self.settings_text))
+        checker.config.settings = {name: json.loads(text) for name, text in self.settings_text.items()}
+        for doc in docs:
             checker.add_document(doc)
         checker.finish_objects()
         if checker.problems:
             raise _NotApplicable
         new = {section: checker.config.objects[section] for section in _SECTIONS}
-        for section in _SECTIONS:  # a name also defined in an unchanged file: a duplicate
-            found = stored.object_files(conn, TABLES[section][1], list(new[section]))
-            if any(file not in self.changed for file in found.values()):
-                raise _NotApplicable
+        self.counts = {**self.counts, **object_counts(new, self.changed)}
         for section in _SECTIONS:
             plan_objects(section, old[section], old_files[section], new[section], self.changes, self.writes)
         self._links(checker, old, new)
+
+    def _old_objects(self, docs) -> tuple[dict, dict]:
+        """The stored objects of the changed files: ``{section: {name: spec text}}`` and
+        ``{section: {name: file}}``. They are looked up by the names the changed files define
+        now (by key: no scan of the table); a name stored from an unchanged file is a duplicate
+        (the whole apply reports it). When fewer are found than the file held (one was removed
+        or renamed), they are read by file."""
+        conn, changed = self.conn, list(self.changed)
+        old: dict[str, dict[str, str]] = {}
+        old_files: dict[str, dict[str, str | None]] = {}
+        for section, (_, kind) in TABLES.items():
+            names = sorted({name for doc in docs if isinstance(doc.data.get(section), dict)
+                            for name in doc.data[section] if isinstance(name, str)})
+            rows = stored.objects_named(conn, kind, names)
+            if any(file not in self.changed for _, _, file in rows):
+                raise _NotApplicable
+            found = {file: 0 for file in changed}
+            for _, _, file in rows:
+                found[file] += 1
+            if any(found[file] != self.counts[file].get(section, 0) for file in changed):
+                rows = stored.objects_in_files(conn, kind, changed)  # only reading by file finds it
+            old[section] = {name: spec for name, spec, _ in rows}
+            old_files[section] = {name: file for name, _, file in rows}
+        return old, old_files
 
     def _links(self, checker, old: dict, new: dict) -> None:
         """Check the references the changed files make and the ones made to what they removed,
@@ -199,6 +227,16 @@ class _Delta:
         blackouts = json.loads(self.settings_text["blackouts"]) if "blackouts" in self.settings_text else None
         named = {t for b in blackouts or () if isinstance(b, dict) for t in b.get("tasks") or ()}
         return bool(named & set(tasks))
+
+
+def _counted(conn, files: list[str]) -> dict[str, dict[str, int]]:
+    """``{file: {section: number of objects}}`` as stored (see :func:`object_counts`)."""
+    counts: dict[str, dict[str, int]] = {file: {} for file in files}
+    for section, (_, kind) in TABLES.items():
+        for file, number in stored.object_counts_by_file(conn, kind).items():
+            if file in counts:
+                counts[file][section] = number
+    return counts
 
 
 class _Existence:

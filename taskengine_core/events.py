@@ -14,11 +14,11 @@ from typing import Any, Iterable
 from taskengine_core.clock import Clock, from_iso, to_iso
 from taskengine_core.errors import EventError
 from taskengine_core.event_check import plainly_valid
+from taskengine_core.event_types import TYPE_PATTERN  # also importable from here
 from taskengine_core.ids import new_id
 from taskengine_core.store import Store, inbox
 from taskengine_core.store.decisions import insert_decisions
 
-TYPE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$(?!\n)"  # (?!\n): Python's $ also matches before a final newline
 MAX_ID_LENGTH = 200
 # The schema of an event as it arrives (HTTP body, --data); the engine fills in the rest.
 EVENT_SCHEMA = {

@@ -6,7 +6,6 @@ so each test (and each CLI invocation) gets its own.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from typing import Iterable
 import pluggy
 
 from taskengine_core import DISTRIBUTION, __version__, hookspecs
+from taskengine_core.entry_point_cache import FoundEntryPoint, entry_points
 from taskengine_core.errors import RegistrationError
 from taskengine_core.registry import PluginInfo, Registry
 
@@ -118,19 +118,19 @@ def _register(manager: PluginManager, plugin: object, info: PluginInfo) -> None:
 def installed_plugins() -> list[PluginInfo]:
     """The plugins installed and not disabled, from package metadata alone: nothing is imported."""
     blocked, found = disabled_names(), {}
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entry_points(ENTRY_POINT_GROUP):
         info = _entry_point_info(ep)
         if ep.name not in blocked and info.distribution not in blocked:
             found.setdefault(ep.name, info)
     return sorted(found.values(), key=lambda info: info.name)
 
 
-def _entry_point_info(ep: importlib.metadata.EntryPoint) -> PluginInfo:
-    return PluginInfo(ep.name, ep.dist.name if ep.dist else "(unknown)", ep.dist.version if ep.dist else "")
+def _entry_point_info(ep: FoundEntryPoint) -> PluginInfo:
+    return PluginInfo(ep.name, ep.distribution, ep.version)
 
 
 def _load_entry_points(manager: PluginManager) -> None:
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entry_points(ENTRY_POINT_GROUP):  # cached while no distribution changes
         info = _entry_point_info(ep)
         dist = info.distribution
         if ep.name in manager.blocked or dist in manager.blocked:

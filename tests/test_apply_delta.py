@@ -186,6 +186,7 @@ def snapshot(target: str) -> dict:
                 "enabled": {kind: sorted((r["name"], bool(r["enabled"])) for r in stored.object_rows(conn, kind))
                             for kind in KINDS},
                 "applied": json.loads(stored.applied_marks(conn).get("applied_files") or "{}").get("each"),
+                "counts": json.loads(stored.applied_marks(conn).get("applied_files") or "{}").get("counts"),
             }
     finally:
         store.close()
@@ -279,3 +280,126 @@ def test_an_error_in_a_changed_file_is_reported_by_the_whole_apply_and_nothing_c
     assert "b.yaml:5:" in outcome[1] and "task 't' refers to schedule 'nightly', which is not defined" in outcome[1]
     assert snapshot(db_target) == before
     assert shortcut_calls == [False]  # stepped aside for the whole apply
+
+
+def part(directory: Path, names: list[str]) -> None:
+    (directory / "part-0.yaml").write_text("schedules:\n" + "".join(
+        f'  {name}: {{every: day, at: "0{ord(name[0]) % 10}:00"}}\n' for name in names))
+
+
+def schedule_names(target: str) -> list[str]:
+    return sorted(name for name, _, _ in snapshot(target)["objects"]["schedule"])
+
+
+def test_objects_added_then_removed_over_several_shortcut_applies_are_all_seen(db_target, registry, tmp_path,
+                                                                             monkeypatch, shortcut_calls):
+    """A changed file's old objects are found by the names it defines now, and the number the
+    last apply recorded tells whether one is missing: that number must follow every apply."""
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    (directory / "other.yaml").write_text('schedules:\n  keep: {every: day, at: "05:00"}\n')
+    part(directory, ["a", "b", "c"])
+    apply_with(db_target, directory, registry, True, monkeypatch)
+    part(directory, ["a", "b", "c", "d"])  # one more: the recorded number must grow
+    assert apply_with(db_target, directory, registry, True, monkeypatch)[1][0][:3] == ("created", "schedule", "d")
+    part(directory, ["a", "b", "d"])  # c removed: 3 of the 4 recorded found by name
+    outcome = apply_with(db_target, directory, registry, True, monkeypatch)
+    assert [c[:3] for c in outcome[1]] == [("deleted", "schedule", "c")]
+    part(directory, ["a", "b", "e"])  # d renamed to e in one edit
+    outcome = apply_with(db_target, directory, registry, True, monkeypatch)
+    assert sorted(c[:3] for c in outcome[1]) == [("created", "schedule", "e"), ("deleted", "schedule", "d")]
+    assert schedule_names(db_target) == ["a", "b", "e", "keep"]
+    assert shortcut_calls == [True, True, True]  # the first apply: no database yet
+    assert recorded_counts(db_target) == {str(directory / "other.yaml"): {"schedules": 1}, str(directory / "part-0.yaml"): {"schedules": 3}}
+
+
+def recorded_counts(target: str) -> dict:
+    store = open_store(target, create=False)
+    try:
+        with stored.snapshot(store) as conn:
+            return json.loads(stored.applied_marks(conn)["applied_files"]).get("counts")
+    finally:
+        store.close()
+
+
+def test_a_mark_without_numbers_from_an_older_version_is_counted_once(db_target, registry, tmp_path,
+                                                                     monkeypatch, shortcut_calls):
+    directory = tmp_path / "rules"
+    directory.mkdir()
+    (directory / "other.yaml").write_text('schedules:\n  keep: {every: day, at: "05:00"}\n')
+    part(directory, ["a", "b", "c"])
+    apply_with(db_target, directory, registry, True, monkeypatch)
+    store = open_store(db_target, create=False)
+    try:
+        with store.write() as db:  # what an apply before the numbers were recorded left
+            marks = stored.applied_marks(db.conn)
+            applied = json.loads(marks["applied_files"])
+            del applied["counts"]
+            stored.set_applied_marks(db.conn, marks["validated_with"], json.dumps(applied))
+    finally:
+        store.close()
+    part(directory, ["a", "d"])
+    outcome = apply_with(db_target, directory, registry, True, monkeypatch)
+    assert sorted(c[:3] for c in outcome[1]) == [("created", "schedule", "d"), ("deleted", "schedule", "b"),
+                                                ("deleted", "schedule", "c")]
+    assert shortcut_calls == [True] and schedule_names(db_target) == ["a", "d", "keep"]
+    assert recorded_counts(db_target) == {str(directory / "other.yaml"): {"schedules": 1},
+                                          str(directory / "part-0.yaml"): {"schedules": 2}}
+
+
+def test_files_are_recorded_under_the_path_resolve_gives(tmp_path, monkeypatch):
+    """``fingerprint.absolute`` (os.path.realpath, made once per apply) names a file exactly as
+    ``Path.resolve()`` did before it: marks written by earlier versions still match."""
+    from taskengine_core.rules.fingerprint import absolute
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "a.yaml").write_text("schedules: {}\n")
+    (tmp_path / "linked").symlink_to(real)
+    (real / "b.yaml").symlink_to(real / "a.yaml")
+    monkeypatch.chdir(tmp_path)
+    memo: dict = {}
+    for path in ["linked/a.yaml", "real/../linked/b.yaml", str(real / "a.yaml"), "./real//b.yaml"]:
+        assert absolute(path, memo) == absolute(Path(path)) == str(Path(path).resolve())
+    assert set(memo.values()) == {str(real / "a.yaml")}
+
+
+@pytest.mark.parametrize("data", [b"schedules: {}\n", b"a: 1\r\nb: 2\r\n", b"a: 1\rb: 2\n", "t: \u00e9t\u00e9\n".encode(),
+                                  b"\xef\xbb\xbfa: 1\n", b""])
+def test_a_files_digest_is_of_the_text_the_loader_reads(tmp_path, data):
+    """ASCII files are digested as read (no decoding); any other is decoded first, its line
+    ends translated as the loader's reading does: the digests equal the text's."""
+    from taskengine_core.rules.fingerprint import read_digest, text_digest
+
+    path = tmp_path / "r.yaml"
+    path.write_bytes(data)
+    assert read_digest(path) == text_digest(path.read_text(encoding="utf-8"))
+
+
+def test_a_file_that_is_not_utf8_has_no_digest(tmp_path):
+    from taskengine_core.rules.fingerprint import read_digest
+
+    (tmp_path / "r.yaml").write_bytes(b"a: \xff\n")
+    assert read_digest(tmp_path / "r.yaml") is None and read_digest(tmp_path / "missing.yaml") is None
+
+
+def test_a_checker_makes_only_the_section_checks_it_uses(registry, tmp_path):
+    """Checking schedules alone (one edited schedule file) makes neither the event rules'
+    check (conditions, RE2) nor the settings' (every plugin's section): they are made on first
+    use, and make the same verdicts as the checks made all at once."""
+    from taskengine_core.rules.loader import load_document
+    from taskengine_core.rules.schema import section_schemas
+    from taskengine_core.rules.schema_check import SchemaCheck
+    from taskengine_core.rules.validate import RuleChecker
+
+    path = tmp_path / "s.yaml"
+    path.write_text('schedules:\n  ok: {every: day, at: "01:00"}\n  bad: {every: day, at: "25:00"}\n')
+    checker = RuleChecker(registry)
+    checker.add_document(load_document(path)[0])
+    checker.finish_objects()
+    assert set(checker.validators) == {"schedules"}
+    assert [p.path for p in checker.problems] == ["schedules.bad.at"]
+    for section, schema in section_schemas(registry).items():
+        assert checker.validators[section].schema == SchemaCheck(schema).schema
+    with pytest.raises(KeyError):
+        checker.validators["nonsense"]

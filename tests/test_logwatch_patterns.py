@@ -3,6 +3,8 @@ with and without the syslog prefix, and on lines an attacker shaped."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from taskengine_logwatch.patterns import GroupNames
@@ -136,3 +138,13 @@ def test_an_attacker_chosen_name_never_makes_a_login_and_is_read_whole(name, fak
             type_, data = SSHD.match("Dec  4 13:30:24 host sshd[912]: " + line)
             assert type_ == "user.login_failed"
             assert data["user"] == user and data["host"] == "127.0.0.1" and data["port"] == 35382
+
+
+def test_the_schema_names_every_bundle_and_no_other():
+    """The settings schema lists the bundle names without importing the bundles (RE2): the two
+    lists must stay the same."""
+    from taskengine_logwatch.patterns import BUNDLES
+    from taskengine_logwatch.schema import BUNDLE_NAMES, SETTINGS_SCHEMA
+
+    assert sorted(BUNDLE_NAMES) == sorted(BUNDLES)
+    assert '"enum": ["pam", "sshd", "useradd"]' in json.dumps(SETTINGS_SCHEMA)

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 from taskengine_core.hookspecs import hookimpl
 
-from .action import SCHEMA, run_command
+from .schema import SCHEMA
 
 __all__ = ["SCHEMA", "register_actions", "run_command"]
+
+
+def run_command(params, ctx):
+    """Run the program ``params`` describe (:func:`.action.run_command`). The action module
+    (subprocess, the process-group machinery) is imported on the first run, not by every CLI
+    start that loads the plugin."""
+    from .action import run_command as run
+
+    return run(params, ctx)
 
 
 @hookimpl

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from taskengine_core.context import ActionContext
 from taskengine_core.errors import ActionError
 
 from .schema import PARAMS_SCHEMA, SETTINGS_SCHEMA
+
+if TYPE_CHECKING:  # registration imports this module on every CLI start: the context is not needed
+    from taskengine_core.context import ActionContext
 
 # .message and .smtp (the email package, smtplib, ssl) are imported when a message is sent:
 # every CLI command loads this plugin to register its action, few of them send mail

@@ -24,14 +24,32 @@ def register_settings(register) -> None:
              description="Defaults of the update sources (apt, pypi, vergeos)")
 
 
+def _check(params, ctx):
+    from .action import check_updates
+
+    return check_updates(params, ctx)
+
+
+def _download(params, ctx):
+    from .action import download_updates
+
+    return download_updates(params, ctx)
+
+
+def _install(params, ctx):
+    from .action import install_updates
+
+    return install_updates(params, ctx)
+
+
 @hookimpl
 def register_actions(register) -> None:
-    from .action import check_updates, download_updates, install_updates
-
-    register("updates.check", check_updates, schema=PARAMS_SCHEMA, idempotent=True,
+    # the action module (sources, version parsing) is imported when an action runs, not by
+    # every CLI start that loads the plugin
+    register("updates.check", _check, schema=PARAMS_SCHEMA, idempotent=True,
              description="List pending updates (apt, PyPI index, VergeOS); emit "
                          "update.available when the set changed.")
-    register("updates.download", download_updates, schema=PARAMS_SCHEMA, idempotent=True,
+    register("updates.download", _download, schema=PARAMS_SCHEMA, idempotent=True,
              description="Download pending updates without installing; emit update.downloaded.")
-    register("updates.install", install_updates, schema=PARAMS_SCHEMA, idempotent=False,
+    register("updates.install", _install, schema=PARAMS_SCHEMA, idempotent=False,
              description="Install pending updates; emit update.completed with the result.")

@@ -14,27 +14,38 @@ from taskengine_core.hookspecs import hookimpl
 
 from .schema import PARAMS_SCHEMA, SETTINGS_SCHEMA
 
-# Backends (requests, libvirt) are imported inside the hooks' functions: every CLI start loads
-# every plugin, and a machine without libvirt must still run everything else.
+# Backends (requests, libvirt) and the action and source modules are imported when an action or
+# the source runs: every CLI start loads every plugin, and a machine without libvirt must still
+# run everything else.
 __all__ = ["PARAMS_SCHEMA", "SETTINGS_SCHEMA", "register_actions", "register_triggers"]
+
+
+def _run_source(ctx) -> None:
+    """Watch the hosts in settings.vm.hosts; emit their VMs' lifecycle events (:mod:`.source`)."""
+    from .source import run_source
+
+    run_source(ctx)
+
+
+def _power(params, ctx):
+    """Bring VMs to a power state (:func:`.power.power`)."""
+    from .power import power
+
+    return power(params, ctx)
 
 
 @hookimpl
 def register_triggers(register) -> None:
-    from .source import run_source
-
     # the hosts are shared: with several engines on one database, one of them watches them
-    register("vm", run_source, schema=SETTINGS_SCHEMA, runs_on="one_node",
+    register("vm", _run_source, schema=SETTINGS_SCHEMA, runs_on="one_node",
              description="VM lifecycle events (vm.started, vm.stopped, ...) from settings.vm.hosts")
 
 
 @hookimpl
 def register_actions(register) -> None:
-    from .power import power
-
     register(
         "vm.power",
-        power,
+        _power,
         schema=PARAMS_SCHEMA,
         description="Bring VMs to a power state (on, off, kill, reboot, reset, suspend, resume).",
         idempotent=True,  # it reads the state first: a retry after a crash does not act twice

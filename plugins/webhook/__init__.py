@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from taskengine_core.hookspecs import hookimpl
 
-from .config import SETTINGS_SCHEMA
+from .settings_schema import SETTINGS_SCHEMA
 
 __all__ = ["SCHEMA", "SETTINGS_SCHEMA", "enqueue", "send"]
 

@@ -14,12 +14,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from taskengine_core.durations import SCHEMA as DURATION, parse_duration
+from taskengine_core.durations import parse_duration
+
+from .settings_schema import DEFAULT_CONCURRENCY, SETTINGS_SCHEMA  # noqa: F401 - importable from here
 
 log = logging.getLogger("taskengine.webhook")
 DEFAULT_TIMEOUT = 15.0
 DEFAULT_RETRIES = 5
-DEFAULT_CONCURRENCY = 32
 DEFAULT_BACKOFF = 5.0
 DEFAULT_MAX_BACKOFF = 10 * 3600.0
 USER_AGENT = "taskengine-webhook/1"
@@ -27,23 +28,6 @@ USER_AGENT = "taskengine-webhook/1"
 RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection",
                               "content-type", "webhook-id", "webhook-timestamp",
                               "webhook-signature"})
-
-_CIDRS = {"type": "array", "items": {"type": "string", "minLength": 1}}
-SETTINGS_SCHEMA = {
-    "type": "object",
-    "additionalProperties": False,
-    "description": "webhook deliveries: egress control, concurrency, retry schedule",
-    "properties": {
-        "deny": {**_CIDRS, "description": "extra networks (CIDR) never connected to; "
-                 "169.254.0.0/16 and fe80::/10 are always denied"},
-        "allow": {**_CIDRS, "description": "networks (CIDR) allowed even when a deny list "
-                  "covers them"},
-        "concurrency": {"type": "integer", "minimum": 1, "maximum": 1024,
-                        "description": f"requests in flight per destination (default {DEFAULT_CONCURRENCY})"},
-        "backoff": {**DURATION, "title": "wait before the first retry (default 5s); x6 per retry"},
-        "max_backoff": {**DURATION, "title": "longest wait between two attempts (default 10h)"},
-    },
-}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -45,19 +46,36 @@ def read_digest(path: Path) -> bytes | None:
     """:func:`text_digest` of the file read the way the loader reads it; None when it cannot
     be read (the normal path reports why)."""
     try:
-        return text_digest(Path(path).read_text(encoding="utf-8"))
+        data = Path(path).read_bytes()
+        if data.isascii() and b"\r" not in data:  # the text is these very bytes: no decoding
+            return hashlib.sha256(data).digest()
+        return text_digest(Path(path).read_text(encoding="utf-8"))  # newlines translated, as read
     except (OSError, UnicodeDecodeError):
         return None
 
 
-def files_key(digests: Iterable[tuple[Path | str, bytes | None]], validation: str) -> str | None:
+def absolute(path: Path | str, absolutes: dict[str, str] | None = None) -> str:
+    """The absolute path, symlinks resolved, a rule file is recorded under (what
+    ``Path.resolve()`` gives, made without Path objects); ``absolutes``: the answers already
+    made during one ``apply``, which needs each several times."""
+    key = str(path)
+    found = absolutes.get(key) if absolutes is not None else None
+    if found is None:
+        found = os.path.realpath(key)
+        if absolutes is not None:
+            absolutes[key] = found
+    return found
+
+
+def files_key(digests: Iterable[tuple[Path | str, bytes | None]], validation: str,
+              absolutes: dict[str, str] | None = None) -> str | None:
     """A digest of the rule files (absolute paths and text digests, in order) under
     ``validation``; None when one of them could not be read."""
     digest = hashlib.sha256(validation.encode())
     for path, text in digests:
         if text is None:
             return None
-        name = str(Path(path).resolve()).encode()
+        name = absolute(path, absolutes).encode()
         digest.update(len(name).to_bytes(8, "big") + name + text)
     return digest.hexdigest()
 
@@ -84,7 +102,7 @@ class KnownSpecs:
     def stored_data(self, path: Path | str) -> tuple[dict, dict, bytes] | None:
         """For a file in ``files``: its content as stored (``{section: {name: spec}}``), the
         canonical text of each object ``{(section, name): text}`` and its digest."""
-        entry = self.files.get(str(Path(path).resolve()))
+        entry = self.files.get(absolute(path))
         if entry is None:
             return None
         digest, name = entry
@@ -107,11 +125,31 @@ class KnownSpecs:
         return data, texts, digest
 
 
-def applied_files(digests: list[tuple[Path | str, bytes | None]], validation: str) -> dict | None:
+def applied_files(digests: list[tuple[Path | str, bytes | None]], validation: str,
+                  counts: dict[str, dict[str, int]] | None = None,
+                  absolutes: dict[str, str] | None = None) -> dict | None:
     """What ``apply`` records of the files it applied: the digest of them all (see
     :func:`files_key`) and, by absolute path, each one's digest and the name it was given as
-    (the ``file`` of its objects)."""
-    whole = files_key(digests, validation)
+    (the ``file`` of its objects); and, when known (``counts``: by that name), how many objects
+    of each section each file holds: ``apply_delta`` then finds a changed file's old objects by
+    the names it defines now, and knows by their number that none is missing."""
+    whole = files_key(digests, validation, absolutes)
     if whole is None:
         return None
-    return {"files": whole, "each": {str(Path(p).resolve()): [d.hex(), str(p)] for p, d in digests}}
+    applied = {"files": whole, "each": {absolute(p, absolutes): [d.hex(), str(p)] for p, d in digests}}
+    if counts is not None:
+        applied["counts"] = {str(p): counts[str(p)] for p, _ in digests if str(p) in counts}
+    return applied
+
+
+def object_counts(objects: dict[str, dict], files: Iterable[str]) -> dict[str, dict[str, int]]:
+    """``{file: {section: number of objects}}`` for each of ``files``, from ``objects``
+    (``{section: {name: definition}}``, each definition knowing its ``file``); sections a file
+    has no object of are left out."""
+    counts: dict[str, dict[str, int]] = {file: {} for file in files}
+    for section, named in objects.items():
+        for definition in named.values():
+            per_file = counts.get(definition.file)
+            if per_file is not None:
+                per_file[section] = per_file.get(section, 0) + 1
+    return counts

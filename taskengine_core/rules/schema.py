@@ -180,25 +180,46 @@ def core_settings_properties() -> dict:
 
 def section_schemas(registry: Registry) -> dict[str, dict]:
     """The schema of one object of each named section (settings: the whole block)."""
-    from taskengine_core.recurrence import SCHEDULE_SCHEMA
+    return {section: section_schema(registry, section) for section in SECTIONS}
 
-    settings = {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            **core_settings_properties(),
-            # an event source reads the settings section named after it
-            **{name: item.schema for name, item in sorted(registry.triggers.items())},
-            **{name: item.schema for name, item in sorted(registry.settings.items())},
-        },
-    }
-    return {
-        "settings": settings,
-        "schedules": SCHEDULE_SCHEMA,
-        "webhooks": WEBHOOK_SCHEMA,
-        "tasks": TASK_SCHEMA,
-        "events": event_rule_schema(),
-    }
+
+def section_schema(registry: Registry, section: str) -> dict:
+    """The schema of one object of ``section`` (settings: the whole block)."""
+    if section == "settings":
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                **core_settings_properties(),
+                # an event source reads the settings section named after it
+                **{name: item.schema for name, item in sorted(registry.triggers.items())},
+                **{name: item.schema for name, item in sorted(registry.settings.items())},
+            },
+        }
+    if section == "schedules":
+        from taskengine_core.recurrence import SCHEDULE_SCHEMA
+
+        return SCHEDULE_SCHEMA
+    if section == "events":
+        return event_rule_schema()
+    return {"webhooks": WEBHOOK_SCHEMA, "tasks": TASK_SCHEMA}[section]
+
+
+class SectionChecks(dict):
+    """``{section: SchemaCheck}``, each made on first use: checking one changed schedule needs
+    neither the event rules' schema (conditions, RE2) nor the settings' one."""
+
+    def __init__(self, registry: Registry) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def __missing__(self, section: str):
+        from taskengine_core.rules.schema_check import SchemaCheck
+
+        if section not in SECTIONS:
+            raise KeyError(section)
+        check = self[section] = SchemaCheck(section_schema(self.registry, section))
+        return check
 
 
 def rule_file_schema(registry: Registry) -> dict:

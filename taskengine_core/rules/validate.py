@@ -13,11 +13,11 @@ from typing import Any, Iterable
 from taskengine_core.errors import Problem, RuleFileError
 from taskengine_core.registry import Registry
 from taskengine_core.rules import messages
-from taskengine_core.rules.fingerprint import KnownSpecs, applied_files
+from taskengine_core.rules.fingerprint import KnownSpecs, applied_files, object_counts
 from taskengine_core.rules.loader import Document, expand_paths, load_document
 from taskengine_core.rules.schema_check import SchemaCheck
 from taskengine_core.rules.paths import _ref_params, _split_path, dig
-from taskengine_core.rules.schema import NAME_PATTERN, SECTIONS, section_schemas
+from taskengine_core.rules.schema import NAME_PATTERN, SECTIONS, SectionChecks
 from taskengine_core.rules.secret_fields import (_NO_SECRET_FIELDS, _is_template, _leaves, _literal_secret,
                                                  _mentions_reference)
 from taskengine_core.secrets import LITERAL_SECRET, iter_references, reference_problem
@@ -96,7 +96,8 @@ def check_paths(paths: Iterable[str | Path], registry: Registry,
     problems.sort(key=lambda p: (p.file, p.line or 0, p.column or 0))
     if known is not None:
         checker.config.validated_with = known.key
-        checker.config.applied_files = None if problems else applied_files(digests, known.key)
+        checker.config.applied_files = None if problems else applied_files(
+            digests, known.key, object_counts(checker.config.objects, (str(path) for path, _ in digests)))
     return checker.config, problems
 
 
@@ -113,8 +114,7 @@ class RuleChecker:
         self.known_settings = known.settings if known is not None else None
         self._unchanged: list[Definition] = []  # as stored: checked at the end if settings differ
         self._schedules: list[Definition] = []  # schema-valid: checked at the end, in the final zone
-        schemas = section_schemas(registry)
-        self.validators = {s: SchemaCheck(schema) for s, schema in schemas.items()}
+        self.validators = SectionChecks(registry)  # each section's check made on first use
         self.action_validators = {name: SchemaCheck(item.schema) for name, item in registry.actions.items()}
         self.action_refs = {name: list(_ref_params(item.schema)) for name, item in registry.actions.items()}
         self._renderer = None

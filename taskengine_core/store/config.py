@@ -151,6 +151,21 @@ def objects_in_files(conn, kind: str, files: Sequence[str]) -> list[tuple[str, s
                                                 params).fetchall()]
 
 
+def objects_named(conn, kind: str, names: Sequence[str]) -> list[tuple[str, str, str | None]]:
+    """``(name, spec text, file)`` of those of the named objects of ``kind`` that exist (looked
+    up by their key: no scan of the table)."""
+    if not names:
+        return []
+    clause, params = in_values(conn, "name", names)
+    return [tuple(row) for row in conn.execute(f"SELECT name, spec, file FROM {_table(kind)} WHERE {clause}",
+                                                params).fetchall()]
+
+
+def object_counts_by_file(conn, kind: str) -> dict[str | None, int]:
+    """``{file: number of objects of kind stored from it}``."""
+    return dict(conn.execute(f"SELECT file, count(*) FROM {_table(kind)} GROUP BY file").fetchall())
+
+
 def object_files(conn, kind: str, names: Sequence[str]) -> dict[str, str | None]:
     """``{name: file}`` of those of the named objects of ``kind`` that exist."""
     if not names:
