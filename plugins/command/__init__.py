@@ -8,19 +8,16 @@ grandchildren die too. stdout and stderr keep their last ``max_output`` bytes ea
 from __future__ import annotations
 
 from taskengine_core.hookspecs import hookimpl
+from taskengine_core.on_first_call import on_first_call
 
 from .schema import SCHEMA
 
 __all__ = ["SCHEMA", "register_actions", "run_command"]
 
-
-def run_command(params, ctx):
-    """Run the program ``params`` describe (:func:`.action.run_command`). The action module
-    (subprocess, the process-group machinery) is imported on the first run, not by every CLI
-    start that loads the plugin."""
-    from .action import run_command as run
-
-    return run(params, ctx)
+# the action module (subprocess, the process-group machinery) is imported on the first run, not
+# by every CLI start that loads the plugin
+run_command = on_first_call(f"{__name__}.action", "run_command",
+                            "Run the program ``params`` describe (:func:`.action.run_command`).")
 
 
 @hookimpl

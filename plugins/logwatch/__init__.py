@@ -15,23 +15,16 @@ groups plus ``source`` (the file, or ``journal``) and ``line``.
 from __future__ import annotations
 
 from taskengine_core.hookspecs import hookimpl
+from taskengine_core.on_first_call import on_first_call
 
 from .schema import SETTINGS_SCHEMA
 
 __all__ = ["SETTINGS_SCHEMA", "register_settings", "register_triggers"]
 
 
-def _run(ctx) -> None:
-    """Follow log files and the journal; emit an event for each line a pattern matches."""
-    from .source import run_source
-
-    run_source(ctx)
-
-
-def _check(settings):
-    from .rules import check_settings
-
-    return check_settings(settings)
+_run = on_first_call(f"{__name__}.source", "run_source",
+                     "Follow log files and the journal; emit an event for each line a pattern matches.")
+_check = on_first_call(f"{__name__}.rules", "check_settings")
 
 
 @hookimpl

@@ -12,6 +12,7 @@ size}``.
 from __future__ import annotations
 
 from taskengine_core.hookspecs import hookimpl
+from taskengine_core.on_first_call import on_first_call
 
 from .schema import PARAMS_SCHEMA, SETTINGS_SCHEMA
 
@@ -24,28 +25,12 @@ def register_settings(register) -> None:
              description="Defaults of the update sources (apt, pypi, vergeos)")
 
 
-def _check(params, ctx):
-    from .action import check_updates
-
-    return check_updates(params, ctx)
-
-
-def _download(params, ctx):
-    from .action import download_updates
-
-    return download_updates(params, ctx)
-
-
-def _install(params, ctx):
-    from .action import install_updates
-
-    return install_updates(params, ctx)
-
-
 @hookimpl
 def register_actions(register) -> None:
     # the action module (sources, version parsing) is imported when an action runs, not by
     # every CLI start that loads the plugin
+    _check, _download, _install = (on_first_call(f"{__name__}.action", name)
+                                   for name in ("check_updates", "download_updates", "install_updates"))
     register("updates.check", _check, schema=PARAMS_SCHEMA, idempotent=True,
              description="List pending updates (apt, PyPI index, VergeOS); emit "
                          "update.available when the set changed.")

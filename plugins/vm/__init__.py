@@ -11,6 +11,7 @@ optional extra ``taskengine-core[libvirt]``, imported only when a libvirt host i
 from __future__ import annotations
 
 from taskengine_core.hookspecs import hookimpl
+from taskengine_core.on_first_call import on_first_call
 
 from .schema import PARAMS_SCHEMA, SETTINGS_SCHEMA
 
@@ -20,18 +21,9 @@ from .schema import PARAMS_SCHEMA, SETTINGS_SCHEMA
 __all__ = ["PARAMS_SCHEMA", "SETTINGS_SCHEMA", "register_actions", "register_triggers"]
 
 
-def _run_source(ctx) -> None:
-    """Watch the hosts in settings.vm.hosts; emit their VMs' lifecycle events (:mod:`.source`)."""
-    from .source import run_source
-
-    run_source(ctx)
-
-
-def _power(params, ctx):
-    """Bring VMs to a power state (:func:`.power.power`)."""
-    from .power import power
-
-    return power(params, ctx)
+_run_source = on_first_call(f"{__name__}.source", "run_source",
+                            "Watch the hosts in settings.vm.hosts; emit their VMs' lifecycle events.")
+_power = on_first_call(f"{__name__}.power", "power", "Bring VMs to a power state.")
 
 
 @hookimpl

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 from taskengine_core.hookspecs import hookimpl
+from taskengine_core.on_first_call import on_first_call
 
 from .settings_schema import SETTINGS_SCHEMA
 
@@ -41,6 +42,10 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+_send = on_first_call(f"{__name__}.action", "send",
+                      "Queue a webhook delivery: signed, retried and logged by the dispatcher.")
+
+
 @hookimpl
 def register_actions(register) -> None:
     from .params import SCHEMA
@@ -48,13 +53,6 @@ def register_actions(register) -> None:
     register("webhook.send", _send, schema=SCHEMA,
              description="Queue a signed, retried, logged delivery to a webhook destination.",
              idempotent=True)  # the delivery id comes from the run: a re-run queues nothing new
-
-
-def _send(params, ctx):
-    """Queue a webhook delivery: signed, retried and logged by the dispatcher."""
-    from .action import send
-
-    return send(params, ctx)
 
 
 @hookimpl
