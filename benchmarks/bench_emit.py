@@ -129,18 +129,25 @@ def fresh_database(tmp: Path, kind: str) -> sqlite3.Connection:
     return conn
 
 
-def raw_rate(tmp: Path, n_events: int, batch: int, with_ids: bool) -> float:
-    """The same inbox INSERT of pre-serialised rows, one transaction per batch."""
-    conn = fresh_database(tmp, "raw")
-    rows, _, _ = precomputed_rows(make_events(n_events, with_ids), None)
+def batches_rate(conn, n_events: int, batch: int, statements: list[tuple[str, list]]) -> float:
+    """Rows per second of ``statements`` (``(INSERT, rows)``), ``batch`` rows of each per
+    transaction; closes ``conn``."""
     start = time.perf_counter()
     for i in range(0, n_events, batch):
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(INSERT_EVENTS, rows[i:i + batch])
+        for statement, rows in statements:
+            conn.executemany(statement, rows[i:i + batch])
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - start
     conn.close()
     return n_events / elapsed
+
+
+def raw_rate(tmp: Path, n_events: int, batch: int, with_ids: bool) -> float:
+    """The same inbox INSERT of pre-serialised rows, one transaction per batch."""
+    conn = fresh_database(tmp, "raw")
+    rows, _, _ = precomputed_rows(make_events(n_events, with_ids), None)
+    return batches_rate(conn, n_events, batch, [(INSERT_EVENTS, rows)])
 
 
 def sql_floor_rate(tmp: Path, n_events: int, batch: int, with_ids: bool) -> float:
@@ -181,16 +188,8 @@ def rows_floor_rate(tmp: Path, n_events: int, batch: int, with_ids: bool) -> flo
     duplicate check, no read back, no processed-mark UPDATE. What SQLite itself allows."""
     conn = fresh_database(tmp, "rows")
     rows, runs, decisions = precomputed_rows(make_events(n_events, with_ids), NOW)
-    start = time.perf_counter()
-    for i in range(0, n_events, batch):
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(INSERT_EVENTS, rows[i:i + batch])
-        conn.executemany(INSERT_RUNS, runs[i:i + batch])
-        conn.executemany(INSERT_DECISIONS, decisions[i:i + batch])
-        conn.execute("COMMIT")
-    elapsed = time.perf_counter() - start
-    conn.close()
-    return n_events / elapsed
+    return batches_rate(conn, n_events, batch,
+                        [(INSERT_EVENTS, rows), (INSERT_RUNS, runs), (INSERT_DECISIONS, decisions)])
 
 
 def main() -> None:

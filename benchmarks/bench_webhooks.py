@@ -66,6 +66,8 @@ QUEUED: list[float] = []  # action path: runs succeeded (their deliveries queued
 CPU_MS: dict[str, list[float]] = {}  # per engine path: CPU (all of this process's threads) per delivery
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 _LENGTH = re.compile(rb"content-length:\s*(\d+)", re.I)
+# the body the floors store per delivery: what the rule below renders from payload()
+FLOOR_BODY = json.dumps({"type": "bench.event", "index": "1", "text": "x" * 960}, separators=(",", ":"))
 
 
 # --- the server (another process) -----------------------------------------------------------
@@ -144,9 +146,8 @@ def floor_run(url: str, n: int, cohort: int) -> float:
     see benchmarks/sql_floors.py ``webhook_floor_rate``."""
     import sql_floors
 
-    body = json.dumps({"type": "bench.event", "index": "1", "text": "x" * 960}, separators=(",", ":"))
     with tempfile.TemporaryDirectory(prefix="bench-webhooks-floor-") as tmp:
-        out = sql_floors.webhook_floor_rate(n, Path(tmp), rules_text(url), cohort, body)
+        out = sql_floors.webhook_floor_rate(n, Path(tmp), rules_text(url), cohort, FLOOR_BODY)
     commits = {k: v for k, v in out.items() if k not in ("rate", "cpu_ms")}
     commits["ms per commit"] = round(n / out["rate"] / sum(commits.values()) * 1000, 2)
     FLOOR_COMMITS[cohort] = commits
@@ -160,11 +161,10 @@ def floor_with_http(url: str, n: int, cohort: int) -> float:
     stops when both are done."""
     import sql_floors
 
-    body = json.dumps({"type": "bench.event", "index": "1", "text": "x" * 960}, separators=(",", ":"))
     both = threading.Barrier(2)
     with tempfile.TemporaryDirectory(prefix="bench-webhooks-floor-") as tmp:
         rows = threading.Thread(target=sql_floors.webhook_floor_rate,
-                                args=(n, Path(tmp), rules_text(url), cohort, body, both.wait))
+                                args=(n, Path(tmp), rules_text(url), cohort, FLOOR_BODY, both.wait))
         rows.start()
         both.wait()
         cpu, started = time.process_time(), time.perf_counter()
@@ -200,9 +200,8 @@ def floor_child(n: int, cohort: int, url: str) -> None:
         print("ready", flush=True)
         sys.stdin.readline()
 
-    body = json.dumps({"type": "bench.event", "index": "1", "text": "x" * 960}, separators=(",", ":"))
     with tempfile.TemporaryDirectory(prefix="bench-webhooks-floor-") as tmp:
-        sql_floors.webhook_floor_rate(n, Path(tmp), rules_text(url), cohort, body, ready)
+        sql_floors.webhook_floor_rate(n, Path(tmp), rules_text(url), cohort, FLOOR_BODY, ready)
         print("done", flush=True)
 
 

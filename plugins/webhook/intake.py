@@ -98,38 +98,45 @@ class _Intake:
                 with self._cond:
                     batch[:], self._pending = self._pending, []
                 now = datetime.now(timezone.utc)
-                names = self._enqueue(conn, batch, now)
+                names = _enqueue(conn, batch, now)
                 riders = _riders(deliveries, conn, names, now)
         except BaseException:
             for rider in riders:
                 rider.rolled_back()
             raise
-        taken: set[str] = set()
-        for rider in riders:  # committed: whatever happens now, the senders' rows are stored
-            try:
-                taken |= rider.committed()
-            except Exception:  # noqa: BLE001 - its claims are recovered at lease expiry
-                log.exception("webhook dispatcher: taking in the deliveries it claimed failed")
+        taken = _committed(riders)  # whatever happens now, the senders' rows are stored
         for e in batch:
             e.taken = e.error is None and e.webhook in taken
 
-    @staticmethod
-    def _enqueue(conn, batch: list[_Entry], now: datetime) -> set[str]:
-        """Insert the batch's deliveries; returns the destinations that got some."""
-        found = db.destinations(conn, {e.webhook for e in batch})
-        rows = []
-        for e in batch:
-            dest = found.get(e.webhook)
-            if dest is None:
-                e.error = ActionError(f"no webhook named {e.webhook!r}; define it under "
-                                      "'webhooks:' and run 'taskengine apply'", retryable=False)
-            elif not dest.enabled:
-                e.error = ActionError(f"webhook {e.webhook!r} is disabled; 'taskengine webhooks "
-                                      f"enable {e.webhook}' turns it back on", retryable=False)
-            else:
-                rows += [{**r, "max_attempts": dest.retries + 1} for r in e.rows]
-        db.enqueue(conn, rows, now)
-        return {r["webhook"] for r in rows}
+
+def _enqueue(conn, batch: list[_Entry], now: datetime) -> set[str]:
+    """Insert the batch's deliveries; returns the destinations that got some."""
+    found = db.destinations(conn, {e.webhook for e in batch})
+    rows = []
+    for e in batch:
+        dest = found.get(e.webhook)
+        if dest is None:
+            e.error = ActionError(f"no webhook named {e.webhook!r}; define it under "
+                                  "'webhooks:' and run 'taskengine apply'", retryable=False)
+        elif not dest.enabled:
+            e.error = ActionError(f"webhook {e.webhook!r} is disabled; 'taskengine webhooks "
+                                  f"enable {e.webhook}' turns it back on", retryable=False)
+        else:
+            rows += [{**r, "max_attempts": dest.retries + 1} for r in e.rows]
+    db.enqueue(conn, rows, now)
+    return {r["webhook"] for r in rows}
+
+
+def _committed(riders: list) -> set[str]:
+    """Tell the riders their transaction committed; returns the destinations whose deliveries
+    they claimed in it (those need no wake-up)."""
+    taken: set[str] = set()
+    for rider in riders:
+        try:
+            taken |= rider.committed()
+        except Exception:  # noqa: BLE001 - its claims are recovered at lease expiry
+            log.exception("webhook dispatcher: taking in the deliveries it claimed failed")
+    return taken
 
 
 def _riders(deliveries: Deliveries, conn, names: set[str], now: datetime) -> list:
@@ -157,7 +164,7 @@ class DeliveryWriter:
         # the queue's own clock, as the intake's and the dispatcher's (not the executor's)
         now = datetime.now(timezone.utc)
         entries = [_Entry(webhook, [row]) for webhook, row in items]
-        names = _Intake._enqueue(conn, entries, now)
+        names = _enqueue(conn, entries, now)
         refused = {i: e.error for i, e in enumerate(entries) if e.error is not None}
         deliveries = self._deliveries()
         if refused or deliveries is None:  # refused: undone and written again without them
@@ -165,14 +172,8 @@ class DeliveryWriter:
         riders = _riders(deliveries, conn, names, now)
 
         def committed() -> None:
-            taken: set[str] = set()
-            for rider in riders:
-                try:
-                    taken |= rider.committed()
-                except Exception:  # noqa: BLE001 - its claims are recovered at lease expiry
-                    log.exception("webhook dispatcher: taking in the deliveries it claimed failed")
-            for name in sorted(names - taken):  # not claimed in this commit: tell the dispatcher
-                deliveries.queued(name)
+            for name in sorted(names - _committed(riders)):  # not claimed in this commit
+                deliveries.queued(name)  # so the dispatcher looks now
 
         def rolled_back() -> None:
             for rider in riders:
