@@ -223,8 +223,9 @@ def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
     now_text = to_iso(now)
     for o in outcomes:
         o.output, o.error, o.traceback = redact(o.output), _storable(redact(o.error)), _storable(redact(o.traceback))
+    output_text = {id(o): _json(o.output) for o in outcomes}  # once, for the attempt and the run row
     attempt_store.insert(conn, [(o.run.id, o.run.attempt, to_iso(o.started_at), to_iso(o.finished_at), o.status,
-                                 o.error, o.traceback, _json(o.output), o.duration, o.plugin, o.plugin_version)
+                                 o.error, o.traceback, output_text[id(o)], o.duration, o.plugin, o.plugin_version)
                                 for o in outcomes])
     ending = []  # (outcome, status)
     for o in outcomes:
@@ -236,7 +237,7 @@ def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
             continue
         ending.append((o, "failed" if o.status == "timeout" else o.status))
     finished = run_store.finish(conn, [
-        (o.run.id, o.run.attempt, status, o.error, _json(o.output), o.duration, o.plugin, o.plugin_version,
+        (o.run.id, o.run.attempt, status, o.error, output_text[id(o)], o.duration, o.plugin, o.plugin_version,
          status == "interrupted" or o.attention or _kept_for_attention(o, status)) for o, status in ending], now_text)
     ended = []
     for o, status in ending:
