@@ -64,6 +64,7 @@ CONNECTIONS = 32
 FLOOR_COMMITS: dict[int, dict] = {}  # per cohort: commits of each kind in the floor's last run
 QUEUED: list[float] = []  # action path: runs succeeded (their deliveries queued) per second
 CPU_MS: dict[str, list[float]] = {}  # per engine path: CPU (all of this process's threads) per delivery
+RECEIVER_MS: dict[str, list[float]] = {}  # per client: the receiver process's CPU per request
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 _LENGTH = re.compile(rb"content-length:\s*(\d+)", re.I)
 # the body the floors store per delivery: what the rule below renders from payload()
@@ -273,6 +274,7 @@ def aiohttp_client(url: str, n: int) -> float:
 
     async def main() -> float:
         queue = iter(range(n))
+        cpu = time.process_time()
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS)) as session:
             async def worker():
                 for i in queue:
@@ -283,7 +285,9 @@ def aiohttp_client(url: str, n: int) -> float:
 
             started = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
-            return n / (time.perf_counter() - started)
+            rate = n / (time.perf_counter() - started)
+        CPU_MS.setdefault("aiohttp", []).append((time.process_time() - cpu) / n * 1000)
+        return rate
 
     return asyncio.run(main())
 
@@ -319,6 +323,48 @@ def median_of(runs: int, func, *args) -> float:
     return statistics.median(func(*args) for _ in range(runs))
 
 
+def process_cpu_ms(pid: int) -> float:
+    """CPU (user + system) another process has used so far, in ms (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def receiver_median(proc, name: str, runs: int, n: int, func, *args) -> float:
+    """``median_of``, also noting the receiver's CPU per request in each run."""
+    rates = []
+    for _ in range(runs):
+        before = process_cpu_ms(proc.pid)
+        rates.append(func(*args))
+        RECEIVER_MS.setdefault(name, []).append((process_cpu_ms(proc.pid) - before) / n)
+    return statistics.median(rates)
+
+
+def cpu_budget(client_rate: float, target: float = 0.6) -> list[str]:
+    """What the rate target leaves for the engine's own logic on this machine's cores: at
+    ``target`` × the aiohttp-32 client, the bare parts of a delivery (that client's requests,
+    the floor's rows at 160 a step, the receiver's side) take their measured CPU; the cores
+    left over, spread over the deliveries, are all the engine's logic may cost (with perfect
+    parallelism, in any number of processes)."""
+    cores = os.cpu_count() or 1
+    rate = target * client_rate
+    client, rows = statistics.median(CPU_MS["aiohttp"]), statistics.median(CPU_MS["floor160"])
+    receiver = statistics.median(RECEIVER_MS["aiohttp"])
+    bare = client + rows + receiver
+    left = cores * 1000 / rate - bare
+    logic = statistics.median(CPU_MS["action"]) - client - rows  # the engine's own sending counted as the client's
+    engine_receiver = statistics.median(RECEIVER_MS["action"])
+    return [f"  CPU budget at {target:g} x aiohttp-{CONNECTIONS} ({rate:,.0f}/s) on {cores} cores: "
+            f"{cores * 1000 / rate:.3f} ms of CPU per delivery in all",
+            f"    bare parts, measured: aiohttp client {client:.3f} + rows (floor, 160/step) {rows:.3f} + "
+            f"receiver {receiver:.3f} = {bare:.3f} ms ({rate * bare / 1000:.2f} cores)",
+            f"    left for the engine's logic (events, rules, runs, rendering, signing, attempt records): "
+            f"{left:.3f} ms/delivery; it uses {logic:.3f} now ({logic / left:.1f} x what is left)"
+            if left > 0 else "    nothing is left for the engine's logic: the bare parts alone need more cores",
+            f"    (receiver CPU per request: {receiver:.3f} ms for aiohttp-{CONNECTIONS}, "
+            f"{engine_receiver:.3f} ms for the engine)"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=5000)
@@ -348,11 +394,12 @@ def main() -> None:
         try:
             serial_n = n if not delay else min(n, 300)
             figures = {"requests, serial, one Session": median_of(args.runs, requests_serial, url, serial_n),
-                       f"aiohttp, {CONNECTIONS} connections": median_of(args.runs, aiohttp_client, url, n),
+                       f"aiohttp, {CONNECTIONS} connections": receiver_median(proc, "aiohttp", args.runs, n,
+                                                                               aiohttp_client, url, n),
                        f"raw asyncio streams, {CONNECTIONS} connections": median_of(args.runs, raw_asyncio, url, n)}
-            CPU_MS.clear()
             for path in paths:
-                figures[f"engine ({path} path), durable + logged"] = median_of(args.runs, engine_run, url, n, path)
+                figures[f"engine ({path} path), durable + logged"] = receiver_median(
+                    proc, path, args.runs, n, engine_run, url, n, path)
             if "action" in paths and not delay and args.floors:
                 floors: dict[int, list[float]] = {16: [], 160: []}
                 with_http: list[float] = []
@@ -381,6 +428,8 @@ def main() -> None:
                 path = "floor" + name.split(", ")[-1].split("/")[0]
             if name.startswith("limit of one process"):
                 path = "floor+http"
+            if name.startswith("aiohttp"):
+                path = "aiohttp"
             if path in CPU_MS:  # the process's CPU, less this script's own polling of the database
                 line += f"   {statistics.median(CPU_MS[path]):.2f} ms CPU/delivery"
             print(line)
@@ -388,6 +437,10 @@ def main() -> None:
             print(f"  (engine, action path: every run succeeded, its delivery queued, at "
                   f"{statistics.median(QUEUED):,.0f} runs/s; the rest of the time is the sending)")
             QUEUED.clear()
+        if "floor160" in CPU_MS and "action" in CPU_MS:
+            print("\n".join(cpu_budget(client)))
+        CPU_MS.clear()
+        RECEIVER_MS.clear()
         for cohort, commits in FLOOR_COMMITS.items():
             print(f"  (floor, {cohort} runs a step: commits {commits})")
         FLOOR_COMMITS.clear()
