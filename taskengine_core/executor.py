@@ -9,7 +9,7 @@ import queue
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from taskengine_core.claim_pace import ClaimPace
@@ -36,7 +36,9 @@ CANCEL_WAIT = 3.0  # at stop, how long cancelled actions get to clean up (comman
 @dataclass
 class _InFlight:
     run: Claimed
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    # the action's ``ctx.cancelled``: made (under the executor's lock) when a worker takes the
+    # run or when it is cancelled before that, not by the loop thread for every claimed run
+    cancelled: threading.Event | None = None
     deadline: float | None = None
     abandoned: str | None = None  # why its result no longer counts: "timeout" or "stop"
     replaced: bool = False  # a new worker took the place of this entry's stuck thread
@@ -44,6 +46,17 @@ class _InFlight:
     # only case anyone waits for it: two Events per run were a tenth of a burst's claiming time
     returned: threading.Event | None = None
     started: bool = False  # a worker has taken it (else it waits in the queue, claimed ahead)
+
+    def cancel_event(self) -> threading.Event:
+        """The run's cancel flag, made when first needed (call under the executor's lock)."""
+        if self.cancelled is None:
+            self.cancelled = threading.Event()
+        return self.cancelled
+
+    def cancel(self) -> None:
+        """Tell the action to stop (under the executor's lock); one not started yet sees the
+        flag already set when a worker takes it."""
+        self.cancel_event().set()
 
 
 class Executor:
@@ -117,7 +130,7 @@ class Executor:
             cut_off = [e for e in self._inflight.values() if not e.abandoned and e.run.id not in reported]
             leftover = []
             for entry in cut_off:
-                entry.cancelled.set()
+                entry.cancel()
                 entry.abandoned = "stop"
                 entry.returned = threading.Event()
                 leftover.append(self._interrupted(entry.run, now, "interrupted: the engine stopped before the "
@@ -243,7 +256,7 @@ class Executor:
             for entry in self._inflight.values():
                 if entry.abandoned or entry.deadline is None or now_mono < entry.deadline:
                     continue
-                entry.cancelled.set()
+                entry.cancel()
                 entry.abandoned = "timeout"
                 entry.returned = threading.Event()
                 # until its thread returns, the action still runs: its task counts as busy
@@ -295,7 +308,7 @@ class Executor:
                 self._inflight.pop(o.run.id, None)
             for run_id, _ in to_cancel:
                 if run_id in self._inflight:
-                    self._inflight[run_id].cancelled.set()
+                    self._inflight[run_id].cancel()
         self._notify_finished(ended)
         return claimed
 
@@ -327,7 +340,7 @@ class Executor:
             with self._lock:
                 for run_id in ids:
                     if run_id in self._inflight:
-                        self._inflight[run_id].cancelled.set()
+                        self._inflight[run_id].cancel()
 
     def _spawn_worker(self) -> None:
         thread = threading.Thread(target=self._worker, name="taskengine-worker", daemon=True)
@@ -344,9 +357,10 @@ class Executor:
                     entry.returned.set()
                     continue
                 entry.started = True
+                cancelled = entry.cancel_event()
                 if entry.run.task.timeout is not None:  # the timeout counts from the action's start
                     entry.deadline = self.clock.monotonic() + entry.run.task.timeout + TIMEOUT_GRACE
-            outcome = self.runner.run(entry.run, self._settings, entry.cancelled)
+            outcome = self.runner.run(entry.run, self._settings, cancelled)
             with self._lock:  # decide and report under one lock: a timeout cannot slip in between
                 if not entry.abandoned:
                     self._done.put(outcome)

@@ -88,7 +88,14 @@ class HooksWithNotifications:
         self._hook, self._notifications = hook, notifications
 
     def run_finished(self, *, run) -> list:
-        return self._hook.run_finished.call_extra([self._notifications.run_finished], {"run": run})
+        caller = self._hook.run_finished
+        if any(impl.tryfirst or impl.wrapper or impl.hookwrapper for impl in caller.get_hookimpls()):
+            return caller.call_extra([self._notifications.run_finished], {"run": run})
+        # the order call_extra gives when no implementation is a wrapper or tryfirst (ours first,
+        # then the plugins'; an exception stops the rest), without building pluggy's HookImpl
+        # for ours (signature inspection) once per finished run
+        self._notifications.run_finished(run)
+        return caller(run=run)
 
     def __getattr__(self, name: str):
         return getattr(self._hook, name)

@@ -1,0 +1,170 @@
+"""What the executor's completion path keeps while it does less per run (issue 15, perf-enqueue):
+an action's cancel flag is made when a worker takes the run, yet a run cancelled while it waits
+claimed ahead starts with the flag set; and the run_finished hook reaches the engine's
+notifications and the plugins in the order pluggy's ``call_extra`` gives, without it."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pluggy
+import pytest
+
+from taskengine_core.hookspecs import hookimpl
+
+HOLD = threading.Event()
+SEEN: dict[str, bool] = {}
+
+
+def hold(params, ctx):
+    HOLD.wait(10)
+
+
+def note_cancel(params, ctx):
+    SEEN[ctx.run_id] = ctx.cancelled.is_set()
+
+
+class Plugin:
+    __name__ = "completion-path-test"
+
+    @hookimpl
+    def register_actions(self, register):
+        register("cp.hold", hold, schema={"type": "object"})
+        register("cp.note", note_cancel, schema={"type": "object"})
+
+
+def test_a_run_cancelled_while_it_waits_claimed_ahead_starts_with_its_flag_set(applied, db_path):
+    """Concurrency ``replace``: run r1 waits in this engine's queue (claimed ahead, no worker
+    free) when r2 replaces it; the worker that later takes r1 hands its action a set flag."""
+    from taskengine_core.engine import Engine
+    from taskengine_core.plugins import get_plugin_manager
+
+    manager = get_plugin_manager(extra_plugins=[Plugin()])
+    applied("tasks:\n  h: {action: cp.hold, concurrency: parallel}\n"
+            "  r: {action: cp.note, concurrency: replace}\n", manager=manager)
+    HOLD.clear()
+    SEEN.clear()
+    engine = Engine(db_path, manager=manager, workers=1, wake_listener=False)
+    engine.executor.start()
+    try:
+        engine.queue_run("h")
+        engine.step()  # the one worker takes h and holds
+        deadline = time.monotonic() + 10
+        while not all(e.started for e in engine.executor._inflight.values()) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        engine.executor.pace.mean = 0.001  # attempts have been quick: steps claim ahead
+        first = engine.queue_run("r")
+        engine.step()  # r1 claimed ahead: running in the database, waiting for a worker
+        entry = engine.executor._inflight[first]
+        assert not entry.started
+        second = engine.queue_run("r")
+        engine.step()  # r2 replaces r1: r1 is told to stop before any worker took it
+        assert entry.cancelled is not None and entry.cancelled.is_set()
+        HOLD.set()
+        engine.run_until_idle(timeout=30)
+    finally:
+        HOLD.set()
+        engine.executor.stop(1)
+    assert SEEN == {first: True, second: False}
+    status = dict(engine.store.conn.execute("SELECT id, status FROM runs WHERE task = 'r'").fetchall())
+    assert status[second] == "succeeded"
+
+
+def test_a_run_a_worker_takes_gets_a_fresh_flag_of_its_own(applied, db_path):
+    from taskengine_core.engine import Engine
+    from taskengine_core.plugins import get_plugin_manager
+
+    manager = get_plugin_manager(extra_plugins=[Plugin()])
+    applied("tasks:\n  r: {action: cp.note, concurrency: parallel}\n", manager=manager)
+    SEEN.clear()
+    engine = Engine(db_path, manager=manager, workers=2, wake_listener=False)
+    engine.executor.start()
+    try:
+        ids = [engine.queue_run("r") for _ in range(5)]
+        engine.run_until_idle(timeout=30)
+    finally:
+        engine.executor.stop(1)
+    assert SEEN == {run_id: False for run_id in ids}
+
+
+# -- the run_finished hook ---------------------------------------------------------------------
+
+
+class _Recorder:
+    def __init__(self, calls: list, fail: bool = False) -> None:
+        self.calls, self.fail = calls, fail
+
+    def run_finished(self, run) -> None:
+        self.calls.append("notifications")
+        if self.fail:
+            raise RuntimeError("notifications broke")
+
+
+def _plugin(name: str, calls: list, **opts):
+    marker = pluggy.HookimplMarker("taskengine")
+
+    class Impl:
+        __name__ = name
+
+        @marker(**opts)
+        def run_finished(self, run):
+            calls.append(name)
+            return name
+
+    if opts.get("hookwrapper"):
+        def wrapped(self, run):
+            calls.append(name + ":before")
+            yield
+            calls.append(name + ":after")
+
+        Impl.run_finished = marker(hookwrapper=True)(wrapped)
+    return Impl()
+
+
+def _manager(calls: list, kinds: list[dict]):
+    from taskengine_core import hookspecs
+
+    manager = pluggy.PluginManager("taskengine")
+    manager.add_hookspecs(hookspecs)
+    for i, opts in enumerate(kinds):
+        manager.register(_plugin(f"p{i}", calls, **opts), name=f"p{i}")
+    return manager
+
+
+@pytest.mark.parametrize("kinds", [
+    [],
+    [{}],
+    [{}, {}, {"trylast": True}],
+    [{"tryfirst": True}, {}],
+    [{}, {"hookwrapper": True}],
+], ids=["none", "one", "plain-and-trylast", "tryfirst", "hookwrapper"])
+def test_run_finished_reaches_everyone_in_call_extras_order(kinds):
+    from taskengine_core.context import RunInfo
+    from taskengine_core.notify import HooksWithNotifications
+
+    run = RunInfo("r1", "t", "succeeded", None, 0.1, None)
+    expected: list = []
+    manager = _manager(expected, kinds)
+    expected_result = manager.hook.run_finished.call_extra([_Recorder(expected).run_finished], {"run": run})
+    calls: list = []
+    manager = _manager(calls, kinds)
+    result = HooksWithNotifications(manager.hook, _Recorder(calls)).run_finished(run=run)
+    assert calls == expected and "notifications" in calls
+    assert result == expected_result
+
+
+def test_run_finished_notifications_failing_stops_the_rest_as_call_extra_does():
+    from taskengine_core.context import RunInfo
+    from taskengine_core.notify import HooksWithNotifications
+
+    run = RunInfo("r1", "t", "failed", "boom", 0.1, None)
+    expected: list = []
+    manager = _manager(expected, [{}])
+    with pytest.raises(RuntimeError, match="notifications broke"):
+        manager.hook.run_finished.call_extra([_Recorder(expected, fail=True).run_finished], {"run": run})
+    calls: list = []
+    manager = _manager(calls, [{}])
+    with pytest.raises(RuntimeError, match="notifications broke"):
+        HooksWithNotifications(manager.hook, _Recorder(calls, fail=True)).run_finished(run=run)
+    assert calls == expected == ["notifications"]
