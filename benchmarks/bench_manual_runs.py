@@ -129,8 +129,8 @@ def _print_profile(profiler, what: str) -> None:
     import pstats
 
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
-    print(f"--- profile: {what}\n" + "\n".join(out.getvalue().splitlines()[:40]))
+    pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("PROFILE_TOP", "18")))
+    print(f"--- profile: {what}\n" + "\n".join(out.getvalue().splitlines()[:int(os.environ.get("PROFILE_TOP", "18")) + 22]))
 
 
 def round_huey(n: int, tmp: Path, workers: int) -> dict:

@@ -89,13 +89,14 @@ class HooksWithNotifications:
 
     def run_finished(self, *, run) -> list:
         caller = self._hook.run_finished
-        if any(impl.tryfirst or impl.wrapper or impl.hookwrapper for impl in caller.get_hookimpls()):
+        impls = caller.get_hookimpls()
+        if any(impl.tryfirst or impl.wrapper or impl.hookwrapper for impl in impls):
             return caller.call_extra([self._notifications.run_finished], {"run": run})
         # the order call_extra gives when no implementation is a wrapper or tryfirst (ours first,
         # then the plugins'; an exception stops the rest), without building pluggy's HookImpl
         # for ours (signature inspection) once per finished run
         self._notifications.run_finished(run)
-        return caller(run=run)
+        return caller(run=run) if impls else []
 
     def __getattr__(self, name: str):
         return getattr(self._hook, name)

@@ -5,6 +5,7 @@ Every function here runs inside the caller's write transaction and takes its con
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -111,8 +112,8 @@ class Outcome:
     # (writer, item) pairs the action asked to commit with this outcome (taskengine_core.outcome_writes)
     writes: list | None = None
 
-    @property
-    def duration(self) -> float:
+    @functools.cached_property
+    def duration(self) -> float:  # read for the attempt row, the run row, the claim pace, the hook
         return (self.finished_at - self.started_at).total_seconds()
 
 
@@ -222,7 +223,10 @@ def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
     """
     now_text = to_iso(now)
     for o in outcomes:
-        o.output, o.error, o.traceback = redact(o.output), _storable(redact(o.error)), _storable(redact(o.traceback))
+        if o.output is not None:
+            o.output = redact(o.output)
+        if o.error is not None or o.traceback is not None:
+            o.error, o.traceback = _storable(redact(o.error)), _storable(redact(o.traceback))
     output_text = {id(o): _json(o.output) for o in outcomes}  # once, for the attempt and the run row
     attempt_store.insert(conn, [(o.run.id, o.run.attempt, to_iso(o.started_at), to_iso(o.finished_at), o.status,
                                  o.error, o.traceback, output_text[id(o)], o.duration, o.plugin, o.plugin_version)

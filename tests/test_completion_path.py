@@ -5,6 +5,7 @@ notifications and the plugins in the order pluggy's ``call_extra`` gives, withou
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -168,3 +169,115 @@ def test_run_finished_notifications_failing_stops_the_rest_as_call_extra_does():
     with pytest.raises(RuntimeError, match="notifications broke"):
         HooksWithNotifications(manager.hook, _Recorder(calls, fail=True)).run_finished(run=run)
     assert calls == expected == ["notifications"]
+
+
+# -- an attempt's parameters ---------------------------------------------------------------------
+
+GOT: list = []
+
+
+def keep_params(params, ctx):
+    GOT.append(json.loads(json.dumps(params)))  # as it came
+    params.setdefault("nested", {})["added"] = "by the action"  # an action may change what it got
+    params["extra"] = 1
+    return None
+
+
+def strict(params, ctx):
+    GOT.append(params)
+
+
+class ParamsPlugin:
+    __name__ = "completion-params-test"
+
+    @hookimpl
+    def register_actions(self, register):
+        register("cp.keep", keep_params, schema={"type": "object"})
+        register("cp.strict", strict, schema={
+            "type": "object", "properties": {"n": {"type": "integer"}, "who": {"type": "string"}},
+            "additionalProperties": False})
+
+
+def _run_all(db_path, manager, rules: str, applied, *queued) -> list:
+    from taskengine_core.engine import Engine
+
+    applied(rules, manager=manager)
+    GOT.clear()
+    engine = Engine(db_path, manager=manager, workers=1, wake_listener=False)
+    engine.executor.start()
+    try:
+        for task, params in queued:
+            engine.queue_run(task, params)
+            engine.run_until_idle(timeout=30)
+    finally:
+        engine.executor.stop(1)
+    return engine.store.conn.execute("SELECT task, status, error FROM runs ORDER BY id").fetchall()
+
+
+@pytest.fixture
+def params_manager():
+    from taskengine_core.plugins import get_plugin_manager
+
+    return get_plugin_manager(extra_plugins=[ParamsPlugin()])
+
+
+def test_an_action_changing_its_parameters_never_changes_the_next_runs(applied, db_path, params_manager):
+    rows = _run_all(db_path, params_manager, "tasks:\n  k: {action: cp.keep, with: {nested: {a: [1, 2]}, s: x}}\n",
+                    applied, ("k", None), ("k", None), ("k", None))
+    assert [(task, status) for task, status, _ in rows] == [("k", "succeeded")] * 3
+    # each attempt got the task's values as written, not what the previous one made of them
+    assert GOT == [{"nested": {"a": [1, 2]}, "s": "x"}] * 3
+
+
+def test_templates_and_secret_references_are_rendered_at_every_attempt(applied, db_path, params_manager,
+                                                                        monkeypatch):
+    from taskengine_core.engine import Engine
+
+    rules = 'tasks:\n  s: {action: cp.strict, with: {who: "${env:CP_WHO}"}}\n  t: {action: cp.strict, with: {who: "{{ run.id }}"}}\n'
+    applied(rules, manager=params_manager)
+    GOT.clear()
+    engine = Engine(db_path, manager=params_manager, workers=1, wake_listener=False)
+    engine.executor.start()
+    ids = []
+    try:
+        for who in ("alice", "bob"):
+            monkeypatch.setenv("CP_WHO", who)
+            engine.queue_run("s")
+            engine.run_until_idle(timeout=30)
+        for _ in range(2):
+            ids.append(engine.queue_run("t"))
+            engine.run_until_idle(timeout=30)
+    finally:
+        engine.executor.stop(1)
+    assert GOT == [{"who": "alice"}, {"who": "bob"}, {"who": ids[0]}, {"who": ids[1]}]
+
+
+def test_a_task_the_schema_refuses_fails_at_every_attempt_naming_the_parameter(applied, db_path, params_manager):
+    """Parameters a check remembered as passing are the task's own; a task whose own values
+    fail (a plugin's schema stricter than when it was applied, say) fails each attempt."""
+    from taskengine_core.clock import to_iso
+    from taskengine_core.engine import Engine
+    from taskengine_core.evaluator import NewRun, insert_runs
+    from taskengine_core.store import open_store
+
+    applied("tasks:\n  s: {action: cp.strict, with: {n: 1}}\n", manager=params_manager)
+    store = open_store(db_path)
+    with store.write() as w:  # as if applied when the schema allowed it
+        w.conn.execute("""UPDATE tasks SET spec = json_set(spec, '$.with.n', 'one') WHERE name = 's'""")
+        w.conn.execute("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'config_generation'")
+    store.close()
+    GOT.clear()
+    engine = Engine(db_path, manager=params_manager, workers=1, wake_listener=False)
+    engine.executor.start()
+    try:
+        for _ in range(2):
+            now = to_iso(engine.clock.now())
+            with engine.store.write() as w:  # queued without the queue-time check (a schedule's run)
+                insert_runs(w.conn, [NewRun(engine.runtime.tasks["s"], "manual", now)], now)
+            engine.run_until_idle(timeout=30)
+    finally:
+        engine.executor.stop(1)
+    rows = engine.store.conn.execute("SELECT status, error FROM runs").fetchall()
+    assert GOT == [] and len(rows) == 2
+    for status, error in rows:
+        assert status == "failed" and error.startswith("task 's': parameters invalid after rendering: with.n:")
