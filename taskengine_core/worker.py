@@ -107,13 +107,16 @@ class AttemptRunner:
 
         :raises ParameterError: naming the parameter and what was expected.
         """
-        from taskengine_core.rules.messages import explain
-        from taskengine_core.rules.paths import _ref_params, dig
-
         item = self.registry.actions.get(task.action)
         if item is None:
             raise ParameterError(f"task {task.name!r}: action {task.action!r} is not installed; "
                                  "see 'taskengine plugins'")
+        known = not overrides and self._fixed(task, item.schema)
+        if known is True:  # the task's own values, no template or secret in them: they passed
+            return
+        from taskengine_core.rules.messages import explain
+        from taskengine_core.rules.paths import _ref_params, dig
+
         for where, problem in self.renderer.check(overrides):
             raise ParameterError(f"task {task.name!r}: parameter {where}: {problem}; nothing was queued")
         params = merged(task.params, overrides)
@@ -125,6 +128,8 @@ class AttemptRunner:
             named = f"parameter {where}" if where else "parameters"
             raise ParameterError(f"task {task.name!r}: {named}: {self.secrets.redactor(message)}; "
                                  "nothing was queued")
+        if known is None:  # no error above: what an attempt checks too, the same every time
+            self._remember_fixed(task, item.schema)
         for path, section in (_ref_params(item.schema) if exists else ()):
             value = dig(overrides, path)
             if isinstance(value, str) and "{{" not in value and not exists(section, value):

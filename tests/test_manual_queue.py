@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from taskengine_core.errors import NotFoundError, ParameterError
-from tests.backends import db_path, one  # noqa: F401  (on SQLite and on PostgreSQL)
+from tests.backends import db_path, one, sqlite_only  # noqa: F401  (on SQLite and on PostgreSQL)
 
 BOTH = "tasks:\n  t: {action: command.run, with: {argv: [echo, hi]}}\n  u: {action: command.run, with: {argv: [echo]}}\n"
 ONLY_U = "tasks:\n  u: {action: command.run, with: {argv: [echo]}}\n"
@@ -93,3 +93,23 @@ def test_each_queued_run_is_committed_when_queue_run_returns(applied, db_path): 
         run_id = engine.queue_run("t", actor="cli")  # each read below is a new connection
         assert one(db_path, "SELECT status, trigger FROM runs WHERE id = ?", (run_id,)) == ("pending", "manual")
         assert _counts(db_path) == (n, n)
+
+
+@sqlite_only("the stored task is changed with SQLite's json_set")
+def test_a_bad_task_value_is_refused_at_every_queue_run_a_good_one_passes(applied, db_path):  # noqa: F811
+    """The check of a task's own values (no --param) is remembered only when they pass: a
+    task whose values the action refuses is refused each time, and nothing is queued."""
+    from taskengine_core.engine import Engine
+    from taskengine_core.store import open_store
+
+    applied(BOTH)
+    store = open_store(db_path)
+    with store.write() as w:  # made wrong for the action (as a plugin with a stricter schema would)
+        w.conn.execute("UPDATE tasks SET spec = json_set(spec, '$.with.argv', 'echo') WHERE name = 'u'")
+    store.close()
+    engine = Engine(db_path, wake_listener=False)
+    for _ in range(2):
+        engine.queue_run("t", actor="cli")
+        with pytest.raises(ParameterError, match="task 'u': parameter argv: .*nothing was queued"):
+            engine.queue_run("u", actor="cli")
+    assert _counts(db_path) == (2, 2)
