@@ -213,7 +213,9 @@ class Executor:
         outcomes = self._drain() + self._timeouts()
         self.pace.learn(outcomes)
         ahead = 0 if only is not None else self.pace.ahead(self.workers)
-        free = self.workers + ahead - self._active() if self._accepting else 0
+        # the runs these outcomes finish leave their workers in this same transaction: claim for
+        # them too (else every batch of outcomes took one commit and its claim another)
+        free = self.workers + ahead - self._active(finishing=outcomes) if self._accepting else 0
         claimed = self._write(outcomes, runtime=runtime, free=free, only=only)
         entries = [_InFlight(run) for run in claimed]
         with self._lock:
@@ -237,9 +239,16 @@ class Executor:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _active(self) -> int:
+    def _active(self, finishing: list[Outcome] = ()) -> int:
+        """Runs this executor has started or queued (timed-out ones not counted), less those
+        whose ``finishing`` outcomes are about to be written."""
         with self._lock:
-            return sum(1 for e in self._inflight.values() if not e.abandoned)
+            active = sum(1 for e in self._inflight.values() if not e.abandoned)
+            for o in finishing:
+                entry = self._inflight.get(o.run.id)
+                if entry is not None and not entry.abandoned:
+                    active -= 1
+            return active
 
     def _drain(self) -> list[Outcome]:
         """Outcomes to write: those a failed write left over, then what the workers reported."""

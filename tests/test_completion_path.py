@@ -281,3 +281,32 @@ def test_a_task_the_schema_refuses_fails_at_every_attempt_naming_the_parameter(a
     assert GOT == [] and len(rows) == 2
     for status, error in rows:
         assert status == "failed" and error.startswith("task 's': parameters invalid after rendering: with.n:")
+
+
+def test_a_step_writing_outcomes_claims_for_the_workers_they_free_in_the_same_transaction(applied, db_path):
+    """Two workers, four due runs, no claiming ahead: the first step claims two; once both
+    have finished, the next step writes their outcomes and claims the other two in the same
+    transaction (it used to count them as still busy and leave the claim to one more commit)."""
+    from taskengine_core.engine import Engine
+    from taskengine_core.plugins import get_plugin_manager
+    from taskengine_core.store.runs import count_by_status
+
+    manager = get_plugin_manager(extra_plugins=[Plugin()])
+    applied("tasks:\n  r: {action: cp.note, concurrency: parallel}\n", manager=manager)
+    engine = Engine(db_path, manager=manager, workers=2, wake_listener=False)
+    engine.executor.start()
+    try:
+        for _ in range(4):
+            engine.queue_run("r")
+        engine.executor.step(engine.runtime)
+        assert count_by_status(engine.store.conn) == {"running": 2, "pending": 2}
+        deadline = time.monotonic() + 10
+        while engine.executor._done.qsize() < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        engine.executor.pace.mean = 1000.0  # attempts seem slow: no claiming ahead, only the freed workers
+        engine.executor.step(engine.runtime)  # one write transaction: the outcomes and the claim
+        assert count_by_status(engine.store.conn) == {"succeeded": 2, "running": 2}
+        engine.run_until_idle(timeout=30)
+        assert count_by_status(engine.store.conn) == {"succeeded": 4}
+    finally:
+        engine.executor.stop(1)
