@@ -5,7 +5,6 @@ Every function here runs inside the caller's write transaction and takes its con
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import os
@@ -112,9 +111,12 @@ class Outcome:
     # (writer, item) pairs the action asked to commit with this outcome (taskengine_core.outcome_writes)
     writes: list | None = None
 
-    @functools.cached_property
+    @property
     def duration(self) -> float:  # read for the attempt row, the run row, the claim pace, the hook
-        return (self.finished_at - self.started_at).total_seconds()
+        seconds = self.__dict__.get("_duration")
+        if seconds is None:
+            seconds = self.__dict__["_duration"] = (self.finished_at - self.started_at).total_seconds()
+        return seconds
 
 
 # concurrency policies that allow one run of a task at a time
@@ -139,7 +141,9 @@ def claim_due(conn, runtime: Runtime, now: datetime, owner: str, lease: float, l
         busy[task_name] = busy.get(task_name, 0) + count
     # a busy queue task's waiting runs are left out in SQL, so they cannot crowd out other tasks
     waiting = [t for t in busy if (runtime.tasks.get(t) and runtime.tasks[t].concurrency == "queue")]
-    rows = run_store.due(conn, now_text, limit * 4, exclude_tasks=waiting, only=only)
+    # rows read beyond ``limit`` only fill in for runs this claim may pass over
+    read = limit * 4 if _passes_over(runtime) else limit
+    rows = run_store.due(conn, now_text, read, exclude_tasks=waiting, only=only)
     if not rows:
         return [], []
     limited = sorted({row[1] for row in rows if runtime.tasks.get(row[1]) is not None
@@ -201,6 +205,22 @@ def claim_due(conn, runtime: Runtime, now: datetime, owner: str, lease: float, l
         started_events = [internal_event("task.started", c, now_text, {"attempt": c.attempt}) for c in claimed]
         insert_internal_events(conn, started_events, now_text)
     return claimed, to_cancel
+
+
+_PASSES_OVER: list = [None, True]  # [runtime, answer] for the last runtime asked about
+
+
+def _passes_over(runtime: Runtime) -> bool:
+    """Whether a claim may pass over a due run of this configuration's tasks: a task limited to
+    one run at a time, or one that triggers do not start (disabled, retired). When none can, the
+    first ``limit`` due runs are all claimed (a run of a task no longer defined is cancelled,
+    and the next claim goes on from there). Answered once per configuration snapshot."""
+    cached = _PASSES_OVER
+    if cached[0] is not runtime:
+        answer = any(task.concurrency in SINGLE or not task.fires for task in runtime.tasks.values())
+        _PASSES_OVER[:] = [runtime, answer]
+        return answer
+    return cached[1]
 
 
 def internal_event(type_: str, run: Claimed, now: str, extra: dict) -> tuple:

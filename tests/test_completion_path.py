@@ -310,3 +310,48 @@ def test_a_step_writing_outcomes_claims_for_the_workers_they_free_in_the_same_tr
         assert count_by_status(engine.store.conn) == {"succeeded": 4}
     finally:
         engine.executor.stop(1)
+
+
+# -- how many due rows a claim reads -----------------------------------------------------------
+
+
+def _claim(engine, limit: int):
+    from taskengine_core.runs import claim_due
+
+    with engine.store.write() as w:
+        claimed, _ = claim_due(w.conn, engine.runtime, engine.clock.now(), "test-owner", 60.0, limit)
+    return [c.task.name for c in claimed]
+
+
+def test_a_claim_fills_its_limit_past_runs_a_queue_task_holds_back(applied, db_path):
+    """A task limited to one run (``queue``) has its second due run passed over: the claim reads
+    further and still claims ``limit`` runs."""
+    from taskengine_core.engine import Engine
+    from taskengine_core.plugins import get_plugin_manager
+
+    manager = get_plugin_manager(extra_plugins=[Plugin()])
+    applied("tasks:\n  q: {action: cp.note, concurrency: queue}\n  p: {action: cp.note, concurrency: parallel}\n",
+            manager=manager)
+    engine = Engine(db_path, manager=manager, wake_listener=False)
+    for task in ("q", "q", "q", "p"):
+        engine.queue_run(task)
+    assert _claim(engine, 2) == ["q", "p"]
+
+
+def test_with_only_parallel_tasks_a_claim_takes_the_first_due_runs_and_cancels_a_deleted_tasks(applied, db_path):
+    from taskengine_core.engine import Engine
+    from taskengine_core.plugins import get_plugin_manager
+    from taskengine_core.store.runs import count_by_status
+
+    manager = get_plugin_manager(extra_plugins=[Plugin()])
+    applied("tasks:\n  p: {action: cp.note, concurrency: parallel}\n  gone: {action: cp.note, concurrency: parallel}\n",
+            manager=manager)
+    engine = Engine(db_path, manager=manager, wake_listener=False)
+    for task in ("gone", "p", "p", "p"):
+        engine.queue_run(task)
+    applied("tasks:\n  p: {action: cp.note, concurrency: parallel}\n", manager=manager, name="later.yaml")
+    engine._refresh_config()
+    assert _claim(engine, 2) == ["p"]  # the first two due: one of a task no longer defined
+    assert count_by_status(engine.store.conn) == {"cancelled": 1, "running": 1, "pending": 2}
+    assert _claim(engine, 2) == ["p", "p"]
+    assert count_by_status(engine.store.conn) == {"cancelled": 1, "running": 3}
