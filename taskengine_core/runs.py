@@ -207,7 +207,7 @@ def claim_due(conn, runtime: Runtime, now: datetime, owner: str, lease: float, l
     return claimed, to_cancel
 
 
-_PASSES_OVER: list = [None, True]  # [runtime, answer] for the last runtime asked about
+_PASSES_OVER: list = [(None, True)]  # (runtime, answer) for the last runtime asked about
 
 
 def _passes_over(runtime: Runtime) -> bool:
@@ -215,12 +215,11 @@ def _passes_over(runtime: Runtime) -> bool:
     one run at a time, or one that triggers do not start (disabled, retired). When none can, the
     first ``limit`` due runs are all claimed (a run of a task no longer defined is cancelled,
     and the next claim goes on from there). Answered once per configuration snapshot."""
-    cached = _PASSES_OVER
-    if cached[0] is not runtime:
+    known, answer = _PASSES_OVER[0]  # one read: engines in other threads may replace it
+    if known is not runtime:
         answer = any(task.concurrency in SINGLE or not task.fires for task in runtime.tasks.values())
-        _PASSES_OVER[:] = [runtime, answer]
-        return answer
-    return cached[1]
+        _PASSES_OVER[0] = (runtime, answer)
+    return answer
 
 
 def internal_event(type_: str, run: Claimed, now: str, extra: dict) -> tuple:

@@ -39,8 +39,9 @@ class AttemptRunner:
         self.emit = emit
         self.renderer = TemplateRenderer()
         self._validators: dict[str, SchemaCheck] = {}
-        # id(task) -> (task, schema): a task whose own parameters (no templates, no secret
-        # references) passed its action's schema; its runs without overrides are not checked again
+        # id(task) -> (task, schema, fixed): fixed when the task's own parameters (no templates, no
+        # secret references) passed its action's schema, so its runs without overrides are not
+        # bound, rendered and checked again; False when they have templates or references
         self._fixed_params: dict[int, tuple] = {}
         self._lock = threading.Lock()
 
@@ -172,14 +173,20 @@ class AttemptRunner:
         ``schema`` every attempt: True once checked, False when they cannot be known ahead (a
         template or a secret reference in them: rendered per attempt), None when not checked yet."""
         known = self._fixed_params.get(id(task))
-        if known is None or known[0] is not task or known[1] is not schema:
-            return False if _varies(task.params) else None
-        return True
+        if known is not None and known[0] is task and known[1] is schema:
+            return known[2]
+        if _varies(task.params):
+            self._remember(task, schema, False)
+            return False
+        return None
 
     def _remember_fixed(self, task, schema: dict) -> None:
+        self._remember(task, schema, True)
+
+    def _remember(self, task, schema: dict, fixed: bool) -> None:
         if len(self._fixed_params) >= _FIXED_MAX:  # configurations applied over a long run
             self._fixed_params.clear()
-        self._fixed_params[id(task)] = (task, schema)  # the task kept: its id is not reused meanwhile
+        self._fixed_params[id(task)] = (task, schema, fixed)  # the task kept: its id is not reused meanwhile
 
     def _state(self, action: str):
         if self.state_store is None:
