@@ -327,7 +327,11 @@ class Executor:
     def _notify_finished(self, outcomes: list[Outcome]) -> None:
         if self.hook is None:
             return
+        heard = getattr(self.hook, "heard", None)  # the engine's hooks say when nobody listens
+        heard = heard() if heard is not None else None
         for o in outcomes:
+            if heard is not None and not heard(o.run.task.name):
+                continue
             try:
                 self.hook.run_finished(run=RunInfo(o.run.id, o.run.task.name, o.final_status, o.error,
                                                    o.duration, o.output))

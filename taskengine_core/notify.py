@@ -98,6 +98,15 @@ class HooksWithNotifications:
         self._notifications.run_finished(run)
         return caller(run=run) if impls else []
 
+    def heard(self):
+        """For one batch of finished runs: a function telling whether a run of a task (by name)
+        finishing is heard by anyone (a plugin implementing ``run_finished``, or the task's
+        ``notify`` entries), so that the executor makes no call for runs nobody listens to."""
+        if self._hook.run_finished.get_hookimpls():
+            return lambda task: True
+        tasks = self._notifications.engine.runtime.tasks
+        return lambda task: bool(getattr(tasks.get(task), "notify", ()))
+
     def __getattr__(self, name: str):
         return getattr(self._hook, name)
 

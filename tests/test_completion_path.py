@@ -355,3 +355,18 @@ def test_with_only_parallel_tasks_a_claim_takes_the_first_due_runs_and_cancels_a
     assert count_by_status(engine.store.conn) == {"cancelled": 1, "running": 1, "pending": 2}
     assert _claim(engine, 2) == ["p", "p"]
     assert count_by_status(engine.store.conn) == {"cancelled": 1, "running": 3}
+
+
+def test_run_finished_is_heard_by_a_plugin_for_every_task_else_only_for_tasks_with_notify(applied, db_path):
+    from taskengine_core.engine import Engine
+    from taskengine_core.notify import HooksWithNotifications
+
+    applied("tasks:\n  quiet: {action: command.run, with: {argv: [echo]}}\n"
+            "  told: {action: command.run, with: {argv: [echo]}, notify: {via: email, to: ops@example.org}}\n")
+    engine = Engine(db_path, wake_listener=False)
+    heard = engine.executor.hook.heard()
+    assert (heard("quiet"), heard("told"), heard("gone")) == (False, True, False)
+    calls: list = []
+    manager = _manager(calls, [{}])
+    with_plugin = HooksWithNotifications(manager.hook, engine.notifications).heard()
+    assert (with_plugin("quiet"), with_plugin("told")) == (True, True)
