@@ -22,7 +22,13 @@ in a fresh subprocess and database in the same temporary directory:
 The script prints enqueue/s for each, and the best end-to-end ratio to huey taskengine could
 reach if its enqueue ran at floor (b), and at (a), with its completion rate as measured.
 
+With ``--baseline-tree DIR`` (a tree holding another taskengine's ``taskengine_core``, plugins as
+``taskengine_<name>`` and ``benchmarks``, e.g. ``git archive main``), each round also times that
+tree's taskengine (its own bench script as child, ``PYTHONPATH=DIR``), alternating with this one,
+and the script prints this tree's rates over the baseline's (an A/B in one run).
+
 Usage: python benchmarks/bench_manual_runs.py [--runs 5000] [--rounds 5] [--huey-workers 1] [--no-floors]
+       [--baseline-tree DIR]
        [--profile]  (py-spy style top entries via cProfile for one taskengine round, both phases)
 """
 
@@ -123,8 +129,8 @@ def _print_profile(profiler, what: str) -> None:
     import pstats
 
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
-    print(f"--- profile: {what}\n" + "\n".join(out.getvalue().splitlines()[:40]))
+    pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("PROFILE_TOP", "18")))
+    print(f"--- profile: {what}\n" + "\n".join(out.getvalue().splitlines()[:int(os.environ.get("PROFILE_TOP", "18")) + 22]))
 
 
 def round_huey(n: int, tmp: Path, workers: int) -> dict:
@@ -166,9 +172,13 @@ def child(mode: str, n: int, tmp: Path, extra: str) -> None:
     print("RESULT " + json.dumps(out))
 
 
-def run_child(mode: str, n: int, tmp: Path, extra: str) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", mode, str(n), str(tmp), extra],
-                          capture_output=True, text=True)
+def run_child(mode: str, n: int, tmp: Path, extra: str, tree: Path | None = None) -> dict:
+    script, env = __file__, None
+    if tree is not None:  # another taskengine's tree, its own copy of this script as the child
+        script = str(tree / "benchmarks" / Path(__file__).name)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, script, "--child", mode, str(n), str(tmp), extra],
+                          capture_output=True, text=True, env=env)
     if extra == "profile":
         print(proc.stdout)
     for line in proc.stdout.splitlines():
@@ -207,6 +217,8 @@ def main() -> None:
     parser.add_argument("--huey-workers", type=int, default=1)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--no-floors", dest="floors", action="store_false")
+    parser.add_argument("--baseline-tree", type=Path, default=None,
+                        help="another taskengine tree (e.g. main's, from git archive) timed in the same run")
     args = parser.parse_args()
     n = args.runs
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -216,24 +228,37 @@ def main() -> None:
             return
         print(f"nproc={os.cpu_count()} loadavg={os.getloadavg()[0]:.1f} runs={n} rounds={args.rounds} "
               f"(medians); huey consumer: {args.huey_workers} thread worker(s)")
-        results = {"te": [], "huey": [], "floor": []}
+        results = {"te": [], "huey": [], "floor": [], "base": []}
         for _ in range(args.rounds):  # alternate, so that load changes hit both alike
+            if args.baseline_tree:
+                results["base"].append(run_child("te", n, tmp, "", tree=args.baseline_tree.resolve()))
             results["te"].append(run_child("te", n, tmp, ""))
             results["huey"].append(run_child("huey", n, tmp, str(args.huey_workers)))
             if args.floors:
                 results["floor"].append(run_child("floor", n, tmp, ""))
-        rates, completes = {}, {}
-        for key, label in (("te", "taskengine queue_run + Engine (durable rows)"),
-                           ("huey", "huey SqliteHuey enqueue + consumer (baseline)")):
+        rates, completes, enqueues = {}, {}, {}
+        rows = [("te", "taskengine queue_run + Engine (durable rows)"),
+                ("huey", "huey SqliteHuey enqueue + consumer (baseline)")]
+        if args.baseline_tree:
+            rows.insert(1, ("base", "taskengine of --baseline-tree (same run)"))
+        for key, label in rows:
             rs = results[key]
-            enqueue = statistics.median(n / r["enqueue_s"] for r in rs)
+            enqueue = enqueues[key] = statistics.median(n / r["enqueue_s"] for r in rs)
             complete = completes[key] = statistics.median(n / r["complete_s"] for r in rs)
             total = rates[key] = statistics.median(n / (r["enqueue_s"] + r["complete_s"]) for r in rs)
             print(f"  {label:46s} enqueue {enqueue:8,.0f}/s  complete {complete:8,.0f}/s  "
                   f"end to end {total:8,.0f} runs/s")
         print(f"  ratio taskengine / huey: {rates['te'] / rates['huey']:.2f}   target: >= 2")
+        if args.baseline_tree:
+            print(f"  this tree / baseline tree: enqueue {enqueues['te'] / enqueues['base']:.2f}  "
+                  f"complete {completes['te'] / completes['base']:.2f}  end to end {rates['te'] / rates['base']:.2f}")
         if args.floors:
             print_floors(results["floor"], completes["te"], rates["huey"])
+            enqueue_floor = statistics.median(f["enqueue"] for f in results["floor"])
+            complete_floor = statistics.median(f["complete"] for f in results["floor"])
+            for key in ("te", "base") if args.baseline_tree else ("te",):
+                print(f"  {'this tree' if key == 'te' else 'baseline tree'} at its floor (b): enqueue "
+                      f"{enqueues[key] / enqueue_floor:.2f}, complete {completes[key] / complete_floor:.2f}")
     print(f"loadavg at the end: {os.getloadavg()[0]:.1f}")
 
 

@@ -10,21 +10,24 @@ import threading
 import time
 from pathlib import Path
 
-from taskengine_core.clock import Clock
+from taskengine_core.clock import Clock, to_iso
 from taskengine_core.context import EngineInfo
 from taskengine_core.durations import parse_duration
-from taskengine_core.evaluator import Evaluator
+from taskengine_core.evaluator import Evaluator, NewRun
 from taskengine_core.events import Event, inbox_waiting, insert_events, row_to_event
 from taskengine_core.cluster import LEASE_SECONDS, NodeHeartbeat
-from taskengine_core.errors import TaskEngineError
+from taskengine_core.errors import NotFoundError, SecretError, TaskEngineError
+from taskengine_core.ids import new_id
 from taskengine_core.executor import DEFAULT_LEASE, DEFAULT_WORKERS, Executor
 from taskengine_core.loop_guard import LoopGuard
 from taskengine_core.scheduler import Scheduler
 from taskengine_core.model import Runtime, load_runtime, refresh_runtime
-from taskengine_core.secrets import SecretResolver
+from taskengine_core.secrets import LITERAL_SECRET, SecretResolver, literal_secrets
 from taskengine_core.sources import EventSources
-from taskengine_core.store import Store, is_postgres_target, open_store
+from taskengine_core.store import Store, inbox, is_postgres_target, open_store, runs as run_store
 from taskengine_core.store.checkpoint import Checkpointer
+from taskengine_core.store.config import generation as stored_generation
+from taskengine_core.store.decisions import record_decision
 from taskengine_core.task_logs import PRUNE_PAUSE
 from taskengine_core.wakeup import listener, poke
 from taskengine_core.worker import AttemptRunner
@@ -135,34 +138,44 @@ class Engine:
                   event_id: str | None = None) -> str:
         """Queue a manual run of ``task`` (enabled or not), due now; returns the run id. With
         ``event_id``, the run's templates see that stored event as ``event``."""
-        from taskengine_core.clock import to_iso
-        from taskengine_core.errors import NotFoundError, SecretError
-        from taskengine_core.evaluator import NewRun, insert_runs
-        from taskengine_core.secrets import LITERAL_SECRET, literal_secrets
-        from taskengine_core.store import inbox
-        from taskengine_core.store.decisions import record_decision
-
-        if literal := literal_secrets(params or {}):  # the run's parameters are stored as given
+        params = params or {}
+        if params and (literal := literal_secrets(params)):  # the run's parameters are stored as given
             raise SecretError(f"parameter {literal[0]}: {LITERAL_SECRET}")
-        self._refresh_config()
-        config = self.runtime.tasks.get(task)
-        if config is None:
-            raise NotFoundError(f"no task named {task!r}; see 'taskengine tasks list'")
+        store = self._thread_store()  # callable from any thread
+        while True:
+            runtime = self.runtime
+            config = runtime.tasks.get(task)
+            if config is None:  # perhaps applied since: look again in the stored configuration
+                self._refresh_config()
+                runtime = self.runtime
+                config = runtime.tasks.get(task)
+                if config is None:
+                    raise NotFoundError(f"no task named {task!r}; see 'taskengine tasks list'")
+            # a bad --param queues nothing
+            self.executor.runner.check_params(config, params, exists=self._object_exists)
+            now = to_iso(self.clock.now())
+            run = NewRun(config, "manual", now, params=params or None, event_id=event_id, id=new_id())
+            row = run.row(now)
+            with store.write() as db:
+                # the task was looked up and checked in the configuration this engine holds: is
+                # it still the stored one? Read under the write lock, so no apply comes between.
+                if stored_generation(db.conn) == runtime.generation:
+                    if event_id is not None and not inbox.exists(db.conn, event_id):
+                        raise NotFoundError(f"no event with id {event_id!r}; see 'taskengine logs list' "
+                                            "or 'taskengine emit'")
+                    run_store.insert(db.conn, [row])
+                    record_decision(db.conn, now, "manual", f"run by hand by {actor}", task=task,
+                                    run_id=run.id, event_id=event_id)
+                    break
+            self._refresh_config()  # it changed: look the task up and check it again in the new one
+        if not self.wake.is_set():  # a loop in this process looks now (set already: it will)
+            self.wake.set()
+        return run.id
+
+    def _object_exists(self, section: str, name: str) -> bool:
         from taskengine_core.catalog import object_exists
 
-        self.executor.runner.check_params(  # a bad --param queues nothing
-            config, params or {}, exists=lambda section, name: object_exists(self._thread_store(), section, name))
-        now = to_iso(self.clock.now())
-        run = NewRun(config, "manual", now, params=params or None, event_id=event_id)
-        with self._thread_store().write() as db:  # callable from any thread
-            if event_id is not None and not inbox.exists(db.conn, event_id):
-                raise NotFoundError(f"no event with id {event_id!r}; see 'taskengine logs list' "
-                                    "or 'taskengine emit'")
-            insert_runs(db.conn, [run], now)
-            record_decision(db.conn, now, "manual", f"run by hand by {actor}", task=task, run_id=run.id,
-                            event_id=event_id)
-        self.wake.set()
-        return run.id
+        return object_exists(self._thread_store(), section, name)
 
     def execute(self, run_id: str, timeout: float | None = None) -> str:
         """Run one queued run in this process (unless another engine claimed it first) and wait

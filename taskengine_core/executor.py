@@ -9,7 +9,7 @@ import queue
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from taskengine_core.claim_pace import ClaimPace
@@ -36,7 +36,9 @@ CANCEL_WAIT = 3.0  # at stop, how long cancelled actions get to clean up (comman
 @dataclass
 class _InFlight:
     run: Claimed
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    # the action's ``ctx.cancelled``: made (under the executor's lock) when a worker takes the
+    # run or when it is cancelled before that, not by the loop thread for every claimed run
+    cancelled: threading.Event | None = None
     deadline: float | None = None
     abandoned: str | None = None  # why its result no longer counts: "timeout" or "stop"
     replaced: bool = False  # a new worker took the place of this entry's stuck thread
@@ -45,6 +47,17 @@ class _InFlight:
     returned: threading.Event | None = None
     started: bool = False  # a worker has taken it (else it waits in the queue, claimed ahead)
     reported: bool = False  # its outcome is in _done (or _unwritten): it can no longer time out
+
+    def cancel_event(self) -> threading.Event:
+        """The run's cancel flag, made when first needed (call under the executor's lock)."""
+        if self.cancelled is None:
+            self.cancelled = threading.Event()
+        return self.cancelled
+
+    def cancel(self) -> None:
+        """Tell the action to stop (under the executor's lock); one not started yet sees the
+        flag already set when a worker takes it."""
+        self.cancel_event().set()
 
 
 class Executor:
@@ -118,7 +131,7 @@ class Executor:
             cut_off = [e for e in self._inflight.values() if not e.abandoned and e.run.id not in reported]
             leftover = []
             for entry in cut_off:
-                entry.cancelled.set()
+                entry.cancel()
                 entry.abandoned = "stop"
                 entry.returned = threading.Event()
                 leftover.append(self._interrupted(entry.run, now, "interrupted: the engine stopped before the "
@@ -201,7 +214,9 @@ class Executor:
         outcomes = self._drain() + self._timeouts()
         self.pace.learn(outcomes)
         ahead = 0 if only is not None else self.pace.ahead(self.workers)
-        free = self.workers + ahead - self._active() if self._accepting else 0
+        # the runs these outcomes finish leave their workers in this same transaction: claim for
+        # them too (else every batch of outcomes took one commit and its claim another)
+        free = self.workers + ahead - self._active(finishing=outcomes) if self._accepting else 0
         claimed = self._write(outcomes, runtime=runtime, free=free, only=only)
         entries = [_InFlight(run) for run in claimed]
         with self._lock:
@@ -225,9 +240,16 @@ class Executor:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _active(self) -> int:
+    def _active(self, finishing: list[Outcome] = ()) -> int:
+        """Runs this executor has started or queued (timed-out ones not counted), less those
+        whose ``finishing`` outcomes are about to be written."""
         with self._lock:
-            return sum(1 for e in self._inflight.values() if not e.abandoned)
+            active = sum(1 for e in self._inflight.values() if not e.abandoned)
+            for o in finishing:
+                entry = self._inflight.get(o.run.id)
+                if entry is not None and not entry.abandoned:
+                    active -= 1
+            return active
 
     def _drain(self) -> list[Outcome]:
         """Outcomes to write: those a failed write left over, then what the workers reported."""
@@ -244,7 +266,7 @@ class Executor:
             for entry in self._inflight.values():
                 if entry.abandoned or entry.reported or entry.deadline is None or now_mono < entry.deadline:
                     continue
-                entry.cancelled.set()
+                entry.cancel()
                 entry.abandoned = "timeout"
                 entry.returned = threading.Event()
                 # until its thread returns, the action still runs: its task counts as busy
@@ -296,7 +318,7 @@ class Executor:
                 self._inflight.pop(o.run.id, None)
             for run_id, _ in to_cancel:
                 if run_id in self._inflight:
-                    self._inflight[run_id].cancelled.set()
+                    self._inflight[run_id].cancel()
         self._notify_finished(ended)
         return claimed
 
@@ -306,7 +328,11 @@ class Executor:
     def _notify_finished(self, outcomes: list[Outcome]) -> None:
         if self.hook is None:
             return
+        heard = getattr(self.hook, "heard", None)  # the engine's hooks say when nobody listens
+        heard = heard() if heard is not None else None
         for o in outcomes:
+            if heard is not None and not heard(o.run.task.name):
+                continue
             try:
                 self.hook.run_finished(run=RunInfo(o.run.id, o.run.task.name, o.final_status, o.error,
                                                    o.duration, o.output))
@@ -328,7 +354,7 @@ class Executor:
             with self._lock:
                 for run_id in ids:
                     if run_id in self._inflight:
-                        self._inflight[run_id].cancelled.set()
+                        self._inflight[run_id].cancel()
 
     def _spawn_worker(self) -> None:
         thread = threading.Thread(target=self._worker, name="taskengine-worker", daemon=True)
@@ -345,9 +371,10 @@ class Executor:
                     entry.returned.set()
                     continue
                 entry.started = True
+                cancelled = entry.cancel_event()
                 if entry.run.task.timeout is not None:  # the timeout counts from the action's start
                     entry.deadline = self.clock.monotonic() + entry.run.task.timeout + TIMEOUT_GRACE
-            outcome = self.runner.run(entry.run, self._settings, entry.cancelled)
+            outcome = self.runner.run(entry.run, self._settings, cancelled)
             with self._lock:  # decide and report under one lock: a timeout cannot slip in between
                 if not entry.abandoned:
                     entry.reported = True

@@ -88,7 +88,24 @@ class HooksWithNotifications:
         self._hook, self._notifications = hook, notifications
 
     def run_finished(self, *, run) -> list:
-        return self._hook.run_finished.call_extra([self._notifications.run_finished], {"run": run})
+        caller = self._hook.run_finished
+        impls = caller.get_hookimpls()
+        if any(impl.tryfirst or impl.wrapper or impl.hookwrapper for impl in impls):
+            return caller.call_extra([self._notifications.run_finished], {"run": run})
+        # the order call_extra gives when no implementation is a wrapper or tryfirst (ours first,
+        # then the plugins'; an exception stops the rest), without building pluggy's HookImpl
+        # for ours (signature inspection) once per finished run
+        self._notifications.run_finished(run)
+        return caller(run=run) if impls else []
+
+    def heard(self):
+        """For one batch of finished runs: a function telling whether a run of a task (by name)
+        finishing is heard by anyone (a plugin implementing ``run_finished``, or the task's
+        ``notify`` entries), so that the executor makes no call for runs nobody listens to."""
+        if self._hook.run_finished.get_hookimpls():
+            return lambda task: True
+        tasks = self._notifications.engine.runtime.tasks
+        return lambda task: bool(getattr(tasks.get(task), "notify", ()))
 
     def __getattr__(self, name: str):
         return getattr(self._hook, name)

@@ -112,8 +112,11 @@ class Outcome:
     writes: list | None = None
 
     @property
-    def duration(self) -> float:
-        return (self.finished_at - self.started_at).total_seconds()
+    def duration(self) -> float:  # read for the attempt row, the run row, the claim pace, the hook
+        seconds = self.__dict__.get("_duration")
+        if seconds is None:
+            seconds = self.__dict__["_duration"] = (self.finished_at - self.started_at).total_seconds()
+        return seconds
 
 
 # concurrency policies that allow one run of a task at a time
@@ -138,7 +141,9 @@ def claim_due(conn, runtime: Runtime, now: datetime, owner: str, lease: float, l
         busy[task_name] = busy.get(task_name, 0) + count
     # a busy queue task's waiting runs are left out in SQL, so they cannot crowd out other tasks
     waiting = [t for t in busy if (runtime.tasks.get(t) and runtime.tasks[t].concurrency == "queue")]
-    rows = run_store.due(conn, now_text, limit * 4, exclude_tasks=waiting, only=only)
+    # rows read beyond ``limit`` only fill in for runs this claim may pass over
+    read = limit * 4 if _passes_over(runtime) else limit
+    rows = run_store.due(conn, now_text, read, exclude_tasks=waiting, only=only)
     if not rows:
         return [], []
     limited = sorted({row[1] for row in rows if runtime.tasks.get(row[1]) is not None
@@ -202,6 +207,21 @@ def claim_due(conn, runtime: Runtime, now: datetime, owner: str, lease: float, l
     return claimed, to_cancel
 
 
+_PASSES_OVER: list = [(None, True)]  # (runtime, answer) for the last runtime asked about
+
+
+def _passes_over(runtime: Runtime) -> bool:
+    """Whether a claim may pass over a due run of this configuration's tasks: a task limited to
+    one run at a time, or one that triggers do not start (disabled, retired). When none can, the
+    first ``limit`` due runs are all claimed (a run of a task no longer defined is cancelled,
+    and the next claim goes on from there). Answered once per configuration snapshot."""
+    known, answer = _PASSES_OVER[0]  # one read: engines in other threads may replace it
+    if known is not runtime:
+        answer = any(task.concurrency in SINGLE or not task.fires for task in runtime.tasks.values())
+        _PASSES_OVER[0] = (runtime, answer)
+    return answer
+
+
 def internal_event(type_: str, run: Claimed, now: str, extra: dict) -> tuple:
     data = {"task": run.task.name, "run_id": run.id, "trigger": run.trigger, "depth": run.depth, **extra}
     return (new_id(), type_, data, now)
@@ -222,7 +242,10 @@ def record_outcomes(conn, outcomes: list[Outcome], now: datetime, rng, redact,
     """
     now_text = to_iso(now)
     for o in outcomes:
-        o.output, o.error, o.traceback = redact(o.output), _storable(redact(o.error)), _storable(redact(o.traceback))
+        if o.output is not None:
+            o.output = redact(o.output)
+        if o.error is not None or o.traceback is not None:
+            o.error, o.traceback = _storable(redact(o.error)), _storable(redact(o.traceback))
     output_text = {id(o): _json(o.output) for o in outcomes}  # once, for the attempt and the run row
     attempt_store.insert(conn, [(o.run.id, o.run.attempt, to_iso(o.started_at), to_iso(o.finished_at), o.status,
                                  o.error, o.traceback, output_text[id(o)], o.duration, o.plugin, o.plugin_version)

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from taskengine_core.clock import Clock, to_iso
 from taskengine_core.context import ActionContext
 from taskengine_core.errors import ActionError, ParameterError, SecretError, TemplateError
+from taskengine_core.plugin_state import PluginState
 from taskengine_core.registry import Registry
 from taskengine_core.rules.schema_check import SchemaCheck
 from taskengine_core.runs import Claimed, Outcome
@@ -38,6 +39,10 @@ class AttemptRunner:
         self.emit = emit
         self.renderer = TemplateRenderer()
         self._validators: dict[str, SchemaCheck] = {}
+        # id(task) -> (task, schema, fixed): fixed when the task's own parameters (no templates, no
+        # secret references) passed its action's schema, so its runs without overrides are not
+        # bound, rendered and checked again; False when they have templates or references
+        self._fixed_params: dict[int, tuple] = {}
         self._lock = threading.Lock()
 
     def prepare(self, run: Claimed, settings: dict, cancelled: threading.Event) -> tuple[Any, ActionContext]:
@@ -47,6 +52,27 @@ class AttemptRunner:
         if item is None:
             raise _ConfigProblem(f"action {task.action!r} is not installed; see 'taskengine plugins'")
         event = run.event if run.event is not None or not run.event_id else self.load_event(run.event_id)
+        params = merged(task.params, run.params or {})
+        # the task's own values with no template or secret reference in them, checked before:
+        # binding and rendering would copy them as they are (so does _copied), and they pass
+        fixed = run.params is None and self._fixed(task, item.schema) is True
+        try:
+            bound, secret_values = (params, {}) if fixed else self.secrets.bind(params)
+            plugin_settings = self.secrets.resolve(settings.get(task.action.split(".", 1)[0]) or {})
+        except SecretError as exc:
+            raise _ConfigProblem(f"task {task.name!r}: {exc}") from None
+        resolved = _copied(params) if fixed else self._rendered(run, event, params, bound, secret_values, item)
+        ctx = ActionContext(run_id=run.id, task=task.name, attempt=run.attempt, event=event,
+                            settings=plugin_settings, timeout=task.timeout, cancelled=cancelled,
+                            emit=self.emit, deliveries=self.deliveries, state=self._state(task.action),
+                            outcome_writes=[])
+        return (item, resolved), ctx
+
+    def _rendered(self, run: Claimed, event: dict | None, params: dict, bound: Any, secret_values: dict,
+                  item) -> Any:
+        """``params`` (``bound``: with secrets bound) rendered and checked against the action's
+        schema; raises _ConfigProblem naming what is wrong."""
+        task = run.task
         context = {
             "event": event if event is not None else AbsentEvent(_no_event_reason(run)),
             "run": {"id": run.id, "attempt": run.attempt, "trigger": run.trigger,
@@ -54,21 +80,14 @@ class AttemptRunner:
             "task": {"name": task.name, "action": task.action},
             "now": to_iso(self.clock.now()),
         }
-        params = merged(task.params, run.params or {})
-        try:
-            bound, secret_values = self.secrets.bind(params)
-            plugin_settings = self.secrets.resolve(settings.get(task.action.split(".", 1)[0]) or {})
-        except SecretError as exc:
-            raise _ConfigProblem(f"task {task.name!r}: {exc}") from None
         try:
             resolved = self.renderer.render_value(bound, {**context, **secret_values},
                                                   time_limit=task.timeout, schema=item.schema)
         except TemplateError as exc:
             raise _ConfigProblem(f"task {task.name!r}: {self.secrets.redactor(str(exc))}") from None
-        validator = self._validator(task.action, item.schema)
-        errors = list(validator.errors(resolved))
+        errors = list(self._validator(task.action, item.schema).errors(resolved))
         if errors and coerce_templated(resolved, params, errors):
-            errors = list(validator.errors(resolved))
+            errors = list(self._validator(task.action, item.schema).errors(resolved))
         if errors:
             from taskengine_core.rules.messages import explain
 
@@ -76,11 +95,9 @@ class AttemptRunner:
             where = ".".join(str(p) for p in ("with", *errors[0].absolute_path, *extra))
             raise _ConfigProblem(f"task {task.name!r}: parameters invalid after rendering: {where}: "
                                  f"{self.secrets.redactor(message)}")
-        ctx = ActionContext(run_id=run.id, task=task.name, attempt=run.attempt, event=event,
-                            settings=plugin_settings, timeout=task.timeout, cancelled=cancelled,
-                            emit=self.emit, deliveries=self.deliveries, state=self._state(task.action),
-                            outcome_writes=[])
-        return (item, resolved), ctx
+        if run.params is None and self._fixed(task, item.schema) is None:  # the same values every attempt
+            self._remember_fixed(task, item.schema)
+        return resolved
 
     def check_params(self, task, overrides: dict,
                      exists: Callable[[str, str], bool] | None = None) -> None:
@@ -91,13 +108,16 @@ class AttemptRunner:
 
         :raises ParameterError: naming the parameter and what was expected.
         """
-        from taskengine_core.rules.messages import explain
-        from taskengine_core.rules.paths import _ref_params, dig
-
         item = self.registry.actions.get(task.action)
         if item is None:
             raise ParameterError(f"task {task.name!r}: action {task.action!r} is not installed; "
                                  "see 'taskengine plugins'")
+        known = not overrides and self._fixed(task, item.schema)
+        if known is True:  # the task's own values, no template or secret in them: they passed
+            return
+        from taskengine_core.rules.messages import explain
+        from taskengine_core.rules.paths import _ref_params, dig
+
         for where, problem in self.renderer.check(overrides):
             raise ParameterError(f"task {task.name!r}: parameter {where}: {problem}; nothing was queued")
         params = merged(task.params, overrides)
@@ -109,6 +129,8 @@ class AttemptRunner:
             named = f"parameter {where}" if where else "parameters"
             raise ParameterError(f"task {task.name!r}: {named}: {self.secrets.redactor(message)}; "
                                  "nothing was queued")
+        if known is None:  # no error above: what an attempt checks too, the same every time
+            self._remember_fixed(task, item.schema)
         for path, section in (_ref_params(item.schema) if exists else ()):
             value = dig(overrides, path)
             if isinstance(value, str) and "{{" not in value and not exists(section, value):
@@ -146,11 +168,29 @@ class AttemptRunner:
                        traceback=tb, retryable=retryable, plugin=plugin, plugin_version=version,
                        attention=attention, writes=writes)
 
+    def _fixed(self, task, schema: dict) -> bool | None:
+        """Whether ``task``'s own parameters (a run without overrides) are known to pass
+        ``schema`` every attempt: True once checked, False when they cannot be known ahead (a
+        template or a secret reference in them: rendered per attempt), None when not checked yet."""
+        known = self._fixed_params.get(id(task))
+        if known is not None and known[0] is task and known[1] is schema:
+            return known[2]
+        if _varies(task.params):
+            self._remember(task, schema, False)
+            return False
+        return None
+
+    def _remember_fixed(self, task, schema: dict) -> None:
+        self._remember(task, schema, True)
+
+    def _remember(self, task, schema: dict, fixed: bool) -> None:
+        if len(self._fixed_params) >= _FIXED_MAX:  # configurations applied over a long run
+            self._fixed_params.clear()
+        self._fixed_params[id(task)] = (task, schema, fixed)  # the task kept: its id is not reused meanwhile
+
     def _state(self, action: str):
         if self.state_store is None:
             return None
-        from taskengine_core.plugin_state import PluginState
-
         return PluginState(self.state_store, "actions:" + action.split(".", 1)[0], self.clock)
 
     def _validator(self, action: str, schema: dict) -> SchemaCheck:
@@ -158,6 +198,32 @@ class AttemptRunner:
             if action not in self._validators:
                 self._validators[action] = SchemaCheck(schema)
             return self._validators[action]
+
+
+_FIXED_MAX = 4096
+
+
+def _copied(value: Any) -> Any:
+    """What rendering makes of a value with no template in it: mappings and lists copied
+    (tuples become lists), anything else as it is; an action changing its parameters never
+    changes the task's."""
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_copied(v) for v in value]
+    return value
+
+
+def _varies(value: Any) -> bool:
+    """Whether rendering can change ``value`` from one attempt to the next: a template, or a
+    secret reference (resolved at each attempt), anywhere in it."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value or "${" in value
+    if isinstance(value, dict):
+        return any(_varies(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_varies(v) for v in value)
+    return False
 
 
 def _no_event_reason(run: Claimed) -> str:
@@ -171,6 +237,8 @@ def _no_event_reason(run: Claimed) -> str:
 
 
 def _checked_output(output: Any) -> Any:
+    if output is None or type(output) in (str, int, bool):  # serialisable as it is
+        return output
     try:
         json.dumps(output)
     except (TypeError, ValueError) as exc:
