@@ -50,9 +50,11 @@ def signing_keys(secrets: list[str]) -> list[bytes]:
 
 def sign(keys: list[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header value: one ``v1,<sig>`` per key, space-separated."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    return " ".join("v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode("ascii")
-                    for key in keys)
+    signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, body)
+    if len(keys) == 1:  # no rotation under way: the usual case
+        return "v1," + binascii.b2a_base64(hmac.digest(keys[0], signed, "sha256"), newline=False).decode("ascii")
+    return " ".join("v1," + binascii.b2a_base64(hmac.digest(key, signed, "sha256"), newline=False)
+                    .decode("ascii") for key in keys)
 
 
 def signature_headers(keys: list[bytes], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
