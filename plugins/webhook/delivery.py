@@ -206,14 +206,17 @@ class Decision:
     next_attempt_at: datetime | None = None
 
 
+_DELIVERED, _FAILED = Decision("delivered"), Decision("failed")  # frozen: shared
+
+
 def decide(result: Attempt, settings: WebhookSettings, retries: int, now: datetime,
            rng: random.Random | None = None) -> Decision:
     """The delivery's state after ``result``. ``retries`` is the destination's (for the
     position in the backoff schedule after a redelivery)."""
     if result.ok:
-        return Decision("delivered")
+        return _DELIVERED
     if result.permanent:
-        return Decision("failed")
+        return _FAILED
     message = result.message
     if result.number >= message.max_attempts:
         return Decision("exhausted")

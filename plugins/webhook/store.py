@@ -65,9 +65,7 @@ def next_due(conn, now: datetime) -> str | None:
 
 
 def _message(row: dict) -> Message:
-    return Message(row["id"], row["webhook"], row["type"], row["body"], row["content_type"],
-                   row["headers"], row["attempts"], row["max_attempts"], row["task"],
-                   row["run_id"], row["event_id"])
+    return Message(**row)  # the row's columns are the message's fields (MESSAGE_COLUMNS)
 
 
 def _lease(now: datetime, seconds: float) -> str:
