@@ -128,3 +128,15 @@ def test_redactor_learns_values_after_use():
     redact.add("ab")  # too short to be redacted anywhere
     assert redact("ab hunter2") == "ab ********"
     assert redact(42) == 42 and redact.scrub({"k": ["hunter2"]}) == {"k": ["********"]}
+
+
+def test_a_2xx_whose_body_outlasts_the_deadline_is_delivered():
+    from tests.test_webhook_hardening import SlowBodyServer
+
+    server = SlowBodyServer(hold=3)
+    try:  # the deadline (0.4 s) falls while the excerpt is read (which may take 2 s)
+        dest = Destination("hook", True, {"url": f"http://127.0.0.1:{server.port}/hook", "timeout": 0.4})
+        result, = _attempts(dest, [_message(1)], Preparer(lambda v: v, Redactor()))
+    finally:
+        server.close()
+    assert (result.ok, result.status_code, result.error, result.excerpt) == (True, 200, None, "hello")
