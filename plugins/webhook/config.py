@@ -169,6 +169,7 @@ class Prepared:
     # no headers of its own (most): copied per attempt instead of merged
     with_auth: dict[str, str] = field(default_factory=dict)
     with_auth_record: dict[str, str] = field(default_factory=dict)
+    macs: list = field(default_factory=list)  # the keys' HMACs, keyed once (signing.keyed)
     timeout: float = DEFAULT_TIMEOUT  # the destination's, parsed once
     verify_tls: bool = True
 
@@ -190,7 +191,7 @@ class Preparer:
             return hit[1]
         from yarl import URL
 
-        from .signing import signing_keys
+        from .signing import keyed, signing_keys
 
         if dest.ignored_verify_off and hit is None:
             log.warning("webhook %s: verify_tls: false is ignored without allow_insecure: true; "
@@ -205,5 +206,6 @@ class Preparer:
         prepared.with_auth_record = {**prepared.header_record,
                                      **{k: REDACTED for k in resolved.auth_headers}}
         prepared.timeout, prepared.verify_tls = dest.timeout, not dest.insecure
+        prepared.macs = keyed(prepared.keys)
         self._cache[dest.name] = (dest.spec, prepared)
         return prepared

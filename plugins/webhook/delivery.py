@@ -100,7 +100,7 @@ async def attempt(session: aiohttp.ClientSession, dest: Destination | None, mess
         dynamic = {"Content-Type": message.content_type}
         if "X-Request-Id" not in headers:
             dynamic["X-Request-Id"] = result.request_id
-        dynamic.update(signature_headers(prepared.keys, message.id, int(time.time()), body))
+        dynamic.update(signature_headers(prepared.macs, message.id, int(time.time()), body))
         headers.update(dynamic)
         record.update(dynamic)
         result.request_headers = record
