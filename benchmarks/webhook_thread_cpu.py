@@ -100,6 +100,7 @@ def main() -> None:
     args = parser.parse_args()
     proc, url = bench.start_server(0.0)
     try:
+        bench.aiohttp_client(url, 200)  # imports and first connections: not a request's cost
         runs, clients = [], []
         for _ in range(args.runs):  # alternated
             clients.append(client_cpu(url, args.deliveries))
