@@ -104,7 +104,7 @@ def _load(path, fingerprint: list, group: str) -> list[FoundEntryPoint] | None:
             return None
         rows = data["groups"][group]
         found = [FoundEntryPoint(*row) for row in rows]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None  # missing or damaged: scanned again and rewritten
     if not all(isinstance(field, str) for ep in found for field in ep._fields()):
         return None
@@ -117,7 +117,7 @@ def _save(path, fingerprint: list, group: str, found: list[FoundEntryPoint]) -> 
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("fingerprint") == fingerprint and isinstance(data.get("groups"), dict):
             groups = data["groups"]  # other groups found under the same fingerprint
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         pass
     groups[group] = [list(ep._fields()) for ep in found]
     cache_dir.write_atomically(path, json.dumps({"fingerprint": fingerprint, "groups": groups}))
@@ -137,7 +137,9 @@ def _fingerprint() -> tuple[list | None, float]:
     if not all(isinstance(entry, str) for entry in sys.path):
         return None, 0.0  # a Path or bytes entry: what importlib makes of it is not fingerprinted
     newest = [0]
-    entries = [[entry, _path_entry(entry or os.getcwd(), newest)] for entry in sys.path]
+    # "" is the working directory: "." lists it, and a deleted one is "missing" (as importlib
+    # finds nothing there), where os.getcwd() would raise
+    entries = [[entry, _path_entry(entry or ".", newest)] for entry in sys.path]
     return [FORMAT, sys.executable, sys.version, __version__, entries], newest[0] / 1e9
 
 

@@ -44,6 +44,7 @@ class _InFlight:
     # only case anyone waits for it: two Events per run were a tenth of a burst's claiming time
     returned: threading.Event | None = None
     started: bool = False  # a worker has taken it (else it waits in the queue, claimed ahead)
+    reported: bool = False  # its outcome is in _done (or _unwritten): it can no longer time out
 
 
 class Executor:
@@ -241,7 +242,7 @@ class Executor:
         now_mono, out = self.clock.monotonic(), []
         with self._lock:
             for entry in self._inflight.values():
-                if entry.abandoned or entry.deadline is None or now_mono < entry.deadline:
+                if entry.abandoned or entry.reported or entry.deadline is None or now_mono < entry.deadline:
                     continue
                 entry.cancelled.set()
                 entry.abandoned = "timeout"
@@ -349,6 +350,7 @@ class Executor:
             outcome = self.runner.run(entry.run, self._settings, entry.cancelled)
             with self._lock:  # decide and report under one lock: a timeout cannot slip in between
                 if not entry.abandoned:
+                    entry.reported = True
                     self._done.put(outcome)
                     self.wake.set()
                     continue

@@ -97,6 +97,9 @@ def write_with_outcomes(conn, outcomes: list, now: datetime) -> list[Written]:
                 _fail(outcome, f"what the action queued could not be recorded ({type(exc).__name__}: "
                                f"{str(exc)[:200]})", True, None)
             return []
+        except BaseException:  # SystemExit and the like: undone, and the writers told so
+            after_rollback(done)
+            raise
         return done
 
 

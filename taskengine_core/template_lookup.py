@@ -19,6 +19,9 @@ from jinja2 import nodes
 
 MISSING = object()  # the lookup steps aside: render with Jinja2
 _DICT_ATTRIBUTES = frozenset(dir(dict))
+# names Jinja2 gives a meaning of its own whatever the context holds: ``self`` is the template
+# (a TemplateReference), not the context's ``self``
+_JINJA_NAMES = frozenset({"self"})
 
 
 class Lookup:
@@ -42,7 +45,7 @@ class Lookup:
             else:
                 return None
             expr = expr.node
-        if expr.ctx != "load":
+        if expr.ctx != "load" or expr.name in _JINJA_NAMES:
             return None
         return cls(expr.name, tuple(reversed(steps)))
 

@@ -178,3 +178,25 @@ def test_no_cache_when_sys_path_holds_something_other_than_text(site, monkeypatc
     monkeypatch.setattr(sys, "path", [*sys.path, Path(site)])
     assert entry_points(GROUP) == from_metadata()
     assert not cache_file().exists()
+
+
+def test_a_deleted_working_directory_on_sys_path_is_no_error(site, tmp_path, monkeypatch):
+    """``""`` on sys.path (``python -c``, an embedding program) stands for the working
+    directory; when that directory was deleted, importlib.metadata finds nothing in it, and so
+    must the cache, instead of failing with FileNotFoundError."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    monkeypatch.setattr(sys, "path", ["", *sys.path])
+    assert entry_points(GROUP) == from_metadata()
+    assert "example" in get_plugin_manager().info
+    metadata_forbidden(monkeypatch)
+    assert "example" in names(entry_points(GROUP))  # and the cache is used all the same
+
+
+def test_a_cache_damaged_beyond_what_json_parses_is_scanned_again(site):
+    expected = entry_points(GROUP)
+    cache_file().write_text("[" * 100_000)  # json.loads raises RecursionError, not ValueError
+    assert entry_points(GROUP) == expected
+    assert json.loads(cache_file().read_text())["groups"][GROUP]

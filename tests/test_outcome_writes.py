@@ -155,3 +155,29 @@ def test_a_locked_database_leaves_the_outcomes_for_the_next_step(store_with_hook
             write_with_outcomes(db.conn, outcomes, NOW)
     assert (outcomes[0].status, outcomes[0].error) == ("succeeded", None)  # written as it is next time
     assert queued_ids(db_path) == []
+
+
+def test_a_writer_stopped_by_a_base_exception_tells_the_others_their_writes_were_undone(
+        store_with_hooks, db_path):  # noqa: F811
+    """The savepoint is undone whatever ends it; a writer that rode along (the webhook
+    dispatcher, which wrote its finished attempts there) must hear of it, or what it handed
+    over is lost."""
+    from taskengine_core.outcome_writes import Written
+
+    undone: list = []
+
+    class Riding:
+        def write(self, conn, items, now):
+            return Written(rolled_back=lambda: undone.append(items))
+
+    class Exiting:
+        def write(self, conn, items, now):
+            raise SystemExit(3)
+
+    writer = writer_for(deliveries_for(store_with_hooks))
+    outcomes = [outcome("r1", [(writer, delivery("r1", "hook")), (Riding(), "a"), (Exiting(), "b")])]
+    with pytest.raises(SystemExit):
+        with store_with_hooks.write() as db:
+            write_with_outcomes(db.conn, outcomes, NOW)
+    assert undone == [["a"]]
+    assert queued_ids(db_path) == []

@@ -86,3 +86,25 @@ def test_only_name_and_constant_steps_are_lookups():
     for other in ("event.data.host | upper", "event.data[key]", "event.data.keys", "a ~ b", "'x'",
                   "event.data.f()", "event.data[1.5]", "event.data[true]"):
         assert lookup(other) is None, other
+
+
+def test_a_name_jinja_gives_a_meaning_of_its_own_is_left_to_jinja():
+    """``self`` in a template is the template itself, even when the context holds a ``self``:
+    a lookup in the context would give what Jinja2 does not."""
+    context = {"self": {"x": 1}, "run": {"id": "r1"}}
+
+    def both(template: str):
+        got = render(TemplateRenderer(), template, context)
+        real_of = template_lookup.Lookup.of
+        template_lookup.Lookup.of = classmethod(lambda cls, expr: None)
+        try:
+            expected = render(TemplateRenderer(), template, context)
+        finally:
+            template_lookup.Lookup.of = real_of
+        return got, expected
+
+    got, expected = both("{{ self.x }}")
+    assert got == expected and got[0] == "error"
+    got, expected = both("{{ self }}")
+    assert got[0] == expected[0] == "value" and type(got[1]) is type(expected[1]) and got[1] != {"x": 1}
+    assert both("{{ run.id }}") == (("value", "r1"), ("value", "r1"))

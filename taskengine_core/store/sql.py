@@ -86,7 +86,10 @@ def savepoint(conn, name: str) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
-        conn.execute(f"RELEASE SAVEPOINT {name}")
+        try:
+            conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            conn.execute(f"RELEASE SAVEPOINT {name}")
+        except Exception:  # noqa: BLE001, S110 - e.g. the connection is gone: the whole transaction
+            pass  # fails anyway; the caller must see the first error (is it transient?), not this one
         raise
     conn.execute(f"RELEASE SAVEPOINT {name}")
