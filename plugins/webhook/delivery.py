@@ -19,7 +19,6 @@ import aiohttp
 from taskengine_core.errors import SecretError
 
 from .config import REDACTED, RESERVED_HEADERS, Destination, Preparer, WebhookSettings
-from .deadlines import Deadlines
 from .egress import CONNECTED, EgressPolicy, EgressRefused
 from .retry import RETRY_AFTER_STATUSES, backoff, parse_retry_after
 from .signing import SigningError, signature_headers
@@ -68,17 +67,12 @@ class Attempt:
 
 
 async def attempt(session: aiohttp.ClientSession, dest: Destination | None, message: Message, *,
-                  policy: EgressPolicy, prepare: Preparer, deadlines: Deadlines | None = None) -> Attempt:
-    """Make one attempt. Never raises (except cancellation): every failure is in the result.
-    ``deadlines``: the loop's (the dispatcher keeps one for all its requests); by default one
-    for this attempt alone."""
+                  policy: EgressPolicy, prepare: Preparer) -> Attempt:
+    """Make one attempt. Never raises (except cancellation): every failure is in the result."""
     result = Attempt(message, message.attempts + 1, f"req_{_ids.getrandbits(64):016x}",
                      datetime.now(timezone.utc))
     start = time.monotonic()
     scrub = prepare.redact  # until the destination's own secrets are known
-    task, token = asyncio.current_task(), None
-    if deadlines is None:
-        deadlines = Deadlines(asyncio.get_running_loop())
     try:
         if dest is None:
             result.permanent = True
@@ -105,13 +99,12 @@ async def attempt(session: aiohttp.ClientSession, dest: Destination | None, mess
         record.update(dynamic)
         result.request_headers = record
         CONNECTED.set(None)
-        token = deadlines.start(task, prepared.timeout)  # the request's total timeout
         async with session.request(resolved.method, url, data=body, headers=headers,
                                    allow_redirects=False, ssl=prepared.verify_tls,
-                                   timeout=_NO_CLIENT_TIMEOUT) as resp:
+                                   timeout=_client_timeout(prepared.timeout)) as resp:
             result.status_code = resp.status
             result.address = CONNECTED.get()
-            raw = await _read_bounded(resp, lambda: deadlines.expired(task, token))
+            raw = await _read_bounded(resp)
             result.excerpt = scrub(raw.decode("utf-8", "replace")) if raw else None
             if resp.status in RETRY_AFTER_STATUSES:
                 result.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
@@ -127,11 +120,6 @@ async def attempt(session: aiohttp.ClientSession, dest: Destination | None, mess
         result.permanent = True
     except EgressRefused as exc:
         result.error, result.permanent = str(exc), True
-    except asyncio.CancelledError:
-        if token is None or not deadlines.expired(task, token):
-            raise  # the dispatcher is stopping
-        if result.status_code is None:  # else it was in (and the excerpt read) before the deadline
-            result.error = f"no response within {dest.timeout:g}s (timeout)"
     except asyncio.TimeoutError:
         result.error = f"no response within {dest.timeout:g}s (timeout)"
     except aiohttp.ClientError as exc:
@@ -142,9 +130,6 @@ async def attempt(session: aiohttp.ClientSession, dest: Destination | None, mess
             result.error = scrub(f"{type(exc).__name__}: {exc}")
     except (OSError, ValueError) as exc:
         result.error = scrub(f"{type(exc).__name__}: {exc}")
-    finally:
-        if token is not None:
-            deadlines.finish(task, token)
     result.duration = time.monotonic() - start
     return result
 
@@ -153,10 +138,17 @@ class _Fail(Exception):
     pass
 
 
-# aiohttp arms no timer of its own: the request's total timeout is the attempt's deadline
-# (:mod:`.deadlines`), which also bounds connecting (aiohttp's session default would cut that
-# at 30 s, but a per-request timeout replaced the default before too)
-_NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout()
+_TIMEOUTS: dict[float, aiohttp.ClientTimeout] = {}
+
+
+def _client_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """The request's total timeout (immutable, so one per distinct value)."""
+    timeout = _TIMEOUTS.get(seconds)
+    if timeout is None:
+        if len(_TIMEOUTS) > 256:
+            _TIMEOUTS.clear()
+        timeout = _TIMEOUTS[seconds] = aiohttp.ClientTimeout(total=seconds)
+    return timeout
 
 
 def _status_error(resp: aiohttp.ClientResponse, name: str, scrub) -> str | None:
@@ -174,12 +166,10 @@ def _status_error(resp: aiohttp.ClientResponse, name: str, scrub) -> str | None:
     return text
 
 
-async def _read_bounded(resp: aiohttp.ClientResponse, deadline_passed) -> bytes:
+async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
     """At most :data:`EXCERPT_BYTES` of the body, as much as arrives within
-    :data:`EXCERPT_WAIT` (and before the request's deadline: ``deadline_passed()`` tells a
-    cancellation for it from others). The status decides the attempt: a 2xx followed by a slow,
-    endless or broken body is still a delivery, so the excerpt read never turns it into a
-    failure."""
+    :data:`EXCERPT_WAIT`. The status decides the attempt: a 2xx followed by a slow, endless or
+    broken body is still a delivery, so the excerpt read never turns it into a failure."""
     data = b""
     try:
         content = resp.content
@@ -194,9 +184,6 @@ async def _read_bounded(resp: aiohttp.ClientResponse, deadline_passed) -> bytes:
                 data += chunk
     except (asyncio.TimeoutError, aiohttp.ClientError):
         pass  # keep what arrived; the connection is closed, not reused
-    except asyncio.CancelledError:
-        if not deadline_passed():
-            raise
     return data
 
 

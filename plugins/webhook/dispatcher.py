@@ -37,7 +37,6 @@ from taskengine_core.context import EngineInfo
 from taskengine_core.loop_guard import LoopGuard
 
 from .config import Preparer, WebhookSettings
-from .deadlines import Deadlines
 from .delivery import Attempt, attempt
 from .passes import DatabasePasses, _Pass
 from .sender import make_session, policy_for
@@ -146,7 +145,6 @@ class Dispatcher(DatabasePasses):
             raise RuntimeError("the engine gave no delivery queue (EngineInfo.deliveries)")
         pool = ThreadPoolExecutor(1, thread_name_prefix="taskengine-webhooks-db")
         loop = asyncio.get_running_loop()
-        self._deadlines = Deadlines(loop)  # every request's total timeout, on one timer
         unsubscribe = self._deliveries.subscribe(self.wake)
         self._ready.set()
         sessions = self._sessions
@@ -309,7 +307,7 @@ class Dispatcher(DatabasePasses):
                 session, policy = self._client
                 try:
                     result = await attempt(session, dest, message, policy=policy,
-                                           prepare=self._prepare, deadlines=self._deadlines)
+                                           prepare=self._prepare)
                 except asyncio.CancelledError:
                     self._add_released([message.id])
                     raise
