@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from typing import Any, Iterator
 
 from taskengine_core.errors import SecretError
+
+_ADDING = threading.Lock()
 
 # Anything that looks like ${...}; checked strictly afterwards so malformed ones get a message.
 _CANDIDATE = re.compile(r"\$\{([^}]*)\}")
@@ -90,15 +93,21 @@ class Redactor:
 
     def __init__(self) -> None:
         self._values: set[str] = set()
+        # longest first, rebuilt on each new value (resolutions repeat the same few values;
+        # texts are redacted far more often, e.g. every webhook attempt's response excerpt)
+        self._ordered: tuple[str, ...] = ()
 
     def add(self, value: str) -> None:
-        if value and len(value) >= 3:
-            self._values.add(value)
+        if value and len(value) >= 3 and value not in self._values:
+            with _ADDING:  # two threads adding at once must not lose one's value from the order
+                self._values.add(value)
+                self._ordered = tuple(sorted(self._values, key=len, reverse=True))
 
     def __call__(self, text: Any) -> Any:
-        if not isinstance(text, str) or not self._values:
+        ordered = self._ordered
+        if not ordered or not isinstance(text, str):
             return text
-        for value in sorted(self._values, key=len, reverse=True):
+        for value in ordered:
             if value in text:
                 text = text.replace(value, REDACTED)
         return text

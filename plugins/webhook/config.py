@@ -24,6 +24,7 @@ DEFAULT_RETRIES = 5
 DEFAULT_BACKOFF = 5.0
 DEFAULT_MAX_BACKOFF = 10 * 3600.0
 USER_AGENT = "taskengine-webhook/1"
+REDACTED = "********"
 # Headers the engine sets itself; a destination's or an action's ``headers`` cannot replace them.
 RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection",
                               "content-type", "webhook-id", "webhook-timestamp",
@@ -164,6 +165,13 @@ class Prepared:
     expires: float
     headers: dict[str, str] = field(default_factory=dict)  # the fixed ones, as sent
     header_record: dict[str, str] = field(default_factory=dict)  # the same, as logged
+    # the same with the auth headers (as sent / as logged: redacted), for a message that adds
+    # no headers of its own (most): copied per attempt instead of merged
+    with_auth: dict[str, str] = field(default_factory=dict)
+    with_auth_record: dict[str, str] = field(default_factory=dict)
+    macs: list = field(default_factory=list)  # the keys' HMACs, keyed once (signing.keyed)
+    timeout: float = DEFAULT_TIMEOUT  # the destination's, parsed once
+    verify_tls: bool = True
 
 
 class Preparer:
@@ -183,7 +191,7 @@ class Preparer:
             return hit[1]
         from yarl import URL
 
-        from .signing import signing_keys
+        from .signing import keyed, signing_keys
 
         if dest.ignored_verify_off and hit is None:
             log.warning("webhook %s: verify_tls: false is ignored without allow_insecure: true; "
@@ -194,5 +202,10 @@ class Preparer:
                             URL(resolved.url), now + self.ttl)
         prepared.headers = {"User-Agent": USER_AGENT, **resolved.headers}
         prepared.header_record = {k: scrub(v) for k, v in prepared.headers.items()}
+        prepared.with_auth = {**prepared.headers, **resolved.auth_headers}
+        prepared.with_auth_record = {**prepared.header_record,
+                                     **{k: REDACTED for k in resolved.auth_headers}}
+        prepared.timeout, prepared.verify_tls = dest.timeout, not dest.insecure
+        prepared.macs = keyed(prepared.keys)
         self._cache[dest.name] = (dest.spec, prepared)
         return prepared

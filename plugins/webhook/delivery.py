@@ -18,18 +18,17 @@ import aiohttp
 
 from taskengine_core.errors import SecretError
 
-from .config import RESERVED_HEADERS, Destination, Preparer, WebhookSettings
+from .config import REDACTED, RESERVED_HEADERS, Destination, Preparer, WebhookSettings
 from .egress import CONNECTED, EgressPolicy, EgressRefused
 from .retry import RETRY_AFTER_STATUSES, backoff, parse_retry_after
 from .signing import SigningError, signature_headers
 
 EXCERPT_BYTES = 2048
 EXCERPT_WAIT = 2.0  # seconds the excerpt of a response body may take once the status is in
-REDACTED = "********"
 _ids = random.Random()  # request ids need to be unique, not secret (os.urandom costs a syscall)
 
 
-@dataclass
+@dataclass(slots=True)
 class Message:
     """A claimed delivery row."""
 
@@ -46,7 +45,7 @@ class Message:
     event_id: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Attempt:
     message: Message
     number: int
@@ -79,25 +78,30 @@ async def attempt(session: aiohttp.ClientSession, dest: Destination | None, mess
             result.permanent = True
             raise _Fail(f"the webhook {message.webhook!r} no longer exists")
         prepared = prepare(dest)
-        resolved, scrub, keys, url = prepared.resolved, prepared.scrub, prepared.keys, prepared.url
+        resolved, scrub, url = prepared.resolved, prepared.scrub, prepared.url
         policy.check_host(url.host or "")
         body = message.body.encode("utf-8")
-        extra = {k: v for k, v in message.headers.items() if k.lower() not in RESERVED_HEADERS}
-        headers = {**prepared.headers, **extra}
-        record = {**prepared.header_record, **extra}
-        for key, value in resolved.auth_headers.items():
-            headers[key], record[key] = value, REDACTED
+        extra = message.headers
+        if extra:
+            extra = {k: v for k, v in extra.items() if k.lower() not in RESERVED_HEADERS}
+        if extra:
+            headers = {**prepared.headers, **extra}
+            record = {**prepared.header_record, **extra}
+            for key, value in resolved.auth_headers.items():
+                headers[key], record[key] = value, REDACTED
+        else:  # the same dictionaries, merged once per destination
+            headers, record = prepared.with_auth.copy(), prepared.with_auth_record.copy()
         dynamic = {"Content-Type": message.content_type}
         if "X-Request-Id" not in headers:
             dynamic["X-Request-Id"] = result.request_id
-        dynamic.update(signature_headers(keys, message.id, int(time.time()), body))
+        dynamic.update(signature_headers(prepared.macs, message.id, int(time.time()), body))
         headers.update(dynamic)
         record.update(dynamic)
         result.request_headers = record
         CONNECTED.set(None)
         async with session.request(resolved.method, url, data=body, headers=headers,
-                                   allow_redirects=False, ssl=not dest.insecure,
-                                   timeout=aiohttp.ClientTimeout(total=dest.timeout)) as resp:
+                                   allow_redirects=False, ssl=prepared.verify_tls,
+                                   timeout=_client_timeout(prepared.timeout)) as resp:
             result.status_code = resp.status
             result.address = CONNECTED.get()
             raw = await _read_bounded(resp)
@@ -132,6 +136,19 @@ async def attempt(session: aiohttp.ClientSession, dest: Destination | None, mess
 
 class _Fail(Exception):
     pass
+
+
+_TIMEOUTS: dict[float, aiohttp.ClientTimeout] = {}
+
+
+def _client_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """The request's total timeout (immutable, so one per distinct value)."""
+    timeout = _TIMEOUTS.get(seconds)
+    if timeout is None:
+        if len(_TIMEOUTS) > 256:
+            _TIMEOUTS.clear()
+        timeout = _TIMEOUTS[seconds] = aiohttp.ClientTimeout(total=seconds)
+    return timeout
 
 
 def _status_error(resp: aiohttp.ClientResponse, name: str, scrub) -> str | None:
@@ -189,14 +206,17 @@ class Decision:
     next_attempt_at: datetime | None = None
 
 
+_DELIVERED, _FAILED = Decision("delivered"), Decision("failed")  # frozen: shared
+
+
 def decide(result: Attempt, settings: WebhookSettings, retries: int, now: datetime,
            rng: random.Random | None = None) -> Decision:
     """The delivery's state after ``result``. ``retries`` is the destination's (for the
     position in the backoff schedule after a redelivery)."""
     if result.ok:
-        return Decision("delivered")
+        return _DELIVERED
     if result.permanent:
-        return Decision("failed")
+        return _FAILED
     message = result.message
     if result.number >= message.max_attempts:
         return Decision("exhausted")

@@ -65,9 +65,7 @@ def next_due(conn, now: datetime) -> str | None:
 
 
 def _message(row: dict) -> Message:
-    return Message(row["id"], row["webhook"], row["type"], row["body"], row["content_type"],
-                   row["headers"], row["attempts"], row["max_attempts"], row["task"],
-                   row["run_id"], row["event_id"])
+    return Message(**row)  # the row's columns are the message's fields (MESSAGE_COLUMNS)
 
 
 def _lease(now: datetime, seconds: float) -> str:
@@ -116,7 +114,7 @@ def record(conn, results: list[Attempt], dests: dict[str, Destination], conf: We
     Returns each attempt recorded with its decision (the caller emits events after the commit);
     an attempt whose delivery is no longer ``owner``'s (its lease expired and another engine
     took it over) is left out."""
-    decided, outcomes = [], []
+    decided, outcomes, now_text = [], [], to_iso(now)
     for a in results:
         dest = dests.get(a.message.webhook)
         d = decide(a, conf, dest.retries if dest else 0, now, rng)
@@ -124,8 +122,8 @@ def record(conn, results: list[Attempt], dests: dict[str, Destination], conf: We
         nxt = to_iso(d.next_attempt_at) if d.next_attempt_at else None
         outcomes.append({
             "id": a.message.id, "status": d.status, "attempts": a.number,
-            "next_attempt_at": nxt or to_iso(now),
-            "finished_at": None if d.status == "pending" else to_iso(now),
+            "next_attempt_at": nxt or now_text,
+            "finished_at": None if d.status == "pending" else now_text,
             "attempt": {"number": a.number, "request_id": a.request_id,
                         "started_at": to_iso(a.started_at), "duration": a.duration,
                         "address": a.address, "status_code": a.status_code,

@@ -16,6 +16,7 @@ the caller's transaction.
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring_ascii as _quoted  # what json.dumps quotes text with
 from typing import Any, Iterable
 
 from taskengine_core.store.sql import in_values, indexed_by, is_postgres, rows_as_dicts
@@ -43,8 +44,19 @@ def enqueue(conn, rows: list[dict], now: str) -> None:
         "task, run_id, event_id, created_at, next_attempt_at, max_attempts) "
         "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
         [(r["id"], r["webhook"], r["type"], r["body"], r["content_type"],
-          json.dumps(r.get("headers") or {}), r.get("task"), r.get("run_id"), r.get("event_id"),
+          headers_json(r.get("headers")), r.get("task"), r.get("run_id"), r.get("event_id"),
           now, now, r["max_attempts"]) for r in rows])
+
+
+def headers_json(headers: dict | None) -> str:
+    """``json.dumps(headers or {})``, the same text; for the usual headers (text names and
+    values) without the encoder's set-up per call (a delivery's and each attempt's headers)."""
+    if not headers:
+        return "{}"
+    try:
+        return "{" + ", ".join([_quoted(k) + ": " + _quoted(v) for k, v in headers.items()]) + "}"
+    except TypeError:  # a value (or name) that is not text: the encoder's rules
+        return json.dumps(headers)
 
 
 def savepoint(conn, name: str = "webhook_deliveries"):
@@ -134,7 +146,8 @@ def claim(conn, delivery_id: str, owner: str, lease_expires: str) -> dict | None
 def _messages(cur) -> list[dict]:
     rows = rows_as_dicts(cur)
     for row in rows:
-        row["headers"] = json.loads(row["headers"] or "{}")
+        text = row["headers"]
+        row["headers"] = json.loads(text) if text and text != "{}" else {}
     return rows
 
 
@@ -198,7 +211,7 @@ def record(conn, outcomes: list[dict], owner: str) -> set[str]:
         [(o["id"], o["attempt"]["number"], o["attempt"]["request_id"], o["attempt"]["started_at"],
           o["attempt"]["duration"], o["attempt"]["address"], o["attempt"]["status_code"],
           o["attempt"]["outcome"], o["attempt"]["error"], o["attempt"]["response_excerpt"],
-          json.dumps(o["attempt"]["request_headers"] or {}), o["attempt"]["next_attempt_at"])
+          headers_json(o["attempt"]["request_headers"]), o["attempt"]["next_attempt_at"])
          for o in outcomes if o["id"] in kept])
     return kept
 
