@@ -18,7 +18,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -49,20 +48,10 @@ def engine_with_dispatcher_apart(url: str, n: int) -> float:
     import sqlite3
 
     import taskengine_webhook.running as running
-    from taskengine_core.apply import apply_config
     from taskengine_core.engine import Engine
     from taskengine_core.events import Event
-    from taskengine_core.plugins import get_plugin_manager
-    from taskengine_core.rules.validate import load_config
-    from taskengine_core.store import Store
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-webhook-process-"))
-    db, rules = tmp / "engine.db", tmp / "rules.yaml"
-    rules.write_text(bench.rules_text(url))
-    manager = get_plugin_manager()
-    store = Store(db)
-    apply_config(store, load_config([rules], manager.registry()))
-    store.close()
+    db, manager = bench.applied_database(url, "bench-webhook-process-")
     start_for, stop_for = running.start_for, running.stop_for
     running.start_for = running.stop_for = lambda info: None  # this engine sends nothing itself
     child = subprocess.Popen([sys.executable, __file__, "--dispatcher-child", str(db)],

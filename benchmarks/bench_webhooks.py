@@ -206,23 +206,30 @@ def floor_child(n: int, cohort: int, url: str) -> None:
         print("done", flush=True)
 
 
-def engine_run(url: str, n: int, path: str) -> float:
+def applied_database(url: str, prefix: str):
+    """A new database in a temporary folder with this benchmark's rules applied; returns its
+    path and the plugin manager (shared by the webhook benchmarks)."""
     from taskengine_core.apply import apply_config
-    from taskengine_core.engine import Engine
-    from taskengine_core.events import Event
     from taskengine_core.plugins import get_plugin_manager
     from taskengine_core.rules.validate import load_config
     from taskengine_core.store import Store
-    import taskengine_webhook
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
-    db = tmp / "engine.db"
-    rules = tmp / "rules.yaml"
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    db, rules = tmp / "engine.db", tmp / "rules.yaml"
     rules.write_text(rules_text(url))
     manager = get_plugin_manager()
     store = Store(db)
     apply_config(store, load_config([rules], manager.registry()))
     store.close()
+    return db, manager
+
+
+def engine_run(url: str, n: int, path: str) -> float:
+    from taskengine_core.engine import Engine
+    from taskengine_core.events import Event
+    import taskengine_webhook
+
+    db, manager = applied_database(url, "bench-webhooks-")
     engine = Engine(db, manager=manager, poll_interval=0.01)
     engine.start()
     conn = sqlite3.connect(db)

@@ -22,7 +22,6 @@ import re
 import sqlite3
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -44,21 +43,11 @@ def cpu_by_thread() -> collections.Counter:
 
 def engine_threads(url: str, n: int, path: str) -> dict[str, float]:
     """µs of CPU per delivery per thread (by name, numbers stripped), and the rate."""
-    from taskengine_core.apply import apply_config
     from taskengine_core.engine import Engine
     from taskengine_core.events import Event
-    from taskengine_core.plugins import get_plugin_manager
-    from taskengine_core.rules.validate import load_config
-    from taskengine_core.store import Store
     import taskengine_webhook
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-webhook-threads-"))
-    db, rules = tmp / "engine.db", tmp / "rules.yaml"
-    rules.write_text(bench.rules_text(url))
-    manager = get_plugin_manager()
-    store = Store(db)
-    apply_config(store, load_config([rules], manager.registry()))
-    store.close()
+    db, manager = bench.applied_database(url, "bench-webhook-threads-")
     engine = Engine(db, manager=manager, poll_interval=0.01)
     engine.start()
     conn = sqlite3.connect(db)
