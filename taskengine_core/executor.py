@@ -9,7 +9,6 @@ import queue
 import random
 import threading
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 
 from taskengine_core.claim_pace import ClaimPace
@@ -17,6 +16,7 @@ from taskengine_core.clock import Clock, from_iso, to_iso
 from taskengine_core.context import RunInfo
 from taskengine_core.errors import transient
 from taskengine_core.holds import hold_runs, seconds_until_resume
+from taskengine_core.in_flight import InFlight
 from taskengine_core.model import Runtime
 from taskengine_core.outcome_writes import after_commit, after_rollback, write_with_outcomes
 from taskengine_core.runs import (Claimed, Outcome, claim_due, find_orphans, lease_owner,
@@ -33,33 +33,6 @@ FINAL_WRITE_WAIT = 5.0  # at stop, how long the last write waits on another proc
 CANCEL_WAIT = 3.0  # at stop, how long cancelled actions get to clean up (command.run: TERM, then KILL at 2 s)
 
 
-@dataclass
-class _InFlight:
-    run: Claimed
-    # the action's ``ctx.cancelled``: made (under the executor's lock) when a worker takes the
-    # run or when it is cancelled before that, not by the loop thread for every claimed run
-    cancelled: threading.Event | None = None
-    deadline: float | None = None
-    abandoned: str | None = None  # why its result no longer counts: "timeout" or "stop"
-    replaced: bool = False  # a new worker took the place of this entry's stuck thread
-    # the action has returned; made (under the executor's lock) when the entry is abandoned, the
-    # only case anyone waits for it: two Events per run were a tenth of a burst's claiming time
-    returned: threading.Event | None = None
-    started: bool = False  # a worker has taken it (else it waits in the queue, claimed ahead)
-    reported: bool = False  # its outcome is in _done (or _unwritten): it can no longer time out
-
-    def cancel_event(self) -> threading.Event:
-        """The run's cancel flag, made when first needed (call under the executor's lock)."""
-        if self.cancelled is None:
-            self.cancelled = threading.Event()
-        return self.cancelled
-
-    def cancel(self) -> None:
-        """Tell the action to stop (under the executor's lock); one not started yet sees the
-        flag already set when a worker takes it."""
-        self.cancel_event().set()
-
-
 class Executor:
     def __init__(self, store: Store, runner: AttemptRunner, *, clock: Clock | None = None,
                  workers: int = DEFAULT_WORKERS, lease: float = DEFAULT_LEASE, hook=None,
@@ -72,7 +45,7 @@ class Executor:
         self._work: queue.SimpleQueue = queue.SimpleQueue()
         self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._unwritten: list[Outcome] = []  # outcomes whose write failed: tried again with the next write
-        self._inflight: dict[str, _InFlight] = {}
+        self._inflight: dict[str, InFlight] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._accepting = True
@@ -185,7 +158,7 @@ class Executor:
             run_store.limit_lock_wait(conn, None)
 
     @staticmethod
-    def _wait_for_cancelled(entries: list[_InFlight]) -> None:
+    def _wait_for_cancelled(entries: list[InFlight]) -> None:
         """Give actions told to stop a moment to do so, so that a command's children are not left
         running after the engine exits. An action that ignores the flag is left behind."""
         deadline = time.monotonic() + CANCEL_WAIT
@@ -218,7 +191,7 @@ class Executor:
         # them too (else every batch of outcomes took one commit and its claim another)
         free = self.workers + ahead - self._active(finishing=outcomes) if self._accepting else 0
         claimed = self._write(outcomes, runtime=runtime, free=free, only=only)
-        entries = [_InFlight(run) for run in claimed]
+        entries = [InFlight(run) for run in claimed]
         with self._lock:
             for entry in entries:
                 self._inflight[entry.run.id] = entry
