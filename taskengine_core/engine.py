@@ -26,7 +26,7 @@ from taskengine_core.secrets import LITERAL_SECRET, SecretResolver, literal_secr
 from taskengine_core.sources import EventSources
 from taskengine_core.store import Store, inbox, is_postgres_target, open_store, runs as run_store
 from taskengine_core.store.checkpoint import Checkpointer
-from taskengine_core.store.config import generation as stored_generation
+from taskengine_core.store.config import generation_to_act_on as stored_generation
 from taskengine_core.store.decisions import record_decision
 from taskengine_core.task_logs import PRUNE_PAUSE
 from taskengine_core.wakeup import listener, poke

@@ -68,6 +68,16 @@ def generation(conn) -> int:
     return int(row[0]) if row else 0
 
 
+def generation_to_act_on(conn) -> int:
+    """The configuration generation, read inside a write transaction that acts on what it says
+    (a run queued by hand, checked against that configuration). On PostgreSQL a change under way
+    (:func:`lock_for_change`) is waited for first, and the next one waits until this transaction
+    ends; SQLite's write transaction already holds the whole database."""
+    if is_postgres(conn):
+        conn.execute("SELECT pg_advisory_xact_lock_shared(?)", (CONFIG_LOCK,))
+    return generation(conn)
+
+
 def bump_generation(conn) -> None:
     """Tell running engines the configuration changed (inside the changing transaction)."""
     conn.execute("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) "
