@@ -55,7 +55,7 @@ def headers_json(headers: dict | None) -> str:
         return "{}"
     try:
         return "{" + ", ".join([_quoted(k) + ": " + _quoted(v) for k, v in headers.items()]) + "}"
-    except TypeError:  # a value (or name) that is not text: the encoder's rules
+    except (TypeError, AttributeError):  # a value (or name) not text, or not a mapping: the encoder's rules
         return json.dumps(headers)
 
 
