@@ -100,8 +100,11 @@ class Redactor:
     def add(self, value: str) -> None:
         if value and len(value) >= 3 and value not in self._values:
             with _ADDING:  # two threads adding at once must not lose one's value from the order
+                if value in self._values:
+                    return
+                self._ordered = tuple(sorted((*self._ordered, value), key=len, reverse=True))
+                # known only once redacted: another thread adding it returns after that
                 self._values.add(value)
-                self._ordered = tuple(sorted(self._values, key=len, reverse=True))
 
     def __call__(self, text: Any) -> Any:
         ordered = self._ordered

@@ -118,6 +118,41 @@ def test_headers_json_is_json_dumps(headers):
     assert json.loads(headers_json(headers)) == json.loads(json.dumps(headers or {}))
 
 
+def test_a_value_another_thread_is_still_adding_is_redacted_once_add_returns():
+    """Two runs resolve the same secret at once: the second one's ``add`` must not return
+    (and its error text be redacted) before the value is among those redacted."""
+    import threading
+
+    in_sort, go_on = threading.Event(), threading.Event()
+
+    class SlowToSort(str):  # holds the first thread while it orders the values
+        calls = 0
+
+        def __len__(self):
+            SlowToSort.calls += 1
+            if SlowToSort.calls == 3:  # the truth test, the length test, then the sort's key
+                in_sort.set()
+                go_on.wait(10)
+            return str.__len__(self)
+
+    redact, seen = Redactor(), []
+    first = threading.Thread(target=redact.add, args=(SlowToSort("tok-12345"),))
+    first.start()
+    assert in_sort.wait(10)
+
+    def second():
+        redact.add("tok-12345")
+        seen.append(redact("401: bad token tok-12345"))
+
+    other = threading.Thread(target=second)
+    other.start()
+    other.join(1.0)  # returns at once when it does not wait for the first
+    go_on.set()
+    first.join(10)
+    other.join(10)
+    assert seen == ["401: bad token ********"]
+
+
 def test_redactor_learns_values_after_use():
     redact = Redactor()
     assert redact("nothing yet: hunter2-long") == "nothing yet: hunter2-long"
