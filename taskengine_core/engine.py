@@ -26,7 +26,7 @@ from taskengine_core.secrets import LITERAL_SECRET, SecretResolver, literal_secr
 from taskengine_core.sources import EventSources
 from taskengine_core.store import Store, inbox, is_postgres_target, open_store, runs as run_store
 from taskengine_core.store.checkpoint import Checkpointer
-from taskengine_core.store.config import generation_to_act_on as stored_generation
+from taskengine_core.store.config import generation_to_act_on
 from taskengine_core.store.decisions import record_decision
 from taskengine_core.task_logs import PRUNE_PAUSE
 from taskengine_core.wakeup import listener, poke
@@ -159,7 +159,7 @@ class Engine:
             with store.write() as db:
                 # the task was looked up and checked in the configuration this engine holds: is
                 # it still the stored one? Read under the write lock, so no apply comes between.
-                if stored_generation(db.conn) == runtime.generation:
+                if generation_to_act_on(db.conn) == runtime.generation:
                     if event_id is not None and not inbox.exists(db.conn, event_id):
                         raise NotFoundError(f"no event with id {event_id!r}; see 'taskengine logs list' "
                                             "or 'taskengine emit'")

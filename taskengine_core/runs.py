@@ -9,7 +9,7 @@ import itertools
 import json
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -111,12 +111,11 @@ class Outcome:
     # (writer, item) pairs the action asked to commit with this outcome (taskengine_core.outcome_writes)
     writes: list | None = None
 
-    @property
-    def duration(self) -> float:  # read for the attempt row, the run row, the claim pace, the hook
-        seconds = self.__dict__.get("_duration")
-        if seconds is None:
-            seconds = self.__dict__["_duration"] = (self.finished_at - self.started_at).total_seconds()
-        return seconds
+    # seconds, from the two times (read for the attempt row, the run row, the claim pace, the hook)
+    duration: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.duration = (self.finished_at - self.started_at).total_seconds()
 
 
 # concurrency policies that allow one run of a task at a time

@@ -85,9 +85,10 @@ class AttemptRunner:
                                                   time_limit=task.timeout, schema=item.schema)
         except TemplateError as exc:
             raise _ConfigProblem(f"task {task.name!r}: {self.secrets.redactor(str(exc))}") from None
-        errors = list(self._validator(task.action, item.schema).errors(resolved))
+        validator = self._validator(task.action, item.schema)
+        errors = list(validator.errors(resolved))
         if errors and coerce_templated(resolved, params, errors):
-            errors = list(self._validator(task.action, item.schema).errors(resolved))
+            errors = list(validator.errors(resolved))
         if errors:
             from taskengine_core.rules.messages import explain
 
@@ -96,7 +97,7 @@ class AttemptRunner:
             raise _ConfigProblem(f"task {task.name!r}: parameters invalid after rendering: {where}: "
                                  f"{self.secrets.redactor(message)}")
         if run.params is None and self._fixed(task, item.schema) is None:  # the same values every attempt
-            self._remember_fixed(task, item.schema)
+            self._remember(task, item.schema, True)
         return resolved
 
     def check_params(self, task, overrides: dict,
@@ -130,7 +131,7 @@ class AttemptRunner:
             raise ParameterError(f"task {task.name!r}: {named}: {self.secrets.redactor(message)}; "
                                  "nothing was queued")
         if known is None:  # no error above: what an attempt checks too, the same every time
-            self._remember_fixed(task, item.schema)
+            self._remember(task, item.schema, True)
         for path, section in (_ref_params(item.schema) if exists else ()):
             value = dig(overrides, path)
             if isinstance(value, str) and "{{" not in value and not exists(section, value):
@@ -179,9 +180,6 @@ class AttemptRunner:
             self._remember(task, schema, False)
             return False
         return None
-
-    def _remember_fixed(self, task, schema: dict) -> None:
-        self._remember(task, schema, True)
 
     def _remember(self, task, schema: dict, fixed: bool) -> None:
         if len(self._fixed_params) >= _FIXED_MAX:  # configurations applied over a long run

@@ -326,29 +326,29 @@ def _claim(engine, limit: int):
 def test_a_claim_fills_its_limit_past_runs_a_queue_task_holds_back(applied, db_path):
     """A task limited to one run (``queue``) has its second due run passed over: the claim reads
     further and still claims ``limit`` runs."""
-    from taskengine_core.engine import Engine
-    from taskengine_core.plugins import get_plugin_manager
-
-    manager = get_plugin_manager(extra_plugins=[Plugin()])
-    applied("tasks:\n  q: {action: cp.note, concurrency: queue}\n  p: {action: cp.note, concurrency: parallel}\n",
-            manager=manager)
-    engine = Engine(db_path, manager=manager, wake_listener=False)
-    for task in ("q", "q", "q", "p"):
-        engine.queue_run(task)
+    engine, _ = _queued(applied, db_path, "tasks:\n  q: {action: cp.note, concurrency: queue}\n"
+                        "  p: {action: cp.note, concurrency: parallel}\n", ("q", "q", "q", "p"))
     assert _claim(engine, 2) == ["q", "p"]
 
 
-def test_with_only_parallel_tasks_a_claim_takes_the_first_due_runs_and_cancels_a_deleted_tasks(applied, db_path):
+def _queued(applied, db_path, rules: str, tasks: tuple):
+    """An engine (not started) on ``rules``, with a run of each of ``tasks`` queued in order."""
     from taskengine_core.engine import Engine
     from taskengine_core.plugins import get_plugin_manager
-    from taskengine_core.store.runs import count_by_status
 
     manager = get_plugin_manager(extra_plugins=[Plugin()])
-    applied("tasks:\n  p: {action: cp.note, concurrency: parallel}\n  gone: {action: cp.note, concurrency: parallel}\n",
-            manager=manager)
+    applied(rules, manager=manager)
     engine = Engine(db_path, manager=manager, wake_listener=False)
-    for task in ("gone", "p", "p", "p"):
+    for task in tasks:
         engine.queue_run(task)
+    return engine, manager
+
+
+def test_with_only_parallel_tasks_a_claim_takes_the_first_due_runs_and_cancels_a_deleted_tasks(applied, db_path):
+    from taskengine_core.store.runs import count_by_status
+
+    engine, manager = _queued(applied, db_path, "tasks:\n  p: {action: cp.note, concurrency: parallel}\n"
+                              "  gone: {action: cp.note, concurrency: parallel}\n", ("gone", "p", "p", "p"))
     applied("tasks:\n  p: {action: cp.note, concurrency: parallel}\n", manager=manager, name="later.yaml")
     engine._refresh_config()
     assert _claim(engine, 2) == ["p"]  # the first two due: one of a task no longer defined

@@ -171,6 +171,7 @@ class Prepared:
     with_auth_record: dict[str, str] = field(default_factory=dict)
     macs: list = field(default_factory=list)  # the keys' HMACs, keyed once (signing.keyed)
     timeout: float = DEFAULT_TIMEOUT  # the destination's, parsed once
+    client_timeout: Any = None  # the same as aiohttp's total timeout for a request
     verify_tls: bool = True
 
 
@@ -189,6 +190,7 @@ class Preparer:
         hit = self._cache.get(dest.name)
         if hit is not None and hit[0] is dest.spec and hit[1].expires > now:
             return hit[1]
+        from aiohttp import ClientTimeout
         from yarl import URL
 
         from .signing import keyed, signing_keys
@@ -206,6 +208,7 @@ class Preparer:
         prepared.with_auth_record = {**prepared.header_record,
                                      **{k: REDACTED for k in resolved.auth_headers}}
         prepared.timeout, prepared.verify_tls = dest.timeout, not dest.insecure
+        prepared.client_timeout = ClientTimeout(total=dest.timeout)
         prepared.macs = keyed(prepared.keys)
         self._cache[dest.name] = (dest.spec, prepared)
         return prepared

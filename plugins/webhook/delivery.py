@@ -101,7 +101,7 @@ async def attempt(session: aiohttp.ClientSession, dest: Destination | None, mess
         CONNECTED.set(None)
         async with session.request(resolved.method, url, data=body, headers=headers,
                                    allow_redirects=False, ssl=prepared.verify_tls,
-                                   timeout=_client_timeout(prepared.timeout)) as resp:
+                                   timeout=prepared.client_timeout) as resp:
             result.status_code = resp.status
             result.address = CONNECTED.get()
             raw = await _read_bounded(resp)
@@ -136,19 +136,6 @@ async def attempt(session: aiohttp.ClientSession, dest: Destination | None, mess
 
 class _Fail(Exception):
     pass
-
-
-_TIMEOUTS: dict[float, aiohttp.ClientTimeout] = {}
-
-
-def _client_timeout(seconds: float) -> aiohttp.ClientTimeout:
-    """The request's total timeout (immutable, so one per distinct value)."""
-    timeout = _TIMEOUTS.get(seconds)
-    if timeout is None:
-        if len(_TIMEOUTS) > 256:
-            _TIMEOUTS.clear()
-        timeout = _TIMEOUTS[seconds] = aiohttp.ClientTimeout(total=seconds)
-    return timeout
 
 
 def _status_error(resp: aiohttp.ClientResponse, name: str, scrub) -> str | None:
