@@ -1,22 +1,23 @@
-"""What-if: ``webhook.send`` through the engine with the delivery dispatcher in a process of its
-own (the structural fix issue 15 suggests where the GIL is the limit), against the engine as it
-is and the aiohttp client with 32 connections, in the same run, instant receiver.
+"""``webhook.send`` through the engine with its delivery dispatcher in the engine's process
+(``settings.webhook.processes: 0``, the default) and in processes of its own (1 and 2), against
+the aiohttp client with 32 connections, in the same run, instant receiver.
 
-Usage: python benchmarks/bench_webhook_process.py [--deliveries 3000] [--runs 3]
+Usage: python benchmarks/bench_webhook_process.py [--deliveries 3000] [--runs 3] [--processes 0,1,2]
 
-This is a measurement of a structure, not a mode of the engine: the engine runs in this process
-with its own dispatcher switched off, and a child process runs the plugin's ``Dispatcher`` on the
-same SQLite database, looking for work every 5 ms (there is no wake-up across processes, and no
-ride: the dispatcher makes its own commits). The clock stops when every delivery is
-``delivered``.
+Each figure is one engine started on a fresh database, ``--deliveries`` events emitted in one
+transaction, one ``webhook.send`` run each; the clock stops when every delivery is
+``delivered``. CPU per delivery counts the engine's process and its dispatcher processes (not
+this script's polling, not the receiver). Layouts alternate run by run: the machine's load
+drifts. Look at the ratios: on a machine with more cores than the engine keeps busy, processes
+of their own add a core each to sending; on two cores they compete with the engine for them.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,84 +27,79 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_webhooks as bench  # noqa: E402
 
 
-def dispatcher_child(db: str) -> None:
-    """Run the webhook plugin's dispatcher on ``db`` until standard input closes."""
-    from taskengine_core.context import EngineInfo
-    from taskengine_core.deliveries import open_deliveries
-    from taskengine_core.plugins import get_plugin_manager
-    from taskengine_core.secrets import SecretResolver
-    from taskengine_webhook.dispatcher import Dispatcher
-
-    bench.rules_text("http://unused")  # sets the signing secret's environment variable
-    secrets = SecretResolver(get_plugin_manager().hook)
-    info = EngineInfo(deliveries=open_deliveries(db), resolve=secrets.resolve, redact=secrets.redactor.scrub)
-    dispatcher = Dispatcher(info, poll=0.005)
-    dispatcher.start()
-    print("ready", flush=True)
-    sys.stdin.read()
-    dispatcher.stop()
-
-
-def engine_with_dispatcher_apart(url: str, n: int) -> float:
-    import sqlite3
-
-    import taskengine_webhook.running as running
+def engine_run(url: str, n: int, processes: int) -> tuple[float, float, float]:
+    """Deliveries per second, CPU ms per delivery (the engine and its children), and runs
+    finished per second (every delivery queued: the engine's side of the path alone)."""
     from taskengine_core.engine import Engine
     from taskengine_core.events import Event
+    from taskengine_webhook.running import _running
 
-    db, manager = bench.applied_database(url, "bench-webhook-process-")
-    start_for, stop_for = running.start_for, running.stop_for
-    running.start_for = running.stop_for = lambda info: None  # this engine sends nothing itself
-    child = subprocess.Popen([sys.executable, __file__, "--dispatcher-child", str(db)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    db, manager = bench.applied_database(url, "bench-webhook-process-", processes)
     engine = Engine(db, manager=manager, poll_interval=0.01)
+    engine.start()
+    placement = _running[id(engine.info)]
+    if len(placement.children) != processes:
+        raise SystemExit(f"expected {processes} dispatcher process(es), found {len(placement.children)}")
+    pids = [c.pid for c in placement.children]
+    conn = sqlite3.connect(db)
     try:
-        assert child.stdout.readline().strip() == "ready"
-        engine.start()
-        conn = sqlite3.connect(db)
+        cpu = time.process_time()
+        children = sum(bench.process_cpu_ms(p) for p in pids)
         started = time.perf_counter()
         engine.emit_many([Event("bench.event", bench.payload(i)) for i in range(n)])
+        polling = time.thread_time()  # this thread's polling is the script's, not the engine's
+        ran = None  # when every run had succeeded (every delivery queued)
         while conn.execute("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'"
                            ).fetchone()[0] < n:
+            if ran is None and conn.execute("SELECT count(*) FROM runs WHERE status = 'succeeded'"
+                                            ).fetchone()[0] >= n:
+                ran = time.perf_counter() - started
             time.sleep(0.005)
         elapsed = time.perf_counter() - started
-        conn.close()
+        polling = time.thread_time() - polling
+        children = sum(bench.process_cpu_ms(p) for p in pids) - children
+        cpu_ms = (time.process_time() - cpu - polling) * 1000 + children
+        logged = conn.execute("SELECT count(*) FROM webhook_attempts").fetchone()[0]
+        assert logged == n, f"{logged} attempts logged for {n} deliveries"
     finally:
+        conn.close()
         engine.stop(grace=5)
-        child.stdin.close()
-        child.wait(timeout=30)
-        running.start_for, running.stop_for = start_for, stop_for
-    return n / elapsed
+    return n / elapsed, cpu_ms / n, n / (ran or elapsed)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=3000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--dispatcher-child", help=argparse.SUPPRESS)
+    parser.add_argument("--processes", default="0,1,2",
+                        help="settings.webhook.processes values to compare (comma-separated)")
     args = parser.parse_args()
-    if args.dispatcher_child:
-        dispatcher_child(args.dispatcher_child)
-        return
-    n = args.deliveries
+    n, layouts = args.deliveries, [int(p) for p in args.processes.split(",")]
     print(f"bench_webhook_process: {n} deliveries, instant receiver, median of {args.runs}, "
           f"os.cpu_count()={os.cpu_count()}")
     proc, url = bench.start_server(0.0)
-    figures: dict[str, list[float]] = {"aiohttp, 32 connections": [], "engine as it is": [],
-                                       "engine, dispatcher in its own process": []}
+    client_rates: list[float] = []
+    figures: dict[int, list[tuple[float, float, float]]] = {p: [] for p in layouts}
     try:
         for _ in range(args.runs):  # alternated: the machine's load drifts
-            figures["aiohttp, 32 connections"].append(bench.aiohttp_client(url, n))
-            figures["engine as it is"].append(bench.engine_run(url, n, "action"))
-            figures["engine, dispatcher in its own process"].append(engine_with_dispatcher_apart(url, n))
+            client_rates.append(bench.aiohttp_client(url, n))
+            for processes in layouts:
+                figures[processes].append(engine_run(url, n, processes))
     finally:
         proc.kill()
         proc.wait()
-    client = statistics.median(figures["aiohttp, 32 connections"])
-    for name, rates in figures.items():
-        rate = statistics.median(rates)
-        print(f"  {name:<40} {rate:>8,.0f}/s   {rate / client:5.2f}x aiohttp-32   "
-              f"(runs: {', '.join(f'{r:,.0f}' for r in rates)})")
+    client = statistics.median(client_rates)
+    print(f"  {'aiohttp, 32 connections':<44} {client:>8,.0f}/s   1.00x aiohttp-32")
+    base = statistics.median(r for r, _, _ in figures[layouts[0]])
+    for processes, runs in figures.items():
+        rate = statistics.median(r for r, _, _ in runs)
+        cpu = statistics.median(c for _, c, _ in runs)
+        queued = statistics.median(q for _, _, q in runs)
+        name = ("engine, dispatcher in its process" if processes == 0 else
+                f"engine, dispatcher in {processes} process(es)")
+        print(f"  {name:<44} {rate:>8,.0f}/s   {rate / client:5.2f}x aiohttp-32   "
+              f"{rate / base:5.2f}x processes={layouts[0]}   CPU {cpu:.3f} ms/delivery   "
+              f"runs done {queued:,.0f}/s   (runs: {', '.join(f'{r:,.0f}' for r, _, _ in runs)})")
 
 
 if __name__ == "__main__":

@@ -124,9 +124,12 @@ def payload(i: int) -> dict:
 # --- the engine -----------------------------------------------------------------------------
 
 
-def rules_text(url: str) -> str:
+def rules_text(url: str, processes: int = 0) -> str:
+    """The benchmark's rules; ``processes``: ``settings.webhook.processes`` (dispatchers in
+    processes of their own)."""
     os.environ["BENCH_SIGNING"] = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-    return f"""
+    settings = f"settings:\n  webhook: {{processes: {processes}}}\n" if processes else ""
+    return f"""{settings}
 webhooks:
   sink: {{url: "{url}", secret: "${{env:BENCH_SIGNING}}", retries: 0}}
 tasks:
@@ -206,7 +209,7 @@ def floor_child(n: int, cohort: int, url: str) -> None:
         print("done", flush=True)
 
 
-def applied_database(url: str, prefix: str):
+def applied_database(url: str, prefix: str, processes: int = 0):
     """A new database in a temporary folder with this benchmark's rules applied; returns its
     path and the plugin manager (shared by the webhook benchmarks)."""
     from taskengine_core.apply import apply_config
@@ -216,7 +219,7 @@ def applied_database(url: str, prefix: str):
 
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     db, rules = tmp / "engine.db", tmp / "rules.yaml"
-    rules.write_text(rules_text(url))
+    rules.write_text(rules_text(url, processes) if processes else rules_text(url))
     manager = get_plugin_manager()
     store = Store(db)
     apply_config(store, load_config([rules], manager.registry()))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
     from taskengine_core.deliveries import Deliveries
+    from taskengine_core.plugin_processes import PluginProcess  # noqa: F401
     from taskengine_core.plugin_state import PluginState
 
 
@@ -88,6 +89,10 @@ class EngineInfo:
     # the webhook delivery queue in the engine's database, for a dispatcher running in the
     # background (see :class:`~taskengine_core.deliveries.Deliveries`)
     deliveries: "Deliveries | None" = None
+    # start_process(entry, name=...): run a plugin's background work ("module:function") in a
+    # process of its own, on this engine's database (see :mod:`taskengine_core.plugin_processes`);
+    # None where no engine runs
+    start_process: "Callable[..., PluginProcess] | None" = None
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,7 @@ class Engine:
                                  wake=self.wake)
         self.info = self._engine_info(None)
         self._loop_thread: threading.Thread | None = None
+        self._plugin_processes: list = []  # started by plugins; stopped after engine_stopping
         self.sources = EventSources(self, owner=self.executor.owner, lease=lease)
         self.heartbeat = NodeHeartbeat(self.executor.owner, self.open_thread_store, clock=self.clock, lease=lease)
         self._next_prune = 0.0
@@ -256,6 +257,9 @@ class Engine:
             self.manager.hook.engine_stopping(engine=self.info)
         except Exception:  # noqa: BLE001
             log.exception("engine_stopping hook failed")
+        for process in self._plugin_processes:  # a plugin stops its own; any it left, stop here
+            process.stop()
+        self._plugin_processes.clear()
         self.stopping.set()
         self.wake.set()
         if self.ingress is not None:
@@ -351,7 +355,19 @@ class Engine:
     def _engine_info(self, listen: str | None) -> EngineInfo:
         return EngineInfo(listen=listen, emit=self.emit, deliveries=self.deliveries,
                           settings=self.runtime.settings, resolve=self.secrets.resolve,
-                          redact=self.secrets.redactor.scrub)
+                          redact=self.secrets.redactor.scrub, start_process=self.start_process)
+
+    def start_process(self, entry: str, *, name: str):
+        """Run a plugin's background work, ``entry`` ("module:function"), in a process of its
+        own on this engine's database, started again if it dies, stopped with the engine at
+        the latest (see :mod:`taskengine_core.plugin_processes`); returns the
+        :class:`~taskengine_core.plugin_processes.PluginProcess` (``wake(hint)``, ``stop()``)."""
+        from taskengine_core.plugin_processes import PluginProcess
+
+        process = PluginProcess(entry, name=name, database=self.db_path, listen=self.info.listen)
+        process.start()
+        self._plugin_processes.append(process)
+        return process
 
     def _refresh_config(self) -> None:
         runtime = refresh_runtime(self.store, self.runtime)  # only what changed is compiled again

@@ -38,6 +38,7 @@ class WebhookSettings:
     concurrency: int = DEFAULT_CONCURRENCY
     backoff: float = DEFAULT_BACKOFF
     max_backoff: float = DEFAULT_MAX_BACKOFF
+    processes: int = 0  # dispatchers in processes of their own (0: in the engine's process)
 
     @classmethod
     def from_spec(cls, spec: dict | None) -> "WebhookSettings":
@@ -45,7 +46,8 @@ class WebhookSettings:
         return cls(deny=tuple(spec.get("deny") or ()), allow=tuple(spec.get("allow") or ()),
                    concurrency=int(spec.get("concurrency", DEFAULT_CONCURRENCY)),
                    backoff=parse_duration(spec.get("backoff", DEFAULT_BACKOFF), clamp=True),
-                   max_backoff=parse_duration(spec.get("max_backoff", DEFAULT_MAX_BACKOFF), clamp=True))
+                   max_backoff=parse_duration(spec.get("max_backoff", DEFAULT_MAX_BACKOFF), clamp=True),
+                   processes=int(spec.get("processes", 0)))
 
 
 @dataclass(frozen=True)
