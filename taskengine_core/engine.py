@@ -100,7 +100,7 @@ class Engine:
                                  wake=self.wake)
         self.info = self._engine_info(None)
         self._loop_thread: threading.Thread | None = None
-        self._plugin_processes: list = []  # started by plugins; stopped after engine_stopping
+        self.plugin_processes: list = []  # started by plugins; stopped after engine_stopping
         self.sources = EventSources(self, owner=self.executor.owner, lease=lease)
         self.heartbeat = NodeHeartbeat(self.executor.owner, self.open_thread_store, clock=self.clock, lease=lease)
         self._next_prune = 0.0
@@ -257,9 +257,9 @@ class Engine:
             self.manager.hook.engine_stopping(engine=self.info)
         except Exception:  # noqa: BLE001
             log.exception("engine_stopping hook failed")
-        for process in self._plugin_processes:  # a plugin stops its own; any it left, stop here
+        for process in self.plugin_processes:  # a plugin stops its own; any it left, stop here
             process.stop()
-        self._plugin_processes.clear()
+        self.plugin_processes.clear()
         self.stopping.set()
         self.wake.set()
         if self.ingress is not None:
@@ -366,7 +366,7 @@ class Engine:
 
         process = PluginProcess(entry, name=name, database=self.db_path, listen=self.info.listen)
         process.start()
-        self._plugin_processes.append(process)
+        self.plugin_processes[:] = [p for p in self.plugin_processes if not p.stopped] + [process]
         return process
 
     def _refresh_config(self) -> None:

@@ -13,6 +13,7 @@ path, and only index-served, bounded queries (:mod:`taskengine_core.store.health
 from __future__ import annotations
 
 import threading
+import time
 
 from taskengine_core import __version__
 from taskengine_core.clock import to_iso
@@ -49,10 +50,29 @@ class HealthCheck:
         if counts and counts["paused"] is not None:  # shown only while paused
             body["paused"] = counts["paused"]
         body["loop"] = self._loop(counts, reasons)
+        processes = self._processes(reasons)
+        if processes:
+            body["processes"] = processes
         if reasons:
             body["status"], body["reasons"] = "failing", reasons
             return 503, body
         return 200, body
+
+    def _processes(self, reasons: list[str]) -> list[dict]:
+        """Plugins' processes (``engine.start_process``): each one's state; one that has not run
+        for ``stall_after`` seconds (it keeps failing to start, say) is a reason."""
+        shown = []
+        now = time.monotonic()
+        for process in list(getattr(self.engine, "plugin_processes", ())):
+            if process.stopped:  # stopped by its plugin (the setting changed, say)
+                continue
+            down = None if process.down_since is None else now - process.down_since
+            shown.append({"name": process.name, "pid": process.pid, "restarts": process.starts - 1,
+                          "last_exit": process.last_exit})
+            if down is not None and down > self.stall_after:
+                reasons.append(f"{process.name} has not been running for {down:.0f}s (last exit "
+                               f"code {process.last_exit}): see the engine's log")
+        return shown
 
     def _loop(self, counts: dict | None, reasons: list[str]) -> dict:
         engine, guard = self.engine, self.engine.loop_guard

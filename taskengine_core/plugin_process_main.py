@@ -22,10 +22,9 @@ log = logging.getLogger("taskengine.processes")
 
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to act on
-    line = sys.stdin.buffer.readline()
-    if not line:
+    header = _header()
+    if header is None:
         return 0  # the engine stopped before it said anything
-    header = json.loads(line)
     from taskengine_core.secrets import RedactingFilter
 
     secrets = _secrets()
@@ -47,6 +46,17 @@ def main() -> int:
         pass
     work.stop()
     return 0
+
+
+def _header() -> dict | None:
+    """The first line, read a byte at a time: what follows it is the wake-ups' reader's."""
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = os.read(0, 1)
+        if not byte:
+            return None
+        line += byte
+    return json.loads(line)
 
 
 def _secrets():
@@ -84,14 +94,19 @@ def _engine_info(header: dict, secrets):
 
 
 def _read_wakes(work, stop: threading.Event) -> None:
+    # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader makes the
+    # interpreter abort at exit (the reader's lock is held), after a SIGTERM say
+    pending = b""
     try:
-        for line in sys.stdin.buffer:
-            try:
-                hint = json.loads(line).get("wake")
-            except (ValueError, AttributeError):
-                log.warning("ignored a malformed wake-up line from the engine")
-                continue
-            work.wake(hint if isinstance(hint, str) else None)
+        while chunk := os.read(0, 65536):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                try:
+                    hint = json.loads(line).get("wake")
+                except (ValueError, AttributeError):
+                    log.warning("ignored a malformed wake-up line from the engine")
+                    continue
+                work.wake(hint if isinstance(hint, str) else None)
     finally:
         stop.set()  # end of input: the engine stopped, or died
 

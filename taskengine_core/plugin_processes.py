@@ -56,8 +56,14 @@ class PluginProcess:
         self._scan = False
         self.starts = 0  # how many children were started (1 + restarts)
         self.last_exit: int | None = None  # the exit code of the last child that ended
+        self.down_since: float | None = None  # time.monotonic() since when no child runs
         self._watcher: threading.Thread | None = None
         self._writer: threading.Thread | None = None
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called (it is not started again then)."""
+        return self._stopping.is_set()
 
     @property
     def pid(self) -> int | None:
@@ -112,7 +118,7 @@ class PluginProcess:
                                 start_new_session=True, env=_child_environment())
         os.set_blocking(proc.stdin.fileno(), False)  # a child that stops reading holds up no one
         with self._pipe:
-            self._proc = proc
+            self._proc, self.down_since = proc, None
             self.starts += 1
             self._send(proc, self._header)
         if self._stopping.is_set():  # stop() came while it was starting
@@ -123,7 +129,7 @@ class PluginProcess:
         while True:
             proc, started = self._proc, time.monotonic()
             code = proc.wait()
-            self.last_exit = code
+            self.last_exit, self.down_since = code, time.monotonic()
             if self._stopping.is_set():
                 return
             if time.monotonic() - started >= RAN_LONG_ENOUGH:
