@@ -118,10 +118,14 @@ class PluginProcess:
                                 start_new_session=True, env=_child_environment())
         os.set_blocking(proc.stdin.fileno(), False)  # a child that stops reading holds up no one
         with self._pipe:
-            self._proc, self.down_since = proc, None
-            self.starts += 1
-            self._send(proc, self._header)
-        if self._stopping.is_set():  # stop() came while it was starting
+            stopped = self._stopping.is_set()
+            if not stopped:
+                self._proc, self.down_since = proc, None
+                self.starts += 1
+                self._send(proc, self._header)
+        if stopped:  # stop() came while it was starting (and waits for the child before): this
+            proc.kill()  # one has not read its header, so has done nothing; it never runs
+            proc.wait()
             self._close_stdin(proc)
 
     def _watch(self) -> None:
