@@ -88,15 +88,22 @@ class PluginProcess:
                 self._scan = True
             self._pipe.notify()
 
-    def stop(self) -> None:
-        """Close the child's standard input; wait up to ``grace`` seconds, then kill it."""
-        if self._stopping.is_set():
-            return
+    def ask_to_stop(self) -> None:
+        """Close the child's standard input (it stops its work and exits), without waiting:
+        several processes stop together when each is asked before any is waited for."""
         with self._pipe:
+            if self._stopping.is_set():
+                return
             self._stopping.set()
             self._pipe.notify()
             proc = self._proc
         self._close_stdin(proc)
+
+    def stop(self) -> None:
+        """Close the child's standard input; wait up to ``grace`` seconds, then kill it."""
+        self.ask_to_stop()
+        with self._pipe:
+            proc = self._proc
         if proc is not None:
             try:
                 proc.wait(self.grace)

@@ -235,3 +235,25 @@ def test_a_bad_processes_setting_is_refused_and_nothing_is_applied(run_cli, tmp_
     assert f"rules.yaml:3:44  settings.webhook.processes  {message}" in result.stderr
     stored = query(db_path, "SELECT spec FROM settings WHERE name = 'webhook'")
     assert json.loads(stored[0]["spec"])["processes"] == 2  # the applied configuration stands
+
+
+def test_the_dispatcher_processes_are_stopped_together_not_one_after_another(
+        applied, engine, receiver, db_path):
+    """Each process has a request in flight to a receiver that never answers, so each takes the
+    dispatcher's grace to stop: all are asked at once, or the engine's stop takes N graces."""
+    stuck = receiver([Reply(200, delay=30)] * 50)
+    applied(processes_rules(stuck.url, 2).replace("processes: 2", "processes: 2, concurrency: 1"))
+    e = engine()
+    children = list(placement_of(e).children)
+    pids = [c.pid for c in children]
+    e.emit_many([Event("test.ping", {"n": i}) for i in range(12)])
+    stuck.wait_for(2)  # one in flight in each process (concurrency 1)
+    stopper = threading.Thread(target=e.stop, kwargs={"grace": 1})
+    stopper.start()
+    try:
+        wait_until(lambda: all(c.stopped for c in children), timeout=30, what="both asked to stop")
+        assert all(alive(pid) for pid in pids)  # the second was asked while the first still stopped
+    finally:
+        stopper.join()
+    assert not any(alive(pid) for pid in pids)
+    assert {r["status"] for r in deliveries(db_path)} == {"pending"}  # all given back
