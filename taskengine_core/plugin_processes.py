@@ -14,8 +14,9 @@ on another core. A plugin asks for one with ``engine.start_process(entry, name=.
   optional hint), and its end is the stop: when the engine stops, or dies, the child reads EOF,
   stops its work and exits. The child ignores Ctrl-C (the engine decides when it stops) and
   stops the same way on SIGTERM (``systemctl stop`` signals every process of the unit).
-* A child that exits while the engine runs is started again after a pause (1 s, doubling up to
-  60 s, back to 1 s once a child has run for a minute), and the log says how it ended.
+* A child that exits while the engine runs, or cannot be started, is started again after a
+  pause (1 s, doubling up to 60 s, back to 1 s once a child has run for a minute), and the log
+  says how it ended.
 * Wake-ups never block the caller: they are coalesced and written by a thread of their own.
 """
 
@@ -71,7 +72,11 @@ class PluginProcess:
         return proc.pid if proc is not None and proc.poll() is None else None
 
     def start(self) -> None:
-        self._spawn()
+        try:
+            self._spawn()
+        except OSError as exc:  # out of memory, processes or descriptors: the watcher tries again
+            self.down_since = time.monotonic()
+            log.error("%s could not be started: %s; trying again in %gs", self.name, exc, FIRST_PAUSE)
         self._watcher = threading.Thread(target=self._watch, name=f"taskengine-{self.name}-watch",
                                          daemon=True)
         self._writer = threading.Thread(target=self._write, name=f"taskengine-{self.name}-wake",
@@ -139,15 +144,16 @@ class PluginProcess:
         pause = FIRST_PAUSE
         while True:
             proc, started = self._proc, time.monotonic()
-            code = proc.wait()
-            self.last_exit, self.down_since = code, time.monotonic()
-            if self._stopping.is_set():
-                return
-            if time.monotonic() - started >= RAN_LONG_ENOUGH:
-                pause = FIRST_PAUSE
-            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            log.warning("%s (pid %d) %s while the engine runs; starting it again in %gs",
-                        self.name, proc.pid, how, pause)
+            if proc is not None:  # else the first could not be started: try again after a pause
+                code = proc.wait()
+                self.last_exit, self.down_since = code, time.monotonic()
+                if self._stopping.is_set():
+                    return
+                if time.monotonic() - started >= RAN_LONG_ENOUGH:
+                    pause = FIRST_PAUSE
+                how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                log.warning("%s (pid %d) %s while the engine runs; starting it again in %gs",
+                            self.name, proc.pid, how, pause)
             while True:
                 if self._stopping.wait(pause):
                     return
@@ -169,7 +175,8 @@ class PluginProcess:
                 lines += [{"wake": hint} for hint in sorted(self._hints)]
                 self._hints, self._scan = set(), False
                 proc = self._proc
-            self._send(proc, *lines)
+            if proc is not None:  # else none started yet: the first one looks at everything
+                self._send(proc, *lines)
 
     def _send(self, proc: subprocess.Popen, *lines: dict) -> None:
         """Write JSON lines to the child; waits while its pipe is full, never past a stop."""

@@ -257,3 +257,26 @@ def test_the_dispatcher_processes_are_stopped_together_not_one_after_another(
         stopper.join()
     assert not any(alive(pid) for pid in pids)
     assert {r["status"] for r in deliveries(db_path)} == {"pending"}  # all given back
+
+
+def test_a_dispatcher_process_that_cannot_be_started_is_tried_again(
+        applied, engine, receiver, db_path, monkeypatch, caplog):
+    """The move to processes of their own fails to start a child (no interpreter at
+    sys.executable here; out of processes or file descriptors in real life): the dispatcher
+    in the engine's process is gone by then, so the engine must try again, not give up."""
+    server = receiver()
+    applied(processes_rules(server.url, 0))
+    e = engine()
+    placement = placement_of(e)
+    real = sys.executable
+    monkeypatch.setattr(sys, "executable", str(db_path) + ".no-such-python")
+    with caplog.at_level(logging.ERROR, logger="taskengine.processes"):
+        applied(processes_rules(server.url, 1))
+        wait_until(lambda: placement.local is None, timeout=15, what="the move")
+        wait_until(lambda: placement.processes == 1, timeout=5, what="the move to be done")
+    monkeypatch.setattr(sys, "executable", real)
+    assert "webhook-dispatcher-1 could not be started: [Errno 2] No such file or directory" in caplog.text
+    e.emit("test.ping", {"n": 1})
+    server.wait_for(1, timeout=20)
+    [child] = placement.children
+    assert alive(child.pid) and placement.local is None
