@@ -191,7 +191,9 @@ class PluginProcess:
             except BlockingIOError:  # the child is busy: wait until it reads, or a stop
                 if self._stopping.is_set():
                     return
-                select.select([], [proc.stdin], [], 0.1)
+                writable = select.poll()  # not select(): descriptors past 1023 are fine
+                writable.register(proc.stdin, select.POLLOUT)
+                writable.poll(100)
             except (OSError, ValueError):  # it died (the watcher starts another) or was closed
                 return
 

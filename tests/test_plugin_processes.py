@@ -12,6 +12,7 @@ import signal
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -235,3 +236,25 @@ def test_a_stop_while_a_child_is_being_started_again_leaves_no_child_running(ent
     assert child.pid is None  # no child runs once stop() has returned
     assert [n for n in entries.notes() if n.startswith("started")] == [f"started {first} "
                                                                        "deliveries=True settings=[]"]
+
+
+def test_wakes_reach_a_child_whose_pipe_has_a_descriptor_above_1023(entries):
+    """An engine with many connections open (LimitNOFILE raised) gives its children pipes
+    numbered past select()'s 1024: a full pipe must still be waited on, not end the wake-ups."""
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        child = entries("recorder")
+        assert child._proc.stdin.fileno() >= 1024
+        wait_until(lambda: entries.notes(), what="the child to start")
+        os.kill(child.pid, signal.SIGSTOP)  # it reads nothing: the pipe fills up
+        try:
+            child.wake("x" * 100_000)
+            time.sleep(0.5)  # the writer meets the full pipe
+        finally:
+            os.kill(child.pid, signal.SIGCONT)
+        wait_until(lambda: f"wake {'x' * 100_000}" in entries.notes(), what="the long wake")
+        child.wake("after")
+        wait_until(lambda: "wake after" in entries.notes(), what="the next wake")
+    finally:
+        for fd in fillers:
+            os.close(fd)
