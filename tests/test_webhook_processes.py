@@ -280,3 +280,41 @@ def test_a_dispatcher_process_that_cannot_be_started_is_tried_again(
     server.wait_for(1, timeout=20)
     [child] = placement.children
     assert alive(child.pid) and placement.local is None
+
+
+def test_on_postgresql_the_processes_deliver_and_recover_and_the_password_stays_hidden(
+        postgres_url, write_rules, receiver, capfd):
+    """The child gets the URL (with its password) through its standard input: never in its
+    command line or the log; a killed child's deliveries go out from the next one."""
+    from taskengine_core.apply import apply_config
+    from taskengine_core.engine import Engine
+    from taskengine_core.plugins import get_plugin_manager
+    from taskengine_core.rules.validate import load_config
+    from taskengine_core.store import open_store
+    from tests.backends import rows
+
+    url = postgres_url.replace("postgresql://postgres@", "postgresql://postgres:pw-Kq93xZ@")
+    slow = receiver([Reply(200, delay=0.5)] * 3 + [Reply(200)] * 100)
+    store = open_store(url)
+    try:
+        apply_config(store, load_config([write_rules(processes_rules(slow.url, 2))],
+                                        get_plugin_manager().registry()))
+    finally:
+        store.close()
+    e = Engine(url, poll_interval=0.05)
+    e.start()
+    try:
+        children = placement_of(e).children
+        for child in children:
+            with open(f"/proc/{child.pid}/cmdline", "rb") as f:
+                assert b"pw-Kq93xZ" not in f.read()
+        e.emit_many([Event("test.ping", {"n": i}) for i in range(3)])
+        slow.wait_for(3)
+        for child in children:
+            os.kill(child.pid, signal.SIGKILL)
+        wait_until(lambda: {r["status"] for r in rows(url, "SELECT status FROM webhook_deliveries")}
+                   == {"delivered"}, timeout=30, what="every delivery to go out")
+    finally:
+        e.stop(grace=2)
+    assert sorted({body(r)["event"]["data"]["n"] for r in slow.requests}) == [0, 1, 2]
+    assert "pw-Kq93xZ" not in capfd.readouterr().err
