@@ -274,6 +274,10 @@ def test_a_dispatcher_process_that_cannot_be_started_is_tried_again(
         applied(processes_rules(server.url, 1))
         wait_until(lambda: placement.local is None, timeout=15, what="the move")
         wait_until(lambda: placement.processes == 1, timeout=5, what="the move to be done")
+    from taskengine_core.health import HealthCheck
+
+    [shown] = HealthCheck(e).report()[1]["processes"]
+    assert shown == {"name": "webhook-dispatcher-1", "pid": None, "restarts": 0, "last_exit": None}
     monkeypatch.setattr(sys, "executable", real)
     assert "webhook-dispatcher-1 could not be started: [Errno 2] No such file or directory" in caplog.text
     e.emit("test.ping", {"n": 1})
