@@ -13,7 +13,8 @@ on another core. A plugin asks for one with ``engine.start_process(entry, name=.
   input, never its command line. The same pipe then carries wake-ups ("look now", with an
   optional hint), and its end is the stop: when the engine stops, or dies, the child reads EOF,
   stops its work and exits. The child ignores Ctrl-C (the engine decides when it stops) and
-  stops the same way on SIGTERM (``systemctl stop`` signals every process of the unit).
+  stops the same way on SIGTERM (``systemctl stop`` signals every process of the unit, unless
+  ``KillMode=mixed`` as in ``contrib/taskengine.service``: then only the engine, which stops it).
 * A child that exits while the engine runs, or cannot be started, is started again after a
   pause (1 s, doubling up to 60 s, back to 1 s once a child has run for a minute), and the log
   says how it ended.
