@@ -257,7 +257,9 @@ class Engine:
             self.manager.hook.engine_stopping(engine=self.info)
         except Exception:  # noqa: BLE001
             log.exception("engine_stopping hook failed")
-        for process in self.plugin_processes:  # a plugin stops its own; any it left, stop here
+        for process in self.plugin_processes:  # a plugin stops its own; any it left, stop here,
+            process.ask_to_stop()  # all asked before any is waited for
+        for process in self.plugin_processes:
             process.stop()
         self.plugin_processes.clear()
         self.stopping.set()

@@ -67,7 +67,7 @@ class HealthCheck:
             if process.stopped:  # stopped by its plugin (the setting changed, say)
                 continue
             down = None if process.down_since is None else now - process.down_since
-            shown.append({"name": process.name, "pid": process.pid, "restarts": process.starts - 1,
+            shown.append({"name": process.name, "pid": process.pid, "restarts": max(process.starts - 1, 0),
                           "last_exit": process.last_exit})
             if down is not None and down > self.stall_after:
                 reasons.append(f"{process.name} has not been running for {down:.0f}s (last exit "

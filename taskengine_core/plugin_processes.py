@@ -13,9 +13,11 @@ on another core. A plugin asks for one with ``engine.start_process(entry, name=.
   input, never its command line. The same pipe then carries wake-ups ("look now", with an
   optional hint), and its end is the stop: when the engine stops, or dies, the child reads EOF,
   stops its work and exits. The child ignores Ctrl-C (the engine decides when it stops) and
-  stops the same way on SIGTERM (``systemctl stop`` signals every process of the unit).
-* A child that exits while the engine runs is started again after a pause (1 s, doubling up to
-  60 s, back to 1 s once a child has run for a minute), and the log says how it ended.
+  stops the same way on SIGTERM (``systemctl stop`` signals every process of the unit, unless
+  ``KillMode=mixed`` as in ``contrib/taskengine.service``: then only the engine, which stops it).
+* A child that exits while the engine runs, or cannot be started, is started again after a
+  pause (1 s, doubling up to 60 s, back to 1 s once a child has run for a minute), and the log
+  says how it ended.
 * Wake-ups never block the caller: they are coalesced and written by a thread of their own.
 """
 
@@ -71,7 +73,11 @@ class PluginProcess:
         return proc.pid if proc is not None and proc.poll() is None else None
 
     def start(self) -> None:
-        self._spawn()
+        try:
+            self._spawn()
+        except OSError as exc:  # out of memory, processes or descriptors: the watcher tries again
+            self.down_since = time.monotonic()
+            log.error("%s could not be started: %s; trying again in %gs", self.name, exc, FIRST_PAUSE)
         self._watcher = threading.Thread(target=self._watch, name=f"taskengine-{self.name}-watch",
                                          daemon=True)
         self._writer = threading.Thread(target=self._write, name=f"taskengine-{self.name}-wake",
@@ -88,15 +94,22 @@ class PluginProcess:
                 self._scan = True
             self._pipe.notify()
 
-    def stop(self) -> None:
-        """Close the child's standard input; wait up to ``grace`` seconds, then kill it."""
-        if self._stopping.is_set():
-            return
+    def ask_to_stop(self) -> None:
+        """Close the child's standard input (it stops its work and exits), without waiting:
+        several processes stop together when each is asked before any is waited for."""
         with self._pipe:
+            if self._stopping.is_set():
+                return
             self._stopping.set()
             self._pipe.notify()
             proc = self._proc
         self._close_stdin(proc)
+
+    def stop(self) -> None:
+        """Close the child's standard input; wait up to ``grace`` seconds, then kill it."""
+        self.ask_to_stop()
+        with self._pipe:
+            proc = self._proc
         if proc is not None:
             try:
                 proc.wait(self.grace)
@@ -118,25 +131,30 @@ class PluginProcess:
                                 start_new_session=True, env=_child_environment())
         os.set_blocking(proc.stdin.fileno(), False)  # a child that stops reading holds up no one
         with self._pipe:
-            self._proc, self.down_since = proc, None
-            self.starts += 1
-            self._send(proc, self._header)
-        if self._stopping.is_set():  # stop() came while it was starting
+            stopped = self._stopping.is_set()
+            if not stopped:
+                self._proc, self.down_since = proc, None
+                self.starts += 1
+                self._send(proc, self._header)
+        if stopped:  # stop() came while it was starting (and waits for the child before): this
+            proc.kill()  # one has not read its header, so has done nothing; it never runs
+            proc.wait()
             self._close_stdin(proc)
 
     def _watch(self) -> None:
         pause = FIRST_PAUSE
         while True:
             proc, started = self._proc, time.monotonic()
-            code = proc.wait()
-            self.last_exit, self.down_since = code, time.monotonic()
-            if self._stopping.is_set():
-                return
-            if time.monotonic() - started >= RAN_LONG_ENOUGH:
-                pause = FIRST_PAUSE
-            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            log.warning("%s (pid %d) %s while the engine runs; starting it again in %gs",
-                        self.name, proc.pid, how, pause)
+            if proc is not None:  # else the first could not be started: try again after a pause
+                code = proc.wait()
+                self.last_exit, self.down_since = code, time.monotonic()
+                if self._stopping.is_set():
+                    return
+                if time.monotonic() - started >= RAN_LONG_ENOUGH:
+                    pause = FIRST_PAUSE
+                how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                log.warning("%s (pid %d) %s while the engine runs; starting it again in %gs",
+                            self.name, proc.pid, how, pause)
             while True:
                 if self._stopping.wait(pause):
                     return
@@ -158,7 +176,8 @@ class PluginProcess:
                 lines += [{"wake": hint} for hint in sorted(self._hints)]
                 self._hints, self._scan = set(), False
                 proc = self._proc
-            self._send(proc, *lines)
+            if proc is not None:  # else none started yet: the first one looks at everything
+                self._send(proc, *lines)
 
     def _send(self, proc: subprocess.Popen, *lines: dict) -> None:
         """Write JSON lines to the child; waits while its pipe is full, never past a stop."""
@@ -173,7 +192,9 @@ class PluginProcess:
             except BlockingIOError:  # the child is busy: wait until it reads, or a stop
                 if self._stopping.is_set():
                     return
-                select.select([], [proc.stdin], [], 0.1)
+                writable = select.poll()  # not select(): descriptors past 1023 are fine
+                writable.register(proc.stdin, select.POLLOUT)
+                writable.poll(100)
             except (OSError, ValueError):  # it died (the watcher starts another) or was closed
                 return
 

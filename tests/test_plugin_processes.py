@@ -11,6 +11,8 @@ import os
 import signal
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 
@@ -199,3 +201,68 @@ def test_healthz_shows_the_processes_and_fails_while_one_stays_down(entries, db_
         assert reason.endswith("s (last exit code 2): see the engine's log")
     finally:
         engine.stop(grace=1)
+
+
+_popen_in: dict = {}  # thread name -> what to do when that thread starts a child (audit hook)
+
+
+def _on_popen(event: str, args) -> None:
+    if event == "subprocess.Popen":
+        action = _popen_in.pop(threading.current_thread().name, None)
+        if action is not None:
+            action()
+
+
+def test_a_stop_while_a_child_is_being_started_again_leaves_no_child_running(entries, monkeypatch):
+    """stop() lands while the watcher is starting a new child (inside Popen, caught with an
+    audit hook): that child must not run the entry, and none may be left running."""
+    monkeypatch.setattr(plugin_processes, "FIRST_PAUSE", 0.05)
+    if not _popen_in.get("hooked"):
+        sys.addaudithook(_on_popen)
+        _popen_in["hooked"] = True
+    child = entries("stubborn", grace=0.5)
+    wait_until(lambda: entries.notes(), what="the child to start")
+    first = child.pid
+    stopper = threading.Thread(target=child.stop)
+
+    def stop_now() -> None:  # in the watcher's Popen: stop() runs and sees the dead child
+        stopper.start()
+        wait_until(lambda: child.stopped, what="stop() to begin")
+
+    _popen_in["taskengine-test-child-watch"] = stop_now
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: not stopper.is_alive() and stopper.ident is not None, timeout=30,
+               what="stop() to return")
+    assert child.pid is None  # no child runs once stop() has returned
+    assert [n for n in entries.notes() if n.startswith("started")] == [f"started {first} "
+                                                                       "deliveries=True settings=[]"]
+
+
+def test_wakes_reach_a_child_whose_pipe_has_a_descriptor_above_1023(entries):
+    """An engine with many connections open (LimitNOFILE raised) gives its children pipes
+    numbered past select()'s 1024: a full pipe must still be waited on, not end the wake-ups."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2048:
+        if hard != resource.RLIM_INFINITY and hard < 2048:
+            pytest.skip(f"the open-file limit ({hard}) leaves no descriptor past 1023 free")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (2048, hard))
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        child = entries("recorder")
+        assert child._proc.stdin.fileno() >= 1024
+        wait_until(lambda: entries.notes(), what="the child to start")
+        os.kill(child.pid, signal.SIGSTOP)  # it reads nothing: the pipe fills up
+        try:
+            child.wake("x" * 100_000)
+            time.sleep(0.5)  # the writer meets the full pipe
+        finally:
+            os.kill(child.pid, signal.SIGCONT)
+        wait_until(lambda: f"wake {'x' * 100_000}" in entries.notes(), what="the long wake")
+        child.wake("after")
+        wait_until(lambda: "wake after" in entries.notes(), what="the next wake")
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -235,3 +235,90 @@ def test_a_bad_processes_setting_is_refused_and_nothing_is_applied(run_cli, tmp_
     assert f"rules.yaml:3:44  settings.webhook.processes  {message}" in result.stderr
     stored = query(db_path, "SELECT spec FROM settings WHERE name = 'webhook'")
     assert json.loads(stored[0]["spec"])["processes"] == 2  # the applied configuration stands
+
+
+def test_the_dispatcher_processes_are_stopped_together_not_one_after_another(
+        applied, engine, receiver, db_path):
+    """Each process has a request in flight to a receiver that never answers, so each takes the
+    dispatcher's grace to stop: all are asked at once, or the engine's stop takes N graces."""
+    stuck = receiver([Reply(200, delay=30)] * 50)
+    applied(processes_rules(stuck.url, 2).replace("processes: 2", "processes: 2, concurrency: 1"))
+    e = engine()
+    children = list(placement_of(e).children)
+    pids = [c.pid for c in children]
+    e.emit_many([Event("test.ping", {"n": i}) for i in range(12)])
+    stuck.wait_for(2)  # one in flight in each process (concurrency 1)
+    stopper = threading.Thread(target=e.stop, kwargs={"grace": 1})
+    stopper.start()
+    try:
+        wait_until(lambda: all(c.stopped for c in children), timeout=30, what="both asked to stop")
+        assert all(alive(pid) for pid in pids)  # the second was asked while the first still stopped
+    finally:
+        stopper.join()
+    assert not any(alive(pid) for pid in pids)
+    assert {r["status"] for r in deliveries(db_path)} == {"pending"}  # all given back
+
+
+def test_a_dispatcher_process_that_cannot_be_started_is_tried_again(
+        applied, engine, receiver, db_path, monkeypatch, caplog):
+    """The move to processes of their own fails to start a child (no interpreter at
+    sys.executable here; out of processes or file descriptors in real life): the dispatcher
+    in the engine's process is gone by then, so the engine must try again, not give up."""
+    server = receiver()
+    applied(processes_rules(server.url, 0))
+    e = engine()
+    placement = placement_of(e)
+    real = sys.executable
+    monkeypatch.setattr(sys, "executable", str(db_path) + ".no-such-python")
+    with caplog.at_level(logging.ERROR, logger="taskengine.processes"):
+        applied(processes_rules(server.url, 1))
+        wait_until(lambda: placement.local is None, timeout=15, what="the move")
+        wait_until(lambda: placement.processes == 1, timeout=5, what="the move to be done")
+    from taskengine_core.health import HealthCheck
+
+    [shown] = HealthCheck(e).report()[1]["processes"]
+    assert shown == {"name": "webhook-dispatcher-1", "pid": None, "restarts": 0, "last_exit": None}
+    monkeypatch.setattr(sys, "executable", real)
+    assert "webhook-dispatcher-1 could not be started: [Errno 2] No such file or directory" in caplog.text
+    e.emit("test.ping", {"n": 1})
+    server.wait_for(1, timeout=20)
+    [child] = placement.children
+    assert alive(child.pid) and placement.local is None
+
+
+def test_on_postgresql_the_processes_deliver_and_recover_and_the_password_stays_hidden(
+        postgres_url, write_rules, receiver, capfd):
+    """The child gets the URL (with its password) through its standard input: never in its
+    command line or the log; a killed child's deliveries go out from the next one."""
+    from taskengine_core.apply import apply_config
+    from taskengine_core.engine import Engine
+    from taskengine_core.plugins import get_plugin_manager
+    from taskengine_core.rules.validate import load_config
+    from taskengine_core.store import open_store
+    from tests.backends import rows
+
+    url = postgres_url.replace("postgresql://postgres@", "postgresql://postgres:pw-Kq93xZ@")
+    slow = receiver([Reply(200, delay=0.5)] * 3 + [Reply(200)] * 100)
+    store = open_store(url)
+    try:
+        apply_config(store, load_config([write_rules(processes_rules(slow.url, 2))],
+                                        get_plugin_manager().registry()))
+    finally:
+        store.close()
+    e = Engine(url, poll_interval=0.05)
+    e.start()
+    try:
+        children = placement_of(e).children
+        for child in children:
+            with open(f"/proc/{child.pid}/cmdline", "rb") as f:
+                assert b"pw-Kq93xZ" not in f.read()
+        e.emit_many([Event("test.ping", {"n": i}) for i in range(3)])
+        slow.wait_for(3)
+        for child in children:
+            os.kill(child.pid, signal.SIGKILL)
+        wait_until(lambda: {r["status"] for r in rows(url, "SELECT status FROM webhook_deliveries")}
+                   == {"delivered"}, timeout=30, what="every delivery to go out")
+    finally:
+        e.stop(grace=2)
+    assert sorted({body(r)["event"]["data"]["n"] for r in slow.requests}) == [0, 1, 2]
+    assert "pw-Kq93xZ" not in capfd.readouterr().err

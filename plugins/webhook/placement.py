@@ -105,9 +105,11 @@ class Placement:
                 local, self.local = self.local, None
             local.stop()
         keep = wanted or 0
-        while len(self.children) > keep:
-            with self._lock:
-                child = self.children.pop()
+        with self._lock:
+            leaving, self.children = self.children[keep:], self.children[:keep]
+        for child in leaving:  # all asked at once: each may take the dispatcher's grace to stop
+            child.ask_to_stop()
+        for child in leaving:
             child.stop()
         while len(self.children) < keep:
             child = self.info.start_process(ENTRY, name=f"webhook-dispatcher-{len(self.children) + 1}")
