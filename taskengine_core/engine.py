@@ -12,6 +12,7 @@ from pathlib import Path
 
 from taskengine_core.clock import Clock, to_iso
 from taskengine_core.context import EngineInfo
+from taskengine_core.plugin_processes import PluginProcesses
 from taskengine_core.durations import parse_duration
 from taskengine_core.evaluator import Evaluator, NewRun
 from taskengine_core.events import Event, inbox_waiting, insert_events, row_to_event
@@ -100,7 +101,7 @@ class Engine:
                                  wake=self.wake)
         self.info = self._engine_info(None)
         self._loop_thread: threading.Thread | None = None
-        self.plugin_processes: list = []  # started by plugins; stopped after engine_stopping
+        self.plugin_processes = PluginProcesses(self.db_path)  # stopped after engine_stopping
         self.sources = EventSources(self, owner=self.executor.owner, lease=lease)
         self.heartbeat = NodeHeartbeat(self.executor.owner, self.open_thread_store, clock=self.clock, lease=lease)
         self._next_prune = 0.0
@@ -257,11 +258,7 @@ class Engine:
             self.manager.hook.engine_stopping(engine=self.info)
         except Exception:  # noqa: BLE001
             log.exception("engine_stopping hook failed")
-        for process in self.plugin_processes:  # a plugin stops its own; any it left, stop here,
-            process.ask_to_stop()  # all asked before any is waited for
-        for process in self.plugin_processes:
-            process.stop()
-        self.plugin_processes.clear()
+        self.plugin_processes.stop_all()  # a plugin stops its own; any it left, stop here
         self.stopping.set()
         self.wake.set()
         if self.ingress is not None:
@@ -363,13 +360,9 @@ class Engine:
         """Run a plugin's background work, ``entry`` ("module:function"), in a process of its
         own on this engine's database, started again if it dies, stopped with the engine at
         the latest (see :mod:`taskengine_core.plugin_processes`); returns the
-        :class:`~taskengine_core.plugin_processes.PluginProcess` (``wake(hint)``, ``stop()``)."""
-        from taskengine_core.plugin_processes import PluginProcess
-
-        process = PluginProcess(entry, name=name, database=self.db_path, listen=self.info.listen)
-        process.start()
-        self.plugin_processes[:] = [p for p in self.plugin_processes if not p.stopped] + [process]
-        return process
+        :class:`~taskengine_core.plugin_processes.PluginProcess` (``wake(hint)``, ``stop()``).
+        Raises RuntimeError once the engine has begun to stop."""
+        return self.plugin_processes.start(entry, name=name, listen=self.info.listen)
 
     def _refresh_config(self) -> None:
         runtime = refresh_runtime(self.store, self.runtime)  # only what changed is compiled again

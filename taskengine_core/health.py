@@ -63,9 +63,7 @@ class HealthCheck:
         for ``stall_after`` seconds (it keeps failing to start, say) is a reason."""
         shown = []
         now = time.monotonic()
-        for process in list(getattr(self.engine, "plugin_processes", ())):
-            if process.stopped:  # stopped by its plugin (the setting changed, say)
-                continue
+        for process in self.engine.plugin_processes.live():
             down = None if process.down_since is None else now - process.down_since
             shown.append({"name": process.name, "pid": process.pid, "restarts": max(process.starts - 1, 0),
                           "last_exit": process.last_exit})

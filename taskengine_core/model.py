@@ -121,6 +121,12 @@ def load_runtime(store: Store) -> Runtime:
         return _load_runtime(conn)
 
 
+def load_settings(store: Store) -> dict:
+    """The stored ``settings:`` alone (references unresolved), without compiling the rest."""
+    with config.snapshot(store) as conn:
+        return _read_settings(conn)
+
+
 def refresh_runtime(store: Store, runtime: Runtime) -> Runtime:
     """``runtime`` itself if the configuration did not change; else a new snapshot in which
     only the changed tasks, event rules and settings were read and compiled again (all of it

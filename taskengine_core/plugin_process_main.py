@@ -76,7 +76,7 @@ def _engine_info(header: dict, secrets):
     from taskengine_core.context import EngineInfo
     from taskengine_core.deliveries import open_deliveries
     from taskengine_core.events import Event, insert_events
-    from taskengine_core.model import load_runtime
+    from taskengine_core.model import load_settings
     from taskengine_core.wakeup import poke
 
     deliveries = open_deliveries(header["database"])
@@ -88,7 +88,7 @@ def _engine_info(header: dict, secrets):
         poke(store)  # the engine evaluates it now, not at its next poll
         return event_id
 
-    settings = load_runtime(deliveries.store()).settings
+    settings = load_settings(deliveries.store())
     return EngineInfo(listen=header.get("listen"), emit=emit, settings=settings,
                       resolve=secrets.resolve, redact=secrets.redactor.scrub, deliveries=deliveries)
 

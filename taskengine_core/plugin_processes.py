@@ -207,6 +207,41 @@ class PluginProcess:
                     pass
 
 
+class PluginProcesses:
+    """The processes plugins started on one engine: stopped together when it stops, and
+    refused once it has begun to stop (a process started then would outlive the engine's stop)."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self._lock = threading.Lock()
+        self._running: list[PluginProcess] = []
+        self._closed = False
+
+    def start(self, entry: str, *, name: str, listen: str | None = None) -> PluginProcess:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{name}: the engine is stopping; no process is started now")
+            process = PluginProcess(entry, name=name, database=self.database, listen=listen)
+            process.start()
+            self._running = [p for p in self._running if not p.stopped] + [process]
+            return process
+
+    def live(self) -> list[PluginProcess]:
+        """Those not stopped by their plugin."""
+        with self._lock:
+            return [p for p in self._running if not p.stopped]
+
+    def stop_all(self) -> None:
+        """Stop every one left running (all asked before any is waited for)."""
+        with self._lock:
+            self._closed = True
+            running, self._running = self._running, []
+        for process in running:
+            process.ask_to_stop()
+        for process in running:
+            process.stop()
+
+
 def _child_environment() -> dict:
     """The engine's environment (secret references such as ``${env:NAME}`` resolve the same in
     the child), with this process's import path first so the child imports the same code."""

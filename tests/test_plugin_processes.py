@@ -266,3 +266,14 @@ def test_wakes_reach_a_child_whose_pipe_has_a_descriptor_above_1023(entries):
         for fd in fillers:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_no_process_is_started_once_the_engine_has_stopped(entries, db_path):
+    from taskengine_core.engine import Engine
+
+    engine = Engine(db_path)
+    engine.start()
+    engine.stop(grace=1)
+    with pytest.raises(RuntimeError, match="late: the engine is stopping; no process is started now"):
+        engine.info.start_process("te_child_entries:recorder", name="late")
+    assert engine.plugin_processes.live() == [] and entries.notes() == []
