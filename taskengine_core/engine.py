@@ -12,7 +12,6 @@ from pathlib import Path
 
 from taskengine_core.clock import Clock, to_iso
 from taskengine_core.context import EngineInfo
-from taskengine_core.plugin_processes import PluginProcesses
 from taskengine_core.durations import parse_duration
 from taskengine_core.evaluator import Evaluator, NewRun
 from taskengine_core.events import Event, inbox_waiting, insert_events, row_to_event
@@ -21,6 +20,7 @@ from taskengine_core.errors import NotFoundError, SecretError, TaskEngineError
 from taskengine_core.ids import new_id
 from taskengine_core.executor import DEFAULT_LEASE, DEFAULT_WORKERS, Executor
 from taskengine_core.loop_guard import LoopGuard
+from taskengine_core.plugin_processes import PluginProcesses
 from taskengine_core.scheduler import Scheduler
 from taskengine_core.model import Runtime, load_runtime, refresh_runtime
 from taskengine_core.secrets import LITERAL_SECRET, SecretResolver, literal_secrets
