@@ -127,3 +127,60 @@ def test_a_nul_in_a_receivers_answer_is_recorded_on_postgresql(postgres_url, wri
     tried = rows(postgres_url, "SELECT error, response_excerpt FROM webhook_attempts ORDER BY started_at")
     assert [(a["error"], a["response_excerpt"]) for a in tried] == [
         ("HTTP 500 bad\ufffdreason", "bad\ufffdbody"), (None, "ok\ufffd"), (None, "ok\ufffd")]
+
+
+def _allow_connections(url: str, allowed: bool) -> None:
+    """New connections to the database at ``url`` refused (or let in again); those already
+    open go on working, as when a server restarts or fails over while an engine holds its own."""
+    import psycopg
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {"true" if allowed else "false"}')
+
+
+def test_a_dispatcher_process_started_while_the_database_is_unreachable_sends_once_it_is_back(
+        postgres_url, write_rules, receiver, capfd):
+    """A process that cannot reach the database when it starts says so and exits; the engine
+    starts it again until it can, and deliveries go out from it once the database is back."""
+    import os
+    import signal
+
+    from taskengine_core.apply import apply_config
+    from taskengine_core.engine import Engine
+    from taskengine_core.plugins import get_plugin_manager
+    from taskengine_core.rules.validate import load_config
+    from taskengine_core.store import open_store
+    from taskengine_webhook.running import _running
+
+    server = receiver()
+    store = open_store(postgres_url)
+    try:
+        apply_config(store, load_config([write_rules(processes_rules(server.url, 1))],
+                                        get_plugin_manager().registry()))
+    finally:
+        store.close()
+    engine = Engine(postgres_url, poll_interval=0.05)
+    engine.start()
+    try:
+        [child] = _running[id(engine.info)].children
+        first = child.pid
+        engine.emit("test.ping", {"n": 1})
+        server.wait_for(1)
+        _allow_connections(postgres_url, False)
+        try:
+            os.kill(first, signal.SIGKILL)  # started again while the database refuses it
+            wait_until(lambda: child.pid not in (None, first), timeout=15, what="a new dispatcher process")
+            wait_until(lambda: "webhook-dispatcher-1 could not start" in capfd.readouterr().err,
+                       timeout=15, what="the new process to find the database unreachable")
+        finally:
+            _allow_connections(postgres_url, True)
+        engine.emit("test.ping", {"n": 2})
+        server.wait_for(2, timeout=30)
+        wait_until(lambda: _statuses(postgres_url) == ["delivered", "delivered"], timeout=20,
+                   what="both delivered")
+        assert child.starts >= 3  # the one that could not reach the database, then another
+    finally:
+        engine.stop(grace=5)
