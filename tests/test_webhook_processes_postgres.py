@@ -52,3 +52,135 @@ def test_dispatcher_processes_send_from_a_postgresql_database(postgres_url, writ
         assert sent == list(range(30))  # each once: the two processes' claims never overlap
     finally:
         engine.stop(grace=5)
+
+
+class NulReceiver:
+    """Answers the first request ``500`` with a NUL in its reason phrase and its body, the
+    others ``200`` with a NUL in the body (an HTTP server made of a socket: the standard one
+    does not send such a reason phrase)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        self.requests = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                self.requests += 1
+                status = b"500 bad\x00reason" if self.requests == 1 else b"200 OK"
+                body = b"bad\x00body" if self.requests == 1 else b"ok\x00"
+                conn.sendall(b"HTTP/1.1 " + status + b"\r\nConnection: close\r\nContent-Length: "
+                             + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_nul_in_a_receivers_answer_is_recorded_on_postgresql(postgres_url, write_rules):
+    """PostgreSQL's text cannot hold NUL: an answer holding one (in its body or reason phrase)
+    was kept as the attempt's excerpt and error, so every write of the dispatcher's results
+    failed, again at each pass: that delivery stayed 'sending' and no other attempt was
+    recorded any more."""
+    from taskengine_core.apply import apply_config
+    from taskengine_core.engine import Engine
+    from taskengine_core.plugins import get_plugin_manager
+    from taskengine_core.rules.validate import load_config
+    from taskengine_core.store import open_store
+    from tests.backends import rows
+
+    server = NulReceiver()
+    store = open_store(postgres_url)
+    try:
+        apply_config(store, load_config([write_rules(processes_rules(server.url, 1))],
+                                        get_plugin_manager().registry()))
+    finally:
+        store.close()
+    engine = Engine(postgres_url, poll_interval=0.05)
+    engine.start()
+    try:
+        engine.emit("test.ping", {"n": 1})
+        wait_until(lambda: _statuses(postgres_url) == ["delivered"], timeout=20,
+                   what="the delivery to be retried and delivered")
+        engine.emit("test.ping", {"n": 2})
+        wait_until(lambda: _statuses(postgres_url) == ["delivered", "delivered"], timeout=20,
+                   what="the next delivery recorded too")
+    finally:
+        engine.stop(grace=5)
+        server.close()
+    tried = rows(postgres_url, "SELECT error, response_excerpt FROM webhook_attempts ORDER BY started_at")
+    assert [(a["error"], a["response_excerpt"]) for a in tried] == [
+        ("HTTP 500 bad\ufffdreason", "bad\ufffdbody"), (None, "ok\ufffd"), (None, "ok\ufffd")]
+
+
+def _allow_connections(url: str, allowed: bool) -> None:
+    """New connections to the database at ``url`` refused (or let in again); those already
+    open go on working, as when a server restarts or fails over while an engine holds its own."""
+    import psycopg
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {"true" if allowed else "false"}')
+
+
+def test_a_dispatcher_process_started_while_the_database_is_unreachable_sends_once_it_is_back(
+        postgres_url, write_rules, receiver, capfd):
+    """A process that cannot reach the database when it starts says so and exits; the engine
+    starts it again until it can, and deliveries go out from it once the database is back."""
+    import os
+    import signal
+
+    from taskengine_core.apply import apply_config
+    from taskengine_core.engine import Engine
+    from taskengine_core.plugins import get_plugin_manager
+    from taskengine_core.rules.validate import load_config
+    from taskengine_core.store import open_store
+    from taskengine_webhook.running import _running
+
+    server = receiver()
+    store = open_store(postgres_url)
+    try:
+        apply_config(store, load_config([write_rules(processes_rules(server.url, 1))],
+                                        get_plugin_manager().registry()))
+    finally:
+        store.close()
+    engine = Engine(postgres_url, poll_interval=0.05)
+    engine.start()
+    try:
+        [child] = _running[id(engine.info)].children
+        first = child.pid
+        engine.emit("test.ping", {"n": 1})
+        server.wait_for(1)
+        _allow_connections(postgres_url, False)
+        try:
+            os.kill(first, signal.SIGKILL)  # started again while the database refuses it
+            wait_until(lambda: child.pid not in (None, first), timeout=15, what="a new dispatcher process")
+            wait_until(lambda: "webhook-dispatcher-1 could not start" in capfd.readouterr().err,
+                       timeout=15, what="the new process to find the database unreachable")
+        finally:
+            _allow_connections(postgres_url, True)
+        engine.emit("test.ping", {"n": 2})
+        server.wait_for(2, timeout=30)
+        wait_until(lambda: _statuses(postgres_url) == ["delivered", "delivered"], timeout=20,
+                   what="both delivered")
+        assert child.starts >= 3  # the one that could not reach the database, then another
+    finally:
+        engine.stop(grace=5)

@@ -131,7 +131,14 @@ async def attempt(session: aiohttp.ClientSession, dest: Destination | None, mess
     except (OSError, ValueError) as exc:
         result.error = scrub(f"{type(exc).__name__}: {exc}")
     result.duration = time.monotonic() - start
+    # a receiver's NUL (in its body or reason phrase) as U+FFFD, as undecodable bytes:
+    # PostgreSQL's text cannot hold it, and the attempt could never be recorded
+    result.excerpt, result.error = _without_nul(result.excerpt), _without_nul(result.error)
     return result
+
+
+def _without_nul(text: str | None) -> str | None:
+    return text.replace("\x00", "\ufffd") if text and "\x00" in text else text
 
 
 class _Fail(Exception):
