@@ -30,6 +30,7 @@ import random
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 
 from taskengine_core import runs as core_runs
@@ -150,7 +151,7 @@ class Dispatcher(DatabasePasses):
         sessions = self._sessions
         deadline = None
         try:
-            await loop.run_in_executor(pool, self._recover)
+            await self._recover_until_done(loop, pool)
             while True:
                 if self._stopping:
                     deadline = deadline or time.monotonic() + self.grace
@@ -213,6 +214,21 @@ class Dispatcher(DatabasePasses):
                 await session.close()
             unsubscribe()
             pool.shutdown(wait=True)
+
+    async def _recover_until_done(self, loop, pool) -> None:
+        """Put back what dead dispatchers left ``sending``; a failing database (locked past its
+        timeout, a server restarting) is tried again with the passes' backoff, not the end of
+        the dispatcher."""
+        while not self._stopping:
+            try:
+                await loop.run_in_executor(pool, self._recover)
+                break
+            except Exception as exc:  # noqa: BLE001 - logged by the guard; tried again
+                retry_at = time.monotonic() + self._guard.failed(exc)
+                while not self._stopping and time.monotonic() < retry_at:  # wake-ups wait too
+                    await self._wait_wake(retry_at - time.monotonic())
+        if self._guard.failures:
+            self._guard.succeeded()
 
     async def _wait_wake(self, timeout: float) -> bool:
         """Wait for a wake-up, at most ``timeout`` seconds; whether one came."""
@@ -319,6 +335,8 @@ class Dispatcher(DatabasePasses):
                     self._results.append(result)
                     if self._unwritten_since is None:
                         self._unwritten_since = time.monotonic()
+                if result.gone:  # 410: no more to it, starting now, not at the next pass
+                    self._current[name] = replace(dest, enabled=False)
                 self._wake.set()
         finally:
             self._workers[name] -= 1

@@ -1,0 +1,58 @@
+"""The dispatcher after a 410 and when its first write fails (in the engine's process and in a
+process of its own): it stops sending to a destination the moment it answers 410 Gone, and a
+database it cannot write at start is tried again instead of ending the dispatcher."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+
+from taskengine_core.engine import Engine
+from taskengine_core.store import db as store_db
+from taskengine_webhook import enqueue
+from taskengine_webhook.dispatcher import Dispatcher
+from tests.test_webhook_processes import processes_rules
+from tests.test_webhook_support import (  # noqa: F401 (fixtures)
+    Reply, deliveries, engine, receiver, wait_status, wait_until, webhook_rules)
+
+SLOW_410 = Reply(410, b"gone", delay=0.3)  # the others are claimed and queued meanwhile
+
+
+@pytest.mark.parametrize("processes", [0, 1])
+def test_nothing_more_is_sent_to_a_destination_once_it_answers_410(
+        applied, engine, receiver, db_path, processes):
+    server = receiver([SLOW_410] + [Reply(200)] * 10)
+    rules = processes_rules(server.url, processes)
+    applied(rules.replace(f"processes: {processes}", f"processes: {processes}, concurrency: 1"))
+    e = engine()
+    ids = enqueue(e.deliveries, "hook", [{"n": i} for i in range(4)])
+    wait_until(lambda: any(r["status"] == "failed" for r in deliveries(db_path)), what="the 410")
+    time.sleep(0.5)  # what would have been sent after it, had the dispatcher gone on
+    assert len(server.requests) == 1
+    rows = deliveries(db_path)
+    assert sorted(r["status"] for r in rows) == ["failed", "pending", "pending", "pending"]
+    assert [r["attempts"] for r in rows if r["status"] == "pending"] == [0, 0, 0]  # held, not spent
+
+
+def test_a_database_locked_when_the_dispatcher_starts_is_tried_again(
+        applied, receiver, db_path, monkeypatch):
+    server = receiver()
+    applied(webhook_rules(server.url))
+    [delivery_id] = enqueue(str(db_path), "hook", [{"n": 1}])
+    host = Engine(db_path)
+    monkeypatch.setattr(store_db, "BUSY_TIMEOUT_MS", 100)  # the dispatcher's connections give up fast
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing: a long apply, a prune
+    dispatcher = Dispatcher(host.info, poll=0.05)
+    try:
+        dispatcher.start()
+        time.sleep(0.5)  # its first write (putting back what dead dispatchers left) fails meanwhile
+        assert dispatcher._thread.is_alive()
+        holder.execute("ROLLBACK")
+        wait_status(db_path, delivery_id, "delivered")
+        assert len(server.requests) == 1
+    finally:
+        holder.close()
+        dispatcher.stop()
