@@ -78,6 +78,9 @@ class Receiver:
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
+            # socketserver's backlog is 5: a burst of new connections (dispatcher processes
+            # starting with 32 workers each) on a loaded machine would be refused or reset
+            request_queue_size = 128
 
             def process_request(self, request, client_address):
                 with receiver._lock:
