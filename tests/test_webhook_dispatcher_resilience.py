@@ -27,7 +27,7 @@ def test_nothing_more_is_sent_to_a_destination_once_it_answers_410(
     rules = processes_rules(server.url, processes)
     applied(rules.replace(f"processes: {processes}", f"processes: {processes}, concurrency: 1"))
     e = engine()
-    ids = enqueue(e.deliveries, "hook", [{"n": i} for i in range(4)])
+    enqueue(e.deliveries, "hook", [{"n": i} for i in range(4)])
     wait_until(lambda: any(r["status"] == "failed" for r in deliveries(db_path)), what="the 410")
     time.sleep(0.5)  # what would have been sent after it, had the dispatcher gone on
     assert len(server.requests) == 1

@@ -17,7 +17,7 @@ import pytest
 
 from taskengine_core.events import Event
 from tests.test_webhook_support import (  # noqa: F401 (fixtures)
-    FAST, Reply, deliveries, engine, env_secret, new_secret, query, receiver, verify, wait_until,
+    Reply, deliveries, engine, env_secret, new_secret, query, receiver, verify, wait_until,
     webhook_rules)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux processes")
@@ -29,6 +29,24 @@ def processes_rules(url: str, processes: int, *, extra: str = "", retries: str =
     return rules.replace(f"    url: {url}\n", f"    url: {url}\n{retries}", 1) + """
 events:
   ping: {on: test.ping, tasks: [notify]}
+"""
+
+
+def failure_told_rules(hook_url: str, audit_url: str) -> str:
+    """Deliveries to ``hook`` from a dispatcher process; its ``webhook.failed`` events are sent
+    on to ``audit`` by the engine's rules."""
+    return f"""
+settings:
+  webhook: {{processes: 1}}
+webhooks:
+  hook: {{url: "{hook_url}"}}
+  audit: {{url: "{audit_url}"}}
+tasks:
+  notify: {{action: webhook.send, with: {{webhook: hook}}}}
+  tell: {{action: webhook.send, with: {{webhook: audit}}}}
+events:
+  ping: {{on: test.ping, tasks: [notify]}}
+  failed: {{on: webhook.failed, tasks: [tell]}}
 """
 
 
@@ -196,19 +214,7 @@ def test_apply_moves_the_dispatcher_while_the_engine_runs(applied, engine, recei
 def test_a_failed_delivery_event_from_the_child_reaches_the_engines_rules(
         applied, engine, receiver, db_path):
     gone, audit = receiver([Reply(410)]), receiver()
-    applied(f"""
-settings:
-  webhook: {{processes: 1}}
-webhooks:
-  hook: {{url: "{gone.url}"}}
-  audit: {{url: "{audit.url}"}}
-tasks:
-  notify: {{action: webhook.send, with: {{webhook: hook}}}}
-  tell: {{action: webhook.send, with: {{webhook: audit}}}}
-events:
-  ping: {{on: test.ping, tasks: [notify]}}
-  failed: {{on: webhook.failed, tasks: [tell]}}
-""")
+    applied(failure_told_rules(gone.url, audit.url))
     e = engine()
     e.emit("test.ping", {"n": 1})
     [told] = audit.wait_for(1)

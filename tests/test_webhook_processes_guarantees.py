@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from taskengine_core.events import Event
-from tests.test_webhook_processes import body, placement_of, processes_rules
+from tests.test_webhook_processes import body, failure_told_rules, placement_of, processes_rules
 from tests.test_webhook_support import (  # noqa: F401 (fixtures)
     Reply, attempts, deliveries, engine, free_port, new_secret, query, receiver, verify, wait_until)
 
@@ -224,19 +224,7 @@ def test_an_event_the_child_emits_wakes_the_engine_at_once(applied, receiver, db
     from taskengine_core.engine import Engine
 
     gone, audit = receiver([Reply(410)]), receiver()
-    applied(f"""
-settings:
-  webhook: {{processes: 1}}
-webhooks:
-  hook: {{url: "{gone.url}"}}
-  audit: {{url: "{audit.url}"}}
-tasks:
-  notify: {{action: webhook.send, with: {{webhook: hook}}}}
-  tell: {{action: webhook.send, with: {{webhook: audit}}}}
-events:
-  ping: {{on: test.ping, tasks: [notify]}}
-  failed: {{on: webhook.failed, tasks: [tell]}}
-""")
+    applied(failure_told_rules(gone.url, audit.url))
     e = Engine(db_path, poll_interval=60)
     e.start()
     try:

@@ -21,21 +21,25 @@ def _statuses(url: str) -> list[str]:
         store.close()
 
 
-def test_dispatcher_processes_send_from_a_postgresql_database(postgres_url, write_rules, receiver):
+def _applied_on(url: str, write_rules, text: str) -> None:
     from taskengine_core.apply import apply_config
-    from taskengine_core.engine import Engine
     from taskengine_core.plugins import get_plugin_manager
     from taskengine_core.rules.validate import load_config
     from taskengine_core.store import open_store
+
+    store = open_store(url)
+    try:
+        apply_config(store, load_config([write_rules(text, "rules.yaml")], get_plugin_manager().registry()))
+    finally:
+        store.close()
+
+
+def test_dispatcher_processes_send_from_a_postgresql_database(postgres_url, write_rules, receiver):
+    from taskengine_core.engine import Engine
     from taskengine_webhook.running import _running
 
     server = receiver()
-    store = open_store(postgres_url)
-    try:
-        rules = write_rules(processes_rules(server.url, 2), "rules.yaml")
-        apply_config(store, load_config([rules], get_plugin_manager().registry()))
-    finally:
-        store.close()
+    _applied_on(postgres_url, write_rules, processes_rules(server.url, 2))
     engine = Engine(postgres_url, poll_interval=0.05)
     engine.start()
     try:
@@ -98,20 +102,11 @@ def test_a_nul_in_a_receivers_answer_is_recorded_on_postgresql(postgres_url, wri
     was kept as the attempt's excerpt and error, so every write of the dispatcher's results
     failed, again at each pass: that delivery stayed 'sending' and no other attempt was
     recorded any more."""
-    from taskengine_core.apply import apply_config
     from taskengine_core.engine import Engine
-    from taskengine_core.plugins import get_plugin_manager
-    from taskengine_core.rules.validate import load_config
-    from taskengine_core.store import open_store
     from tests.backends import rows
 
     server = NulReceiver()
-    store = open_store(postgres_url)
-    try:
-        apply_config(store, load_config([write_rules(processes_rules(server.url, 1))],
-                                        get_plugin_manager().registry()))
-    finally:
-        store.close()
+    _applied_on(postgres_url, write_rules, processes_rules(server.url, 1))
     engine = Engine(postgres_url, poll_interval=0.05)
     engine.start()
     try:
@@ -148,20 +143,11 @@ def test_a_dispatcher_process_started_while_the_database_is_unreachable_sends_on
     import os
     import signal
 
-    from taskengine_core.apply import apply_config
     from taskengine_core.engine import Engine
-    from taskengine_core.plugins import get_plugin_manager
-    from taskengine_core.rules.validate import load_config
-    from taskengine_core.store import open_store
     from taskengine_webhook.running import _running
 
     server = receiver()
-    store = open_store(postgres_url)
-    try:
-        apply_config(store, load_config([write_rules(processes_rules(server.url, 1))],
-                                        get_plugin_manager().registry()))
-    finally:
-        store.close()
+    _applied_on(postgres_url, write_rules, processes_rules(server.url, 1))
     engine = Engine(postgres_url, poll_interval=0.05)
     engine.start()
     try:
