@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -131,14 +132,21 @@ async def attempt(session: aiohttp.ClientSession, dest: Destination | None, mess
     except (OSError, ValueError) as exc:
         result.error = scrub(f"{type(exc).__name__}: {exc}")
     result.duration = time.monotonic() - start
-    # a receiver's NUL (in its body or reason phrase) as U+FFFD, as undecodable bytes:
-    # PostgreSQL's text cannot hold it, and the attempt could never be recorded
-    result.excerpt, result.error = _without_nul(result.excerpt), _without_nul(result.error)
+    # what a receiver sent that no database can store, as U+FFFD, as undecodable bytes are:
+    # otherwise the attempt could never be recorded, nor any other in the same write
+    result.excerpt, result.error = _storable(result.excerpt), _storable(result.error)
     return result
 
 
-def _without_nul(text: str | None) -> str | None:
-    return text.replace("\x00", "\ufffd") if text and "\x00" in text else text
+# NUL: PostgreSQL's text cannot hold it. A lone surrogate: no UTF-8 can (aiohttp decodes a
+# reason phrase and headers that are not UTF-8 with "surrogateescape")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(text: str | None) -> str | None:
+    if not text or (text.isascii() and "\x00" not in text):
+        return text
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 class _Fail(Exception):
