@@ -56,3 +56,24 @@ def test_a_database_locked_when_the_dispatcher_starts_is_tried_again(
     finally:
         holder.close()
         dispatcher.stop()
+
+
+def test_a_message_waiting_behind_slow_requests_is_sent_once(applied, engine, receiver, db_path, monkeypatch):
+    """A destination holds HOLD x concurrency claimed messages; those queued behind requests
+    that run to their timeout wait that long before their own request starts. Their lease was
+    the request's timeout and a margin only, so it expired while they waited: the dispatcher's
+    scan put them back to 'pending', claimed them again, and sent them twice, counting two
+    attempts. The lease now covers the wait in the queue too."""
+    import taskengine_webhook.store as webhook_store
+
+    monkeypatch.setattr(webhook_store, "LEASE_MARGIN", 0.3)  # 60 s: the same, sooner
+    server = receiver([Reply(200, delay=3)])  # past the webhook's timeout: every request fails
+    rules = webhook_rules(server.url, settings="settings:\n  webhook: {backoff: 0.05, concurrency: 1}\n")
+    applied(rules.replace(f"    url: {server.url}\n", f"    url: {server.url}\n    timeout: 2s\n    retries: 0\n"))
+    e = engine()
+    enqueue(e.deliveries, "hook", [{"n": i} for i in range(4)])
+    wait_until(lambda: all(r["status"] == "exhausted" for r in deliveries(db_path)), timeout=30,
+               what="every delivery tried once, then given up")
+    time.sleep(2.5)  # a second send, had one been queued, would be on its way
+    assert len(server.requests) == 4
+    assert [r["attempts"] for r in deliveries(db_path)] == [1, 1, 1, 1]

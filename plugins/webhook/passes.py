@@ -125,7 +125,9 @@ class DatabasePasses:
             if free < max(1, self._conf.concurrency // 4) and held.get(name, 0):
                 out.more.add(name)  # enough queued; top up when more has gone out
                 continue
-            claimed = db.claim(conn, name, free, now, self.owner, dest.timeout)
+            # leased for as long as the last of them may wait behind requests that run to their
+            # timeout, and its own: a lease that expired in the queue had it claimed and sent again
+            claimed = db.claim(conn, name, free, now, self.owner, HOLD * dest.timeout)
             out.claimed += claimed
             if len(claimed) == free:
                 out.more.add(name)

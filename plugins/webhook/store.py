@@ -74,7 +74,7 @@ def _lease(now: datetime, seconds: float) -> str:
 
 def claim(conn, webhook: str, limit: int, now: datetime, owner: str, lease: float) -> list[Message]:
     """Claim up to ``limit`` due deliveries of one destination, oldest due first, leased for
-    ``lease`` seconds (the request's timeout) and a margin."""
+    ``lease`` seconds (as long as their requests may take, queued ones included) and a margin."""
     return [_message(r) for r in queue.claim_due(conn, webhook, limit, to_iso(now), owner, _lease(now, lease))]
 
 
