@@ -131,14 +131,23 @@ async def attempt(session: aiohttp.ClientSession, dest: Destination | None, mess
     except (OSError, ValueError) as exc:
         result.error = scrub(f"{type(exc).__name__}: {exc}")
     result.duration = time.monotonic() - start
-    # a receiver's NUL (in its body or reason phrase) as U+FFFD, as undecodable bytes:
-    # PostgreSQL's text cannot hold it, and the attempt could never be recorded
-    result.excerpt, result.error = _without_nul(result.excerpt), _without_nul(result.error)
+    # what a receiver sent as text either backend can store, or the attempt is never recorded:
+    # a NUL (PostgreSQL's text cannot hold it) and bytes that are not UTF-8 (aiohttp keeps those
+    # of a reason phrase or header as lone surrogates, which neither SQLite nor PostgreSQL can
+    # encode) become U+FFFD, as undecodable bytes of the body do
+    result.excerpt, result.error = _storable(result.excerpt), _storable(result.error)
     return result
 
 
-def _without_nul(text: str | None) -> str | None:
-    return text.replace("\x00", "\ufffd") if text and "\x00" in text else text
+def _storable(text: str | None) -> str | None:
+    if not text:
+        return text
+    if not text.isascii():
+        try:
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:  # a surrogate that stands for no byte
+            text = text.encode("utf-8", "replace").decode("utf-8")
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 class _Fail(Exception):
