@@ -140,8 +140,11 @@ class PluginProcess:
     # -- the engine side's threads -------------------------------------------------------------
 
     def _spawn(self) -> None:
-        # start_new_session: Ctrl-C in a terminal reaches the engine, which stops the child itself
-        proc = subprocess.Popen([sys.executable, "-m", "taskengine_core.plugin_process_main"],
+        # start_new_session: Ctrl-C in a terminal reaches the engine, which stops the child itself.
+        # -P: not the working directory first on the import path, as -m alone puts it (a json.py
+        # there would run instead of the standard library's); the engine's path comes whole
+        # through PYTHONPATH (_child_environment)
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "taskengine_core.plugin_process_main"],
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 start_new_session=True, env=_child_environment())
         os.set_blocking(proc.stdin.fileno(), False)  # a child that stops reading holds up no one
@@ -262,9 +265,10 @@ class PluginProcesses:
 
 def _child_environment() -> dict:
     """The engine's environment (secret references such as ``${env:NAME}`` resolve the same in
-    the child), with this process's import path first so the child imports the same code."""
+    the child), with this process's import path first so the child imports the same code
+    (its working directory only where the engine's path has it, as ``''``)."""
     env = dict(os.environ)
-    paths = [p for p in sys.path if p]
+    paths = [p or os.getcwd() for p in sys.path]
     if paths:
         env["PYTHONPATH"] = os.pathsep.join(paths)
     return env
