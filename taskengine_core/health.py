@@ -13,7 +13,6 @@ path, and only index-served, bounded queries (:mod:`taskengine_core.store.health
 from __future__ import annotations
 
 import threading
-import time
 
 from taskengine_core import __version__
 from taskengine_core.clock import to_iso
@@ -62,9 +61,8 @@ class HealthCheck:
         """Plugins' processes (``engine.start_process``): each one's state; one that has not run
         for ``stall_after`` seconds (it keeps failing to start, say) is a reason."""
         shown = []
-        now = time.monotonic()
         for process in self.engine.plugin_processes.live():
-            down = None if process.down_since is None else now - process.down_since
+            down = process.down_for()
             shown.append({"name": process.name, "pid": process.pid, "restarts": max(process.starts - 1, 0),
                           "last_exit": process.last_exit})
             if down is not None and down > self.stall_after:

@@ -1,4 +1,4 @@
-"""The child side of :mod:`taskengine_core.plugin_processes`: ``python -m`` this module.
+"""The child side of :mod:`taskengine_core.plugin_processes`: ``python -P -m`` this module.
 
 Its standard input brings, first, one JSON line: ``entry`` ("module:function"), ``name``,
 ``database`` (a path or a ``postgresql://`` URL), ``listen`` and ``log_level``. Then one JSON

@@ -37,6 +37,7 @@ FIRST_PAUSE = 1.0  # seconds before a child that exited is started again; double
 LONGEST_PAUSE = 60.0
 RAN_LONG_ENOUGH = 60.0  # a child that ran this long before it exited starts again at FIRST_PAUSE
 STOP_GRACE = 10.0  # seconds a child gets to stop after its standard input closes, then SIGKILL
+STEADY = 10.0  # a child started again counts as running once it has run this long (/healthz)
 
 
 class PluginProcess:
@@ -58,7 +59,10 @@ class PluginProcess:
         self._scan = False
         self.starts = 0  # how many children were started (1 + restarts)
         self.last_exit: int | None = None  # the exit code of the last child that ended
-        self.down_since: float | None = None  # time.monotonic() since when no child runs
+        # time.monotonic() since when no child has run steadily (one that exits soon after it
+        # was started does not end that time): see down_for()
+        self.down_since: float | None = None
+        self.up_since: float | None = None  # time.monotonic() when the current child started
         self._watcher: threading.Thread | None = None
         self._writer: threading.Thread | None = None
 
@@ -71,6 +75,17 @@ class PluginProcess:
     def pid(self) -> int | None:
         proc = self._proc
         return proc.pid if proc is not None and proc.poll() is None else None
+
+    def down_for(self) -> float | None:
+        """Seconds since no child has been running steadily (for :data:`STEADY` seconds); None
+        while one does. A child that exits each time soon after it is started stays down."""
+        down, up = self.down_since, self.up_since
+        if down is None:
+            return None
+        now = time.monotonic()
+        if up is not None and up >= down and now - up >= STEADY and self.pid is not None:
+            return None
+        return now - down
 
     def start(self) -> None:
         try:
@@ -125,15 +140,18 @@ class PluginProcess:
     # -- the engine side's threads -------------------------------------------------------------
 
     def _spawn(self) -> None:
-        # start_new_session: Ctrl-C in a terminal reaches the engine, which stops the child itself
-        proc = subprocess.Popen([sys.executable, "-m", "taskengine_core.plugin_process_main"],
+        # start_new_session: Ctrl-C in a terminal reaches the engine, which stops the child itself.
+        # -P: not the working directory first on the import path, as -m alone puts it (a json.py
+        # there would run instead of the standard library's); the engine's path comes whole
+        # through PYTHONPATH (_child_environment)
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "taskengine_core.plugin_process_main"],
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 start_new_session=True, env=_child_environment())
         os.set_blocking(proc.stdin.fileno(), False)  # a child that stops reading holds up no one
         with self._pipe:
             stopped = self._stopping.is_set()
             if not stopped:
-                self._proc, self.down_since = proc, None
+                self._proc, self.up_since = proc, time.monotonic()
                 self.starts += 1
                 self._send(proc, self._header)
         if stopped:  # stop() came while it was starting (and waits for the child before): this
@@ -147,7 +165,10 @@ class PluginProcess:
             proc, started = self._proc, time.monotonic()
             if proc is not None:  # else the first could not be started: try again after a pause
                 code = proc.wait()
-                self.last_exit, self.down_since = code, time.monotonic()
+                ended = time.monotonic()
+                if self.down_since is None or ended - started >= STEADY:
+                    self.down_since = ended  # else still down since an earlier exit
+                self.last_exit = code
                 if self._stopping.is_set():
                     return
                 if time.monotonic() - started >= RAN_LONG_ENOUGH:
@@ -244,9 +265,10 @@ class PluginProcesses:
 
 def _child_environment() -> dict:
     """The engine's environment (secret references such as ``${env:NAME}`` resolve the same in
-    the child), with this process's import path first so the child imports the same code."""
+    the child), with this process's import path first so the child imports the same code
+    (its working directory only where the engine's path has it, as ``''``)."""
     env = dict(os.environ)
-    paths = [p for p in sys.path if p]
+    paths = [p or os.getcwd() for p in sys.path]
     if paths:
         env["PYTHONPATH"] = os.pathsep.join(paths)
     return env

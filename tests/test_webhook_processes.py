@@ -112,7 +112,7 @@ def test_the_database_url_never_reaches_the_childs_command_line(applied, engine,
     with open(f"/proc/{child.pid}/cmdline", "rb") as f:
         argv = f.read().split(b"\0")
     assert str(db_path).encode() not in b" ".join(argv)
-    assert argv[1:3] == [b"-m", b"taskengine_core.plugin_process_main"]
+    assert argv[1:4] == [b"-P", b"-m", b"taskengine_core.plugin_process_main"]
 
 
 def test_a_killed_dispatcher_process_is_started_again_and_its_deliveries_go_out(
