@@ -29,7 +29,7 @@ def main() -> int:
 
     secrets = _secrets()
     logging.basicConfig(level=header.get("log_level", logging.INFO),
-                        format=f"%(asctime)s %(levelname)s %(name)s [{header['name']} "
+                        format=f"%(asctime)s %(levelname)s %(name)s [{header['name'].replace('%', '%%')} "
                                f"pid {os.getpid()}]: %(message)s")
     for handler in logging.getLogger().handlers:  # what it logs never shows a secret
         handler.addFilter(RedactingFilter(secrets.redactor))

@@ -81,8 +81,8 @@ def entries(tmp_path, monkeypatch, db_path):
     made: list[PluginProcess] = []
 
     def start(entry: str, **kwargs) -> PluginProcess:
-        process = PluginProcess(f"te_child_entries:{entry}", name="test-child",
-                                database=str(db_path), **kwargs)
+        kwargs.setdefault("name", "test-child")
+        process = PluginProcess(f"te_child_entries:{entry}", database=str(db_path), **kwargs)
         process.start()
         made.append(process)
         return process
@@ -161,6 +161,17 @@ def test_the_childs_log_never_shows_a_resolved_secret(entries, monkeypatch, capf
     assert "connecting with ********" in err
     assert "s3cret-value-of-the-child" not in err
     assert "[test-child pid " in err  # the child's lines say whose they are
+
+
+def test_a_percent_sign_in_the_processs_name_is_shown_as_it_is(entries, monkeypatch, capfd):
+    """The name is part of the child's log format: a '%' in it made every log line fail to
+    format (logging printed a traceback instead of the line)."""
+    monkeypatch.setenv("TE_CHILD_SECRET", "unused")
+    entries("telling", name="sync-100%")
+    wait_until(lambda: entries.notes(), what="the child to start")
+    err = capfd.readouterr().err
+    assert "[sync-100% pid " in err and "connecting with" in err
+    assert "Traceback" not in err
 
 
 def test_an_entry_that_is_not_module_colon_function_is_refused():
