@@ -93,12 +93,14 @@ class PluginProcess:
         except OSError as exc:  # out of memory, processes or descriptors: the watcher tries again
             self.down_since = time.monotonic()
             log.error("%s could not be started: %s; trying again in %gs", self.name, exc, FIRST_PAUSE)
-        self._watcher = threading.Thread(target=self._watch, name=f"taskengine-{self.name}-watch",
-                                         daemon=True)
-        self._writer = threading.Thread(target=self._write, name=f"taskengine-{self.name}-wake",
-                                        daemon=True)
-        self._watcher.start()
-        self._writer.start()
+        try:
+            for attribute, work, role in (("_watcher", self._watch, "watch"), ("_writer", self._write, "wake")):
+                thread = threading.Thread(target=work, name=f"taskengine-{self.name}-{role}", daemon=True)
+                thread.start()  # RuntimeError when the system gives no more threads
+                setattr(self, attribute, thread)
+        except RuntimeError:  # no child without its watcher: stopped, and the caller is told
+            self.stop()
+            raise
 
     def wake(self, hint: str | None = None) -> None:
         """Tell the child to look now (``hint``: what to look at, or everything); never blocks."""

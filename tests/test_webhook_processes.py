@@ -292,6 +292,47 @@ def test_a_dispatcher_process_that_cannot_be_started_is_tried_again(
     assert alive(child.pid) and placement.local is None
 
 
+def test_no_thread_for_a_processs_watcher_leaves_no_child_and_is_tried_again(
+        applied, engine, receiver, db_path, monkeypatch, caplog):
+    """The system gives no more threads (as root here it always does, so the first watcher's
+    start is made to fail): the child just started was left running with no one watching it,
+    and the placement's thread died, so the setting was never read again. Now that child is
+    stopped, and the next check starts the process again."""
+    from taskengine_core import plugin_processes
+
+    started: list[subprocess.Popen] = []
+
+    class Recorded(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(plugin_processes.subprocess, "Popen", Recorded)
+    real_start, failed = threading.Thread.start, []
+
+    def start(thread):
+        if thread.name.endswith("-watch") and not failed:
+            failed.append(thread.name)
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    server = receiver()
+    applied(processes_rules(server.url, 1))
+    with caplog.at_level(logging.ERROR, logger="taskengine.webhook"):
+        e = engine()
+        placement = placement_of(e)
+        assert failed == ["taskengine-webhook-dispatcher-1-watch"]
+        assert started and started[0].wait(15) is not None  # stopped, not left unsupervised
+        e.emit("test.ping", {"n": 1})
+        server.wait_for(1, timeout=20)
+    assert "webhook dispatcher process 1 could not be started: can't start new thread; " \
+           "trying again in 1s" in caplog.text
+    [child] = placement.children
+    assert placement.processes == 1 and alive(child.pid) and child.pid != started[0].pid
+    assert [r["status"] for r in deliveries(db_path)] == ["delivered"]
+
+
 def test_on_postgresql_the_processes_deliver_and_recover_and_the_password_stays_hidden(
         postgres_url, write_rules, receiver, capfd):
     """The child gets the URL (with its password) through its standard input: never in its

@@ -45,7 +45,7 @@ class Placement:
         self.info = info
         self.local: Dispatcher | None = None  # the dispatcher in this process, if it runs here
         self.children: list = []  # PluginProcess: the dispatchers in processes of their own
-        self.processes: int | None = None  # the count in effect
+        self.processes: int | None = None  # the count in effect (-1: one could not be started)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -112,7 +112,13 @@ class Placement:
         for child in leaving:
             child.stop()
         while len(self.children) < keep:
-            child = self.info.start_process(ENTRY, name=f"webhook-dispatcher-{len(self.children) + 1}")
+            try:
+                child = self.info.start_process(ENTRY, name=f"webhook-dispatcher-{len(self.children) + 1}")
+            except Exception as exc:  # noqa: BLE001 - no more threads, say: tried again next check
+                log.error("webhook dispatcher process %d could not be started: %s; trying again in %gs",
+                          len(self.children) + 1, exc, CHECK_EVERY)
+                self.processes = -1  # not what is wanted: the next check places them again
+                return
             with self._lock:
                 self.children.append(child)
         if wanted == 0 and self.local is None:
