@@ -77,3 +77,38 @@ def test_a_message_waiting_behind_slow_requests_is_sent_once(applied, engine, re
     time.sleep(2.5)  # a second send, had one been queued, would be on its way
     assert len(server.requests) == 4
     assert [r["attempts"] for r in deliveries(db_path)] == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("processes", [0, 1])
+def test_a_retry_comes_due_while_another_destination_keeps_the_dispatcher_busy(
+        applied, engine, receiver, db_path, processes):
+    """Wake-ups name the destination that got deliveries; the dispatcher looked at every
+    destination (retries come due, leases expire) only when no wake-up came for a whole wait.
+    A steady stream to one webhook kept another's retry waiting for as long as it lasted."""
+    busy = receiver([Reply(200)])
+    other = receiver([Reply(500), Reply(200)])
+    applied(f"""
+settings:
+  webhook: {{backoff: 0.2, max_backoff: 1, processes: {processes}}}
+webhooks:
+  busy: {{url: "{busy.url}"}}
+  other: {{url: "{other.url}"}}
+tasks:
+  t: {{action: webhook.send, with: {{webhook: busy}}}}
+""")
+    e = engine()
+    enqueue(e.deliveries, "other", [{"n": "retried"}])
+    other.wait_for(1, timeout=20)
+
+    def other_delivered() -> bool:
+        return [r["status"] for r in deliveries(db_path) if r["webhook"] == "other"] == ["delivered"]
+
+    sent = 0
+    for _ in range(400):  # a delivery to 'busy' every 20 ms, for up to 8 s
+        enqueue(e.deliveries, "busy", [{"n": sent}])
+        sent += 1
+        time.sleep(0.02)
+        if other_delivered():
+            break
+    assert other_delivered(), f"the retry waited through {sent} deliveries to another webhook"
+    assert len(other.requests) == 2

@@ -46,6 +46,7 @@ log = logging.getLogger("taskengine.webhook")
 PACE = 0.005  # while messages are queued, at most one database pass per this many seconds
 RIDE_WAIT = 0.05  # while runs queue deliveries, finished attempts wait this long for a ride
 RIDING = 0.2  # rides count as ongoing for this long after the last one
+SCAN_GAP = 0.1  # while wake-ups keep coming, at most one look at every destination per this long
 
 
 class Dispatcher(DatabasePasses):
@@ -75,6 +76,9 @@ class Dispatcher(DatabasePasses):
         self._sessions: list = []
         self._hints: set[str] = set()
         self._scan = True
+        # monotonic: by then look at every destination (retries due, leases expired), whether
+        # or not wake-ups about others keep coming
+        self._scan_at = 0.0
         # a database that keeps failing (deleted, full disk): back off, and log once a minute
         self._guard = LoopGuard("webhook dispatcher's database pass", log, first=poll, cap=max(poll, 10.0))
         self._queues: dict[str, deque] = {}  # claimed, waiting for a worker
@@ -162,6 +166,8 @@ class Dispatcher(DatabasePasses):
                             task.cancel()
                         await asyncio.gather(*self._tasks, return_exceptions=True)
                         break
+                if time.monotonic() >= self._scan_at:
+                    self._scan = True
                 held = self._publish_held()  # rides claim up to the limit with it
                 riding = not self._stopping and time.monotonic() - self._last_ride < RIDING
                 since = self._unwritten_since
@@ -188,6 +194,10 @@ class Dispatcher(DatabasePasses):
                     continue
                 if self._guard.failures:
                     self._guard.succeeded()
+                # a pass sees when the next delivery of any destination is due; a scan, also
+                # what hints do not name: look at everything again by then, or after the poll
+                scan_at = time.monotonic() + max(done.wait, SCAN_GAP)
+                self._scan_at = scan_at if scan else min(self._scan_at, scan_at)
                 self._absorb(done)
                 if (self._results or self._released) and time.monotonic() - self._last_ride >= RIDING:
                     if any(self._queues.values()) and not self._stopping:
