@@ -85,6 +85,11 @@ class DatabasePasses:
             upcoming = db.next_due(conn, now)
             # a ride may have claimed them already: a write only for what is still due
             wanted = sorted(db.due_webhooks(conn, now, hints)) if claiming and hints else []
+        if wanted:
+            # rides since the loop counted (each under _db_lock, before this pass) claimed more:
+            # counted too, or this pass claims up to the limit again past their lease's reckoning
+            with self._handoff:
+                held = {n: max(held.get(n, 0), self._held.get(n, 0)) for n in held.keys() | self._held.keys()}
         if results or released or stale or gone_names or wanted:
             with self._deliveries.write() as conn:
                 self._write_results(conn, results, released, now, out)
