@@ -79,9 +79,10 @@ class DatabasePasses:
             if scan:
                 expired, dead = db.stale_owners(conn, now, self._is_gone)
                 stale = expired or bool(dead)
-                gone_names = db.pending_webhooks(conn) - set(self._dests)
+                pending = db.pending_webhooks(conn)  # one lookup per destination that has any
+                gone_names = pending - set(self._dests)
                 hints = hints | db.due_webhooks(
-                    conn, now, [n for n, d in self._dests.items() if d.enabled])
+                    conn, now, [n for n in pending if n in self._dests and self._dests[n].enabled])
             upcoming = db.next_due(conn, now)
             # a ride may have claimed them already: a write only for what is still due
             wanted = sorted(db.due_webhooks(conn, now, hints)) if claiming and hints else []
