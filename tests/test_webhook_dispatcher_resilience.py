@@ -112,3 +112,30 @@ tasks:
             break
     assert other_delivered(), f"the retry waited through {sent} deliveries to another webhook"
     assert len(other.requests) == 2
+
+
+@pytest.mark.parametrize("processes", [0, 1])
+def test_a_retention_prune_that_fails_costs_the_pass_nothing_it_committed(
+        applied, engine, receiver, db_path, processes):
+    """The retention prune runs at the end of a look at every destination (a scan), after the
+    pass has committed its claims and results. A prune that failed (the database refused the
+    delete: locked past its timeout, a trigger, a missing privilege) failed the whole pass: its
+    claims were dropped, left 'sending' under the dispatcher's lease until it expired, and the
+    retried pass was a scan again, whose prune failed again: nothing was ever sent."""
+    server = receiver()
+    applied(processes_rules(server.url, processes))
+    [old] = enqueue(str(db_path), "hook", [{"n": "finished long ago"}])
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        conn.execute("UPDATE webhook_deliveries SET status = 'delivered', created_at = "
+                     "'2000-01-01T00:00:00.000000Z', finished_at = '2000-01-01T00:00:00.000000Z' "
+                     "WHERE id = ?", (old,))
+        conn.execute("CREATE TRIGGER refuse_prune BEFORE DELETE ON webhook_deliveries "
+                     "BEGIN SELECT RAISE(ABORT, 'deleting deliveries is refused'); END")
+    finally:
+        conn.close()
+    e = engine()
+    [delivery_id] = enqueue(e.deliveries, "hook", [{"n": 1}])
+    wait_status(db_path, delivery_id, "delivered")
+    assert len(server.requests) == 1
+    assert [r["status"] for r in deliveries(db_path)] == ["delivered", "delivered"]  # nothing pruned

@@ -21,6 +21,7 @@ from .sender import after_commit, emit_final
 log = logging.getLogger("taskengine.webhook")
 PRUNE_EVERY = 3600.0
 PRUNE_PAUSE = 0.005  # between two batches of a retention prune
+PRUNE_RETRY = 60.0  # a retention prune that failed is tried again after this long
 HOLD = 4  # claimed messages a destination may hold, in units of its concurrency
 
 
@@ -101,7 +102,7 @@ class DatabasePasses:
                 self._claim(conn, wanted, held, now, out)
                 upcoming = db.next_due(conn, now)
         if scan:
-            self._maybe_prune(now)
+            self._prune_step(now)
         if upcoming is not None:
             out.wait = min(self.poll, (from_iso(upcoming) - now).total_seconds())
         if self._pruning:
@@ -137,6 +138,19 @@ class DatabasePasses:
             out.claimed += claimed
             if len(claimed) == free:
                 out.more.add(name)
+
+    def _prune_step(self, now) -> None:
+        """The retention prune's next batch, if one is due. Its failure (the delete refused, the
+        database locked past its timeout) is not the pass's: the pass has committed its claims and
+        recorded its results, which a failed pass would drop (left 'sending' until their lease
+        expired, their events never emitted), and the pass retried would be a scan, pruning again."""
+        try:
+            self._maybe_prune(now)
+        except Exception as exc:  # noqa: BLE001 - rolled back; tried again later
+            self._pruning = False
+            self._next_prune = time.monotonic() + PRUNE_RETRY
+            log.warning("retention: pruning finished webhook deliveries failed (%s: %s); trying "
+                        "again in %gs", type(exc).__name__, exc, PRUNE_RETRY)
 
     def _maybe_prune(self, now) -> None:
         """Retention of finished deliveries: a batch per pass, each its own short transaction."""
