@@ -80,22 +80,31 @@ def destinations(conn, names: Iterable[str] | None = None) -> list[tuple[str, st
 
 def due_webhooks(conn, now: str, names: Iterable[str]) -> set[str]:
     """Which of ``names`` have a delivery due now: one indexed lookup each (the ``pending``
-    part of ``webhook_deliveries_due``), however many deliveries wait for later."""
-    return {name for name in names if conn.execute(
-        "SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND webhook = ? "
-        "AND next_attempt_at <= ? LIMIT 1", (name, now)).fetchone()}
+    part of ``webhook_deliveries_due``), however many deliveries wait for later, all in one
+    statement (one round trip to a PostgreSQL server, however many names)."""
+    names = list(names)
+    if not names:
+        return set()
+    if is_postgres(conn):
+        given, param = "unnest(?::text[]) AS given(value)", names
+    else:
+        given, param = "json_each(?) AS given", json.dumps(names)
+    return {r[0] for r in conn.execute(
+        f"SELECT given.value FROM {given} WHERE EXISTS (SELECT 1 FROM webhook_deliveries "
+        "WHERE status = 'pending' AND webhook = given.value AND next_attempt_at <= ?)", (param, now))}
 
 
 def pending_webhooks(conn) -> set[str]:
     """The destinations that have pending deliveries, found by skipping through the index
-    from one name to the next (one lookup per destination, not a row per delivery)."""
-    found, name = set(), ""
-    while True:
-        name = conn.execute("SELECT min(webhook) FROM webhook_deliveries WHERE status = 'pending' "
-                            "AND webhook > ?", (name,)).fetchone()[0]
-        if name is None:
-            return found
-        found.add(name)
+    from one name to the next (one lookup per destination, not a row per delivery), in one
+    statement."""
+    return {r[0] for r in conn.execute(
+        "WITH RECURSIVE names(webhook) AS ("
+        "SELECT (SELECT min(webhook) FROM webhook_deliveries WHERE status = 'pending') "
+        "UNION ALL SELECT (SELECT min(d.webhook) FROM webhook_deliveries d "
+        "WHERE d.status = 'pending' AND d.webhook > names.webhook) FROM names "
+        "WHERE names.webhook IS NOT NULL) "
+        "SELECT webhook FROM names WHERE webhook IS NOT NULL")}
 
 
 def next_due(conn, now: str) -> str | None:
