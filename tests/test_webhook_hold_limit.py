@@ -27,13 +27,13 @@ def test_a_pass_counts_what_a_ride_claimed_after_the_loop_counted(applied, recei
     dispatcher._deliveries = host.info.deliveries  # as its thread sets it at start
     loop = dispatcher._loop = asyncio.new_event_loop()
     try:
-        held = dispatcher._publish_held()  # the loop counts, and hands the pass its count...
+        dispatcher._publish_held()  # the loop counts...
         with host.deliveries.write() as conn:  # ...a run's commit rides meanwhile...
             ride = dispatcher.ride(conn, {"hook"}, datetime.now(timezone.utc))
         assert ride is not None and len(ride.out.claimed) == HOLD
         ride.committed()
         # ...and the pass runs
-        done = dispatcher._pass([], [], {"hook"}, False, held, True)
+        done = dispatcher._pass([], [], {"hook"}, False, True)
         sending = [r for r in deliveries(db_path) if r["status"] == "sending"]
         assert len(sending) <= HOLD * 1, (len(done.claimed), len(sending))
     finally:

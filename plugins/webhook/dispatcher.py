@@ -168,7 +168,7 @@ class Dispatcher(DatabasePasses):
                         break
                 if time.monotonic() >= self._scan_at:
                     self._scan = True
-                held = self._publish_held()  # rides claim up to the limit with it
+                self._publish_held()  # passes and rides claim up to the limit with it
                 riding = not self._stopping and time.monotonic() - self._last_ride < RIDING
                 since = self._unwritten_since
                 if riding and not self._hints and not self._scan:
@@ -184,7 +184,7 @@ class Dispatcher(DatabasePasses):
                 scan, self._scan = self._scan, False
                 try:
                     done = await loop.run_in_executor(pool, self._pass, results, released, hints,
-                                                      scan, held, not self._stopping)
+                                                      scan, not self._stopping)
                 except Exception as exc:  # noqa: BLE001 - rolled back; keep everything for the next pass
                     wait = self._guard.failed(exc)
                     self._give_back(results, released)
@@ -269,15 +269,14 @@ class Dispatcher(DatabasePasses):
             if self._unwritten_since is None:
                 self._unwritten_since = time.monotonic()
 
-    def _publish_held(self) -> dict[str, int]:
+    def _publish_held(self) -> None:
         """Claimed messages per destination (queued or in flight, or claimed by a ride that the
-        loop has not taken in yet), published for rides; returns a copy."""
+        loop has not taken in yet), published for passes and rides (rides add their claims)."""
         held = {n: self._workers.get(n, 0) + len(q) for n, q in self._queues.items()}
         with self._handoff:
             for name, count in self._riding.items():
                 held[name] = held.get(name, 0) + count
             self._held = held
-            return dict(held)
 
     def _absorb(self, done: _Pass) -> None:
         """Take in what a pass or a ride found (loop thread): destinations, settings, claims."""

@@ -67,7 +67,7 @@ class DatabasePasses:
         with self._db_lock:
             return self._pass_locked(*args)
 
-    def _pass_locked(self, results, released, hints, scan, held, claiming) -> _Pass:
+    def _pass_locked(self, results, released, hints, scan, claiming) -> _Pass:
         """Look for work in a read transaction; then, if there is any, one write transaction:
         record finished attempts, give back released messages, claim due ones. A destination
         holds up to ``HOLD * concurrency`` claimed messages (those in flight and the rest queued,
@@ -87,11 +87,9 @@ class DatabasePasses:
             upcoming = db.next_due(conn, now)
             # a ride may have claimed them already: a write only for what is still due
             wanted = sorted(db.due_webhooks(conn, now, hints)) if claiming and hints else []
-        if wanted:
-            # rides since the loop counted (each under _db_lock, before this pass) claimed more:
-            # counted too, or this pass claims up to the limit again past their lease's reckoning
-            with self._handoff:
-                held = {n: max(held.get(n, 0), self._held.get(n, 0)) for n in held.keys() | self._held.keys()}
+        # what each destination holds, as the loop last counted it and rides since added (a
+        # count taken before a ride would have this pass claim up to the limit again)
+        held = self._held_now() if wanted else {}
         if results or released or stale or gone_names or wanted:
             with self._deliveries.write() as conn:
                 self._write_results(conn, results, released, now, out)
@@ -121,6 +119,11 @@ class DatabasePasses:
             if any(a.gone for a in results):
                 self._reload(conn, out)
         db.release(conn, released, self.owner)
+
+    def _held_now(self) -> dict[str, int]:
+        """What each destination holds (the loop's count, and what rides claimed since)."""
+        with self._handoff:
+            return dict(self._held)
 
     def _claim(self, conn, names, held, now, out: _Pass) -> None:
         limit = HOLD * self._conf.concurrency
@@ -192,7 +195,7 @@ class DatabasePasses:
                 results, self._results = self._results, []
                 released, self._released = self._released, []
                 self._unwritten_since = None
-                held = dict(self._held)
+            held = self._held_now()
             out = _Pass(wait=self.poll)
             try:
                 with queue_store.savepoint(conn, "webhook_ride"):
