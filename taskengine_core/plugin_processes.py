@@ -93,11 +93,13 @@ class PluginProcess:
         except OSError as exc:  # out of memory, processes or descriptors: the watcher tries again
             self.down_since = time.monotonic()
             log.error("%s could not be started: %s; trying again in %gs", self.name, exc, FIRST_PAUSE)
+        self._watcher = threading.Thread(target=self._watch, name=f"taskengine-{self.name}-watch",
+                                         daemon=True)
+        self._writer = threading.Thread(target=self._write, name=f"taskengine-{self.name}-wake",
+                                        daemon=True)
         try:
-            for attribute, work, role in (("_watcher", self._watch, "watch"), ("_writer", self._write, "wake")):
-                thread = threading.Thread(target=work, name=f"taskengine-{self.name}-{role}", daemon=True)
-                thread.start()  # RuntimeError when the system gives no more threads
-                setattr(self, attribute, thread)
+            self._watcher.start()  # RuntimeError when the system gives no more threads
+            self._writer.start()
         except RuntimeError:  # no child without its watcher: stopped, and the caller is told
             self.stop()
             raise
@@ -136,7 +138,7 @@ class PluginProcess:
                 proc.kill()
                 proc.wait()
         for thread in (self._watcher, self._writer):
-            if thread is not None:
+            if thread is not None and thread.is_alive():  # not started when threads ran out
                 thread.join(5)
 
     # -- the engine side's threads -------------------------------------------------------------
