@@ -67,16 +67,23 @@ def telling(info):
 '''
 
 
+def child_module(tmp_path, monkeypatch, module: str, source: str, out_env: str):
+    """``module`` (``source``) importable by children, whose import path is the engine's; the
+    file that environment variable ``out_env`` names, empty, for what they write."""
+    folder = tmp_path / module
+    folder.mkdir()
+    (folder / f"{module}.py").write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(folder))
+    out = tmp_path / f"{module}.out"
+    out.write_text("")
+    monkeypatch.setenv(out_env, str(out))
+    return out
+
+
 @pytest.fixture
 def entries(tmp_path, monkeypatch, db_path):
     """A module of entries importable by the children; their notes go to a file."""
-    folder = tmp_path / "child-entries"
-    folder.mkdir()
-    (folder / "te_child_entries.py").write_text(textwrap.dedent(ENTRIES))
-    monkeypatch.syspath_prepend(str(folder))
-    out = tmp_path / "child-notes.txt"
-    out.write_text("")
-    monkeypatch.setenv("TE_CHILD_OUT", str(out))
+    out = child_module(tmp_path, monkeypatch, "te_child_entries", ENTRIES, "TE_CHILD_OUT")
     open_store(db_path).close()  # a migrated database, as an engine has
     made: list[PluginProcess] = []
 

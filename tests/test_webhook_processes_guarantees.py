@@ -285,19 +285,13 @@ def test_emit_in_the_child_behaves_as_the_engines(db_target, tmp_path, monkeypat
     """Checks, duplicate ids, PostgreSQL's refusal of a NUL: each call gives the child the
     outcome it gives the engine (which the same calls are made on, on another source)."""
     import json
-    import textwrap
 
     from taskengine_core.engine import Engine
     from taskengine_core.plugin_processes import PluginProcess
     from taskengine_core.store import open_store
+    from tests.test_plugin_processes import child_module
 
-    folder = tmp_path / "emitter"
-    folder.mkdir()
-    (folder / "te_child_emitter.py").write_text(textwrap.dedent(EMITTER))
-    monkeypatch.syspath_prepend(str(folder))
-    out = tmp_path / "emitted.txt"
-    out.write_text("")
-    monkeypatch.setenv("TE_EMIT_OUT", str(out))
+    out = child_module(tmp_path, monkeypatch, "te_child_emitter", EMITTER, "TE_EMIT_OUT")
     open_store(db_target).close()
     e = Engine(db_target)
 
